@@ -1,0 +1,191 @@
+"""One typed config tree for a run.
+
+Precedence: model defaults < YAML file < `--set key=value` overrides. Every
+level is validated by pydantic with unknown keys rejected, and errors name the
+file and the dotted key. The resolved tree is saved with the run (runs table
+and `config.yaml` in the run directory) so a run can be reproduced.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the file and key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RunConfig(_Strict):
+    dir: str = "runs/default"          # run directory: store, models, logs
+    store: str | None = None           # DuckDB file; default <dir>/loop.duckdb
+    seed: int = 0
+    threads: int | None = None         # torch threads; None = torch default
+
+
+class ModelConfig(_Strict):
+    name: str = "embedded:smollm2-135m-instruct"  # embedded:<id>, tiny:<id>, local dir or hub id
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    cache_dir: str | None = None       # converted models; default ~/.cache/loop/models
+
+
+class SourceConfig(_Strict):
+    kind: Literal["arithmetic", "jsonl"]
+    count: int = Field(16, ge=0)       # problems drawn from this source per round
+    levels: list[int] = [1, 2]         # arithmetic difficulty levels
+    path: str | None = None            # jsonl: GSM8K-format file
+
+    @model_validator(mode="after")
+    def _check(self) -> "SourceConfig":
+        if self.kind == "jsonl" and not self.path:
+            raise ValueError("a jsonl source needs 'path'")
+        if any(lv not in (1, 2, 3, 4) for lv in self.levels):
+            raise ValueError(f"levels must be within 1..4, got {self.levels}")
+        return self
+
+
+class ProposeConfig(_Strict):
+    sources: list[SourceConfig] = [SourceConfig(kind="arithmetic", count=32, levels=[1, 2])]
+
+
+class SampleConfig(_Strict):
+    backend: Literal["auto", "hf", "vllm", "openai"] = "auto"
+    group_size: int = Field(4, ge=1)
+    temperature: float = Field(0.8, ge=0.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(128, ge=1)
+    batch_size: int = Field(32, ge=1)  # sequences per generate call
+
+
+class RewardConfig(_Strict):
+    name: str
+    weight: float = 1.0
+    params: dict[str, Any] = {}
+
+
+def _default_rewards() -> list[RewardConfig]:
+    return [RewardConfig(name="xmlcount", weight=1.0), RewardConfig(name="soft_format", weight=1.0),
+            RewardConfig(name="strict_format", weight=1.0), RewardConfig(name="int", weight=1.0),
+            RewardConfig(name="correctness", weight=2.0)]
+
+
+class VerifyConfig(_Strict):
+    rewards: list[RewardConfig] = Field(default_factory=_default_rewards)
+    correctness: str = "correctness"   # the reward whose 1.0 marks a sample verified
+
+
+class LoraConfig(_Strict):
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: list[str] | str = "all-linear"
+
+
+class TrainConfig(_Strict):
+    every: int = Field(1, ge=0)        # train after every N-th round; 0 = never
+    method: Literal["sft"] = "sft"
+    backend: Literal["auto", "trl"] = "auto"
+    max_steps: int = Field(20, ge=1)
+    batch_size: int = Field(4, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    learning_rate: float = 2e-4
+    max_seq_len: int = 384
+    replay: bool = True                # also train on verified chains of earlier rounds
+    lora: LoraConfig = LoraConfig()
+
+
+class EvalConfig(_Strict):
+    n_problems: int = Field(50, ge=1)
+    levels: list[int] = [1, 2]
+    seed: int = 1_000_003              # held-out seed; training problems never collide with it
+    max_new_tokens: int = Field(128, ge=1)
+    batch_size: int = Field(50, ge=1)
+
+
+class Config(_Strict):
+    run: RunConfig = RunConfig()
+    model: ModelConfig = ModelConfig()
+    propose: ProposeConfig = ProposeConfig()
+    sample: SampleConfig = SampleConfig()
+    verify: VerifyConfig = VerifyConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvalConfig = EvalConfig()
+
+    @property
+    def store_path(self) -> Path:
+        return Path(self.run.store) if self.run.store else Path(self.run.dir) / "loop.duckdb"
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _format_errors(err: ValidationError, origin: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"{origin}: {key}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`a.b=value` -> (['a', 'b'], parsed YAML value)."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key=value")
+    key, raw = item.split("=", 1)
+    if not key.strip():
+        raise ConfigError(f"--set {item!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {key}: value is not valid YAML: {e}") from e
+    return key.strip().split("."), value
+
+
+def _apply(tree: dict, path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        nxt = node.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            node[part] = nxt
+        node = nxt
+    node[path[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load defaults, then the YAML file, then overrides; validate each step."""
+    tree: dict[str, Any] = {}
+    origin = "defaults"
+    if path is not None:
+        p = Path(path)
+        origin = str(p)
+        try:
+            text = p.read_text()
+        except OSError as e:
+            raise ConfigError(f"{p}: cannot read config: {e.strerror or e}") from e
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: invalid YAML: {e}") from e
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: top level must be a mapping, got {type(data).__name__}")
+        tree = data
+    try:
+        Config.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, origin)) from None
+    for item in overrides or []:
+        keys, value = parse_override(item)
+        _apply(tree, keys, value)
+        try:
+            Config.model_validate(tree)
+        except ValidationError as e:
+            raise ConfigError(_format_errors(e, f"--set {item}")) from None
+    return Config.model_validate(tree)

