@@ -1,0 +1,75 @@
+"""Sample stage: a GRPO group of G completions per problem, through one backend.
+
+Contract of a backend (one file each in loop/samplers/):
+- constructed with (model_dir, adapter_dir | None, config.sample, config.model);
+- `generate(prompts, params, progress) -> list[list[Completion]]`: one list of
+  `params.n` completions per prompt (a prompt is a list of chat messages), in
+  order; `progress(k)` is called as k more completions finish;
+- `set_adapter(adapter_dir)` switches to a new LoRA adapter without a restart
+  where the backend can; `close()` frees the engine.
+Results are reproducible for a given `params.seed` on the same backend/dtype.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+
+@dataclass
+class SamplingParams:
+    n: int = 4
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_new_tokens: int = 128
+    seed: int = 0
+    stop: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "temperature": self.temperature, "top_p": self.top_p,
+                "max_new_tokens": self.max_new_tokens, "seed": self.seed, "stop": list(self.stop)}
+
+
+@dataclass
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str              # "stop" (EOS or stop string) or "length"
+    meta: dict[str, Any] = field(default_factory=dict)  # backend extras (budget, waits)
+
+
+class Sampler(Protocol):
+    name: str
+
+    def generate(self, prompts: list[list[dict]], params: SamplingParams,
+                 progress: Callable[[int], None] | None = None) -> list[list[Completion]]: ...
+    def set_adapter(self, adapter_dir: str | None) -> None: ...
+    def close(self) -> None: ...
+
+
+BACKENDS: dict[str, str] = {   # name -> module path:class; imported lazily
+    "hf": "loop.samplers.hf:HFSampler",
+}
+
+
+class SamplerError(RuntimeError):
+    pass
+
+
+def choose_backend(name: str) -> str:
+    """`auto` picks vllm when importable, else hf."""
+    if name != "auto":
+        if name not in BACKENDS:
+            raise SamplerError(f"unknown sampler backend {name!r}; valid: auto, {', '.join(sorted(BACKENDS))}")
+        return name
+    if "vllm" in BACKENDS and importlib.util.find_spec("vllm") is not None:
+        return "vllm"
+    return "hf"
+
+
+def build_sampler(name: str, model_dir, adapter_dir, sample_cfg, model_cfg) -> Sampler:
+    backend = choose_backend(name)
+    mod, cls = BACKENDS[backend].split(":")
+    return getattr(importlib.import_module(mod), cls)(model_dir, adapter_dir, sample_cfg, model_cfg)

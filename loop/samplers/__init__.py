@@ -1,0 +1,1 @@
+"""Sampler backends, one per file; see loop.sample for the contract."""
