@@ -73,3 +73,37 @@ def build_sampler(name: str, model_dir, adapter_dir, sample_cfg, model_cfg) -> S
     backend = choose_backend(name)
     mod, cls = BACKENDS[backend].split(":")
     return getattr(importlib.import_module(mod), cls)(model_dir, adapter_dir, sample_cfg, model_cfg)
+
+
+# --- the stage ------------------------------------------------------------------
+def stage(ctx, r: int) -> dict:
+    """Sample a group per problem of round r with the current model; store all samples."""
+    import hashlib
+    from loop.progress import bar
+    from loop.prompts import PROMPT_VERSION, messages
+    cfg = ctx.cfg.sample
+    problems = ctx.store.query(
+        "SELECT p.problem_id, p.question FROM round_problems rp JOIN problems p USING (problem_id) "
+        "WHERE rp.run_id = ? AND rp.round = ? ORDER BY p.problem_id", [ctx.run_id, r])
+    sampler = ctx.sampler()
+    version, _ = ctx.current_model()
+    params = SamplingParams(n=cfg.group_size, temperature=cfg.temperature, top_p=cfg.top_p,
+                            max_new_tokens=cfg.max_new_tokens, seed=ctx.round_seed(r, "sample"))
+    with bar(f"round {r}: sample ({sampler.name})", len(problems) * params.n) as advance:
+        groups = sampler.generate([messages(p["question"]) for p in problems], params, advance)
+    rows = []
+    for p, group in zip(problems, groups):
+        for idx, c in enumerate(group):
+            sid = hashlib.sha256(f"{ctx.run_id}:{r}:{p['problem_id']}:{idx}:{version}".encode()).hexdigest()[:20]
+            rows.append({"sample_id": sid, "run_id": ctx.run_id, "round": r, "problem_id": p["problem_id"],
+                         "idx": idx, "model_version": version, "backend": sampler.name,
+                         "sampling": params.as_dict(), "prompt_version": PROMPT_VERSION,
+                         "completion": c.text, "prompt_tokens": c.prompt_tokens,
+                         "completion_tokens": c.completion_tokens, "finish_reason": c.finish_reason,
+                         "meta": c.meta})
+    info = {"samples": len(rows), "backend": sampler.name, "model_version": version,
+            "completion_tokens": sum(x["completion_tokens"] for x in rows)}
+    with ctx.store.transaction():
+        ctx.store.insert_rows("samples", rows)
+        ctx.mark_done(r, "sample", info)
+    return info

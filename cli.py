@@ -1,0 +1,143 @@
+"""`loop` command line: a thin typer layer over the library.
+
+Heavy modules (torch, transformers, duckdb) are imported inside commands so
+`loop --help` stays instant. Library errors with a clear message (bad config,
+seed file, model, store) are printed without a traceback and exit with code 2.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(help="loop: a self-improving RL data-synthesis daemon.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+inspect_app = typer.Typer(help="Query what the loop has stored.", invoke_without_command=True)
+app.add_typer(inspect_app, name="inspect")
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file (default: built-in defaults).")
+SetOpt = typer.Option(None, "--set", "-s", help="Override a config key: --set sample.group_size=8 (repeatable).")
+
+
+def _fail(msg: str) -> None:
+    typer.secho(f"error: {msg}", fg="red", err=True)
+    raise typer.Exit(2)
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from loop.config import ConfigError
+    from loop.models import ModelError
+    from loop.propose import ProposeError
+    from loop.sample import SamplerError
+    from store.db import StoreError
+    return (ConfigError, ModelError, ProposeError, SamplerError, StoreError, ValueError)
+
+
+def _load(config: Optional[Path], sets: Optional[list[str]]):
+    from loop.config import ConfigError, load_config
+    try:
+        return load_config(config, sets or [])
+    except ConfigError as e:
+        _fail(str(e))
+
+
+@app.command()
+def start(rounds: int = typer.Option(5, "--rounds", "-n", min=0, help="Rounds this run has when done."),
+          config: Optional[Path] = ConfigOpt, set: Optional[list[str]] = SetOpt) -> None:
+    """Run (or resume) the loop: propose, sample, verify, store, train, evaluate."""
+    cfg = _load(config, set)
+    from loop.scheduler import run_rounds
+    try:
+        ctx = run_rounds(cfg, rounds)
+    except _known_errors() as e:
+        _fail(str(e))
+    _print_rounds(cfg, None, as_json=False, run_id=ctx.run_id)
+
+
+def _open_store(config: Optional[Path], sets: Optional[list[str]], store: Optional[Path]):
+    from store.db import Store, StoreError
+    path = store or _load(config, sets).store_path
+    try:
+        return Store(path, read_only=True)
+    except StoreError as e:
+        _fail(str(e))
+
+
+def _print_rounds(cfg, store_path, as_json: bool, run_id: str | None = None) -> None:
+    from store import queries
+    from store.db import Store
+    with Store(store_path or cfg.store_path, read_only=True) as st:
+        rid = run_id or queries.latest_run(st)
+        rows = queries.rounds(st, rid) if rid else []
+    if as_json:
+        print(json.dumps({"run_id": rid, "rounds": rows}, default=str, indent=2))
+        return
+    from rich.table import Table
+    from loop.progress import console
+    t = Table(title=f"run {rid}")
+    for col in ("round", "problems", "samples", "verified %", "mean reward", "solved", "train ex",
+                "held-out acc", "format %", "model"):
+        t.add_column(col, justify="right")
+    for r in rows:
+        t.add_row(str(r["round"]), str(r["problems"]), str(r["samples"]), _pct(r["verified_frac"]),
+                  _num(r["mean_reward"]), _num(r["solved"]), _num(r["train_examples"]),
+                  _pct(r["heldout_accuracy"]), _pct(r["format_rate"]), (r["model_version"] or "")[:8])
+    console.print(t)
+
+
+def _pct(v) -> str:
+    return "" if v is None else f"{100 * v:.1f}"
+
+
+def _num(v) -> str:
+    return "" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+
+StoreOpt = typer.Option(None, "--store", help="DuckDB store file (default: from the config).")
+JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts.")
+
+
+@inspect_app.callback()
+def inspect(ctx: typer.Context, config: Optional[Path] = ConfigOpt, set: Optional[list[str]] = SetOpt,
+            store: Optional[Path] = StoreOpt, as_json: bool = JsonOpt) -> None:
+    """Per-round table: problems, samples, verified %, mean reward, held-out accuracy."""
+    ctx.obj = {"config": config, "set": set, "store": store}
+    if ctx.invoked_subcommand is None:
+        st = _open_store(config, set, store)
+        path = st.path
+        st.close()
+        _print_rounds(None, path, as_json)
+
+
+@inspect_app.command("samples")
+def inspect_samples(ctx: typer.Context, verified: bool = typer.Option(False, "--verified", help="Only verified."),
+                    round: Optional[int] = typer.Option(None, "--round", help="Only this round."),
+                    problem: Optional[str] = typer.Option(None, "--problem", help="Only this problem id."),
+                    limit: int = typer.Option(10, "--limit", min=1), as_json: bool = JsonOpt) -> None:
+    """Print stored chains with their rewards."""
+    from store import queries
+    o = ctx.obj or {}
+    with _open_store(o.get("config"), o.get("set"), o.get("store")) as st:
+        rows = queries.samples(st, queries.latest_run(st), verified=True if verified else None,
+                               round=round, problem_id=problem, limit=limit)
+    if as_json:
+        print(json.dumps(rows, default=str, indent=2))
+        return
+    from rich.panel import Panel
+    from loop.progress import console
+    for r in rows:
+        title = (f"{r['sample_id']}  round {r['round']}  verified={r['verified']}  "
+                 f"total={_num(r['reward_total'])}  adv={_num(r['advantage'])}")
+        body = f"[bold]Q:[/] {r['question']}  [bold]gold:[/] {r['answer']}  [bold]got:[/] {r['extracted']}\n\n{r['completion']}\n\n[dim]{r['rewards']}[/]"
+        console.print(Panel(body, title=title, expand=False))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

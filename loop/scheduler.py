@@ -1,0 +1,95 @@
+"""The scheduler: runs rounds of stages, resumably.
+
+A round is the stages in STAGES order. Each stage commits its outputs together
+with its `steps` row; a stage whose step is done is skipped on restart. So
+`loop start` after a crash (or kill) resumes the unfinished round at the
+unfinished stage, and `--rounds N` means "this run has N rounds when done".
+Round 0 holds only the baseline evaluation.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Callable
+
+from loop.config import Config
+from loop.context import RunContext
+from loop.progress import console
+
+STAGE_NAMES = ["propose", "sample", "verify", "train", "evaluate"]
+
+
+def _stages() -> dict[str, Callable]:
+    from loop import evaluate, propose, sample, train, verify
+    return {"propose": propose.stage, "sample": sample.stage, "verify": verify.stage,
+            "train": train.stage, "evaluate": evaluate.stage}
+
+
+def open_run(cfg: Config) -> RunContext:
+    """Open (or create) the run in the configured store; resolve the base model."""
+    from loop.models import model_hash, resolve_model
+    from store.db import Store
+    base_dir = resolve_model(cfg.model.name, cfg.model.cache_dir)
+    store = Store(cfg.store_path)
+    run_dir = Path(cfg.run.dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    row = store.query("SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 1")
+    run_id = row[0]["run_id"] if row else f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    from loop import __version__
+    with store.transaction():
+        store.insert_rows("runs", [{"run_id": run_id, "config": cfg.model_dump(mode="json"),
+                                    "loop_version": __version__}],
+                          conflict="(run_id) DO UPDATE SET config = excluded.config")
+    (run_dir / "config.yaml").write_text(cfg.to_yaml())
+    return RunContext(cfg=cfg, store=store, run_id=run_id, base_dir=base_dir,
+                      base_version=model_hash(base_dir))
+
+
+def run_rounds(cfg: Config, rounds: int) -> RunContext:
+    """Run (or resume) until the run has `rounds` finished rounds."""
+    _set_threads(cfg.run.threads)
+    ctx = open_run(cfg)
+    stages = _stages()
+    console.print(f"[bold]run[/] {ctx.run_id}  store {cfg.store_path}  model {cfg.model.name}")
+    try:
+        if not ctx.is_done(0, "evaluate"):
+            _run_stage(ctx, 0, "evaluate", stages["evaluate"])
+        for r in range(1, rounds + 1):
+            if all(ctx.is_done(r, s) for s in STAGE_NAMES):
+                continue
+            _begin_round(ctx, r)
+            for name in STAGE_NAMES:
+                if not ctx.is_done(r, name):
+                    _run_stage(ctx, r, name, stages[name])
+            _end_round(ctx, r)
+    finally:
+        ctx.close()
+    return ctx
+
+
+def _run_stage(ctx: RunContext, r: int, name: str, fn: Callable) -> None:
+    t0 = time.time()
+    info = fn(ctx, r)
+    brief = {k: v for k, v in info.items() if not isinstance(v, (list, dict))}
+    console.print(f"  round {r} {name:<8} {time.time() - t0:6.1f}s  {json.dumps(brief, default=str)}")
+
+
+def _begin_round(ctx: RunContext, r: int) -> None:
+    version, _ = ctx.current_model()
+    with ctx.store.transaction():
+        ctx.store.insert_rows("rounds", [{"run_id": ctx.run_id, "round": r, "status": "running",
+                                          "model_version": version}])
+
+
+def _end_round(ctx: RunContext, r: int) -> None:
+    with ctx.store.transaction():
+        ctx.store.con.execute("UPDATE rounds SET status = 'done', finished_at = current_timestamp "
+                              "WHERE run_id = ? AND round = ?", [ctx.run_id, r])
+
+
+def _set_threads(n: int | None) -> None:
+    if n:
+        import torch
+        torch.set_num_threads(n)

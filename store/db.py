@@ -1,0 +1,147 @@
+"""The DuckDB store: schema via numbered migrations, transactional stage writes.
+
+Invariants:
+- The schema version is the highest applied migration in `schema_migrations`;
+  opening an older store applies the missing ones; a newer store is refused.
+- A stage writes all its outputs and marks its step done in ONE transaction
+  (`Store.transaction()`), with content-hash keys and ON CONFLICT DO NOTHING, so a
+  crash leaves either nothing or everything of a stage and a re-run never duplicates.
+- Only parameterized queries; identifiers never come from user input.
+"""
+from __future__ import annotations
+
+import json
+import re
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterator
+
+import duckdb
+
+MIGRATION_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or written; the message names the file."""
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) for every shipped migration, in order."""
+    out = []
+    for f in resources.files("store.migrations").iterdir():
+        m = MIGRATION_RE.match(f.name)
+        if m:
+            out.append((int(m.group(1)), m.group(2), f.read_text()))
+    return sorted(out)
+
+
+SCHEMA_VERSION = migrations()[-1][0]
+
+
+class Store:
+    def __init__(self, path: str | Path, read_only: bool = False):
+        self.path = Path(path)
+        if read_only and not self.path.exists():
+            raise StoreError(f"{self.path}: no store here (run `loop start` first)")
+        if not read_only:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"{self.path.parent}: cannot create store directory: {e.strerror}") from e
+        try:
+            self.con = duckdb.connect(str(self.path), read_only=read_only)
+        except (duckdb.Error, OSError) as e:
+            raise StoreError(f"{self.path}: cannot open store: {e}") from e
+        if read_only:
+            self._check_version(self._version())
+        else:
+            self.migrate()
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- schema ---------------------------------------------------------------
+    def _version(self) -> int:
+        has = self.con.execute("SELECT count(*) FROM information_schema.tables "
+                               "WHERE table_name = 'schema_migrations'").fetchall()[0][0]
+        if not has:
+            return 0
+        return self.con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchall()[0][0]
+
+    def _check_version(self, current: int) -> None:
+        if current > SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: store schema version {current} is newer than this "
+                             f"loop supports ({SCHEMA_VERSION}); upgrade loop")
+
+    def migrate(self) -> int:
+        self.con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                         "name VARCHAR, applied_at TIMESTAMP DEFAULT current_timestamp)")
+        current = self._version()
+        self._check_version(current)
+        for version, name, sql in migrations():
+            if version <= current:
+                continue
+            with self.transaction():
+                self.con.execute(sql)
+                self.con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
+        return self._version()
+
+    # --- writing --------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield self.con
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    def insert_rows(self, table: str, rows: list[dict[str, Any]], conflict: str = "DO NOTHING") -> None:
+        """Batched insert of dicts sharing keys; JSON-able dict/list values are encoded."""
+        if not rows:
+            return
+        import pyarrow as pa
+        cols = list(rows[0])
+        batch = pa.table({c: [_enc(r[c]) for r in rows] for c in cols})
+        self.con.register("_loop_batch", batch)  # Arrow scan: one vectorized insert, not N statements
+        try:
+            self.con.execute(f"INSERT INTO {table} ({', '.join(cols)}) "
+                             f"SELECT {', '.join(cols)} FROM _loop_batch ON CONFLICT {conflict}")
+        finally:
+            self.con.unregister("_loop_batch")
+
+    def update_samples(self, rows: list[dict[str, Any]]) -> None:
+        """Set verdict columns of existing samples, keyed by sample_id (one statement)."""
+        if not rows:
+            return
+        import pyarrow as pa
+        cols = [c for c in rows[0] if c != "sample_id"]
+        batch = pa.table({c: [_enc(r[c]) for r in rows] for c in ["sample_id", *cols]})
+        self.con.register("_loop_upd", batch)
+        try:
+            sets = ", ".join(f"{c} = u.{c}" for c in cols)
+            self.con.execute(f"UPDATE samples SET {sets} FROM _loop_upd u WHERE samples.sample_id = u.sample_id")
+        finally:
+            self.con.unregister("_loop_upd")
+
+    # --- reading --------------------------------------------------------------
+    def query(self, sql: str, params: list | None = None) -> list[dict[str, Any]]:
+        cur = self.con.execute(sql, params or [])
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def scalar(self, sql: str, params: list | None = None) -> Any:
+        rows = self.con.execute(sql, params or []).fetchall()  # drain: duckdb 2 refuses new work otherwise
+        return rows[0][0] if rows else None
+
+
+def _enc(v: Any) -> Any:
+    return json.dumps(v) if isinstance(v, (dict, list)) else v

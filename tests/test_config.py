@@ -1,0 +1,67 @@
+"""Config tree: precedence, validation with named keys, every shipped config loads."""
+from pathlib import Path
+
+import pytest
+
+from loop.config import Config, ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, Config)
+    assert cfg.verify.correctness in [r.name for r in cfg.verify.rewards]
+
+
+def test_precedence_defaults_file_overrides(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("sample:\n  group_size: 6\n  temperature: 0.5\n")
+    cfg = load_config(f, ["sample.group_size=9"])
+    assert cfg.sample.group_size == 9          # override beats file
+    assert cfg.sample.temperature == 0.5       # file beats default
+    assert cfg.sample.top_p == Config().sample.top_p  # default kept
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    (["sample.bogus=1"], "sample.bogus: unknown key"),            # unknown nested key named
+    (["nope=1"], "nope: unknown key"),                            # unknown top-level key
+    (["sample.group_size=0"], "sample.group_size"),               # out of range
+    (["sample.backend=tensorrt"], "sample.backend"),              # not a valid backend
+    (["sample.group_size"], "expected key=value"),                # malformed override
+    (["propose.sources=[{kind: jsonl}]"], "needs 'path'"),        # jsonl without a path
+])
+def test_bad_overrides_name_the_key(overrides, needle):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, overrides)
+    assert needle in str(e.value)
+
+
+def test_unknown_key_in_file_names_file_and_key(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("train:\n  max_stepz: 3\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(f)
+    assert str(f) in str(e.value) and "train.max_stepz: unknown key" in str(e.value)
+
+
+def test_missing_and_invalid_yaml_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "b.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(bad)
+
+
+def test_reward_params_nest_under_reward():
+    cfg = load_config(None, ["verify.rewards=[{name: correctness, weight: 2, params: {timeout_s: 1}}]"])
+    assert cfg.verify.rewards[0].params == {"timeout_s": 1}
+
+
+def test_resolved_config_round_trips_through_yaml(tmp_path):
+    cfg = load_config(ROOT / "configs" / "default.yaml", ["sample.group_size=3"])
+    f = tmp_path / "saved.yaml"
+    f.write_text(cfg.to_yaml())
+    assert load_config(f) == cfg
