@@ -1,0 +1,146 @@
+"""``verify(gold, prediction) -> Verdict``: the public equivalence check.
+
+Contract
+--------
+* ``Verdict.equal`` is ``True``, ``False`` or ``None`` (cannot judge).  ``None``
+  is returned when the *gold* cannot be read, or when the check ran out of
+  time; it is never a reward.  A prediction that cannot be read is ``False``.
+* Never raises for ``str`` inputs.  Inputs are capped (``MAX_GOLD_CHARS``,
+  ``MAX_PRED_CHARS``); longer golds give ``None``, longer predictions ``False``.
+* Verdicts are cached by ``(gold, prediction)`` (timeouts are not cached).
+
+Stages: normalize (pure Python) -> textual match -> exact numbers -> the
+structured comparison in ``equivalence`` (own parser; sympy only in the
+bounded worker pool).
+
+Numeric tolerance rules
+-----------------------
+* Integers, fractions and decimals are compared *exactly* as rationals:
+  ``0.5 == 1/2``, ``72 != 72.0000001``, ``0.50 == 0.5``.
+* A decimal is accepted as an approximation only of a value that has no finite
+  decimal form (``1/3``, ``\\sqrt2``, ``\\pi``): it must satisfy
+  ``|pred - gold| <= 1e-6 * max(1, |gold|)``.  Two decimals, or a decimal and
+  an exact value with a finite decimal form, are compared exactly.
+* ``50\\%`` is the number 50 (the sign is presentation); it equals ``50``, not
+  ``0.5``.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from fractions import Fraction
+
+from .normalize import Num, canon_text, normalize, parse_number
+
+__all__ = ["Verdict", "verify", "VERIFIER_VERSION", "REL_TOL", "clear_cache"]
+
+VERIFIER_VERSION = "0.1.0"
+MAX_GOLD_CHARS = 2000
+MAX_PRED_CHARS = 2000
+REL_TOL = Fraction(1, 10**6)
+DEFAULT_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    equal: bool | None
+    reason: str
+    method: str = ""
+
+    def __bool__(self) -> bool:  # a Verdict is truthy only when surely equal
+        return self.equal is True
+
+
+class _Cache:
+    """Small thread-safe LRU keyed by (gold, prediction)."""
+
+    def __init__(self, size: int = 65536):
+        self._data: OrderedDict = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is not None:
+                self._data.move_to_end(key)
+            return hit
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._data[key] = value
+            if len(self._data) > self._size:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+_CACHE = _Cache()
+
+
+def clear_cache() -> None:
+    _CACHE.clear()
+
+
+def has_finite_decimal(q: Fraction) -> bool:
+    den = q.denominator
+    for p in (2, 5):
+        while den % p == 0:
+            den //= p
+    return den == 1
+
+
+def compare_numbers(gold: Num, pred: Num) -> Verdict:
+    """Exact rational comparison plus the decimal-approximation rule."""
+    if gold.value == pred.value:
+        return Verdict(True, "equal numbers", "number")
+    if gold.decimal != pred.decimal:
+        exact = pred if gold.decimal else gold
+        approx = gold if gold.decimal else pred
+        if not has_finite_decimal(exact.value):
+            tol = REL_TOL * max(Fraction(1), abs(gold.value))
+            if abs(exact.value - approx.value) <= tol:
+                return Verdict(True, "decimal approximation within 1e-6", "number")
+    return Verdict(False, "different numbers", "number")
+
+
+def _verify_uncached(gold: str, pred: str, timeout_s: float) -> Verdict:
+    if len(gold) > MAX_GOLD_CHARS:
+        return Verdict(None, "gold too long", "guard")
+    if len(pred) > MAX_PRED_CHARS:
+        return Verdict(False, "prediction too long", "guard")
+    g, p = normalize(gold), normalize(pred)
+    if not g:
+        return Verdict(None, "empty gold", "guard")
+    if not p:
+        return Verdict(False, "empty prediction", "guard")
+    if canon_text(g) == canon_text(p):
+        return Verdict(True, "same normalized text", "string")
+    gn, pn = parse_number(g), parse_number(p)
+    if gn is not None and pn is not None:
+        return compare_numbers(gn, pn)
+    from . import equivalence  # deferred: keeps the fast path import-light
+
+    return equivalence.compare(g, p, gn, pn, timeout_s)
+
+
+def verify(gold: str, prediction: str, *, timeout_s: float | None = None) -> Verdict:
+    """Is ``prediction`` mathematically the same answer as ``gold``?"""
+    if not isinstance(gold, str):
+        gold = "" if gold is None else str(gold)
+    if not isinstance(prediction, str):
+        prediction = "" if prediction is None else str(prediction)
+    key = (gold, prediction)
+    hit = _CACHE.get(key)
+    if hit is not None:
+        return hit
+    try:
+        verdict = _verify_uncached(gold, prediction, timeout_s or DEFAULT_TIMEOUT_S)
+    except RecursionError:
+        verdict = Verdict(None, "input too deeply nested", "guard")
+    if verdict.reason != "timeout":
+        _CACHE.put(key, verdict)
+    return verdict
