@@ -58,13 +58,14 @@ class RunContext:
         if self._sampler is not None:
             self._sampler.close()
             self._sampler = None
+        self.store.close()
 
     # --- step bookkeeping (call inside the stage's transaction) -----------------
     def mark_done(self, r: int, stage: str, info: dict) -> None:
         self.store.insert_rows("steps", [{"run_id": self.run_id, "round": r, "stage": stage,
                                           "status": "done", "info": info}],
                                conflict="(run_id, round, stage) DO UPDATE SET status = excluded.status, "
-                                        "info = excluded.info, finished_at = current_timestamp")
+                                        "info = excluded.info, finished_at = now()")
 
     def is_done(self, r: int, stage: str) -> bool:
         return bool(self.store.scalar("SELECT count(*) FROM steps WHERE run_id = ? AND round = ? "

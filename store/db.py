@@ -116,7 +116,7 @@ class Store:
             self.con.execute(f"INSERT INTO {table} ({', '.join(cols)}) "
                              f"SELECT {', '.join(cols)} FROM _loop_batch ON CONFLICT {conflict}")
         finally:
-            self.con.unregister("_loop_batch")
+            _unregister(self.con, "_loop_batch")
 
     def update_samples(self, rows: list[dict[str, Any]]) -> None:
         """Set verdict columns of existing samples, keyed by sample_id (one statement)."""
@@ -130,7 +130,7 @@ class Store:
             sets = ", ".join(f"{c} = u.{c}" for c in cols)
             self.con.execute(f"UPDATE samples SET {sets} FROM _loop_upd u WHERE samples.sample_id = u.sample_id")
         finally:
-            self.con.unregister("_loop_upd")
+            _unregister(self.con, "_loop_upd")
 
     # --- reading --------------------------------------------------------------
     def query(self, sql: str, params: list | None = None) -> list[dict[str, Any]]:
@@ -145,3 +145,10 @@ class Store:
 
 def _enc(v: Any) -> Any:
     return json.dumps(v) if isinstance(v, (dict, list)) else v
+
+
+def _unregister(con, name: str) -> None:
+    try:
+        con.unregister(name)
+    except duckdb.Error:
+        pass  # an aborted transaction refuses it; the real error is already propagating
