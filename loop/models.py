@@ -98,6 +98,7 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
         del model.config.quantization_config
     model.is_quantized = False
     tok.chat_template = CHATML
+    tok.clean_up_tokenization_spaces = False  # destructive for BPE; transformers warns on every load
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model.generation_config.pad_token_id = tok.pad_token_id
@@ -149,10 +150,18 @@ def model_hash(folder: Path) -> str:
     return h.hexdigest()[:12]
 
 
+def quiet_transformers() -> None:
+    """No per-load progress bars or tokenizer notices: the stages draw their own rich bars."""
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def load_for_inference(base: Path, adapter: Path | None, dtype: str = "float32"):
     """Base model (+ LoRA adapter merged in) and tokenizer, ready to generate."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    quiet_transformers()
     try:
         tok = AutoTokenizer.from_pretrained(base)
         model = AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, dtype))

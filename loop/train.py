@@ -85,7 +85,11 @@ def train_job(job: dict) -> dict:
     from peft import LoraConfig, PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
+    from loop import trl_compat
 
+    trl_compat.install()
+    from loop.models import quiet_transformers
+    quiet_transformers()
     cfg = job["train"]
     if job.get("threads"):
         torch.set_num_threads(job["threads"])

@@ -1,0 +1,91 @@
+"""Train stage: chain selection and repair, and real TRL SFT + PEFT LoRA in a child process."""
+import json
+
+import pytest
+
+from loop.train import data_hash, repair, select_chains
+
+
+def _row(pid, completion, strict, extracted="85", answer="85", q="What is 47 + 38?"):
+    return {"problem_id": pid, "completion": completion, "extracted": extracted, "answer": answer,
+            "question": q, "strict": strict}
+
+
+SELECT_TABLE = [
+    # (rows, expected target per problem)
+    ([_row("a", "long chain 47 + 38 = 85", False), _row("a", "47+38=85", False)],
+     {"a": "<reasoning>\n47+38=85\n</reasoning>\n<answer>\n85\n</answer>"}),        # shortest wins, repaired
+    ([_row("a", "x = 85", False), _row("a", "<reasoning>\nlonger but formatted\n</reasoning>\n<answer>\n85\n</answer>", True)],
+     {"a": "<reasoning>\nlonger but formatted\n</reasoning>\n<answer>\n85\n</answer>"}),  # well-formed beats shorter
+    ([_row("a", "So 85. Then I rambled 12 more", False)],
+     {"a": "<reasoning>\nSo 85\n</reasoning>\n<answer>\n85\n</answer>"}),           # cut after the answer's last mention... of 85
+    ([_row("a", "47+38=85", False), _row("b", "10*3=30", False, "30", "30")],
+     {"a": "<reasoning>\n47+38=85\n</reasoning>\n<answer>\n85\n</answer>",
+      "b": "<reasoning>\n10*3=30\n</reasoning>\n<answer>\n30\n</answer>"}),          # one example per problem
+]
+
+
+@pytest.mark.parametrize("rows, expected", SELECT_TABLE)
+def test_select_chains(rows, expected):
+    got = {e["problem_id"]: e["completion"][0]["content"] for e in select_chains(rows)}
+    assert got == expected
+    for e in select_chains(rows):
+        assert e["prompt"][-1] == {"role": "user", "content": "What is 47 + 38?"} or e["problem_id"] == "b"
+
+
+def test_repair_without_extraction_keeps_text():
+    assert repair("no number here", None, "7") == "<reasoning>\nno number here\n</reasoning>\n<answer>\n7\n</answer>"
+
+
+def test_data_hash_is_stable_and_content_sensitive():
+    ex = select_chains([_row("a", "47+38=85", False)])
+    assert data_hash(ex) == data_hash(json.loads(json.dumps(ex)))
+    assert data_hash(ex) != data_hash(select_chains([_row("a", "47 + 38 = 85", False)]))
+
+
+def _examples(n=8):
+    rows = [_row(f"p{i}", f"{i} + {i} = {2 * i}", False, str(2 * i), str(2 * i), f"What is {i} + {i}?")
+            for i in range(10, 10 + n)]
+    return select_chains(rows)
+
+
+def _job(tmp_path, base, parent=None, steps=3):
+    from loop.config import TrainConfig
+    from loop.train import write_snapshot
+    write_snapshot(_examples(), tmp_path / "data.parquet")
+    cfg = TrainConfig(max_steps=steps, batch_size=2, max_seq_len=128, learning_rate=1e-2)
+    return {"base": str(base), "parent_adapter": parent, "data": str(tmp_path / "data.parquet"),
+            "out": str(tmp_path / ("out2" if parent else "out")), "seed": 0, "threads": 1,
+            "train": cfg.model_dump(mode="json")}
+
+
+def _adapter_tensors(path):
+    from safetensors.torch import load_file
+    return load_file(str(path / "adapter_model.safetensors"))
+
+
+def test_sft_child_process_trains_every_lora_parameter(tmp_path):
+    """Real TRL SFTTrainer + PEFT LoRA on the tiny model, run as the daemon runs it."""
+    from loop.models import resolve_model
+    from loop.train import run_child
+    base = resolve_model("tiny:llama")
+    job = _job(tmp_path, base)
+    m = run_child(job, tmp_path / "job.json", threads=1)
+    assert m["steps"] == 3 and m["examples"] == 8
+    first = _adapter_tensors(tmp_path / "out")
+    lora_b = {k: v for k, v in first.items() if "lora_B" in k}
+    assert lora_b and all(v.abs().sum() > 0 for v in lora_b.values())  # B starts at zero: all trained
+    # Continue from that adapter: every tensor moves again.
+    job2 = _job(tmp_path, base, parent=str(tmp_path / "out"))
+    run_child(job2, tmp_path / "job2.json", threads=1)
+    second = _adapter_tensors(tmp_path / "out2")
+    assert first.keys() == second.keys()
+    assert all(not (first[k] == second[k]).all() for k in first)
+
+
+def test_failed_training_raises_and_publishes_nothing(tmp_path):
+    from loop.train import TrainError, run_child
+    job = _job(tmp_path, tmp_path / "no-such-model")
+    with pytest.raises(TrainError, match="training process failed"):
+        run_child(job, tmp_path / "job.json", threads=1)
+    assert not (tmp_path / "out").exists()
