@@ -38,9 +38,9 @@ _TRANSLATE = str.maketrans({
 
 _WRAPPERS = re.compile(
     r"\\(?:text|textrm|textbf|textit|texttt|mathrm|mathbf|mathit|mathsf|mbox|"
-    r"operatorname|mathbb|boldsymbol|bm|hbox)\s*\{([^{}]*)\}"
+    r"operatorname|boldsymbol|bm|hbox)\s*\{([^{}]*)\}"
 )
-_SPACING = re.compile(r"\\(?:[,;:! ]|quad|qquad|displaystyle|textstyle|left|right|big|Big|bigg|Bigg)(?![a-zA-Z])")
+_SPACING = re.compile(r"(?<!\\)\\(?:[,;:! ]|quad|qquad|displaystyle|textstyle|left|right|big|Big|bigg|Bigg)(?![a-zA-Z])")
 _DEGREE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree|\^\s*\{\s*\\text\{o\}\s*\}")
 _PERCENT = re.compile(r"\\?%|\bpercent\b")
 _CURRENCY = re.compile(r"\\\$|\$|\bUSD\b|\bdollars?\b|\bcents?\b|\\euro|\\pounds", re.I)
