@@ -89,8 +89,9 @@ def tokenize(s: str) -> list[tuple[str, str]]:
             if text in ("{", "}", "|"):
                 kind, text = "op", "\\" + text
         elif kind == "word" and text not in _PLAIN_FUNCS and text not in _WORDS and text not in ("or", "and", "U"):
-            # "xy" is x*y; multi-letter words that mean something are kept whole
-            out.extend(("word", ch) for ch in text)
+            if len(text) > 2:  # prose ("She sold 72 clips") is not a product of letters
+                raise ParseError(f"unknown word {text!r}")
+            out.extend(("word", ch) for ch in text)  # "xy" is x*y
             continue
         out.append((kind, text))
         if len(out) > MAX_TOKENS:
