@@ -24,6 +24,9 @@ def primary(p):
             return _brace(p)
         if text == "\\{":
             p.take()
+            if p.at("\\}"):
+                p.take()
+                return ("empty",)
             items = _items(p.seq(("\\}",)))
             p.expect("\\}")
             return ("set", items)

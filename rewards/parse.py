@@ -63,6 +63,8 @@ _WORDS = {"pi": ("c", "pi"), "inf": ("c", "oo"), "infty": ("c", "oo"), "infinity
 _OPEN = {"(": ")", "[": "]", "{": "}", "\\{": "\\}", "langle": "rangle", "lbrace": "rbrace"}
 _MATRIX_ENVS = {"pmatrix", "bmatrix", "Bmatrix", "matrix", "smallmatrix", "array"}
 
+_KEEP_WORDS = _PLAIN_FUNCS | set(_WORDS) | _MATRIX_ENVS | {"or", "and", "U"}
+_ARRAY_SPEC = re.compile(r"[lcr]+")
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>\d+(?:\.\d*)?|\.\d+)|(?P<cmd>\\[a-zA-Z]+|\\[{}|,;!: ])|(?P<word>[a-zA-Z]+)"
     r"|(?P<op><=|>=|!=|\*\*|\\\\|[-+*/^_=<>()\[\]{},;|!&']))"
@@ -88,8 +90,8 @@ def tokenize(s: str) -> list[tuple[str, str]]:
             text = _ALIASES.get(text, text)
             if text in ("{", "}", "|"):
                 kind, text = "op", "\\" + text
-        elif kind == "word" and text not in _PLAIN_FUNCS and text not in _WORDS and text not in ("or", "and", "U"):
-            if len(text) > 2:  # prose ("She sold 72 clips") is not a product of letters
+        elif kind == "word" and text not in _KEEP_WORDS:
+            if len(text) > 2 and not _ARRAY_SPEC.fullmatch(text):  # prose ("She sold 72 clips") is not a product of letters
                 raise ParseError(f"unknown word {text!r}")
             out.extend(("word", ch) for ch in text)  # "xy" is x*y
             continue
@@ -171,8 +173,12 @@ class _Parser:
 
     def expr(self):
         self.enter()
-        terms = [self.term()]
         pm = None
+        if self.at("pm", "mp"):  # "\pm 2" is the pair {2, -2}
+            self.take()
+            terms, pm = [("n", Fraction(0), False)], self.term()
+        else:
+            terms = [self.term()]
         while self.at("+", "-", "pm", "mp"):
             op = self.take()[1]
             t = self.term()
