@@ -4,10 +4,12 @@ Contract: converts our ASTs to sympy objects with constructors only (never
 ``sympify``/``parse_expr`` on text) and back.  Powers whose exponent is a
 constant are refused above ``MAX_EXP`` before sympy could evaluate them.
 Tasks: ``equal(a, b) -> bool``, ``solve(relation) -> (var, intervals) | None``,
-``ping() -> True``.
+``ping() -> True`` (plus underscored test hooks).
 """
 from __future__ import annotations
 
+import signal
+import time
 from fractions import Fraction
 
 import sympy as sp
@@ -148,4 +150,18 @@ def solve(node):
     return x.name, _set_to_intervals(solution)
 
 
-TASKS = {"equal": equal, "solve": solve, "ping": lambda: True}
+def _ping() -> bool:
+    return True
+
+
+def _stuck(seconds: float) -> None:
+    """Test hook: a task that ignores the worker's own alarm (must be killed)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    try:
+        time.sleep(seconds)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
+
+
+# Underscored tasks exist for the test-suite (hung/slow workers).
+TASKS = {"equal": equal, "solve": solve, "ping": _ping, "_sleep": time.sleep, "_stuck": _stuck}
