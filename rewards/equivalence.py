@@ -43,12 +43,11 @@ from __future__ import annotations
 
 import re
 
-from .evaluate import Budget, EvalError, TooLarge, exact, free_symbols, has_decimal
+from .evaluate import Budget, free_symbols
 from .intervals import Unsolved, compare_intervals, relation_intervals, to_intervals
-from .normalize import Num
 from .parse import GuardError, ParseError, parse
 from .scalar import scalar_eq
-from .verifier import Verdict, compare_numbers
+from .verifier import Verdict
 
 SCALAR = {"n", "s", "c", "+", "*", "neg", "/", "^", "sqrt", "f", "log", "!", "abs", "binom", "pm"}
 SETS = {"interval", "union", "reals", "empty"}

@@ -45,9 +45,11 @@ _DEGREE = re.compile(r"\bdegrees?\b|\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree|\^\s
 _PERCENT = re.compile(r"\\?%|\bpercent\b")
 _CURRENCY = re.compile(r"\\\$|\$|\bUSD\b|\bdollars?\b|\bcents?\b|\\euro|\\pounds", re.I)
 _THOUSANDS = re.compile(r"(?<![\d.,])(\d{1,3})((?:(?:\{,\}|,)\d{3})+)(?![\d,]|\{,\})")
+_MATH_WORD = r"(?:pi|sqrt|inf|infty|infinity|oo|or|and|sin|cos|tan|cot|sec|csc|log|ln|exp|abs)\b"
 _NUMBER_THEN_UNIT = re.compile(
     r"^([-+]?\s*(?:\d+(?:\.\d*)?|\.\d+)(?:\s*/\s*\d+)?)\s*"
-    r"(?:[a-zA-Z]{2,}\.?|[a-zA-Z]{2,}\s*\^\s*\{?[23]\}?)(?:\s+[a-zA-Z]+\.?)*$"
+    rf"(?!{_MATH_WORD})(?:[a-zA-Z]{{2,}}\s*\^\s*\{{?[23]\}}?|[a-zA-Z]{{2,}}\.?)"
+    rf"(?:\s+(?!{_MATH_WORD})[a-zA-Z]+\.?)*$"
 )
 _DELIMS = (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$"))
 

@@ -211,14 +211,25 @@ def _left(budget) -> float:
     return max(0.05, budget.deadline - time.monotonic())
 
 
-def confirm_equal(g, p, budget) -> bool | None:
-    status, value = run("equal", (g, p), _left(budget))
+class SympyTimeout(TimeoutError):
+    """A sympy task overran: the verdict is None and is not cached."""
+
+
+def _task(task: str, args: tuple, budget):
+    status, value = run(task, args, _left(budget))
+    if status == "timeout":
+        raise SympyTimeout(task)
     return value if status == "ok" else None
+
+
+def confirm_equal(g, p, budget) -> bool | None:
+    """sympy's exact answer to "is g - p zero?"; None if it cannot tell."""
+    return _task("equal", (g, p), budget)
 
 
 def solve_relation(node, budget):
-    status, value = run("solve", (node,), _left(budget))
-    return value if status == "ok" else None
+    """(variable, intervals) for a gold relation, or None if sympy cannot."""
+    return _task("solve", (node,), budget)
 
 
 # ------------------------------------------------------------ worker side

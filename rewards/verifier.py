@@ -23,6 +23,12 @@ Numeric tolerance rules
   an exact value with a finite decimal form, are compared exactly.
 * ``50\\%`` is the number 50 (the sign is presentation); it equals ``50``, not
   ``0.5``.
+* Exact values that are not rational (surds, ``\\pi``, logs, complex numbers)
+  must agree to 25 significant digits, evaluated at 40 digits; expressions with
+  variables must agree so at three fixed sample points.  sympy (in the worker
+  pool) has the last word when one side is rational and the other is not, or
+  when literals/magnitudes are large enough (>= 1e12 / > 1e15) that 25 digits
+  could be forged.
 """
 from __future__ import annotations
 
@@ -35,7 +41,7 @@ from .normalize import Num, canon_text, normalize, parse_number
 
 __all__ = ["Verdict", "verify", "VERIFIER_VERSION", "REL_TOL", "clear_cache"]
 
-VERIFIER_VERSION = "0.1.0"
+VERIFIER_VERSION = "1.0.0"
 MAX_GOLD_CHARS = 2000
 MAX_PRED_CHARS = 2000
 REL_TOL = Fraction(1, 10**6)

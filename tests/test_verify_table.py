@@ -85,6 +85,8 @@ TABLE = [
     ("\\sqrt{2}", "1.414214", T),                      # decimal approximation of a surd
     ("\\sqrt{2}", "1.41", F),                          # too coarse
     ("\\sqrt{2}", "sqrt(2)", T),                       # plain-text sqrt
+    ("\\sqrt{2}", "\\frac{14142135623730950488016887242097}{10^{31}}", F),  # forged 32-digit rational: sympy refutes
+    ("\\sqrt{2}", "1.4142135623730950488016887242097", T),  # ...but as a decimal it is a fine approximation
     ("\\sqrt[3]{8}", "2", T),                          # cube root
     ("\\sqrt[3]{-8}", "-2", T),                        # real odd root of a negative
     ("4", "\\sqrt{16}", T),                            # perfect square
