@@ -76,6 +76,19 @@ def _text_key(s: str) -> str:
     return re.sub(r"[^a-z0-9]", "", s.lower())
 
 
+def gold_problem(g: str) -> Verdict | None:
+    """A None-verdict if the gold cannot be read at all, else None."""
+    if is_text(g):
+        return None
+    try:
+        parse(g)
+    except GuardError as exc:
+        return Verdict(None, f"gold over safety limits: {exc}", "guard")
+    except ParseError as exc:
+        return Verdict(None, f"gold unreadable: {exc}", "unsupported")
+    return None
+
+
 def compare(g: str, p: str, gn, pn, timeout_s: float) -> Verdict:
     if is_text(g):
         same = _text_key(g) == _text_key(p)

@@ -106,8 +106,8 @@ def normalize(s: str) -> str:
 
 
 def canon_text(s: str) -> str:
-    """Loose textual key: lowercase, no whitespace, no braces around words."""
-    s = s.lower().replace(" ", "")
+    """Textual key: no whitespace, no outer braces (case kept: \\Delta != \\delta)."""
+    s = s.replace(" ", "")
     s = re.sub(r"^\{(.*)\}$", r"\1", s)
     return s
 

@@ -55,6 +55,7 @@ class _Worker:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, close_fds=True,
         )
         self.ready = False
+        self.ready_before = False  # set after its first task
 
     def _read_exact(self, n: int, deadline: float) -> bytes | None:
         fd, buf = self.proc.stdout.fileno(), b""
@@ -150,14 +151,18 @@ class _Pool:
             return "off", None
         if self.mode == "inprocess":
             return _run_inprocess(task, args, timeout_s)
+        deadline = time.monotonic() + timeout_s
         try:
-            worker = self._acquire(time.monotonic() + timeout_s)
+            worker = self._acquire(deadline)
         except OSError:
             self.mode = "inprocess"  # cannot start processes here
             return _run_inprocess(task, args, timeout_s)
         if worker is None:
             return "timeout", None  # every worker busy for the whole bound
-        reply = worker.call(task, args, timeout_s)
+        # waiting for a busy worker counts against the bound; a fresh start does not
+        left = max(0.05, deadline - time.monotonic()) if worker.ready_before else timeout_s
+        worker.ready_before = True
+        reply = worker.call(task, args, left)
         self._release(worker, ok=reply is not None)  # a worker that answered is healthy
         return ("timeout", None) if reply is None else reply
 

@@ -121,15 +121,15 @@ def _verify_uncached(gold: str, pred: str, timeout_s: float) -> Verdict:
     g, p = normalize(gold), normalize(pred)
     if not g:
         return Verdict(None, "empty gold", "guard")
-    if not p:
-        return Verdict(False, "empty prediction", "guard")
+    from . import equivalence  # deferred: keeps the fast path import-light
+
+    if not p:  # still "cannot judge" when the gold itself is unreadable
+        return equivalence.gold_problem(g) or Verdict(False, "empty prediction", "unreadable")
     if canon_text(g) == canon_text(p):
         return Verdict(True, "same normalized text", "string")
     gn, pn = parse_number(g), parse_number(p)
     if gn is not None and pn is not None:
         return compare_numbers(gn, pn)
-    from . import equivalence  # deferred: keeps the fast path import-light
-
     return equivalence.compare(g, p, gn, pn, timeout_s)
 
 

@@ -122,6 +122,7 @@ TABLE = [
     ("|x|", "\\sqrt{x^2}", T),                         # equal for every real x
     ("x", "\\sqrt{x^2}", F),                           # differs for negative x
     ("2\\theta", "\\theta \\cdot 2", T),               # Greek variable
+    ("\\Delta", "\\delta", F),                         # case matters for symbols
     ("1", "\\sin^2 x + \\cos^2 x", T),                 # Pythagorean identity
     ("\\frac{1}{x+1}", "(x+1)^{-1}", T),               # reciprocal
     ("a^2 - b^2", "(a-b)(a+b)", T),                    # two variables
