@@ -54,8 +54,9 @@ class Verdict:
     reason: str
     method: str = ""
 
-    def __bool__(self) -> bool:  # a Verdict is truthy only when surely equal
-        return self.equal is True
+    def __bool__(self) -> bool:
+        # Three-valued: "if verify(...)" would silently treat None as True or False.
+        raise TypeError("a Verdict has no truth value; test verdict.equal is True/False/None")
 
 
 class _Cache:
@@ -124,7 +125,8 @@ def _verify_uncached(gold: str, pred: str, timeout_s: float) -> Verdict:
     from . import equivalence  # deferred: keeps the fast path import-light
 
     if not p:  # still "cannot judge" when the gold itself is unreadable
-        return equivalence.gold_problem(g) or Verdict(False, "empty prediction", "unreadable")
+        problem = equivalence.gold_problem(g)
+        return problem if problem is not None else Verdict(False, "empty prediction", "unreadable")
     if canon_text(g) == canon_text(p):
         return Verdict(True, "same normalized text", "string")
     gn, pn = parse_number(g), parse_number(p)

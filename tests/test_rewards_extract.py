@@ -54,6 +54,11 @@ def test_public_api_surface():
     assert isinstance(v, Verdict) and v.equal is True and v.reason and v.method
 
 
+def test_verdict_refuses_truthiness():
+    with pytest.raises(TypeError, match="equal"):
+        bool(verify("1", "1"))
+
+
 def test_verify_accepts_numbers_and_none():
     assert verify(72, 72.0).equal is True  # type: ignore[arg-type]
     assert verify("72", None).equal is False  # type: ignore[arg-type]
