@@ -38,16 +38,18 @@ _TRANSLATE = str.maketrans({
 
 _WRAPPERS = re.compile(
     r"\\(?:text|textrm|textbf|textit|texttt|mathrm|mathbf|mathit|mathsf|mbox|"
-    r"operatorname|mathbb|boldsymbol|bm|hbox)\s*\{([^{}]*)\}"
+    r"operatorname|boldsymbol|bm|hbox)\s*\{([^{}]*)\}"
 )
-_SPACING = re.compile(r"\\(?:[,;:! ]|quad|qquad|displaystyle|textstyle|left|right|big|Big|bigg|Bigg)(?![a-zA-Z])")
-_DEGREE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree|\^\s*\{\s*\\text\{o\}\s*\}")
+_SPACING = re.compile(r"(?<!\\)\\(?:[,;:! ]|quad|qquad|displaystyle|textstyle|left|right|big|Big|bigg|Bigg)(?![a-zA-Z])")
+_DEGREE = re.compile(r"\bdegrees?\b|\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree|\^\s*\{\s*\\text\{o\}\s*\}")
 _PERCENT = re.compile(r"\\?%|\bpercent\b")
 _CURRENCY = re.compile(r"\\\$|\$|\bUSD\b|\bdollars?\b|\bcents?\b|\\euro|\\pounds", re.I)
 _THOUSANDS = re.compile(r"(?<![\d.,])(\d{1,3})((?:(?:\{,\}|,)\d{3})+)(?![\d,]|\{,\})")
+_MATH_WORD = r"(?:pi|sqrt|inf|infty|infinity|oo|or|and|sin|cos|tan|cot|sec|csc|log|ln|exp|abs)\b"
 _NUMBER_THEN_UNIT = re.compile(
     r"^([-+]?\s*(?:\d+(?:\.\d*)?|\.\d+)(?:\s*/\s*\d+)?)\s*"
-    r"(?:[a-zA-Z]{2,}\.?|[a-zA-Z]{2,}\s*\^\s*\{?[23]\}?)(?:\s+[a-zA-Z]+\.?)*$"
+    rf"(?!{_MATH_WORD})(?:[a-zA-Z]{{2,}}\s*\^\s*\{{?[23]\}}?|[a-zA-Z]{{2,}}\.?)"
+    rf"(?:\s+(?!{_MATH_WORD})[a-zA-Z]+\.?)*$"
 )
 _DELIMS = (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$"))
 
@@ -104,8 +106,8 @@ def normalize(s: str) -> str:
 
 
 def canon_text(s: str) -> str:
-    """Loose textual key: lowercase, no whitespace, no braces around words."""
-    s = s.lower().replace(" ", "")
+    """Textual key: no whitespace, no outer braces (case kept: \\Delta != \\delta)."""
+    s = s.replace(" ", "")
     s = re.sub(r"^\{(.*)\}$", r"\1", s)
     return s
 
