@@ -162,10 +162,9 @@ def static_check(program: str, allow_imports: frozenset = DEFAULT_ALLOWED_IMPORT
         tree = ast.parse(program)
     except (SyntaxError, ValueError):
         return "static:syntax"
-    for node in ast.walk(tree):
-        if r := _node_reason(node, allow_imports):
-            return r
-    return None
+    found = [(getattr(n, "end_lineno", 0) or 0, getattr(n, "end_col_offset", 0) or 0, r)
+             for n in ast.walk(tree) if (r := _node_reason(n, allow_imports))]
+    return min(found)[2] if found else None  # the first offence in reading order
 
 
 # ---------------------------------------------------------------- parent side
@@ -433,7 +432,7 @@ def _make_audit_hook(roots: tuple, emit):
 
     def hook(event, args, _emit=emit, _inside=inside, _deny=_DENY_EVENTS,
              _imports=_DENY_RUNTIME_IMPORTS, _mask=_O_WRITE, _isinst=isinstance,
-             _int=int, _str=str, _any=any):
+             _int=int, _str=str, _any=any, _getattr=getattr, _me=__file__):
         reason = None
         if event == "open":
             path, mode, flags = args
@@ -449,8 +448,10 @@ def _make_audit_hook(roots: tuple, emit):
         elif event == "import":
             if args[0].partition(".")[0] in _imports:
                 reason = "denied:import " + args[0]
-        elif event == "object.__setattr__":
-            if args[1] in ("__code__", "__defaults__", "__kwdefaults__"):
+        elif event in ("object.__setattr__", "object.__delattr__"):  # disarming the hook
+            code = _getattr(args[0], "__code__", None)
+            if args[1] == "__code__" or (args[1] in ("__defaults__", "__kwdefaults__")
+                                         and _getattr(code, "co_filename", "") == _me):
                 reason = "denied:setattr " + args[1]
         elif event not in ("exec", "compile", "object.__getattr__", "builtins.id",
                            "marshal.loads", "sys._getframe"):
