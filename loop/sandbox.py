@@ -85,6 +85,7 @@ DENY_ATTRS = DENY_NAMES | frozenset({
     "testing", "interactive", "parsing", "runtests", "doctest", "test",
     "pkgdata",
 })
+_HEAVY = frozenset({"sympy", "mpmath"})   # imported only if the program imports them
 MAX_PROGRAM_CHARS = 20_000
 _RESULT_MARK = "\x1eSANDBOX_RESULT "
 _CHILD_ARG = "--sandbox-child"
@@ -266,6 +267,20 @@ def _interpret(out: bytes, err: bytes, status: str, rc: int | None) -> dict:
     return {"reason": f"sandbox:no_result rc={rc}"}
 
 
+def _startup_imports(program: str, allow: frozenset) -> frozenset:
+    """The allowlist minus sympy/mpmath when the program imports neither: the
+    sympy import is ~90% of a run's start-up cost (~0.3 s of ~0.35 s)."""
+    try:
+        tree = ast.parse(program)
+    except (SyntaxError, ValueError):
+        return allow
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    if any(name.partition(".")[0] in _HEAVY for name in names):
+        return allow
+    return allow - _HEAVY
+
+
 def run(program: str, *, timeout_s: float = 5.0, memory_mb: int = 512, runs: int = 2,
         allow_imports: frozenset = DEFAULT_ALLOWED_IMPORTS, max_output: int = 4096,
         wall_s: float | None = None, _disable: frozenset = frozenset()) -> SandboxResult:
@@ -284,7 +299,7 @@ def run(program: str, *, timeout_s: float = 5.0, memory_mb: int = 512, runs: int
         layers.remove("netns")
     payload = json.dumps({
         "program": program, "timeout_s": timeout_s, "memory_mb": memory_mb,
-        "max_output": max_output, "allow": sorted(allow_imports),
+        "max_output": max_output, "allow": sorted(_startup_imports(program, allow_imports)),
         "path": _child_paths()[0], "roots": _child_paths()[1], "layers": layers,
     }).encode()
     cmd = [sys.executable, "-I", "-S", "-B", os.path.abspath(__file__), _CHILD_ARG]
@@ -566,12 +581,12 @@ def _child_setup(cfg: dict, emit) -> tuple[dict, list[str]]:
             resource.setrlimit(res, (lim, lim))
     sys.path.extend(cfg["path"])
     allow = frozenset(cfg["allow"])
-    for mod in sorted(allow | {"sympy"}):          # later imports are cache hits
+    for mod in sorted(allow):                       # later imports are cache hits
         try:
             __import__(mod)
         except ImportError:
             pass
-    if "builtins" in layers:
+    if "builtins" in layers and "sympy" in allow:
         _guard_sympify(emit)
     builtins_ = _safe_builtins(allow, emit) if "builtins" in layers else __builtins__
     if "rlimit" in layers:                          # CPU backstop if SIGPROF is ignored

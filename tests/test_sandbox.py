@@ -141,6 +141,9 @@ IN_DEPTH = [
     # builtins layer (default imports)
     ("__import__('shutil').rmtree('DIR')", NO_STATIC, "denied:import shutil"),  # not on WIDE
     ("answer = eval('1')", NO_STATIC, "error:NameError"),
+    ("answer = __import__('sympy').sympify(\"open('/etc/passwd')\")", NO_STATIC,
+     "denied:import sympy"),                     # no static sympy import -> not loaded, no guard
+
     ("answer = getattr(1, '__class__')", NO_STATIC, "denied:getattr __class__"),
     # rlimit / cpu backstop
     ("import signal\nsignal.signal(signal.SIGPROF, signal.SIG_IGN)\nwhile True:\n    pass",
@@ -173,6 +176,7 @@ POSITIVE = [
     ("import sympy\nanswer = sympy.factor(sympy.sympify('x^2 + 2*x + 1'))", "(x + 1)**2"),
     ("from fractions import Fraction\nimport math\nanswer = Fraction(math.comb(10, 3), 4)", "30"),
     ("from sympy.utilities.iterables import partitions\nanswer = sum(1 for _ in partitions(6))", "11"),
+    ("from sympy.abc import x, y\nanswer = ((x + y)**2).expand()", "x**2 + 2*x*y + y**2"),  # lazy submodule
     ("class P:\n    def __init__(self, a):\n        self.a = a\nanswer = P(3).a", "3"),
     ("import random\nrandom.seed(7)\nanswer = random.randint(1, 10**9)",
      str(random.Random(7).randint(1, 10**9))),                                # seeded random is fine
