@@ -87,16 +87,39 @@ class LoraConfig(_Strict):
     target_modules: list[str] | str = "all-linear"
 
 
-class TrainConfig(_Strict):
-    every: int = Field(1, ge=0)        # train after every N-th round; 0 = never
-    method: Literal["sft"] = "sft"
-    backend: Literal["auto", "trl"] = "auto"
+class SFTConfig(_Strict):
+    every: int = Field(1, ge=0)        # after every N-th round; 0 = never
     max_steps: int = Field(20, ge=1)
     batch_size: int = Field(4, ge=1)
     grad_accum: int = Field(1, ge=1)
     learning_rate: float = 2e-4
     max_seq_len: int = 384
     replay: bool = True                # also train on verified chains of earlier rounds
+
+
+class GRPOConfig(_Strict):
+    every: int = Field(0, ge=0)        # after every N-th round; 0 = never
+    max_steps: int = Field(10, ge=1)
+    batch_size: int = Field(4, ge=1)   # completions per device step (a multiple of num_generations)
+    num_generations: int = Field(4, ge=2)
+    max_completion_length: int = Field(128, ge=1)
+    learning_rate: float = 5e-6
+    beta: float = 0.0                  # KL weight; 0 = no reference model (cheaper)
+    temperature: float = 0.8
+    band: tuple[float, float] = (0.0, 1.0)  # train on problems whose last pass rate lies strictly inside
+
+    @model_validator(mode="after")
+    def _check(self) -> "GRPOConfig":
+        if self.batch_size % self.num_generations:
+            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of num_generations "
+                             f"({self.num_generations})")
+        return self
+
+
+class TrainConfig(_Strict):
+    backend: Literal["auto", "trl", "unsloth"] = "auto"
+    sft: SFTConfig = SFTConfig()
+    grpo: GRPOConfig = GRPOConfig()
     lora: LoraConfig = LoraConfig()
 
 
