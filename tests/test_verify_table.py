@@ -141,6 +141,8 @@ TABLE = [
     ("x = 2 \\text{ or } x = 3", "2, 3", T),           # disjunction of assignments as a set
     ("x = 2 \\text{ or } x = 3", "x=3 or x=2", T),     # reordered disjunction
     ("x = 2 \\text{ or } x = 3", "2", F),              # only one of two roots
+    ("x = 2 \\pm \\sqrt{3}", "2-\\sqrt{3}, 2+\\sqrt{3}", T),  # plus-minus inside an assignment
+    ("x = 2 \\pm \\sqrt{3}", "x = 2+\\sqrt{3}", F),       # one root of two
     # --- intervals, inequalities, unions -----------------------------------------------
     ("(-\\infty, 3]", "x \\le 3", T),                  # interval vs solved inequality
     ("x \\le 3", "(-\\infty, 3]", T),                  # inequality gold vs interval
