@@ -39,6 +39,8 @@ TABLE = [
     ("30", "30°", T),                                  # unicode degree sign
     ("5", "5 cm", T),                                  # trailing unit word
     ("5", "5\\text{ cm}^2", T),                        # LaTeX unit with power
+    ("10", "10\\,\\text{m}", T),                         # single-letter unit inside \\text
+    ("10", "10m", F),                                  # a bare letter is a variable, not a unit
     ("72", "72 clips", T),                             # GSM8K-style unit noun
     ("5", "$5$", T),                                   # inline math delimiters
     ("5", "\\(5\\)", T),                               # \( \) delimiters
