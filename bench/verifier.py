@@ -199,8 +199,10 @@ def main(argv=None) -> int:
     from rewards import pool, verify
 
     pool.warm()  # sympy worker start-up is a one-off, not per pair
-    verify("\\frac{1}{2}", "0.5")
-    run_math_verify([("1", "\\boxed{1}", True), ("\\frac{1}{2}", "$0.5$", True)])  # imports, warm-up
+    warm = [("1", "\\boxed{1}", True), ("\\frac{1}{2}", "$0.5$", True), ("\\sqrt{3}", "\\boxed{\\sqrt{3}}", True),
+            ("(1, 2]", "\\boxed{(1,2]}", True)]
+    run_ours(warm)  # imports, mpmath caches; then caches are cleared again
+    run_math_verify(warm)
 
     results = []
     for name, pairs in (("gsm8k", gsm8k_pairs(args.gsm8k_golds, args.seed)), ("math", math_pairs(args.seed))):

@@ -177,17 +177,21 @@ def _assignments(node):
     pairs = [_assignment(i) for i in items]
     if not pairs or any(a is None for a in pairs) or len({a[0] for a in pairs}) != 1:
         return None
-    return pairs[0][0], tuple(a[1] for a in pairs)
+    values = []
+    for _, value in pairs:  # x = 2 \pm \sqrt{3} is two values
+        expanded = _pm_to_set(value)
+        values.extend(expanded[1] if expanded is not value else (value,))
+    return pairs[0][0], tuple(values)
 
 
 def _match_relation(g, p, budget):
     assigned = _assignments(g)
-    if assigned is not None and not all(_is_equation(v) for v in assigned[1]):
+    if assigned is not None:
         var, values = assigned
         if len(values) == 1 and free_symbols(values[0]) and p[0] == "rel" and _assignment(p) is None:
             return _equation_eq(g, p, budget)  # y = 2x + 3 vs 2x - y + 3 = 0
         if len(values) == 1 and p[0] in SCALAR:
-            return scalar_eq(values[0], p, budget)
+            return match(values[0], p, budget)
         pa = _assignments(p)
         if pa is not None:
             if pa[0] != var:
@@ -203,10 +207,6 @@ def _match_relation(g, p, budget):
             return _equation_eq(g, p, budget)
         return False, "gold is an equation, prediction is not"
     return _match_sets_of_reals(g, p, budget)
-
-
-def _is_equation(node) -> bool:
-    return node[0] == "rel"
 
 
 def _equation_eq(g, p, budget):

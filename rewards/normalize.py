@@ -10,7 +10,8 @@ currency (``$``, ``\\$``, ``USD``, ``dollars``, ``€``, ``£``), percent signs
 (``50\\%`` is the number 50, *not* 0.5), degree marks (``30^\\circ`` is 30),
 thousands separators (``1,234,567`` / ``1{,}234`` / ``1\\,234``: only when the
 whole token has 3-digit groups, otherwise commas separate list items), and a
-trailing unit word after a plain number (``72 clips``, ``5\\text{ cm}^2``).
+trailing unit after a plain number (``72 clips``, ``5\\text{ cm}^2``,
+``10\\,\\text{m}``; a bare single letter as in ``10m`` stays a variable).
 
 ``parse_number(s)`` reads an already-normalized plain number (integer,
 decimal, ``a/b``, ``\\frac{a}{b}``, mixed number ``2\\frac{1}{2}``, scientific
@@ -40,6 +41,7 @@ _WRAPPERS = re.compile(
     r"\\(?:text|textrm|textbf|textit|texttt|mathrm|mathbf|mathit|mathsf|mbox|"
     r"operatorname|boldsymbol|bm|hbox)\s*\{([^{}]*)\}"
 )
+_TEXT_UNIT = re.compile(r"^([-+]?\s*\d+(?:\.\d+)?)\s*\\(?:text|mbox)\s*\{\s*[a-zA-Z][a-zA-Z .]*\}(?:\s*\^\s*\{?[23]\}?)?$")
 _SPACING = re.compile(r"(?<!\\)\\(?:[,;:! ]|quad|qquad|displaystyle|textstyle|left|right|big|Big|bigg|Bigg)(?![a-zA-Z])")
 _DEGREE = re.compile(r"\bdegrees?\b|\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree|\^\s*\{\s*\\text\{o\}\s*\}")
 _PERCENT = re.compile(r"\\?%|\bpercent\b")
@@ -87,6 +89,7 @@ def normalize(s: str) -> str:
     for macro in ("\\boxed", "\\fbox"):
         s = _unwrap_macro(s, macro)
     s = _SPACING.sub(" ", s)
+    s = _TEXT_UNIT.sub(r"\1", s)  # "10\,\text{m}": a \text unit after a number
     for _ in range(4):  # nested \text{\textbf{..}} unwraps a few levels deep
         new = _WRAPPERS.sub(r" \1 ", s)
         if new == s:

@@ -219,13 +219,11 @@ class _Parser:
         return kind == "op" and text in ("(", "\\{", "[") and text != "["
 
     def unary(self):
-        if self.at("-"):
-            self.take()
-            return ("neg", self.unary())
-        if self.at("+"):
-            self.take()
-            return self.unary()
-        return self.power()
+        signs = 0
+        while self.at("-", "+"):  # iterative: "- - - ... 1" must not recurse
+            signs += self.take()[1] == "-"
+        node = self.power()
+        return ("neg", node) if signs % 2 else node
 
     def power(self):
         self.enter()

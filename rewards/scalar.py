@@ -82,7 +82,7 @@ def scalar_eq(g, p, budget: Budget) -> tuple[bool | None, str]:
         checked += 1
     if not checked:
         return None, "gold cannot be evaluated"
-    if not approx and _risky(g, p, ge, pe, budget):
+    if not approx and _risky(g, p, ge, pe, budget, bool(symbols)):
         from .pool import confirm_equal  # [sympy]
 
         confirmed = confirm_equal(g, p, budget)  # raises SympyTimeout -> verdict None
@@ -93,10 +93,10 @@ def scalar_eq(g, p, budget: Budget) -> tuple[bool | None, str]:
     return True, ("equal " + how) if not symbols else f"equal at sample points {how}"
 
 
-def _risky(g, p, ge, pe, budget: Budget) -> bool:
+def _risky(g, p, ge, pe, budget: Budget, has_symbols: bool) -> bool:
     """Could 25 matching digits be a coincidence or a forged approximation?"""
-    if (ge is None) != (pe is None):
-        return True  # rational vs irrational-looking: only sympy can tell
+    if not has_symbols and (ge is None) != (pe is None):
+        return True  # rational vs irrational-looking constant: only sympy can tell
     return budget.max_log10 > RISKY_LOG10 or _max_literal(g) >= BIG_LITERAL or _max_literal(p) >= BIG_LITERAL
 
 

@@ -102,6 +102,9 @@ def equal(a, b) -> bool | None:
     diff = to_sympy(a) - to_sympy(b)
     if diff == 0:
         return True
+    zero = diff.is_zero  # assumptions only: cheap, often decisive
+    if zero is not None:
+        return zero
     simplified = sp.simplify(diff)
     if simplified == 0:
         return True

@@ -39,6 +39,8 @@ TABLE = [
     ("30", "30°", T),                                  # unicode degree sign
     ("5", "5 cm", T),                                  # trailing unit word
     ("5", "5\\text{ cm}^2", T),                        # LaTeX unit with power
+    ("10", "10\\,\\text{m}", T),                         # single-letter unit inside \\text
+    ("10", "10m", F),                                  # a bare letter is a variable, not a unit
     ("72", "72 clips", T),                             # GSM8K-style unit noun
     ("5", "$5$", T),                                   # inline math delimiters
     ("5", "\\(5\\)", T),                               # \( \) delimiters
@@ -141,6 +143,8 @@ TABLE = [
     ("x = 2 \\text{ or } x = 3", "2, 3", T),           # disjunction of assignments as a set
     ("x = 2 \\text{ or } x = 3", "x=3 or x=2", T),     # reordered disjunction
     ("x = 2 \\text{ or } x = 3", "2", F),              # only one of two roots
+    ("x = 2 \\pm \\sqrt{3}", "2-\\sqrt{3}, 2+\\sqrt{3}", T),  # plus-minus inside an assignment
+    ("x = 2 \\pm \\sqrt{3}", "x = 2+\\sqrt{3}", F),       # one root of two
     # --- intervals, inequalities, unions -----------------------------------------------
     ("(-\\infty, 3]", "x \\le 3", T),                  # interval vs solved inequality
     ("x \\le 3", "(-\\infty, 3]", T),                  # inequality gold vs interval
