@@ -161,7 +161,7 @@ def static_check(program: str, allow_imports: frozenset = DEFAULT_ALLOWED_IMPORT
         return "static:too_long"
     try:
         tree = ast.parse(program)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return "static:syntax"
     found = [(getattr(n, "end_lineno", 0) or 0, getattr(n, "end_col_offset", 0) or 0, r)
              for n in ast.walk(tree) if (r := _node_reason(n, allow_imports))]
@@ -256,11 +256,18 @@ def _interpret(out: bytes, err: bytes, status: str, rc: int | None) -> dict:
     text = out.decode("utf-8", "replace")
     if _RESULT_MARK in text:
         try:
-            return json.loads(text.rsplit(_RESULT_MARK, 1)[1].splitlines()[0])
+            res = json.loads(text.rsplit(_RESULT_MARK, 1)[1].splitlines()[0])
         except (ValueError, IndexError):
+            res = None
+        if (not isinstance(res, dict) or not isinstance(res.get("reason"), str)
+                or (res["reason"] == "ok") != isinstance(res.get("output"), str)):
             return {"reason": "sandbox:bad_result"}
+        return res
     if rc is not None and rc < 0:
-        sig = signal.Signals(-rc)
+        try:
+            sig = signal.Signals(-rc)
+        except ValueError:
+            return {"reason": f"crash:signal {-rc}"}
         return {"reason": _SIGNAL_REASONS.get(sig, f"crash:{sig.name}")}
     if b"MemoryError" in err:
         return {"reason": "memory_limit"}
@@ -272,7 +279,7 @@ def _startup_imports(program: str, allow: frozenset) -> frozenset:
     sympy import is ~90% of a run's start-up cost (~0.3 s of ~0.35 s)."""
     try:
         tree = ast.parse(program)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return allow
     names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
@@ -287,10 +294,13 @@ def run(program: str, *, timeout_s: float = 5.0, memory_mb: int = 512, runs: int
     """Run `program` `runs` times (concurrently, each in a fresh process).
 
     timeout_s: CPU seconds for the program itself (interpreter + sympy start-up,
-    ~0.4 s, is not counted); wall_s: wall-clock kill, default 2*timeout_s + 5.
+    ~0.35 s, is not counted); wall_s: wall-clock kill, default 3*timeout_s + 5
+    (generous: on a loaded machine CPU-bound programs should hit cpu_limit).
     `_disable` switches layers off and exists only so tests can prove each
     layer contains an attack on its own; never use it in production.
     """
+    if not (timeout_s > 0 and memory_mb > 0 and runs >= 1 and max_output > 0):
+        raise ValueError("timeout_s, memory_mb, runs and max_output must be positive")
     t0 = time.monotonic()
     layers = [name for name in _ALL_LAYERS if name not in _disable]
     if "static" in layers and (reason := static_check(program, allow_imports)):
@@ -306,23 +316,25 @@ def run(program: str, *, timeout_s: float = 5.0, memory_mb: int = 512, runs: int
     if "netns" in layers:
         cmd = [shutil.which("unshare"), "-n", "--"] + cmd
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1"}
-    deadline = t0 + (wall_s if wall_s is not None else 2 * timeout_s + 5)
+    deadline = t0 + (wall_s if wall_s is not None else 3 * timeout_s + 5)
     cap = max_output * 8 + 65536
     results, cpu = [], 0.0
     with tempfile.TemporaryDirectory(prefix="loop-sandbox-") as cwd:
         procs = []
         try:
-            for _ in range(max(1, runs)):
-                p = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     start_new_session=True)
-                procs.append(p)
+            for _ in range(runs):
+                procs.append(subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.PIPE,
+                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                              start_new_session=True))
                 try:
-                    p.stdin.write(payload)
-                    p.stdin.close()
+                    procs[-1].stdin.write(payload)
+                    procs[-1].stdin.close()
                 except BrokenPipeError:
                     pass
             raw = [_collect(p, deadline, cap) for p in procs]
+        except OSError as e:  # could not spawn (EAGAIN, ENOMEM, ...): not the program's fault
+            return SandboxResult(False, None, f"sandbox:spawn {type(e).__name__}",
+                                 time.monotonic() - t0, detail=str(e), layers=tuple(layers))
         finally:
             cpus = [_reap(p) for p in procs]
         cpu = max(cpus)
@@ -333,16 +345,18 @@ def run(program: str, *, timeout_s: float = 5.0, memory_mb: int = 512, runs: int
 
 def _combine(results: list[tuple[dict, bytes]], layers: list[str], cpu: float,
              elapsed: float) -> SandboxResult:
-    first, err = results[0]
-    if "guards" in first:  # the child reports guards it failed to install
+    """One SandboxResult from all runs: the first failure wins, then outputs
+    must agree. Child-reported fields are coerced (the child is untrusted)."""
+    first, _ = results[0]
+    if isinstance(first.get("guards"), list):  # guards the child failed to install
         layers = [g for g in layers if g not in first["guards"]]
     base = dict(elapsed_s=elapsed, cpu_s=round(cpu, 3), layers=tuple(layers),
-                stderr_tail=err.decode("utf-8", "replace")[-2000:],
-                stdout=first.get("stdout", ""))
+                stdout=str(first.get("stdout", ""))[:1000])
     for res, err in results:
-        if res.get("reason") != "ok":
-            return SandboxResult(False, None, res["reason"], detail=res.get("detail", ""),
-                                 **{**base, "stderr_tail": err.decode("utf-8", "replace")[-2000:]})
+        if res["reason"] != "ok":
+            return SandboxResult(False, None, res["reason"][:200],
+                                 detail=str(res.get("detail", ""))[:500],
+                                 stderr_tail=err.decode("utf-8", "replace")[-2000:], **base)
     outputs = {res["output"] for res, _ in results}
     if len(outputs) > 1:
         return SandboxResult(False, None, "nondeterministic",
@@ -385,6 +399,8 @@ _SECCOMP_DENY = (
     155, 161, 165, 166, 169, 172, 173, 135, 160, 175, 176, 313, 246, 320, 321, 298,
     248, 249, 250, 272, 308, 319, 323, 425, 426, 427, 437, 428, 429, 430, 431, 432,
     433, 442, 303, 304, 103, 163, 164, 167, 168, 170, 171, 179, 227, 159, 300,
+    305, 153, 134, 154, 443, 452, 460, 463, 466, 467, 469,   # clock_adjtime vhangup uselib ldt ...
+    141, 142, 144, 203, 251, 256, 279,       # priority/scheduling/memory of *other* processes
 )
 
 
@@ -417,6 +433,8 @@ def _install_seccomp() -> bool:
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Filter))]
 
     rel = lambda j, i: labels[j] - i - 1 if isinstance(j, str) else j  # noqa: E731
+    if not all(0 <= rel(j, i) <= 255 for i, (_, t, f, _) in enumerate(prog) for j in (t, f)):
+        return False                                 # a jump would not fit in a u8
     arr = (Filter * len(prog))(*[Filter(c, rel(t, i), rel(f, i), k)
                                  for i, (c, t, f, k) in enumerate(prog)])
     libc = ctypes.CDLL(None, use_errno=True)
@@ -428,9 +446,13 @@ def _install_seccomp() -> bool:
 
 
 def _make_emitter(fd: int):
-    def emit(res: dict, _w=os.write, _d=json.dumps, _exit=os._exit, _code=0) -> None:
-        _w(fd, ("\n" + _RESULT_MARK + _d(res) + "\n").encode())
-        _exit(_code)
+    """Write one result line to the result pipe and exit at once (no cleanup,
+    no atexit: nothing of the program runs after a result is written)."""
+    def emit(res: dict, _w=os.write, _d=json.dumps, _exit=os._exit, _fd=fd) -> None:
+        data = memoryview(("\n" + _RESULT_MARK + _d(res) + "\n").encode())
+        while data:
+            data = data[_w(_fd, data):]
+        _exit(0)
     return emit
 
 
@@ -475,7 +497,11 @@ def _make_audit_hook(roots: tuple, emit):
                     reason = why or "denied:" + event
                     break
         if reason:
-            _emit({"reason": reason, "detail": _str(args)[:300]})
+            try:
+                detail = _str(args)[:300]
+            except BaseException:  # noqa: BLE001 - a hostile __repr__ must not stop the exit
+                detail = ""
+            _emit({"reason": reason, "detail": detail})
     return hook
 
 
