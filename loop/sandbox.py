@@ -8,15 +8,18 @@ prints is captured (capped) for debugging and never counts as the answer.
 Invariant: `run` never executes a line of the program in this process. Each run
 is a fresh interpreter (`python -I -S -B`, clean env, empty temp cwd that is
 deleted afterwards) in its own process group, and the program is executed
-`runs` times; differing outputs are rejected as nondeterministic. Layers, outer
-to inner (each one alone should contain the hostile programs in the tests):
+`runs` times; differing outputs are rejected as nondeterministic (hash seed and
+ASLR differ per process, so hash()/id()/unseeded random are caught). Layers,
+outer to inner; they overlap so every attack class in tests/test_sandbox.py is
+stopped by at least two of them (the tests switch layers off to show it):
 
   static    AST check before any process starts (imports, dunders, names).
   netns     `unshare -n`: the child has no network at all (when permitted).
   rlimit    RLIMIT_AS (memory), RLIMIT_FSIZE=0, RLIMIT_CPU backstop, NOFILE,
             NPROC=1 (ignored for root, hence seccomp below).
-  seccomp   x86_64 BPF filter: no fork/clone/exec, no sockets, no open for
-            writing, no unlink/rename/chmod/..., no kill/ptrace/mount/setrlimit.
+  seccomp   x86_64 BPF syscall denylist: no fork/clone/exec, no sockets, no
+            open for writing, no unlink/rename/chmod/..., no kill/ptrace/mount/
+            setrlimit. Reading files is only stopped by the audit hook.
   audit     sys.addaudithook: denies open-for-write, reads outside the Python
             install, os.*/subprocess/socket/ctypes/thread events; the first
             denial reports `denied:...` and hard-exits (not catchable).
@@ -29,10 +32,12 @@ to inner (each one alone should contain the hostile programs in the tests):
 `SandboxResult.reason` vocabulary: 'ok', 'static:<what>' (syntax, too_long,
 import X, dunder X, private X, name X, attribute X, string __x), 'denied:<what>'
 (open write, open read, open fd, listdir, socket, subprocess, fork, thread,
-ctypes, import X, getattr X, sympify, file_size, <audit event>), 'timeout',
-'cpu_limit', 'memory_limit', 'nondeterministic', 'no_answer',
-'output_too_long', 'error:<ExceptionType>', 'crash:<SIGNAL>', 'sandbox:<why>'
-(the sandbox itself failed; not the program's fault).
+ctypes, import X, getattr X, setattr X, sympify, file_size, <audit event> such
+as os.remove), 'timeout', 'cpu_limit', 'memory_limit', 'nondeterministic',
+'no_answer', 'output_too_long', 'error:<ExceptionType>', 'crash:<SIGNAL>',
+'sandbox:<why>' (startup X, spawn X, bad_result, no_result: the sandbox itself
+failed, not the program). Start-up cost: ~0.05 s CPU per run, ~0.35 s when the
+program imports sympy/mpmath (only then is sympy imported).
 """
 from __future__ import annotations
 
@@ -71,7 +76,7 @@ DENY_NAMES = frozenset({
     "locals", "vars", "setattr", "delattr", "help", "exit", "quit",
     "memoryview", "copyright", "credits", "license", "lambdify", "preview",
     "init_session", "init_printing", "parse_expr", "parse_latex",
-    "import_module", "autowrap", "ufuncify", "codegen", "var",
+    "import_module", "autowrap", "ufuncify", "codegen",
 })
 # Attribute names that lead to modules, frames or code objects.
 DENY_ATTRS = DENY_NAMES | frozenset({
@@ -161,7 +166,7 @@ def static_check(program: str, allow_imports: frozenset = DEFAULT_ALLOWED_IMPORT
         return "static:too_long"
     try:
         tree = ast.parse(program)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return "static:syntax"
     found = [(getattr(n, "end_lineno", 0) or 0, getattr(n, "end_col_offset", 0) or 0, r)
              for n in ast.walk(tree) if (r := _node_reason(n, allow_imports))]
@@ -256,11 +261,18 @@ def _interpret(out: bytes, err: bytes, status: str, rc: int | None) -> dict:
     text = out.decode("utf-8", "replace")
     if _RESULT_MARK in text:
         try:
-            return json.loads(text.rsplit(_RESULT_MARK, 1)[1].splitlines()[0])
+            res = json.loads(text.rsplit(_RESULT_MARK, 1)[1].splitlines()[0])
         except (ValueError, IndexError):
+            res = None
+        if (not isinstance(res, dict) or not isinstance(res.get("reason"), str)
+                or (res["reason"] == "ok") != isinstance(res.get("output"), str)):
             return {"reason": "sandbox:bad_result"}
+        return res
     if rc is not None and rc < 0:
-        sig = signal.Signals(-rc)
+        try:
+            sig = signal.Signals(-rc)
+        except ValueError:
+            return {"reason": f"crash:signal {-rc}"}
         return {"reason": _SIGNAL_REASONS.get(sig, f"crash:{sig.name}")}
     if b"MemoryError" in err:
         return {"reason": "memory_limit"}
@@ -272,7 +284,7 @@ def _startup_imports(program: str, allow: frozenset) -> frozenset:
     sympy import is ~90% of a run's start-up cost (~0.3 s of ~0.35 s)."""
     try:
         tree = ast.parse(program)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return allow
     names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
@@ -287,10 +299,13 @@ def run(program: str, *, timeout_s: float = 5.0, memory_mb: int = 512, runs: int
     """Run `program` `runs` times (concurrently, each in a fresh process).
 
     timeout_s: CPU seconds for the program itself (interpreter + sympy start-up,
-    ~0.4 s, is not counted); wall_s: wall-clock kill, default 2*timeout_s + 5.
+    ~0.35 s, is not counted); wall_s: wall-clock kill, default 3*timeout_s + 5
+    (generous: on a loaded machine CPU-bound programs should hit cpu_limit).
     `_disable` switches layers off and exists only so tests can prove each
     layer contains an attack on its own; never use it in production.
     """
+    if not (timeout_s > 0 and memory_mb > 0 and runs >= 1 and max_output > 0):
+        raise ValueError("timeout_s, memory_mb, runs and max_output must be positive")
     t0 = time.monotonic()
     layers = [name for name in _ALL_LAYERS if name not in _disable]
     if "static" in layers and (reason := static_check(program, allow_imports)):
@@ -306,23 +321,25 @@ def run(program: str, *, timeout_s: float = 5.0, memory_mb: int = 512, runs: int
     if "netns" in layers:
         cmd = [shutil.which("unshare"), "-n", "--"] + cmd
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1"}
-    deadline = t0 + (wall_s if wall_s is not None else 2 * timeout_s + 5)
+    deadline = t0 + (wall_s if wall_s is not None else 3 * timeout_s + 5)
     cap = max_output * 8 + 65536
     results, cpu = [], 0.0
     with tempfile.TemporaryDirectory(prefix="loop-sandbox-") as cwd:
         procs = []
         try:
-            for _ in range(max(1, runs)):
-                p = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     start_new_session=True)
-                procs.append(p)
+            for _ in range(runs):
+                procs.append(subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.PIPE,
+                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                              start_new_session=True))
                 try:
-                    p.stdin.write(payload)
-                    p.stdin.close()
+                    procs[-1].stdin.write(payload)
+                    procs[-1].stdin.close()
                 except BrokenPipeError:
                     pass
             raw = [_collect(p, deadline, cap) for p in procs]
+        except OSError as e:  # could not spawn (EAGAIN, ENOMEM, ...): not the program's fault
+            return SandboxResult(False, None, f"sandbox:spawn {type(e).__name__}",
+                                 time.monotonic() - t0, detail=str(e), layers=tuple(layers))
         finally:
             cpus = [_reap(p) for p in procs]
         cpu = max(cpus)
@@ -333,16 +350,18 @@ def run(program: str, *, timeout_s: float = 5.0, memory_mb: int = 512, runs: int
 
 def _combine(results: list[tuple[dict, bytes]], layers: list[str], cpu: float,
              elapsed: float) -> SandboxResult:
-    first, err = results[0]
-    if "guards" in first:  # the child reports guards it failed to install
+    """One SandboxResult from all runs: the first failure wins, then outputs
+    must agree. Child-reported fields are coerced (the child is untrusted)."""
+    first, _ = results[0]
+    if isinstance(first.get("guards"), list):  # guards the child failed to install
         layers = [g for g in layers if g not in first["guards"]]
     base = dict(elapsed_s=elapsed, cpu_s=round(cpu, 3), layers=tuple(layers),
-                stderr_tail=err.decode("utf-8", "replace")[-2000:],
-                stdout=first.get("stdout", ""))
+                stdout=str(first.get("stdout", ""))[:1000])
     for res, err in results:
-        if res.get("reason") != "ok":
-            return SandboxResult(False, None, res["reason"], detail=res.get("detail", ""),
-                                 **{**base, "stderr_tail": err.decode("utf-8", "replace")[-2000:]})
+        if res["reason"] != "ok":
+            return SandboxResult(False, None, res["reason"][:200],
+                                 detail=str(res.get("detail", ""))[:500],
+                                 stderr_tail=err.decode("utf-8", "replace")[-2000:], **base)
     outputs = {res["output"] for res, _ in results}
     if len(outputs) > 1:
         return SandboxResult(False, None, "nondeterministic",
@@ -385,6 +404,8 @@ _SECCOMP_DENY = (
     155, 161, 165, 166, 169, 172, 173, 135, 160, 175, 176, 313, 246, 320, 321, 298,
     248, 249, 250, 272, 308, 319, 323, 425, 426, 427, 437, 428, 429, 430, 431, 432,
     433, 442, 303, 304, 103, 163, 164, 167, 168, 170, 171, 179, 227, 159, 300,
+    305, 153, 134, 154, 443, 452, 460, 463, 466, 467, 469,   # clock_adjtime vhangup uselib ldt ...
+    141, 142, 144, 203, 251, 256, 279,       # priority/scheduling/memory of *other* processes
 )
 
 
@@ -392,7 +413,7 @@ def _install_seccomp() -> bool:
     """Kernel-enforced syscall denylist (x86_64 only); True if installed."""
     import ctypes
     import platform
-    if platform.machine() != "x86_64":
+    if sys.platform != "linux" or platform.machine() != "x86_64":
         return False
     allow, deny = 0x7FFF0000, 0x00050000 | 1          # RET_ALLOW, RET_ERRNO|EPERM
     prog: list = [(0x20, 0, 0, 4), (0x15, 1, 0, 0xC000003E), (0x06, 0, 0, 0x80000000),
@@ -417,6 +438,8 @@ def _install_seccomp() -> bool:
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Filter))]
 
     rel = lambda j, i: labels[j] - i - 1 if isinstance(j, str) else j  # noqa: E731
+    if not all(0 <= rel(j, i) <= 255 for i, (_, t, f, _) in enumerate(prog) for j in (t, f)):
+        return False                                 # a jump would not fit in a u8
     arr = (Filter * len(prog))(*[Filter(c, rel(t, i), rel(f, i), k)
                                  for i, (c, t, f, k) in enumerate(prog)])
     libc = ctypes.CDLL(None, use_errno=True)
@@ -428,9 +451,13 @@ def _install_seccomp() -> bool:
 
 
 def _make_emitter(fd: int):
-    def emit(res: dict, _w=os.write, _d=json.dumps, _exit=os._exit, _code=0) -> None:
-        _w(fd, ("\n" + _RESULT_MARK + _d(res) + "\n").encode())
-        _exit(_code)
+    """Write one result line to the result pipe and exit at once (no cleanup,
+    no atexit: nothing of the program runs after a result is written)."""
+    def emit(res: dict, _w=os.write, _d=json.dumps, _exit=os._exit, _fd=fd) -> None:
+        data = memoryview(("\n" + _RESULT_MARK + _d(res) + "\n").encode())
+        while data:
+            data = data[_w(_fd, data):]
+        _exit(0)
     return emit
 
 
@@ -475,7 +502,11 @@ def _make_audit_hook(roots: tuple, emit):
                     reason = why or "denied:" + event
                     break
         if reason:
-            _emit({"reason": reason, "detail": _str(args)[:300]})
+            try:
+                detail = _str(args)[:300]
+            except BaseException:  # noqa: BLE001 - a hostile __repr__ must not stop the exit
+                detail = ""
+            _emit({"reason": reason, "detail": detail})
     return hook
 
 

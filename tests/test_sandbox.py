@@ -24,7 +24,8 @@ import pytest
 from loop import sandbox
 from loop.sandbox import DEFAULT_ALLOWED_IMPORTS, run, static_check
 
-T = 1.0  # CPU seconds per run: keeps the suite light
+T = 1.0      # CPU seconds per run: keeps the suite light
+WALL = 30.0  # wall-clock backstop, far away so a loaded machine still reports cpu_limit
 
 # (program, expected reason prefix) through the public API, all layers on.
 HOSTILE = [
@@ -241,7 +242,7 @@ def _row_id(row) -> str:
 @pytest.mark.parametrize("program,expected", HOSTILE, ids=[_row_id(r) for r in HOSTILE])
 def test_hostile_program_is_contained(world, program, expected):
     runs = 2 if expected == "nondeterministic" else 1
-    res = run(world(program), timeout_s=T, runs=runs)
+    res = run(world(program), timeout_s=T, runs=runs, wall_s=WALL)
     assert not res.ok
     assert res.output is None
     assert res.reason.startswith(expected), (res.reason, res.detail, res.stderr_tail)
@@ -259,7 +260,8 @@ def test_each_layer_contains_on_its_own(world, program, disabled, expected):
         pytest.skip("seccomp unavailable: never run hostile code with the audit hook off")
     if "seccomp" in disabled and "netns" not in have:
         pytest.skip("network namespace unavailable")
-    res = run(world(program), timeout_s=T, runs=1, allow_imports=WIDE, _disable=disabled)
+    res = run(world(program), timeout_s=T, runs=1, wall_s=WALL, allow_imports=WIDE,
+              _disable=disabled)
     assert not res.ok
     assert res.reason.startswith(expected), (res.reason, res.detail, res.stderr_tail)
 
