@@ -128,7 +128,7 @@ class EvalConfig(_Strict):
     levels: list[int] = [1, 2]
     seed: int = 1_000_003              # held-out seed; training problems never collide with it
     max_new_tokens: int = Field(128, ge=1)
-    batch_size: int = Field(50, ge=1)
+    gate_tolerance: float | None = Field(0.1, ge=0.0)  # reject a new model whose accuracy drops more; None = off
 
 
 class Config(_Strict):

@@ -7,6 +7,8 @@ wherever the verifier finds it; `format_rate` counts strict-format answers.
 """
 from __future__ import annotations
 
+import json
+
 from loop.progress import bar
 from loop.prompts import messages
 from loop.propose import heldout
@@ -33,14 +35,43 @@ def evaluate_model(ctx) -> dict:
 
 
 def stage(ctx, r: int) -> dict:
-    """Evaluate the current model after round r (r = 0: before the first round)."""
+    """Evaluate the current model after round r (r = 0: before the first round), then gate it."""
     version, _ = ctx.current_model()
     res = evaluate_model(ctx)
     row = {"run_id": ctx.run_id, "round": r, "model_version": version, "split": "heldout",
            "n": res["n"], "correct": res["correct"], "accuracy": res["accuracy"],
            "format_rate": res["format_rate"], "details": res["details"]}
     info = {k: res[k] for k in ("n", "correct", "accuracy", "format_rate")} | {"model_version": version}
+    gate = gate_decision(ctx, version, res["accuracy"], r)
+    if gate:
+        info["gate"] = gate
     with ctx.store.transaction():
         ctx.store.insert_rows("evaluations", [row], conflict="DO NOTHING")
+        if gate and not gate["accepted"]:
+            ctx.store.con.execute(
+                "UPDATE models SET metrics = json_merge_patch(metrics, ?) WHERE run_id = ? AND round = ?",
+                [json.dumps({"accepted": False, "rejected_because": gate["reason"]}), ctx.run_id, r])
         ctx.mark_done(r, "evaluate", info)
     return info
+
+
+def gate_decision(ctx, version: str, accuracy: float, r: int) -> dict | None:
+    """Compare the model trained in round r with the last accepted model's held-out accuracy.
+
+    None when there is nothing to gate (gate off, no new model this round, no earlier
+    evaluation). Rejected when accuracy fell by more than `evaluate.gate_tolerance`
+    (absolute); then every model trained in round r is marked rejected, so the
+    current model reverts to the one before the round."""
+    tol = ctx.cfg.evaluate.gate_tolerance
+    prev = ctx.store.query(
+        "SELECT e.accuracy, e.model_version FROM evaluations e LEFT JOIN models m USING (model_version) "
+        "WHERE e.run_id = ? AND e.round < ? AND coalesce(json_extract_string(m.metrics, '$.accepted'), 'true') = 'true' "
+        "ORDER BY e.round DESC LIMIT 1", [ctx.run_id, r])
+    if tol is None or not prev or prev[0]["model_version"] == version:
+        return None
+    before = prev[0]["accuracy"]
+    accepted = accuracy >= before - tol
+    reason = (f"held-out accuracy {accuracy:.3f} vs {before:.3f} before the round (tolerance {tol})"
+              + ("" if accepted else ": dropped too far, keeping the previous model"))
+    return {"accepted": accepted, "previous": prev[0]["model_version"], "previous_accuracy": before,
+            "reason": reason}
