@@ -85,6 +85,7 @@ class LoraConfig(_Strict):
     alpha: int = 32
     dropout: float = 0.0
     target_modules: list[str] | str = "all-linear"
+    quant: Literal["16bit", "4bit"] = "16bit"  # unsloth backend: bf16 LoRA or 4-bit QLoRA
 
 
 class SFTConfig(_Strict):

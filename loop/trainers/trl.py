@@ -42,8 +42,27 @@ def _common_args(job: dict, cfg: dict, cuda: bool) -> dict:
                 disable_tqdm=True, dataloader_num_workers=0, gradient_checkpointing=False)
 
 
+def step_timer():
+    """A TrainerCallback recording each optimizer step's wall time (for s/step after warm-up)."""
+    import time
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.times: list[float] = []
+
+        def on_step_begin(self, args, state, control, **kw):
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            self.times.append(time.perf_counter() - self.t0)
+
+    return StepTimer()
+
+
 def _finish(trainer, result, n_examples: int, tmp: str) -> dict:
     trainer.model.save_pretrained(tmp)
+    timer = next((c for c in trainer.callback_handler.callbacks if type(c).__name__ == "StepTimer"), None)
     hist = trainer.state.log_history
     losses = [h["loss"] for h in hist if "loss" in h]
     rewards = [h["reward"] for h in hist if "reward" in h]
@@ -51,7 +70,7 @@ def _finish(trainer, result, n_examples: int, tmp: str) -> dict:
             "last_loss": losses[-1] if losses else None, "steps": trainer.state.global_step,
             "examples": n_examples, "runtime_s": result.metrics.get("train_runtime"),
             "first_reward": rewards[0] if rewards else None, "last_reward": rewards[-1] if rewards else None,
-            "peak_memory_gb": _peak_memory()}
+            "peak_memory_gb": _peak_memory(), "step_times": timer.times if timer else []}
 
 
 def _peak_memory() -> float | None:
@@ -73,7 +92,7 @@ def sft(job: dict) -> dict:
     args = SFTConfig(**_common_args(job, cfg, cuda), gradient_accumulation_steps=cfg["grad_accum"],
                      max_length=cfg["max_seq_len"])
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
-                         peft_config=peft_config, callbacks=[train_callback("train (SFT)")])
+                         peft_config=peft_config, callbacks=[train_callback("train (SFT)"), step_timer()])
     return _finish(trainer, trainer.train(), len(ds), job["tmp"])
 
 
@@ -96,5 +115,5 @@ def grpo(job: dict) -> dict:
                       temperature=cfg["temperature"], reward_weights=weights, log_completions=False)
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=ds,
                           processing_class=tok, peft_config=peft_config,
-                          callbacks=[train_callback("train (GRPO)")])
+                          callbacks=[train_callback("train (GRPO)"), step_timer()])
     return _finish(trainer, trainer.train(), len(ds), job["tmp"])
