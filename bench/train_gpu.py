@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def _jobs(model: str, work: Path, steps: int) -> dict:
+def _jobs(model: str, work: Path, steps: int, grpo_batch: int = 64, completion_len: int = 128) -> dict:
     from loop.config import Config
     from loop.models import resolve_model
     from loop.prompts import format_chain, messages
@@ -36,8 +36,8 @@ def _jobs(model: str, work: Path, steps: int) -> dict:
     write_snapshot(grpo, work / "grpo.parquet")
     cfg = Config().train
     cfg.sft.max_steps, cfg.sft.batch_size = steps, 16
-    cfg.grpo.max_steps, cfg.grpo.batch_size, cfg.grpo.num_generations = steps, 128, 8
-    cfg.grpo.max_completion_length = 256
+    cfg.grpo.max_steps, cfg.grpo.batch_size, cfg.grpo.num_generations = steps, grpo_batch, 8
+    cfg.grpo.max_completion_length = completion_len
     common = {"base": str(base), "parent_adapter": None, "seed": 0, "threads": None,
               "lora": cfg.lora.model_dump(mode="json"),
               "rewards": [r.model_dump(mode="json") for r in Config().verify.rewards]}
@@ -45,12 +45,12 @@ def _jobs(model: str, work: Path, steps: int) -> dict:
             for m in ("sft", "grpo")}
 
 
-def run(model: str, steps: int, backends: list[str], methods: list[str]) -> list[dict]:
+def run(model: str, steps: int, backends: list[str], methods: list[str], **kw) -> list[dict]:
     from loop.train import run_child
     rows = []
     with tempfile.TemporaryDirectory() as d:
         work = Path(d)
-        jobs = _jobs(model, work, steps)
+        jobs = _jobs(model, work, steps, **kw)
         for method in methods:
             for backend in backends:
                 job = {**jobs[method], "backend": backend, "out": str(work / f"{method}-{backend}")}
@@ -60,6 +60,7 @@ def run(model: str, steps: int, backends: list[str], methods: list[str]) -> list
                     rows.append({"method": method, "backend": backend, "error": str(e)})
                     continue
                 warm = m["step_times"][1:] or m["step_times"]
+                print(json.dumps({"method": method, "backend": backend, **m}), flush=True)
                 rows.append({"method": method, "backend": backend, "steps": m["steps"],
                              "s_per_step": statistics.median(warm), "first_step_s": m["step_times"][0],
                              "peak_memory_gb": m["peak_memory_gb"], "last_loss": m["last_loss"]})
@@ -83,9 +84,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--backends", default="unsloth,trl")
     ap.add_argument("--methods", default="sft,grpo")
+    ap.add_argument("--grpo-batch", type=int, default=64, help="completions per GRPO step")
+    ap.add_argument("--completion-len", type=int, default=128)
     ap.add_argument("--json", help="write results here")
     a = ap.parse_args()
-    rows = run(a.model, a.steps, a.backends.split(","), a.methods.split(","))
+    rows = run(a.model, a.steps, a.backends.split(","), a.methods.split(","),
+               grpo_batch=a.grpo_batch, completion_len=a.completion_len)
     res = {"model": a.model, "rows": rows, "ratios": ratios(rows)}
     from rich.console import Console
     from rich.table import Table

