@@ -26,7 +26,7 @@ class RunConfig(_Strict):
     dir: str = "runs/default"          # run directory: store, models, logs
     store: str | None = None           # DuckDB file; default <dir>/loop.duckdb
     seed: int = 0
-    threads: int | None = None         # torch threads; None = torch default
+    threads: int | None = 1            # torch threads (1: on 2 busy cores, 2 threads ran 10-20x slower); None = torch default
 
 
 class ModelConfig(_Strict):
@@ -72,7 +72,7 @@ class RewardConfig(_Strict):
 def _default_rewards() -> list[RewardConfig]:
     return [RewardConfig(name="xmlcount", weight=1.0), RewardConfig(name="soft_format", weight=1.0),
             RewardConfig(name="strict_format", weight=1.0), RewardConfig(name="int", weight=1.0),
-            RewardConfig(name="correctness", weight=2.0)]
+            RewardConfig(name="correctness", weight=2.0, params={"timeout_s": 2.0})]
 
 
 class VerifyConfig(_Strict):
