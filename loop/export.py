@@ -50,6 +50,11 @@ def export_model(store_path: str | Path, out: str | Path, fmt: str = "merged16",
         raise ExportError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
     if dtype not in DTYPES:
         raise ExportError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
+    if fmt == "gguf":  # a bad outtype or converter fails before any work
+        from loop.export_gguf import OUTTYPES, find_converter
+        if outtype not in OUTTYPES:
+            raise ExportError(f"unknown GGUF outtype {outtype!r}; valid: {', '.join(OUTTYPES)}")
+        converter = find_converter(converter)
     out = Path(out)
     _check_out(out, force)
     lin = lineage(store_path, round=round, version=version, run_id=run_id)
