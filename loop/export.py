@@ -262,7 +262,7 @@ def card(lin: dict) -> str:
     m, b, ex, run = lin["model"], lin["base"], lin["export"], lin["run"]
     lib = {"lora": "peft", "merged16": "transformers", "gguf": "gguf"}[ex["format"]]
     how = ex.get("dtype") or " ".join(x for x in (ex.get("outtype"), ex.get("writer") and f"via {ex['writer']}") if x)
-    lines = ["---", f"library_name: {lib}", "tags: [loop, lora, math, rl]", "---", "",
+    lines = ["---", f"library_name: {lib}", f"tags: [loop, {ex['format']}]", "---", "",
              f"# loop model `{m['version']}`", "",
              f"Exported by loop {ex['loop_version']} on {ex['exported_at']} as **{ex['format']}**"
              + (f" ({how})" if how else "") + ".", "",

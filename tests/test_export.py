@@ -137,7 +137,8 @@ def _load_gguf(folder, name):
 
 
 def _chat_ids(tok):
-    return [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True) for p in PROMPTS]
+    return [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True)["input_ids"]
+            for p in PROMPTS]
 
 
 def test_gguf_builtin_f32_roundtrips_through_transformers(lineage_store, reference, tmp_path):
@@ -183,6 +184,18 @@ def test_gguf_through_llama_cpp_converter(lineage_store, reference, tmp_path):
     model, tok = _load_gguf(tmp_path / "g", "model-f32.gguf")
     assert _chat_ids(tok) == _chat_ids(reference["tok"])
     assert _greedy(model, tok) == reference["adapter"]
+    # The built-in writer's tensors are byte-identical to the converter's.
+    res = _export(lineage_store, tmp_path / "b", "--format", "gguf", "--outtype", "f32", "--converter", "builtin")
+    assert res.exit_code == 0, res.output
+    conv, own = (gguf.GGUFReader(tmp_path / d / "model-f32.gguf").tensors for d in ("g", "b"))
+    assert sorted((t.name, t.tensor_type, t.data.tobytes()) for t in conv) == \
+        sorted((t.name, t.tensor_type, t.data.tobytes()) for t in own)
+
+
+def test_export_help():
+    for cmd in (["export"], ["export", "model"]):
+        res = runner.invoke(cli.app, [*cmd, "--help"])
+        assert res.exit_code == 0 and "Usage" in res.output
 
 
 def test_card_names_every_ancestor(lineage_store, lora_out):
