@@ -144,8 +144,8 @@ def _select(st, rid: str | None, round: int | None, version: str | None) -> dict
 
 
 def _known_versions(st) -> str:
-    rows = st.query("SELECT model_version, round FROM models WHERE kind = 'lora' ORDER BY created_at")
-    return ", ".join(f"{r['model_version']} (round {r['round']})" for r in rows) or "none"
+    rows = st.query("SELECT model_version, round FROM models WHERE kind = 'lora' ORDER BY created_at DESC LIMIT 10")
+    return ", ".join(f"{r['model_version']} (round {r['round']})" for r in rows[::-1]) or "none"
 
 
 def _ancestors(st, row: dict) -> tuple[list[dict], str | None]:

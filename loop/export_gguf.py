@@ -9,7 +9,9 @@ Contract:
 - The built-in writer uses the `gguf` package directly (the tensor names of
   MODEL_ARCH.LLAMA via TensorNameMap, llama.cpp's q/k row permutation, 1-D tensors kept
   in F32) for llama-architecture models with byte-level (GPT-2 style) BPE tokenizers;
-  anything else raises ExportError naming what it is and how to get the converter.
+  anything else raises ExportError naming what it is and how to get the converter. Its
+  tensors are byte-identical to the converter's (SmolLM2-135M: bf16, q8_0; the tiny model
+  in tests: f32); its metadata differs only in a few general.* fields.
 - outtype: f32 | f16 | bf16 | q8_0 (q8_0: 2-D tensors whose rows are not a multiple of 32
   fall back to f16, as llama.cpp does).
 - Both writers read a *GGUF source* folder: the merged folder, or a staging copy of it

@@ -129,11 +129,11 @@ def test_merged_bf16_export_is_bf16_and_generates(lineage_store, reference, tmp_
     assert all(len(g) == 8 for g in _greedy(model, tok))
 
 
-def _load_gguf(folder, name):
+def _load_gguf(folder, name, tokenizer=True):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32).eval()
-    return model, AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    return model, AutoTokenizer.from_pretrained(folder, gguf_file=name) if tokenizer else None
 
 
 def _chat_ids(tok):
@@ -158,8 +158,8 @@ def test_gguf_builtin_f16_and_q8_0(lineage_store, reference, tmp_path):
     import torch
     res = _export(lineage_store, tmp_path / "g", "--format", "gguf", "--converter", "builtin")  # f16 default
     assert res.exit_code == 0, res.output
-    model, tok = _load_gguf(tmp_path / "g", "model-f16.gguf")
-    ids = tok("What is 47 + 38?", return_tensors="pt").input_ids
+    model, _ = _load_gguf(tmp_path / "g", "model-f16.gguf", tokenizer=False)
+    ids = reference["tok"]("What is 47 + 38?", return_tensors="pt").input_ids
     with torch.no_grad():
         assert torch.allclose(model(ids).logits, reference["model"](ids).logits, atol=2e-2)
     res = _export(lineage_store, tmp_path / "q", "--format", "gguf", "--outtype", "q8_0", "--converter", "builtin")
