@@ -135,6 +135,37 @@ def inspect_samples(ctx: typer.Context, verified: bool = typer.Option(False, "--
         console.print(Panel(body, title=title, expand=False))
 
 
+# --- loop export model (library: loop/export.py) ----------------------------------------
+export_app = typer.Typer(help="Export from the store: models (`export model`).", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("model")
+def export_model_cmd(
+        out: Path = typer.Option(..., "--out", "-o", help="Output directory (absent or empty unless --force)."),
+        fmt: str = typer.Option("merged16", "--format", "-f", help="lora | merged16 | gguf."),
+        round: Optional[int] = typer.Option(None, "--round", help="The model trained in this round."),
+        model_version: Optional[str] = typer.Option(None, "--model-version", help="A model version (or unique prefix)."),
+        run: Optional[str] = typer.Option(None, "--run", help="Run id (default: the store's latest run)."),
+        dtype: str = typer.Option("bfloat16", "--dtype", help="merged16 weights: bfloat16 | float16 | float32."),
+        outtype: str = typer.Option("f16", "--outtype", help="gguf tensors: f16 | bf16 | q8_0 | f32."),
+        converter: Optional[str] = typer.Option(None, "--converter", help="llama.cpp convert_hf_to_gguf.py path, "
+                                                "or 'builtin' (default: $LOOP_LLAMA_CPP_CONVERT, then PATH, then builtin)."),
+        force: bool = typer.Option(False, "--force", help="Replace a non-empty --out directory."),
+        config: Optional[Path] = ConfigOpt, set: Optional[list[str]] = SetOpt,
+        store: Optional[Path] = typer.Option(None, "--store", help="DuckDB store file (default: from the config).")) -> None:
+    """Export a model version (default: the current accepted model) with a lineage model card."""
+    from loop.export import ExportError, export_model
+    path = store or _load(config, set).store_path
+    try:
+        lin = export_model(path, out, fmt, round=round, version=model_version, run_id=run, dtype=dtype,
+                           outtype=outtype, converter=converter, force=force)
+    except (ExportError, *_known_errors()) as e:
+        _fail(str(e))
+    m = lin["model"]
+    typer.echo(f"exported model {m['version']} (round {m['round']}, run {m['run_id']}) as {fmt} to {out}")
+
+
 def main() -> None:
     app()
 
