@@ -4,6 +4,8 @@ The held-out set depends only on `evaluate.{n_problems, levels, seed}`; proposal
 never include its expressions. Round 0 is the model before any training, so
 each round's gain is measured against it. Accuracy counts a correct answer
 wherever the verifier finds it; `format_rate` counts strict-format answers.
+`evaluate.every = M` evaluates after every M-th round only (round 0 always); a
+round not due records its step as skipped, like train's sub-steps.
 """
 from __future__ import annotations
 
@@ -35,7 +37,14 @@ def evaluate_model(ctx) -> dict:
 
 
 def stage(ctx, r: int) -> dict:
-    """Evaluate the current model after round r (r = 0: before the first round), then gate it."""
+    """Evaluate the current model after round r (r = 0: before the first round), then gate it.
+    A round not due by `evaluate.every` is recorded as skipped."""
+    every = ctx.cfg.evaluate.every
+    if r > 0 and not (every > 0 and r % every == 0):
+        info = {"skipped": f"evaluate.every={every}"}
+        with ctx.store.transaction():
+            ctx.mark_done(r, "evaluate", info)
+        return info
     version, _ = ctx.current_model()
     res = evaluate_model(ctx)
     row = {"run_id": ctx.run_id, "round": r, "model_version": version, "split": "heldout",
