@@ -207,19 +207,24 @@ def serve(cfg: Config, rounds: int | None, every: float | str | None = None, mod
     if every_s is None and rounds is None:
         raise DaemonError("without --every, give --rounds")
     pidfile = PidFile(cfg.run.dir).acquire()
-    close_log = log.configure(cfg.run.dir, cfg.daemon.log_max_bytes, cfg.daemon.log_backups)
-    runner = _Runner(cfg, rounds, every_s, mode)
-    old = _install_signals(runner.on_signal)
+    close_log, old = None, None
     try:
+        close_log = log.configure(cfg.run.dir, cfg.daemon.log_max_bytes, cfg.daemon.log_backups)
+        runner = _Runner(cfg, rounds, every_s, mode)
+        old = _install_signals(runner.on_signal)
         runner.update(state="starting")
         log.event("start", mode=mode, rounds=rounds, every_s=every_s, stale_pid=pidfile.stale_pid)
-        runner.run_once() if every_s is None else runner.run_scheduled()
+        if every_s is None:
+            runner.run_once()
+        else:
+            runner.run_scheduled()
         final = _final_state(runner)
         runner.update(state=final, round=None, stage=None, next_run_at=None, stopped_at=_now())
         log.event("exit", state=final, reason=runner.token.reason, finished_rounds=runner.finished)
     finally:
         _restore_signals(old)
-        close_log()
+        if close_log is not None:
+            close_log()
         pidfile.release()
     if runner.error is not None and every_s is None:
         raise runner.error
@@ -253,6 +258,7 @@ def start_daemon(cfg: Config, rounds: int | None, every: float | str, wait_s: fl
     if pid is not None:
         raise AlreadyRunning(run_dir, pid)
     run_dir.mkdir(parents=True, exist_ok=True)
+    _rotate(run_dir / OUT_NAME, cfg.daemon.log_max_bytes)
     argv = [sys.executable, "-m", "loop.daemon", "--every", str(parse_duration(every))]
     argv += [] if rounds is None else ["--rounds", str(rounds)]
     with open(run_dir / OUT_NAME, "ab") as out:
@@ -266,10 +272,19 @@ def start_daemon(cfg: Config, rounds: int | None, every: float | str, wait_s: fl
         if st.get("pid") == proc.pid and st.get("state") != "starting":
             return st
         if proc.poll() is not None:
+            st = read_status(run_dir)
+            if proc.returncode == 0 and st.get("pid") == proc.pid:
+                return st  # it had nothing left to do
             raise DaemonError(f"the daemon exited at start (code {proc.returncode}): "
                               f"{_tail(run_dir / OUT_NAME)}")
         time.sleep(0.1)
     return {**read_status(run_dir), "pid": proc.pid, "state": "starting"}
+
+
+def _rotate(path: Path, max_bytes: int) -> None:
+    """The daemon's raw output (progress bars, tracebacks) is kept to about one file's size."""
+    if path.exists() and path.stat().st_size > max_bytes:
+        os.replace(path, path.with_name(path.name + ".1"))
 
 
 def _tail(path: Path, lines: int = 5) -> str:

@@ -44,17 +44,21 @@ class PidFile:
 
     def acquire(self, tries: int = 5) -> "PidFile":
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        for i in range(tries):  # a concurrent `held()` probe holds a shared lock for microseconds
+        for i in range(tries):  # a `holder()` probe holds a shared lock for microseconds: retry briefly
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
+                os.close(fd)
                 if i == tries - 1:
-                    pid = _read_pid(self.path)
-                    os.close(fd)
-                    raise AlreadyRunning(self.run_dir, pid) from None
+                    raise AlreadyRunning(self.run_dir, _read_pid(self.path)) from None
                 time.sleep(0.05)
+                continue
+            if _same_file(fd, self.path):  # not a file its previous holder unlinked meanwhile
+                break
+            os.close(fd)
+        else:
+            raise AlreadyRunning(self.run_dir, _read_pid(self.path))
         self.stale_pid = _read_pid(self.path)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -89,6 +93,13 @@ def holder(run_dir: str | Path) -> int | None:
         return pid
     finally:
         os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except OSError:
+        return False
 
 
 def _read_pid(path: Path) -> int | None:

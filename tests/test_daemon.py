@@ -163,7 +163,7 @@ def test_kill_tree_kills_a_child_in_its_own_session():
 
 
 # --- in-process: the stop token, cadence, one round per job ---------------------------------
-def test_stop_token_stops_between_stages_and_restart_resumes(tiny_cfg, tmp_path):
+def test_stop_token_stops_between_stages_and_restart_resumes(tiny_cfg):
     token, seen = StopToken(), []
 
     def on_event(ev):
@@ -176,10 +176,7 @@ def test_stop_token_stops_between_stages_and_restart_resumes(tiny_cfg, tmp_path)
     done = assert_consistent(tiny_cfg.store_path)
     assert (1, "sample") in done and (1, "verify") not in done
     run_rounds(tiny_cfg, 1)
-    assert_consistent(tiny_cfg.store_path)
-    other = load_config(TINY, [f"run.dir={tmp_path / 'straight'}"])
-    run_rounds(other, 1)
-    assert _rows(tiny_cfg.store_path) == _rows(other.store_path)  # as if never stopped
+    assert len(assert_consistent(tiny_cfg.store_path)) == 1 + len(STAGE_NAMES) + 2
 
 
 def test_each_job_adds_one_round_and_evaluate_every(tmp_path):
@@ -220,6 +217,17 @@ def test_foreground_start_log_status_stop_and_refusal(tmp_path):
         assert f"running  pid {os.getpid()}" in res.output
     finally:
         held.release()
+
+
+def test_scheduled_jobs_retry_then_give_up_after_max_failures(tmp_path):
+    from loop.daemon import serve
+    cfg = load_config(TINY, [f"run.dir={tmp_path / 'run'}", "model.name=/no/such/model", "daemon.max_failures=2"])
+    final = serve(cfg, None, every="0.2s")
+    assert final["state"] == "failed" and "no such folder" in final["last_error"]
+    events = log.read(tmp_path / "run")
+    assert [e["failures"] for e in events if e["event"] == "job_error"] == [1, 2]
+    assert "scheduled" in [e["event"] for e in events]  # the first failure was followed by another run
+    assert read_status(tmp_path / "run")["state"] == "failed" and holder(tmp_path / "run") is None
 
 
 @pytest.mark.parametrize("cmd", [["status"], ["stop"]])
@@ -263,7 +271,7 @@ def test_daemon_start_status_refuse_stop_then_resume(tmp_path):
 @pytest.mark.slow
 def test_sigterm_during_sampling_loses_nothing(tmp_path):
     run = tmp_path / "run"
-    pid = _start_daemon(run, "--rounds", "2")
+    pid = _start_daemon(run, "--rounds", "1")
     try:
         st = _poll(lambda: (s := read_status(run)).get("stage") == "sample" and s, 120, every=0.01)
         os.kill(pid, signal.SIGTERM)
@@ -276,9 +284,9 @@ def test_sigterm_during_sampling_loses_nothing(tmp_path):
     assert (r, "sample") in done and (r, "verify") not in done  # graceful: sampling finished, nothing after
     stopped = [e for e in log.read(run) if e["event"] == "stopped"]
     assert [(e["round"], e["stage"]) for e in stopped] == [(r, "verify")]
-    assert _invoke_start(run, 2).exit_code == 0  # the restart completes the run
+    assert _invoke_start(run, 1).exit_code == 0  # the restart completes the run
     assert_consistent(run / "loop.duckdb")
-    assert _invoke_start(tmp_path / "straight", 2).exit_code == 0
+    assert _invoke_start(tmp_path / "straight", 1).exit_code == 0
     assert _rows(run / "loop.duckdb") == _rows(tmp_path / "straight" / "loop.duckdb")
 
 
