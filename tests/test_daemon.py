@@ -290,26 +290,62 @@ def test_sigterm_during_sampling_loses_nothing(tmp_path):
     assert _rows(run / "loop.duckdb") == _rows(tmp_path / "straight" / "loop.duckdb")
 
 
+FAKE_TRAIN = """
+import subprocess, sys
+import loop.scheduler
+from loop import daemon
+from loop.config import load_config
+
+def run_rounds(cfg, rounds, stop=None, *, max_new=None, on_event=None):  # a train stage's child, no model
+    on_event({"event": "stage_start", "round": 1, "stage": "train"})
+    subprocess.run(["sleep", "120"], start_new_session=True)  # like loop.train.run_child
+
+loop.scheduler.run_rounds = run_rounds
+daemon.serve(load_config(sys.argv[1], [f"run.dir={sys.argv[2]}"]), 1)
+"""
+
+
+def _sleepers(pid: int) -> list[int]:
+    return [c for c in children(pid) if _cmdline(c).startswith(b"sleep")]
+
+
+def test_second_ctrl_c_stops_at_once_and_kills_the_child(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-c", FAKE_TRAIN, str(TINY), str(run)], cwd=ROOT, env=_env(),
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # a terminal's job
+    try:
+        child = _poll(lambda: read_status(run).get("stage") == "train" and _sleepers(proc.pid), 60)[0]
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group...
+        _poll(lambda: read_status(run).get("state") == "stopping", 10)
+        assert proc.poll() is None and pid_alive(child)  # ...but not the child in its own session
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(10) == 130
+        assert wait_gone(child, 10) and holder(run) is None
+    finally:
+        kill_tree(proc.pid)
+    err = proc.stderr.read()
+    assert "Ctrl-C again to stop at once" in err and "second interrupt, stopping at once" in err
+
+
 @pytest.mark.slow
-def test_ctrl_c_spares_training_child_and_second_ctrl_c_kills_it(tmp_path):
+def test_ctrl_c_spares_the_training_child_and_stop_now_kills_it(tmp_path):
     run = tmp_path / "run"
     grpo = ["--set", "train.grpo.every=1", "--set", "train.grpo.band=[-1,2]"]  # GRPO on every problem
     cmd = [sys.executable, "-m", "cli", "start", "--rounds", "1", "-c", str(TINY), "--set", f"run.dir={run}", *grpo]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)  # its own group, like a terminal's job
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # its own group, like a terminal's job
     try:
         _poll(lambda: read_status(run).get("stage") == "train", 120)
         trainer = _poll(lambda: [c for c in children(proc.pid) if b"loop.train" in _cmdline(c)], 60)[0]
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group
-        time.sleep(1.0)
-        assert proc.poll() is None and pid_alive(trainer)  # training goes on; the stage will finish
-        assert _poll(lambda: read_status(run).get("state") == "stopping", 10)
-        os.killpg(proc.pid, signal.SIGINT)  # second Ctrl-C: at once
-        assert proc.wait(15) == 130
-        assert wait_gone(trainer, 10)
+        _poll(lambda: read_status(run).get("state") == "stopping", 10)
+        time.sleep(0.5)
+        assert proc.poll() is None and pid_alive(trainer)  # training goes on; the stage would finish
+        res = _cli(run, "stop", "--now")
+        assert res.returncode == 0 and f"stopped pid {proc.pid}" in res.stdout and "state killed" in res.stdout
+        assert proc.wait(10) == -signal.SIGKILL and wait_gone(trainer, 10)
     finally:
         kill_tree(proc.pid)
-    assert "second interrupt" in proc.stderr.read()
     done = assert_consistent(run / "loop.duckdb")
     assert (1, "train") not in done and holder(run) is None
     assert _invoke_start(run, 1, *grpo).exit_code == 0  # a restart resumes at the train stage
