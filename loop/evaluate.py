@@ -56,10 +56,12 @@ def stage(ctx, r: int) -> dict:
         info["gate"] = gate
     with ctx.store.transaction():
         ctx.store.insert_rows("evaluations", [row], conflict="DO NOTHING")
-        if gate and not gate["accepted"]:
+        if gate and not gate["accepted"]:  # every model since the last accepted evaluation (evaluate.every)
             ctx.store.con.execute(
-                "UPDATE models SET metrics = json_merge_patch(metrics, ?) WHERE run_id = ? AND round = ?",
-                [json.dumps({"accepted": False, "rejected_because": gate["reason"]}), ctx.run_id, r])
+                "UPDATE models SET metrics = json_merge_patch(metrics, ?) WHERE run_id = ? AND round > ? "
+                "AND round <= ? AND coalesce(json_extract_string(metrics, '$.accepted'), 'true') = 'true'",
+                [json.dumps({"accepted": False, "rejected_because": gate["reason"]}), ctx.run_id,
+                 gate["previous_round"], r])
         ctx.mark_done(r, "evaluate", info)
     return info
 
@@ -69,11 +71,12 @@ def gate_decision(ctx, version: str, accuracy: float, r: int) -> dict | None:
 
     None when there is nothing to gate (gate off, no new model this round, no earlier
     evaluation). Rejected when accuracy fell by more than `evaluate.gate_tolerance`
-    (absolute); then every model trained in round r is marked rejected, so the
-    current model reverts to the one before the round."""
+    (absolute); then every model trained in round r (and in rounds whose evaluation
+    `evaluate.every` skipped since that evaluation) is marked rejected, so the current
+    model reverts to the one before them."""
     tol = ctx.cfg.evaluate.gate_tolerance
     prev = ctx.store.query(
-        "SELECT e.accuracy, e.model_version FROM evaluations e LEFT JOIN models m USING (model_version) "
+        "SELECT e.round, e.accuracy, e.model_version FROM evaluations e LEFT JOIN models m USING (model_version) "
         "WHERE e.run_id = ? AND e.round < ? AND coalesce(json_extract_string(m.metrics, '$.accepted'), 'true') = 'true' "
         "ORDER BY e.round DESC LIMIT 1", [ctx.run_id, r])
     if tol is None or not prev or prev[0]["model_version"] == version:
@@ -83,4 +86,4 @@ def gate_decision(ctx, version: str, accuracy: float, r: int) -> dict | None:
     reason = (f"held-out accuracy {accuracy:.3f} vs {before:.3f} before the round (tolerance {tol})"
               + ("" if accepted else ": dropped too far, keeping the previous model"))
     return {"accepted": accepted, "previous": prev[0]["model_version"], "previous_accuracy": before,
-            "reason": reason}
+            "previous_round": prev[0]["round"], "reason": reason}
