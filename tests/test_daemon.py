@@ -4,6 +4,7 @@ Fast tests drive the library in-process; slow ones start real `python -m cli`
 processes on the tiny model and signal them, then check the store is consistent
 (every done step has all its outputs, a step not done has none) and that a restart
 ends in the same store as an uninterrupted run."""
+import datetime as dt
 import json
 import os
 import re
@@ -41,6 +42,11 @@ def _cli(run_dir, *args, timeout=180):
                           cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout)
 
 
+def _loop(run_dir, *args):
+    """`loop ARGS` in-process (status, stop and refused starts need no process of their own)."""
+    return runner.invoke(cli.app, [*args, "-c", str(TINY), "--set", f"run.dir={run_dir}"])
+
+
 def _poll(fn, timeout: float, every: float = 0.05):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -51,8 +57,8 @@ def _poll(fn, timeout: float, every: float = 0.05):
     pytest.fail(f"timed out after {timeout}s waiting for {fn}")
 
 
-def _start_daemon(run_dir, *extra) -> int:
-    res = _cli(run_dir, "start", "--daemon", "--every", "1s", *extra)
+def _start_daemon(run_dir, *extra, every="1s") -> int:
+    res = _cli(run_dir, "start", "--daemon", "--every", every, *extra)
     assert res.returncode == 0, res.stdout + res.stderr
     return int(re.search(r"started daemon pid (\d+)", res.stdout).group(1))
 
@@ -240,29 +246,36 @@ def test_new_commands_have_help(cmd):
 @pytest.mark.slow
 def test_daemon_start_status_refuse_stop_then_resume(tmp_path):
     run = tmp_path / "run"
-    pid = _start_daemon(run, "--rounds", "3")
+    pid = _start_daemon(run, "--rounds", "3", every="1h")  # one round at once, the next in an hour
     try:
         assert (run / "loop.pid").read_text().strip() == str(pid)
-        _poll(lambda: (read_status(run).get("round") or 0) >= 1, 120)
-        st = json.loads(_cli(run, "status", "--json").stdout)
-        assert st["running"] and st["pid"] == pid and st["mode"] == "daemon"
-        assert st["round"] >= 1 and st["stage"] in STAGE_NAMES and st["next_run_at"]
-        for args in (["start", "--daemon", "--every", "1s"], ["start", "--rounds", "1"]):
-            res = _cli(run, *args)  # a second loop on this run directory is refused, naming the pid
-            assert res.returncode == 2 and f"already running here (pid {pid})" in res.stderr, res.stderr
-        res = _cli(run, "stop", "--timeout", "120")
-        assert res.returncode == 0 and f"stopped pid {pid}" in res.stdout, res.stdout + res.stderr
+        st = _poll(lambda: (s := read_status(run)).get("stage") and s, 120, every=0.01)
+        assert (st["pid"], st["state"], st["round"]) == (pid, "running", 0)  # round 0: the baseline
+        _poll(lambda: read_status(run).get("state") == "idle", 120)
+        st = json.loads(_loop(run, "status", "--json").output)
+        assert st["state"] == "idle" and st["round"] is None
+        assert st["running"] and st["pid"] == pid and st["mode"] == "daemon" and st["finished_rounds"] == 1
+        assert st["last_round"]["round"] == 1 and st["last_round"]["samples"] == 8
+        wait = dt.datetime.fromisoformat(st["next_run_at"]) - dt.datetime.now(dt.timezone.utc)
+        assert dt.timedelta(minutes=55) < wait <= dt.timedelta(hours=1)
+        assert f"running  pid {pid} (daemon" in _loop(run, "status").output
+        res = _cli(run, "start", "--daemon", "--every", "1s")  # a second loop here is refused, naming the pid
+        assert res.returncode == 2 and f"already running here (pid {pid})" in res.stderr, res.stderr
+        res = _loop(run, "start", "--rounds", "1")
+        assert res.exit_code == 2 and f"already running here (pid {pid})" in res.output, res.output
+        res = _loop(run, "stop", "--timeout", "120")
+        assert res.exit_code == 0 and f"stopped pid {pid}" in res.output, res.output
         assert not pid_alive(pid) and not (run / "loop.pid").exists()
     finally:
         kill_tree(pid)
-    st = json.loads(_cli(run, "status", "--json").stdout)
-    assert (st["running"], st["last_state"]) == (False, "stopped") and st["finished_rounds"] < 3
+    st = json.loads(_loop(run, "status", "--json").output)
+    assert (st["running"], st["last_state"], st["finished_rounds"]) == (False, "stopped", 1)
     assert_consistent(run / "loop.duckdb")
     events = [e["event"] for e in log.read(run)]
     assert "stop_requested" in events and events[-1] == "exit"
-    pid2 = _start_daemon(run, "--rounds", "3")  # resumes until the run has 3 rounds, then exits
+    pid2 = _start_daemon(run, "--rounds", "3")  # resumes, a round a second, until the run has 3
     assert wait_gone(pid2, 120)
-    st = json.loads(_cli(run, "status", "--json").stdout)
+    st = json.loads(_loop(run, "status", "--json").output)
     assert (st["last_state"], st["finished_rounds"], st["last_round"]["round"]) == ("finished", 3, 3)
     done = assert_consistent(run / "loop.duckdb")
     assert len(done) == 1 + 3 * (len(STAGE_NAMES) + 2)
@@ -341,8 +354,8 @@ def test_ctrl_c_spares_the_training_child_and_stop_now_kills_it(tmp_path):
         _poll(lambda: read_status(run).get("state") == "stopping", 10)
         time.sleep(0.5)
         assert proc.poll() is None and pid_alive(trainer)  # training goes on; the stage would finish
-        res = _cli(run, "stop", "--now")
-        assert res.returncode == 0 and f"stopped pid {proc.pid}" in res.stdout and "state killed" in res.stdout
+        res = _loop(run, "stop", "--now")
+        assert res.exit_code == 0 and f"stopped pid {proc.pid}" in res.output and "state killed" in res.output
         assert proc.wait(10) == -signal.SIGKILL and wait_gone(trainer, 10)
     finally:
         kill_tree(proc.pid)
