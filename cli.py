@@ -32,8 +32,10 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from loop.models import ModelError
     from loop.propose import ProposeError
     from loop.sample import SamplerError
+    from loop.daemon import AlreadyRunning, DaemonError
     from store.db import StoreError
-    return (ConfigError, ModelError, ProposeError, SamplerError, StoreError, ValueError)
+    return (ConfigError, ModelError, ProposeError, SamplerError, StoreError, ValueError, AlreadyRunning,
+            DaemonError)
 
 
 def _load(config: Optional[Path], sets: Optional[list[str]]):
@@ -45,16 +47,61 @@ def _load(config: Optional[Path], sets: Optional[list[str]]):
 
 
 @app.command()
-def start(rounds: int = typer.Option(5, "--rounds", "-n", min=0, help="Rounds this run has when done."),
+def start(rounds: Optional[int] = typer.Option(None, "--rounds", "-n", min=0,
+                                              help="Rounds this run has when done (default 5; with --daemon or --every: no limit)."),
+          daemon: bool = typer.Option(False, "--daemon", help="Detach and run on a schedule (pid file, loop.log, status.json in the run directory)."),
+          every: Optional[str] = typer.Option(None, "--every", help="Start a round every INTERVAL: 45s, 30m, 2h (--daemon default: daemon.every)."),
           config: Optional[Path] = ConfigOpt, set: Optional[list[str]] = SetOpt) -> None:
-    """Run (or resume) the loop: propose, sample, verify, store, train, evaluate."""
+    """Run (or resume) the loop: propose, sample, verify, store, train, evaluate.
+
+    Ctrl-C or SIGTERM stops after the current stage; a second Ctrl-C stops at once."""
     cfg = _load(config, set)
-    from loop.scheduler import run_rounds
+    from loop import daemon as lib
+    if daemon:
+        st = _call(lib.start_daemon, cfg, rounds, every or cfg.daemon.every)
+        typer.echo(f"started daemon pid {st['pid']} in {cfg.run.dir} (log {st.get('log')}); "
+                   f"`loop status` / `loop stop` with the same --config/--set")
+        return
+    final = _call(lib.serve, cfg, 5 if rounds is None and every is None else rounds, every)
+    if final.get("state") == "stopped":
+        typer.echo(f"stopped ({final.get('finished_rounds')} rounds done); the same command resumes", err=True)
+    if final.get("run_id"):
+        _print_rounds(cfg, None, as_json=False, run_id=final["run_id"])
+
+
+def _call(fn, *args, **kw):
+    """A library call whose known errors become a clear message and exit code 2."""
     try:
-        ctx = run_rounds(cfg, rounds)
+        return fn(*args, **kw)
     except _known_errors() as e:
         _fail(str(e))
-    _print_rounds(cfg, None, as_json=False, run_id=ctx.run_id)
+
+
+@app.command()
+def status(config: Optional[Path] = ConfigOpt, set: Optional[list[str]] = SetOpt,
+           as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts.")) -> None:
+    """Is a loop running in the run directory? pid, round and stage, last round's numbers, next round."""
+    from loop import daemon as lib
+    st = _call(lib.status, _load(config, set))
+    typer.echo(json.dumps(st, default=str, indent=2) if as_json else lib.describe(st))
+
+
+@app.command()
+def stop(config: Optional[Path] = ConfigOpt, set: Optional[list[str]] = SetOpt,
+         now: bool = typer.Option(False, "--now", help="Kill at once (SIGKILL, the training job too); the next start resumes."),
+         timeout: float = typer.Option(600.0, "--timeout", min=0, help="Seconds to wait for a graceful stop.")) -> None:
+    """Stop the loop running in the run directory: after its current stage commits (or --now); waits."""
+    from loop import daemon as lib
+    res = _call(lib.stop, _load(config, set), now=now, timeout=timeout)
+    if not res["was_running"]:
+        typer.echo(f"no loop running in {res['run_dir']}")
+    elif res["gone"]:
+        typer.echo(f"stopped pid {res['pid']} in {res['seconds']}s (state {res['state']}, "
+                   f"rounds done {res['finished_rounds']})")
+    else:
+        typer.secho(f"pid {res['pid']} still running after {res['seconds']}s (finishing round {res['round']} "
+                    f"stage {res['stage']}); `loop stop --now` kills it", fg="yellow", err=True)
+        raise typer.Exit(1)
 
 
 def _open_store(config: Optional[Path], sets: Optional[list[str]], store: Optional[Path]):

@@ -7,11 +7,12 @@ and `config.yaml` in the run directory) so a run can be reproduced.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -125,11 +126,46 @@ class TrainConfig(_Strict):
 
 
 class EvalConfig(_Strict):
+    every: int = Field(1, ge=0)        # after every N-th round (round 0 always); 0 = only round 0
     n_problems: int = Field(50, ge=1)
     levels: list[int] = [1, 2]
     seed: int = 1_000_003              # held-out seed; training problems never collide with it
     max_new_tokens: int = Field(128, ge=1)
     gate_tolerance: float | None = Field(0.1, ge=0.0)  # reject a new model whose accuracy drops more; None = off
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str | int | float) -> float:
+    """'45s', '30m', '2h', '1d', '1h30m' or a number of seconds (90, '90') -> seconds (> 0)."""
+    if isinstance(text, bool):
+        raise ValueError(f"invalid duration {text!r}")
+    try:
+        seconds = float(text)
+    except (TypeError, ValueError):
+        s = str(text).strip().lower()
+        parts = _DURATION_PART.findall(s)
+        if not parts or "".join(n + u for n, u in parts) != s:
+            raise ValueError(f"invalid duration {text!r}: expected e.g. 45s, 30m, 2h, 1h30m")
+        seconds = sum(float(n) * _UNIT_S[u] for n, u in parts)
+    if not 0 < seconds < float("inf"):
+        raise ValueError(f"invalid duration {text!r}: must be a finite number > 0")
+    return seconds
+
+
+class DaemonConfig(_Strict):
+    every: str = "30m"                 # a round starts every ...: 45s, 30m, 2h (`loop start --every`)
+    log_max_bytes: int = Field(10_000_000, ge=1024)  # loop.log rotates at this size
+    log_backups: int = Field(3, ge=0)  # rotated files kept: loop.log.1 ...
+    max_failures: int = Field(3, ge=1)  # consecutive failed round jobs before the daemon exits
+
+    @field_validator("every", mode="before")
+    @classmethod
+    def _every(cls, v: Any) -> str:
+        parse_duration(v)
+        return str(v)
 
 
 class Config(_Strict):
@@ -140,6 +176,7 @@ class Config(_Strict):
     verify: VerifyConfig = VerifyConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvalConfig = EvalConfig()
+    daemon: DaemonConfig = DaemonConfig()
 
     @property
     def store_path(self) -> Path:

@@ -74,7 +74,9 @@ def run_child(job: dict, job_path: Path, threads: int | None) -> dict:
     env = dict(os.environ)
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    proc = subprocess.run([sys.executable, "-m", "loop.train", str(job_path)], env=env)
+    # own session: a Ctrl-C at the terminal reaches only the daemon, which finishes this stage
+    # gracefully; its hard stop (second Ctrl-C, `loop stop --now`) kills this child's group
+    proc = subprocess.run([sys.executable, "-m", "loop.train", str(job_path)], env=env, start_new_session=True)
     out = Path(job["out"])
     if proc.returncode != 0 or not (out / "metrics.json").exists():
         raise TrainError(f"training process failed (exit {proc.returncode}); job {job_path}")

@@ -269,6 +269,7 @@ def _run_inprocess(task: str, args: tuple, timeout_s: float):
 
 
 def _worker_main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal Ctrl-C is for the daemon (graceful stop)
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # stray prints must not corrupt the reply pipe
     inp = sys.stdin.buffer

@@ -58,3 +58,14 @@ def test_rejected_round_reverts_current_model(ctx, monkeypatch):
     _add_model(ctx, "m2", 2)
     g = gate_decision(ctx, "m2", 0.28, 2)
     assert g["previous"] == "base" and g["accepted"]
+
+
+def test_rejection_covers_rounds_whose_evaluation_was_skipped(ctx, monkeypatch):
+    import loop.evaluate as ev
+    _add_model(ctx, "m1", 1)             # round 1: trained, evaluation skipped (evaluate.every=2)
+    _add_model(ctx, "m2", 2, parent="m1")
+    monkeypatch.setattr(ev, "evaluate_model", lambda c: {"n": 10, "correct": 0, "accuracy": 0.05,
+                                                        "format_rate": 0.0, "details": []})
+    info = ev.stage(ctx, 2)
+    assert info["gate"]["accepted"] is False and info["gate"]["previous_round"] == 0
+    assert ctx.current_model() == ("base", None)  # m1 was never gated on its own: rejected with m2
