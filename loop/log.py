@@ -48,8 +48,15 @@ def event(name: str, level: str = "info", exc_info: bool = False, **fields: Any)
 
 
 def brief(info: dict) -> dict:
-    """The scalar part of a stage's info dict (its counts), for a log line."""
-    return {k: v for k, v in info.items() if not isinstance(v, (list, dict))}
+    """The scalar part of a stage's info dict (its counts), for a log line; one nested
+    level is flattened (`sft.examples`), so sub-steps such as train's show too."""
+    out = {}
+    for k, v in info.items():
+        if isinstance(v, dict):
+            out.update({f"{k}.{kk}": vv for kk, vv in v.items() if not isinstance(vv, (list, dict))})
+        elif not isinstance(v, list):
+            out[k] = v
+    return out
 
 
 def configure(run_dir: str | Path, max_bytes: int = 10_000_000, backups: int = 3) -> Callable[[], None]:
