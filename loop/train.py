@@ -4,7 +4,9 @@ The stage (in the daemon) picks the training set from the store, writes it as a
 Parquet snapshot, runs `python -m loop.train JOB.json` as a child process, and
 registers the resulting adapter as a new model version. The child only reads
 the snapshot and writes the adapter folder (atomically renamed when complete),
-so a crash in training cannot corrupt the store or take the daemon down.
+so a crash in training cannot corrupt the store or take the daemon down. The
+child dies with the daemon (Linux parent-death signal), so a killed daemon leaves
+no orphan still writing the adapter folder that its restarted attempt rewrites.
 
 Selection: per problem, the best verified chain: well-formed first, then the
 shortest. A verified chain that is not in the target format is repaired: its
@@ -67,7 +69,7 @@ def write_snapshot(examples: list[dict], path: Path) -> None:
 def run_child(job: dict, job_path: Path, threads: int | None) -> dict:
     """Run the training job in a child process; return its metrics."""
     job_path.write_text(json.dumps(job, indent=2))
-    env = dict(os.environ)
+    env = dict(os.environ, LOOP_PARENT_PID=str(os.getpid()))
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     proc = subprocess.run([sys.executable, "-m", "loop.train", str(job_path)], env=env)
@@ -131,7 +133,20 @@ def train_job(job: dict) -> dict:
     return metrics
 
 
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies; exit now if it already has."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    expected = os.environ.get("LOOP_PARENT_PID")
+    if expected and os.getppid() != int(expected):  # parent died before prctl took effect
+        os._exit(1)
+
+
 if __name__ == "__main__":
+    die_with_parent()
     train_job(json.loads(Path(sys.argv[1]).read_text()))
 
 

@@ -7,6 +7,10 @@ Invariants:
   (`Store.transaction()`), with content-hash keys and ON CONFLICT DO NOTHING, so a
   crash leaves either nothing or everything of a stage and a re-run never duplicates.
 - Only parameterized queries; identifiers never come from user input.
+- Every failure to open or write the file surfaces as `StoreError` naming the file
+  and the cause (corrupt, disk full, read-only, in use by a running `loop start`);
+  a failed write rolls back, so what was committed before stays intact.
+- One writer: `loop start` holds `store.lock.StoreLock` while it writes.
 """
 from __future__ import annotations
 
@@ -40,7 +44,10 @@ SCHEMA_VERSION = migrations()[-1][0]
 
 
 class Store:
-    def __init__(self, path: str | Path, read_only: bool = False):
+    """A DuckDB store file. `read_only` never writes; `external_access=False` also
+    forbids the SQL from touching any other file (for user-typed queries)."""
+
+    def __init__(self, path: str | Path, read_only: bool = False, external_access: bool = True):
         self.path = Path(path)
         if read_only and not self.path.exists():
             raise StoreError(f"{self.path}: no store here (run `loop start` first)")
@@ -49,14 +56,19 @@ class Store:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise StoreError(f"{self.path.parent}: cannot create store directory: {e.strerror}") from e
+        config = {} if external_access else {"enable_external_access": False, "lock_configuration": True}
         try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only)
+            self.con = duckdb.connect(str(self.path), read_only=read_only, config=config)
         except (duckdb.Error, OSError) as e:
-            raise StoreError(f"{self.path}: cannot open store: {e}") from e
-        if read_only:
-            self._check_version(self._version())
-        else:
-            self.migrate()
+            raise StoreError(_open_error(self.path, e)) from e
+        try:
+            if read_only:
+                self._check_version(self._version())
+            else:
+                self.migrate()
+        except BaseException:
+            self.con.close()
+            raise
 
     def close(self) -> None:
         self.con.close()
@@ -96,13 +108,18 @@ class Store:
     # --- writing --------------------------------------------------------------
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        self.con.execute("BEGIN TRANSACTION")
+        """All or nothing; a database failure (disk full, read-only) becomes StoreError."""
         try:
-            yield self.con
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            raise
-        self.con.execute("COMMIT")
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                yield self.con
+            except BaseException:
+                _rollback(self.con)
+                raise
+            self.con.execute("COMMIT")
+        except duckdb.Error as e:
+            _rollback(self.con)
+            raise StoreError(_write_error(self.path, e)) from e
 
     def insert_rows(self, table: str, rows: list[dict[str, Any]], conflict: str = "DO NOTHING") -> None:
         """Batched insert of dicts sharing keys; JSON-able dict/list values are encoded."""
@@ -117,6 +134,17 @@ class Store:
                              f"SELECT {', '.join(cols)} FROM _loop_batch ON CONFLICT {conflict}")
         finally:
             _unregister(self.con, "_loop_batch")
+
+    def append_arrow(self, table: str, batch, conflict: str = "DO NOTHING") -> None:
+        """Insert an Arrow table (or record batch) whose column names are `table` columns:
+        the fast ingest path (no per-row Python)."""
+        cols = list(batch.schema.names)
+        self.con.register("_loop_arrow", batch)
+        try:
+            self.con.execute(f"INSERT INTO {table} ({', '.join(cols)}) "
+                             f"SELECT {', '.join(cols)} FROM _loop_arrow ON CONFLICT {conflict}")
+        finally:
+            _unregister(self.con, "_loop_arrow")
 
     def update_samples(self, rows: list[dict[str, Any]]) -> None:
         """Set verdict columns of existing samples, keyed by sample_id (one statement)."""
@@ -141,6 +169,38 @@ class Store:
     def scalar(self, sql: str, params: list | None = None) -> Any:
         rows = self.con.execute(sql, params or []).fetchall()  # drain: duckdb 2 refuses new work otherwise
         return rows[0][0] if rows else None
+
+
+def _rollback(con) -> None:
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass  # no transaction open, or the database is already invalidated: the cause propagates
+
+
+def _cause(e: BaseException) -> str:
+    text = str(e)
+    for needle, why in (("No space left", "disk full"), ("Read-only file system", "read-only file system"),
+                        ("Permission denied", "permission denied"),
+                        ("not a valid DuckDB database", "not a DuckDB store (corrupt or another file type)"),
+                        ("Conflicting lock", "in use by another process")):
+        if needle in text:
+            return why
+    return type(e).__name__
+
+
+def _open_error(path: Path, e: BaseException) -> str:
+    if "Conflicting lock" in str(e):
+        from store.lock import describe, holder
+        info = holder(path)
+        if info and info.get("alive"):
+            return f"{path}: store is in use by a running `loop start` ({describe(info)}); try again when it stops"
+    return f"{path}: cannot open store ({_cause(e)}): {e}"
+
+
+def _write_error(path: Path, e: BaseException) -> str:
+    return (f"{path}: write failed ({_cause(e)}); the transaction was rolled back and earlier data "
+            f"is intact: {e}")
 
 
 def _enc(v: Any) -> Any:
