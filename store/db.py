@@ -63,9 +63,12 @@ class Store:
             raise StoreError(_open_error(self.path, e)) from e
         try:
             if read_only:
-                self._check_version(self._version())
+                self._check_version(self._version(), read_only=True)
             else:
                 self.migrate()
+        except duckdb.Error as e:
+            self.con.close()
+            raise StoreError(_open_error(self.path, e)) from e
         except BaseException:
             self.con.close()
             raise
@@ -87,16 +90,21 @@ class Store:
             return 0
         return self.con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchall()[0][0]
 
-    def _check_version(self, current: int) -> None:
+    def _check_version(self, current: int, read_only: bool = False) -> None:
         if current > SCHEMA_VERSION:
             raise StoreError(f"{self.path}: store schema version {current} is newer than this "
                              f"loop supports ({SCHEMA_VERSION}); upgrade loop")
+        if read_only and current < SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: store schema version {current} is older than this loop's "
+                             f"({SCHEMA_VERSION}) and a read-only open cannot migrate it; run "
+                             f"`loop migrate --store {self.path}` first")
 
     def migrate(self) -> int:
         self.con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
                          "name VARCHAR, applied_at TIMESTAMP DEFAULT current_timestamp)")
         current = self._version()
         self._check_version(current)
+        self.migrated_from = current
         for version, name, sql in migrations():
             if version <= current:
                 continue
@@ -161,7 +169,7 @@ class Store:
             _unregister(self.con, "_loop_upd")
 
     # --- reading --------------------------------------------------------------
-    def query(self, sql: str, params: list | None = None) -> list[dict[str, Any]]:
+    def query(self, sql: str, params: list | dict | None = None) -> list[dict[str, Any]]:
         cur = self.con.execute(sql, params or [])
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row)) for row in cur.fetchall()]
@@ -169,6 +177,16 @@ class Store:
     def scalar(self, sql: str, params: list | None = None) -> Any:
         rows = self.con.execute(sql, params or []).fetchall()  # drain: duckdb 2 refuses new work otherwise
         return rows[0][0] if rows else None
+
+
+def migrate_store(path: str | Path) -> tuple[int, int]:
+    """Open for writing under the writer lock, apply missing migrations: (before, after)."""
+    from store.lock import StoreLock
+    p = Path(path)
+    if not p.exists():
+        raise StoreError(f"{p}: no store here")
+    with StoreLock(p), Store(p) as st:
+        return st.migrated_from, st._version()
 
 
 def _rollback(con) -> None:
