@@ -53,8 +53,8 @@ def _pick(obj: dict, struct) -> dict:
 def _batches(st, run_id: str, verified_only: bool):
     names = queries.export_reward_names(st, run_id, verified_only)
     types = _struct_types(names)
-    reader = st.con.execute(queries.EXPORT_SQL, {"run": run_id, "verified_only": verified_only}) \
-        .fetch_record_batch(BATCH_ROWS)
+    reader = st.con.sql(queries.EXPORT_SQL, params={"run": run_id, "verified_only": verified_only}) \
+        .to_arrow_reader(BATCH_ROWS)
     for batch in reader:
         if batch.num_rows:
             yield _restructure(batch, types)

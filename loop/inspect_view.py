@@ -151,6 +151,7 @@ def curve_png(data: dict, path: str | Path) -> Path:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         raise InspectError("--png needs matplotlib, which is not installed (pip install matplotlib); "
                            "the terminal chart works without it") from None
@@ -159,6 +160,7 @@ def curve_png(data: dict, path: str | Path) -> Path:
     ax.plot([p["round"] for p in pts], [100 * (p["accuracy"] or 0) for p in pts], marker="o")
     ax.set(xlabel="round (0 = before training)", ylabel="held-out accuracy (%)", ylim=(0, 100),
            title=f"run {data['run_id']}")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
