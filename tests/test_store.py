@@ -62,3 +62,58 @@ def test_corrupt_file_gives_clear_error(tmp_path):
 def test_read_only_missing_store(tmp_path):
     with pytest.raises(StoreError, match="no store here"):
         Store(tmp_path / "none.duckdb", read_only=True)
+
+
+def _store_at_001(path):
+    """A store as loop 0.1 (schema 001 only) left it, with one model and one sample."""
+    from store.db import migrations
+    version, name, sql = migrations()[0]
+    assert version == 1
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR, "
+                "applied_at TIMESTAMP DEFAULT current_timestamp)")
+    con.execute(sql)
+    con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
+    con.execute("INSERT INTO models (model_version, parent, kind) VALUES ('m1', 'm0', 'lora')")
+    con.execute("INSERT INTO samples (sample_id, run_id, round, model_version, completion) "
+                "VALUES ('s1', 'r', 1, 'm1', 'old chain')")
+    con.execute("INSERT INTO steps (run_id, round, stage, status) VALUES ('r', 1, 'sample', 'done')")
+    con.close()
+
+
+def test_store_at_001_is_migrated_by_002(tmp_path):
+    p = tmp_path / "old.duckdb"
+    _store_at_001(p)
+    with pytest.raises(StoreError, match="older than this loop's"):  # read-only cannot migrate
+        Store(p, read_only=True)
+    with Store(p) as st:
+        assert st.migrated_from == 1
+        assert [r["version"] for r in st.query("SELECT version FROM schema_migrations ORDER BY 1")] == [1, 2]
+        row = st.query("SELECT completion, model_parent, loop_version FROM samples")[0]
+        assert row == {"completion": "old chain", "model_parent": "m0", "loop_version": None}  # backfilled
+        assert st.scalar("SELECT attempts FROM steps") == 1
+    with Store(p) as st:  # reopening applies nothing twice
+        assert st.migrated_from == SCHEMA_VERSION == 2
+
+
+def test_migrate_command_reports_versions(tmp_path):
+    from typer.testing import CliRunner
+    import cli
+    p = tmp_path / "old.duckdb"
+    _store_at_001(p)
+    res = CliRunner().invoke(cli.app, ["migrate", "--store", str(p)])
+    assert res.exit_code == 0 and "schema version 1 -> 2" in res.output
+    with Store(p, read_only=True) as st:
+        assert st.scalar("SELECT max(version) FROM schema_migrations") == 2
+
+
+def test_append_arrow_is_idempotent(tmp_path):
+    import pyarrow as pa
+    batch = pa.table({"sample_id": [f"s{i}" for i in range(1000)], "run_id": ["r"] * 1000,
+                      "round": pa.array([1] * 1000, pa.int32()), "completion": ["c"] * 1000})
+    with Store(tmp_path / "s.duckdb") as st:
+        with st.transaction():
+            st.append_arrow("samples", batch)
+        with st.transaction():
+            st.append_arrow("samples", batch.slice(500))  # a re-run after a crash
+        assert st.scalar("SELECT count(*) FROM samples") == 1000
