@@ -46,7 +46,8 @@ def open_run(cfg: Config) -> RunContext:
     lock = StoreLock(cfg.store_path).acquire()
     try:
         if lock.took_over:
-            console.print(f"[yellow]took over a stale store lock[/] ({describe(lock.took_over)})")
+            console.print(f"[yellow]took over a stale store lock[/] from a process that is gone "
+                          f"({describe(lock.took_over, held=False)})")
         store = Store(cfg.store_path)
         run_id = _register_run(store, cfg, base_dir, base_version)
         run_dir = Path(cfg.run.dir)

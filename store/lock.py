@@ -6,7 +6,8 @@ Contract:
 - The lock is the kernel's `flock`, not the file's existence: a killed process
   (even SIGKILL) releases it automatically, so a lock file left behind by a dead
   process is stale by construction; acquiring over it reports the previous holder
-  in `StoreLock.took_over` ("stale lock from pid N ... taken over").
+  in `StoreLock.took_over` ("stale lock from pid N ... taken over"). A clean
+  release empties the file, so only a holder that died leaves its record.
 - The file's content (JSON: pid, host, since) is informational only and rewritten
   by each new holder; `holder(store_path)` reads it without taking the lock.
 - The file descriptor is close-on-exec, so child processes (the training job)
@@ -55,9 +56,10 @@ def holder(store_path: str | Path) -> dict | None:
     return {**info, "alive": alive}
 
 
-def describe(info: dict) -> str:
+def describe(info: dict, held: bool = True) -> str:
+    """'pid N on host H since T'; for a lock still `held` whose recorded pid is gone, says why."""
     text = f"pid {info.get('pid')} on host {info.get('host')} since {info.get('since')}"
-    if info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int) \
+    if held and info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int) \
             and not _pid_alive(info["pid"]):
         text += " (that process is gone; a process it forked still holds the lock)"
     return text
@@ -104,8 +106,10 @@ class StoreLock:
         os.pwrite(self.fd, data, 0)
 
     def release(self) -> None:
-        """Unlock (the file stays: its content only describes the last holder)."""
+        """Empty the file, then unlock: a file that still names a holder was left by a process
+        that died holding the lock (the file itself stays; it is never the lock)."""
         if self.fd is not None:
+            os.ftruncate(self.fd, 0)
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None

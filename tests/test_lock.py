@@ -106,3 +106,12 @@ def test_lock_kept_by_a_forked_child_is_explained(tmp_path):
             StoreLock(store).acquire()
     finally:
         os.kill(child_pid, signal.SIGKILL)
+
+
+def test_clean_release_leaves_no_stale_record(tmp_path):
+    store = tmp_path / "s.duckdb"
+    with StoreLock(store):
+        assert holder(store)["alive"] is True
+    assert holder(store) is None and lock_path(store).exists()
+    with StoreLock(store) as again:
+        assert again.took_over is None
