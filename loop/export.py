@@ -18,6 +18,8 @@ import shutil
 import time
 from pathlib import Path
 
+import duckdb
+
 from loop.inspect import InspectError, open_store, resolve_run
 from store import queries
 
@@ -108,7 +110,10 @@ def export(path, out: str | Path, fmt: str = "jsonl", verified_only: bool = Fals
             rid = resolve_run(st, run_id)
             if rid is None:
                 raise InspectError(f"{path}: no runs to export")
-            n = _write(_batches(st, rid, verified_only), fmt, tmp)
+            try:
+                n = _write(_batches(st, rid, verified_only), fmt, tmp)
+            except duckdb.Error as e:
+                raise InspectError(f"{path}: export failed reading the store: {e}") from e
         manifest = {"run_id": rid, "format": fmt, "verified_only": verified_only, "rows": n,
                     "store": str(path), "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         from store.db import SCHEMA_VERSION

@@ -41,6 +41,8 @@ def migrations() -> list[tuple[int, str, str]]:
 
 
 SCHEMA_VERSION = migrations()[-1][0]
+DAMAGE_ERRORS = (duckdb.IOException, duckdb.SerializationException, duckdb.FatalException,
+                 duckdb.InternalException)
 
 
 class Store:
@@ -62,6 +64,7 @@ class Store:
         except (duckdb.Error, OSError) as e:
             raise StoreError(_open_error(self.path, e)) from e
         try:
+            self._check_intact()
             if read_only:
                 self._check_version(self._version(), read_only=True)
             else:
@@ -81,6 +84,16 @@ class Store:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def _check_intact(self) -> None:
+        """Refuse a truncated file before reading or writing it: its blocks must all be there."""
+        block_size, blocks = self.con.execute(
+            "SELECT block_size, total_blocks FROM pragma_database_size() "
+            "WHERE database_name = current_database()").fetchall()[0]
+        size = self.path.stat().st_size
+        if size < block_size * blocks:
+            raise StoreError(f"{self.path}: store file is truncated ({size} bytes; its {blocks} blocks need at "
+                             f"least {block_size * blocks}); nothing was read or written: restore it from a backup")
 
     # --- schema ---------------------------------------------------------------
     def _version(self) -> int:
@@ -170,13 +183,25 @@ class Store:
 
     # --- reading --------------------------------------------------------------
     def query(self, sql: str, params: list | dict | None = None) -> list[dict[str, Any]]:
-        cur = self.con.execute(sql, params or [])
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row)) for row in cur.fetchall()]
+        with self._reading():
+            cur = self.con.execute(sql, params or [])
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row)) for row in cur.fetchall()]
 
-    def scalar(self, sql: str, params: list | None = None) -> Any:
-        rows = self.con.execute(sql, params or []).fetchall()  # drain: duckdb 2 refuses new work otherwise
+    def scalar(self, sql: str, params: list | dict | None = None) -> Any:
+        with self._reading():
+            rows = self.con.execute(sql, params or []).fetchall()  # drain: duckdb 2 refuses new work otherwise
         return rows[0][0] if rows else None
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """A damaged file (unreadable blocks) surfaces as StoreError; SQL mistakes stay as they are."""
+        try:
+            yield
+        except duckdb.Error as e:
+            if isinstance(e, DAMAGE_ERRORS) or "Corrupt database file" in str(e):
+                raise StoreError(f"{self.path}: cannot read the store ({_cause(e)}): {e}") from e
+            raise
 
 
 def migrate_store(path: str | Path) -> tuple[int, int]:
@@ -201,6 +226,8 @@ def _cause(e: BaseException) -> str:
     for needle, why in (("No space left", "disk full"), ("Read-only file system", "read-only file system"),
                         ("Permission denied", "permission denied"),
                         ("not a valid DuckDB database", "not a DuckDB store (corrupt or another file type)"),
+                        ("Could not read enough bytes", "truncated or damaged file"),
+                        ("Corrupt database file", "corrupt file: a block's checksum does not match"),
                         ("Conflicting lock", "in use by another process")):
         if needle in text:
             return why
@@ -217,8 +244,8 @@ def _open_error(path: Path, e: BaseException) -> str:
 
 
 def _write_error(path: Path, e: BaseException) -> str:
-    return (f"{path}: write failed ({_cause(e)}); the transaction was rolled back and earlier data "
-            f"is intact: {e}")
+    return (f"{path}: write failed ({_cause(e)}): {e}. Data committed before is intact; a stage whose "
+            f"outputs did not commit runs again on the next `loop start`")
 
 
 def _enc(v: Any) -> Any:

@@ -96,8 +96,12 @@ class StoreLock:
                               f"{describe(info)} (lock file {self.path})") from None
         self.took_over = _read(self.path)
         self.fd = fd
-        self._write({"pid": os.getpid(), "host": socket.gethostname(),
-                     "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        try:
+            self._write({"pid": os.getpid(), "host": socket.gethostname(),
+                         "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        except OSError as e:
+            self.release()
+            raise StoreError(f"{self.path}: cannot write the store's lock file: {e.strerror}") from e
         return self
 
     def _write(self, info: dict) -> None:
@@ -109,7 +113,10 @@ class StoreLock:
         """Empty the file, then unlock: a file that still names a holder was left by a process
         that died holding the lock (the file itself stays; it is never the lock)."""
         if self.fd is not None:
-            os.ftruncate(self.fd, 0)
+            try:
+                os.ftruncate(self.fd, 0)
+            except OSError:
+                pass  # a read-only or full disk: the record stays; it only describes, never locks
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
