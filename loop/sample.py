@@ -82,6 +82,7 @@ def stage(ctx, r: int) -> dict:
     from loop import __version__
     from loop.progress import bar
     from loop.prompts import PROMPT_VERSION, messages
+    from store import stats
     cfg = ctx.cfg.sample
     problems = ctx.store.query(
         "SELECT p.problem_id, p.question FROM round_problems rp JOIN problems p USING (problem_id) "
@@ -108,5 +109,6 @@ def stage(ctx, r: int) -> dict:
             "completion_tokens": sum(x["completion_tokens"] for x in rows)}
     with ctx.store.transaction():
         ctx.store.insert_rows("samples", rows)
+        stats.refresh_round(ctx.store, ctx.run_id, r)
         ctx.mark_done(r, "sample", info)
     return info

@@ -156,14 +156,17 @@ class Store:
         finally:
             _unregister(self.con, "_loop_batch")
 
-    def append_arrow(self, table: str, batch, conflict: str = "DO NOTHING") -> None:
+    def append_arrow(self, table: str, batch, conflict: str | None = "DO NOTHING") -> None:
         """Insert an Arrow table (or record batch) whose column names are `table` columns:
-        the fast ingest path (no per-row Python)."""
+        the fast ingest path (no per-row Python). `conflict=None` skips the ON CONFLICT
+        probe (about 2x faster) for keys the caller knows are new, e.g. the outputs of a
+        step that is not done; the primary key still refuses a duplicate (StoreError)."""
         cols = list(batch.schema.names)
+        on_conflict = f" ON CONFLICT {conflict}" if conflict else ""
         self.con.register("_loop_arrow", batch)
         try:
             self.con.execute(f"INSERT INTO {table} ({', '.join(cols)}) "
-                             f"SELECT {', '.join(cols)} FROM _loop_arrow ON CONFLICT {conflict}")
+                             f"SELECT {', '.join(cols)} FROM _loop_arrow{on_conflict}")
         finally:
             _unregister(self.con, "_loop_arrow")
 

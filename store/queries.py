@@ -9,9 +9,9 @@ from store.db import Store
 
 ROUNDS_SQL = """
 WITH rp AS (SELECT round, count(*) AS problems FROM round_problems WHERE run_id = $run GROUP BY round),
-s AS (SELECT round, count(*) AS samples, avg(CASE WHEN verified THEN 1.0 ELSE 0.0 END) AS verified_frac,
-             avg(reward_total) AS mean_reward, count(DISTINCT problem_id) FILTER (WHERE verified) AS solved
-      FROM samples WHERE run_id = $run GROUP BY round),
+s AS (SELECT round, samples, CASE WHEN samples > 0 THEN verified / samples END AS verified_frac,
+             CASE WHEN reward_n > 0 THEN reward_sum / reward_n END AS mean_reward, problems_solved AS solved
+      FROM round_stats WHERE run_id = $run),
 e AS (SELECT round, accuracy, format_rate, model_version FROM evaluations WHERE run_id = $run AND split = 'heldout'),
 t AS (SELECT round, json_extract_string(info, '$.examples') AS train_examples,
              json_extract_string(info, '$.last_loss') AS train_loss
@@ -44,7 +44,7 @@ def rounds(store: Store, run_id: str) -> list[dict]:
 
 
 def summary(store: Store, run_id: str) -> dict:
-    """Whole-run totals; one pass over the run's samples."""
+    """Whole-run totals, from the summary tables: O(rounds + solved problems), not O(samples)."""
     out = store.query(
         "SELECT r.run_id, r.created_at, r.loop_version, "
         "(SELECT count(*) FROM rounds WHERE run_id = $1 AND status = 'done') AS rounds_done, "
@@ -52,11 +52,11 @@ def summary(store: Store, run_id: str) -> dict:
         "(SELECT count(DISTINCT problem_id) FROM round_problems WHERE run_id = $1) AS problems, "
         "(SELECT count(*) FROM models WHERE run_id = $1 AND kind = 'lora') AS trained_models "
         "FROM runs r WHERE r.run_id = $1", [run_id])[0]
-    out |= store.query(
-        "SELECT count(*) AS samples, count(*) FILTER (WHERE verified) AS verified, "
-        "count(verified) AS judged, avg(reward_total) AS mean_reward, "
-        "count(DISTINCT problem_id) FILTER (WHERE verified) AS problems_solved "
-        "FROM samples WHERE run_id = ?", [run_id])[0]
+    out |= store.query(  # summary tables (store/stats.py): no scan of the samples
+        "SELECT coalesce(sum(samples), 0) AS samples, coalesce(sum(verified), 0) AS verified, "
+        "coalesce(sum(judged), 0) AS judged, sum(reward_sum) / nullif(sum(reward_n), 0) AS mean_reward, "
+        "(SELECT count(*) FROM solved_problems WHERE run_id = $1) AS problems_solved "
+        "FROM round_stats WHERE run_id = $1", [run_id])[0]
     out["verified_frac"] = out["verified"] / out["judged"] if out["judged"] else None
     acc = store.query("SELECT round, accuracy, model_version FROM evaluations "
                       "WHERE run_id = ? AND split = 'heldout' ORDER BY round", [run_id])
