@@ -84,6 +84,9 @@ def side_tables(st: Store, first_round: int, last_round: int) -> None:
                                           "question": ["What is 1 + 1?"] * len(pids), "answer": ["2"] * len(pids)}))
     st.append_arrow("round_problems", pa.table({"run_id": ["run-bench"] * len(pids),
                                                 "round": [int(p[1:], 16) // per + 1 for p in pids], "problem_id": pids}))
+    from store import stats
+    for r in rounds:
+        stats.record_proposed(st, "run-bench", r)
     st.insert_rows("rounds", [{"run_id": "run-bench", "round": r, "status": "done", "model_version": "m0"} for r in rounds])
     st.insert_rows("steps", [{"run_id": "run-bench", "round": r, "stage": s, "status": "done", "attempts": 1}
                              for r in rounds for s in ("propose", "sample", "verify", "train", "evaluate")])

@@ -49,7 +49,7 @@ def summary(store: Store, run_id: str) -> dict:
         "SELECT r.run_id, r.created_at, r.loop_version, "
         "(SELECT count(*) FROM rounds WHERE run_id = $1 AND status = 'done') AS rounds_done, "
         "(SELECT max(round) FROM rounds WHERE run_id = $1) AS last_round, "
-        "(SELECT count(DISTINCT problem_id) FROM round_problems WHERE run_id = $1) AS problems, "
+        "(SELECT count(*) FROM run_problems WHERE run_id = $1) AS problems, "
         "(SELECT count(*) FROM models WHERE run_id = $1 AND kind = 'lora') AS trained_models "
         "FROM runs r WHERE r.run_id = $1", [run_id])[0]
     out |= store.query(  # summary tables (store/stats.py): no scan of the samples

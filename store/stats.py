@@ -1,10 +1,13 @@
-"""Summary tables (`round_stats`, `solved_problems`, migration 003) kept equal to `samples`.
+"""Summary tables (migration 003) kept equal to the rows they summarize.
 
-Contract: `refresh_round(store, run_id, r)` recomputes round r's totals from its samples
-and records its newly solved problems; call it inside the transaction that changed
-round r's samples (the sample and verify stages do), so the totals commit with the
-samples they describe. It reads only round r's rows (samples are appended round by
-round, so DuckDB's zone maps skip the rest), and is idempotent.
+Contract:
+- `record_proposed(store, run_id, r)` adds round r's problems to `run_problems`; call it
+  in the transaction that wrote round r's `round_problems` (the propose stage does).
+- `refresh_round(store, run_id, r)` recomputes round r's `round_stats` from its samples
+  and adds its newly solved problems to `solved_problems`; call it in the transaction
+  that changed round r's samples (the sample and verify stages do).
+So the totals commit with the rows they describe. Both read only round r's rows
+(appended round by round, so DuckDB's zone maps skip the rest) and are idempotent.
 """
 from __future__ import annotations
 
@@ -30,3 +33,9 @@ def refresh_round(store: Store, run_id: str, r: int) -> None:
     params = {"run": run_id, "round": r}
     store.con.execute(REFRESH_SQL, params)
     store.con.execute(SOLVED_SQL, params)
+
+
+def record_proposed(store: Store, run_id: str, r: int) -> None:
+    store.con.execute("INSERT INTO run_problems SELECT run_id, problem_id, round FROM round_problems "
+                      "WHERE run_id = $run AND round = $round ON CONFLICT (run_id, problem_id) DO NOTHING",
+                      {"run": run_id, "round": r})

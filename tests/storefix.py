@@ -57,7 +57,8 @@ def populate(path) -> None:
         st.insert_rows("samples", [_sample("run-b", r, p, m, i, ok) for r, p, m, oks in PLAN
                                    for i, ok in enumerate(oks)] + [_sample("run-a", 1, "pa", "base0", 0, True)])
         for run, r in {("run-b", r) for r, *_ in PLAN} | {("run-a", 1)}:
-            stats.refresh_round(st, run, r)  # as the sample and verify stages do
+            stats.record_proposed(st, run, r)  # as the propose stage does
+            stats.refresh_round(st, run, r)    # as the sample and verify stages do
         st.insert_rows("evaluations", [{"run_id": "run-b", "round": r, "model_version": m, "split": "heldout",
                                         "n": 4, "correct": c, "accuracy": c / 4, "format_rate": 0.5}
                                        for r, m, c in [(0, "base0", 1), (1, "lora1", 2), (2, "lora1", 3)]])

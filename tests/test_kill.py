@@ -20,11 +20,13 @@ from pathlib import Path
 import pytest
 
 from loop.scheduler import STAGE_NAMES
+from store import stats
 from store.db import Store
 from tests.conftest import ROOT
 
 TINY = ROOT / "configs" / "tiny.yaml"
-TABLES = ("runs", "rounds", "steps", "problems", "round_problems", "samples", "models", "evaluations")
+TABLES = ("runs", "rounds", "steps", "problems", "round_problems", "samples", "models", "evaluations",
+          "round_stats", "run_problems", "solved_problems")
 ENV = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", COLUMNS="200")
 
 
@@ -43,7 +45,26 @@ def snapshot(path: Path) -> dict:
             "rounds": q("SELECT round, status, model_version FROM rounds"),
             "models": q("SELECT model_version, parent, kind, round FROM models"),
             "evaluations": q("SELECT round, model_version, correct, accuracy, format_rate FROM evaluations"),
+            "round_stats": q("SELECT * EXCLUDE (run_id) FROM round_stats"),
+            "run_problems": q("SELECT problem_id, first_round FROM run_problems"),
+            "solved_problems": q("SELECT problem_id, first_round FROM solved_problems"),
         }
+
+
+def check_stats(path: Path) -> None:
+    """The summary tables equal the aggregates they stand for."""
+    with Store(path, read_only=True) as st:
+        got = st.query("SELECT * FROM round_stats ORDER BY run_id, round")
+        want = st.query("SELECT run_id, round, count(*) AS samples, count(verified) AS judged, "
+                        "count(*) FILTER (WHERE verified) AS verified, sum(reward_total) AS reward_sum, "
+                        "count(reward_total) AS reward_n, count(DISTINCT problem_id) FILTER (WHERE verified) "
+                        "AS problems_solved FROM samples GROUP BY ALL ORDER BY run_id, round")
+        assert got == want
+        assert st.query("SELECT run_id, problem_id, first_round FROM run_problems ORDER BY ALL") == \
+            st.query("SELECT run_id, problem_id, min(round) AS first_round FROM round_problems GROUP BY ALL ORDER BY ALL")
+        assert st.query("SELECT run_id, problem_id, first_round FROM solved_problems ORDER BY ALL") == \
+            st.query("SELECT run_id, problem_id, min(round) AS first_round FROM samples WHERE verified "
+                     "GROUP BY ALL ORDER BY ALL")
 
 
 def check_ids(path: Path) -> None:
@@ -82,6 +103,7 @@ def test_sigkill_anywhere_then_resume_equals_uninterrupted(tmp_path):
     assert all(status == "done" for _, _, status in b["steps"])       # nothing left running
     assert all(status == "done" for _, status, _ in b["rounds"])      # every round closed
     check_ids(got)
+    check_stats(got)
     with Store(got, read_only=True) as st:  # the kills really forced resumes
         assert st.scalar("SELECT sum(attempts) FROM steps") > len(b["steps"])
 
@@ -103,6 +125,7 @@ def _inject_verified(store: Path) -> int:
             "completion = '<reasoning>\nadd them\n</reasoning>\n<answer>\n' || p.answer || '\n</answer>', "
             "rewards = '{\"strict_format\": 0.5, \"correctness\": 2.0}' "
             "FROM problems p WHERE p.problem_id = samples.problem_id AND samples.round = 1")
+        stats.refresh_round(st, st.scalar("SELECT run_id FROM runs"), 1)  # a direct write keeps the totals too
         return st.scalar("SELECT count(*) FROM samples WHERE verified")
 
 
@@ -168,6 +191,7 @@ def test_kill_during_training(tmp_path):
 
     a, b = snapshot(ref / "loop.duckdb"), snapshot(run / "loop.duckdb")
     assert b == a  # same adapter version, lineage, samples, evaluations
+    check_stats(run / "loop.duckdb")
     with Store(run / "loop.duckdb", read_only=True) as st:
         (m,) = st.query("SELECT model_version, parent, path FROM models WHERE kind = 'lora'")
         assert st.scalar("SELECT attempts FROM steps WHERE round = 2 AND stage = 'train'") >= 2

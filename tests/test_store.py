@@ -79,6 +79,7 @@ def _store_at_001(path):
                 "verified, reward_total) VALUES ('s1', 'r', 1, 'p1', 'm1', 'old chain', true, 3.0), "
                 "('s2', 'r', 1, 'p2', 'm1', 'other', NULL, NULL)")
     con.execute("INSERT INTO steps (run_id, round, stage, status) VALUES ('r', 1, 'sample', 'done')")
+    con.execute("INSERT INTO round_problems VALUES ('r', 1, 'p1'), ('r', 1, 'p2'), ('r', 2, 'p1')")
     con.close()
 
 
@@ -97,6 +98,8 @@ def test_store_at_001_is_migrated_by_002_and_003(tmp_path):
         assert stats == [{"samples": 2, "judged": 1, "verified": 1, "reward_sum": 3.0, "reward_n": 1,
                           "problems_solved": 1}]
         assert st.query("SELECT problem_id, first_round FROM solved_problems") == [{"problem_id": "p1", "first_round": 1}]
+        assert st.query("SELECT problem_id, first_round FROM run_problems ORDER BY 1") == \
+            [{"problem_id": "p1", "first_round": 1}, {"problem_id": "p2", "first_round": 1}]
     with Store(p) as st:  # reopening applies nothing twice
         assert st.migrated_from == SCHEMA_VERSION == 3
 
