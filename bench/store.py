@@ -10,8 +10,10 @@ always in force. Row generation is excluded from the rates. Three paths are
 compared on the first size: `Store.insert_rows` (Python dicts), `append_arrow`
 with ON CONFLICT DO NOTHING (what stages use), `append_arrow(conflict=None)`
 (fresh keys; a duplicate still fails on the key). The store then grows to each
-size with ON CONFLICT. Rates are wall-clock and per CPU-second of this process
-(the machine may be shared: the load average is reported).
+size by fresh-key bulk ingest; at each size the marginal rate of both Arrow modes
+is measured on MARGINAL more samples (the ON CONFLICT probe slows down as the key
+index grows). Rates are wall-clock and per CPU-second of this process (the machine
+may be shared: the load average is reported).
 Summary: at each size the store is closed; `loop.inspect.summary` (open read-only
 + every summary query: what `loop inspect summary` runs) is timed cold, then the
 queries alone on an open store; median of 5.
@@ -37,6 +39,7 @@ from store.db import Store  # noqa: E402
 
 GROUP = 8                    # samples per problem (GRPO group)
 PER_ROUND = 100_000          # samples per round
+MARGINAL = 200_000           # samples appended per mode to measure the rate at a size
 REWARDS = [json.dumps({"xmlcount": x, "soft_format": s, "strict_format": s, "int": i, "correctness": c})
            for x in (0.0, 0.5) for s in (0.0, 1.0) for i in (0.0, 0.5) for c in (0.0, 1.0)]
 COMPLETIONS = [f"<reasoning>\nstep {k}: " + "let us add the numbers carefully " * 5 + f"\n</reasoning>\n"
@@ -175,13 +178,17 @@ def run(sizes: list[int], bsize: int, work: Path, compare_n: int) -> dict:
     paths = compare_paths(work, compare_n, bsize)
     path = new_store(work / "bench.duckdb")
     rng = np.random.default_rng(0)
-    results, have, wall, cpu = [], 0, 0.0, 0.0
+    results, have, wall, cpu, extra = [], 0, 0.0, 0.0, 10**12
     for size in sizes:
-        r = ingest(path, have, size, bsize, rng)
+        r = ingest(path, have, size, bsize, rng, conflict=None)
         have, wall, cpu = size, wall + r["wall_s"], cpu + r["cpu_s"]
-        results.append({"samples": size, "batch": bsize, "ingest_rows_per_s": size / wall,
-                        "ingest_rows_per_cpu_s": size / cpu, "store_mb": path.stat().st_size / 1e6,
-                        **summary_latency(path)})
+        row = {"samples": size, "batch": bsize, "bulk_rows_per_s": size / wall, "bulk_rows_per_cpu_s": size / cpu,
+               "store_mb": path.stat().st_size / 1e6, **summary_latency(path)}
+        for mode, conflict in (("on_conflict", "DO NOTHING"), ("fresh", None)):
+            m = ingest(path, extra, extra + MARGINAL, bsize, rng, conflict=conflict)  # ids far above: new keys
+            extra += MARGINAL
+            row[f"marginal_{mode}_rows_per_s"] = MARGINAL / m["wall_s"]
+        results.append(row)
     return {"paths": paths, "sizes": results, "load_avg": os.getloadavg()[0], "cpus": os.cpu_count()}
 
 
@@ -217,12 +224,14 @@ def render(res: dict, compare_n: int) -> None:
     for name, r in res["paths"].items():
         t.add_row(name, f"{r['rows_per_s']:,.0f}", f"{r['rows_per_cpu_s']:,.0f}")
     c.print(t)
-    t = Table(title="growing store: ON CONFLICT ingest; `inspect summary` latency (target < 200 ms)")
-    for col in ("samples", "ingest samples/s", "samples/CPU-s", "summary ms (cold open)", "summary queries ms",
-                "store MB"):
+    t = Table(title=f"growing store (fresh-key bulk ingest); marginal rates on {MARGINAL:,} more; "
+                    "`inspect summary` latency (target < 200 ms)")
+    for col in ("samples", "bulk samples/s", "bulk samples/CPU-s", "at size: ON CONFLICT samples/s",
+                "at size: fresh samples/s", "summary ms (cold open)", "summary queries ms", "store MB"):
         t.add_column(col, justify="right")
     for r in res["sizes"]:
-        t.add_row(f"{r['samples']:,}", f"{r['ingest_rows_per_s']:,.0f}", f"{r['ingest_rows_per_cpu_s']:,.0f}",
+        t.add_row(f"{r['samples']:,}", f"{r['bulk_rows_per_s']:,.0f}", f"{r['bulk_rows_per_cpu_s']:,.0f}",
+                  f"{r['marginal_on_conflict_rows_per_s']:,.0f}", f"{r['marginal_fresh_rows_per_s']:,.0f}",
                   f"{r['summary_ms']:.1f}", f"{r['summary_queries_ms']:.1f}", f"{r['store_mb']:,.0f}")
     c.print(t)
     c.print(f"load average {res['load_avg']:.1f} on {res['cpus']} CPUs")

@@ -51,6 +51,7 @@ class Store:
 
     def __init__(self, path: str | Path, read_only: bool = False, external_access: bool = True):
         self.path = Path(path)
+        self.migrated_from: int | None = None  # schema version before this open migrated it
         if read_only and not self.path.exists():
             raise StoreError(f"{self.path}: no store here (run `loop start` first)")
         if not read_only:

@@ -14,10 +14,13 @@ it is safe.
 2. kills into B: a seeded plan of at least K targets, every stage instance (round 0
    evaluate, then round 1..N x propose..evaluate) at least once, in run order. An
    attempt waits until its target is the stage being run (the line of the stage
-   before it, or the `run` line when it is the first left), sleeps U(0, 1.2 x its
-   reference duration) and SIGKILLs. The steps table then says what was really
-   interrupted (status 'running'). A stage name not yet interrupted is retried
-   (at most 3 extra kills per target) so every stage name is covered.
+   before it, or the `run` line when it is the first left), sleeps a random delay
+   and SIGKILLs. The steps table then says what was really interrupted (status
+   'running'). Delays are drawn from a window per stage name, first U(0, 1.2 x the
+   reference duration), narrowed by what each kill hit: too early (the target had
+   not started) raises its low end, too late (the target had committed) lowers its
+   high end. A stage name not yet interrupted is retried (at most MAX_RETRIES extra
+   kills per target), so even millisecond stages get interrupted.
 3. finish: a real `python -m cli start` subprocess completes B.
 The report (JSON) lists every kill; tests/test_kill.py compares A and B.
 """
@@ -40,7 +43,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
 RUN_RE = re.compile(r"^run (\S+)\s+store")
 END_RE = re.compile(r"^\s*round (\d+) (\w+)\s+[\d.]+s")
-MAX_RETRIES = 3
+MAX_RETRIES = 5
 
 
 def preload() -> None:
@@ -157,12 +160,12 @@ def plan(all_inst: list, kills: int, rng: random.Random) -> list[tuple]:
     return sorted(all_inst + extra, key=all_inst.index)
 
 
-def kill_once(cfg, run_dir, rounds, target, durations, order, rng) -> dict:
-    """Start an attempt, SIGKILL it inside `target`; report what the steps table says."""
+def kill_once(cfg, run_dir, rounds, target, window, order, rng) -> dict:
+    """Start an attempt, SIGKILL it inside `target` after U(window); report what the steps table says."""
     store = run_dir / "loop.duckdb"
     done, _ = read_steps(store)
     todo = [i for i in order if i not in done]
-    delay = rng.uniform(0, 1.2 * durations[target])
+    delay = rng.uniform(*window)
     att = Attempt(start_args(cfg, run_dir, rounds), run_dir.with_suffix(".log"))
     current, killed = None, False
     for _, kind, payload in att.events(timeout=300):
@@ -185,6 +188,7 @@ def kill_once(cfg, run_dir, rounds, target, durations, order, rng) -> dict:
 def kill_all(cfg, run_dir, rounds, kills, seed, durations) -> list[dict]:
     rng = random.Random(seed)
     order = instances(rounds)
+    windows = {s: [0.0, 1.2 * max(d for (_, s2), d in durations.items() if s2 == s)] for _, s in order}
     report, covered = [], set()
     for target in plan(order, kills, rng):
         store_done, _ = read_steps(run_dir / "loop.duckdb")
@@ -192,14 +196,25 @@ def kill_all(cfg, run_dir, rounds, kills, seed, durations) -> list[dict]:
             target = next((i for i in order[order.index(target):] if i not in store_done), None)
             if target is None:
                 break
-        for attempt in range(1 + MAX_RETRIES):
-            k = kill_once(cfg, run_dir, rounds, target, durations, order, rng)
+        for _ in range(1 + MAX_RETRIES):
+            k = kill_once(cfg, run_dir, rounds, target, windows[target[1]], order, rng)
             report.append(k)
             covered |= {s for _, s in k["interrupted"]}
             done, _ = read_steps(run_dir / "loop.duckdb")
+            narrow(windows[target[1]], k, target in done)
             if target[1] in covered or target in done:
                 break
     return report
+
+
+def narrow(window: list[float], kill: dict, target_done: bool) -> None:
+    """Too early (nothing of the target ran) raises the low end; too late lowers the high end."""
+    hit = [kill["target"][0], kill["target"][1]] in kill["interrupted"]
+    if not hit and kill["killed"]:
+        if target_done:
+            window[1] = max(window[0], kill["delay_s"])
+        else:
+            window[0] = min(window[1], kill["delay_s"])
 
 
 def finish(cfg: str, run_dir: Path, rounds: int) -> dict:

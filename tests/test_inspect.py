@@ -193,3 +193,10 @@ def test_run_selection(store, args, expect, needle):
 
 def test_missing_store_is_a_clear_error(tmp_path):
     assert "no store here" in _inspect(tmp_path / "none.duckdb", "summary", expect=2)
+
+
+@pytest.mark.parametrize("cmd", [["migrate"], *[["inspect", c] for c in
+                                 ("summary", "rounds", "problems", "samples", "show", "sql", "curve", "export")]])
+def test_every_new_command_has_help(cmd):
+    res = runner.invoke(cli.app, [*cmd, "--help"])
+    assert res.exit_code == 0 and "Usage" in res.output
