@@ -99,6 +99,7 @@ def run_rounds(cfg: Config, rounds: int) -> RunContext:
 def _run_stage(ctx: RunContext, r: int, name: str, fn: Callable) -> None:
     t0 = time.time()
     ctx.mark_running(r, name)
+    console.print(f"  round {r} {name:<8} started", style="dim", highlight=False)
     info = fn(ctx, r)
     brief = {k: v for k, v in info.items() if not isinstance(v, (list, dict))}
     console.print(f"  round {r} {name:<8} {time.time() - t0:6.1f}s  {json.dumps(brief, default=str)}")

@@ -9,18 +9,18 @@ real `loop start` code path in its own process, killed with SIGKILL. The zygote
 never starts threads (its store reads use one DuckDB thread and close), so forking
 it is safe.
 
-1. reference: one uninterrupted attempt into A; the time between the scheduler's
-   stage lines gives each stage instance's duration.
+1. reference: one uninterrupted attempt into A; the time between a stage's
+   `started` line (printed once its step is marked running) and its end line
+   gives each stage instance's duration.
 2. kills into B: a seeded plan of at least K targets, every stage instance (round 0
    evaluate, then round 1..N x propose..evaluate) at least once, in run order. An
-   attempt waits until its target is the stage being run (the line of the stage
-   before it, or the `run` line when it is the first left), sleeps a random delay
-   and SIGKILLs. The steps table then says what was really interrupted (status
-   'running'). Delays are drawn from a window per stage name, first U(0, 1.2 x the
-   reference duration), narrowed by what each kill hit: too early (the target had
-   not started) raises its low end, too late (the target had committed) lowers its
-   high end. A stage name not yet interrupted is retried (at most MAX_RETRIES extra
-   kills per target), so even millisecond stages get interrupted.
+   attempt waits for its target's `started` line, sleeps a random delay and
+   SIGKILLs. The steps table then says what was really interrupted (status
+   'running'). The delay is U(0, 1.2 x the target's reference duration); a target
+   already done when its turn comes (an earlier kill landed after its commit) is
+   replaced by the next stage instance left. A stage name not yet interrupted is
+   retried (at most MAX_RETRIES extra kills per target), so even millisecond
+   stages get interrupted.
 3. finish: a real `python -m cli start` subprocess completes B.
 The report (JSON) lists every kill; tests/test_kill.py compares A and B.
 """
@@ -42,6 +42,7 @@ os.environ.setdefault("COLUMNS", "200")  # stage lines unwrapped
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
 RUN_RE = re.compile(r"^run (\S+)\s+store")
+START_RE = re.compile(r"^\s*round (\d+) (\w+)\s+started")
 END_RE = re.compile(r"^\s*round (\d+) (\w+)\s+[\d.]+s")
 MAX_RETRIES = 5
 
@@ -123,6 +124,8 @@ class Attempt:
                 line = raw.decode(errors="replace")
                 if m := RUN_RE.match(line):
                     yield now, "run", m.group(1)
+                elif m := START_RE.match(line):
+                    yield now, "start", (int(m.group(1)), m.group(2))
                 elif m := END_RE.match(line):
                     yield now, "end", (int(m.group(1)), m.group(2))
 
@@ -141,13 +144,14 @@ def start_args(cfg: str, run_dir: Path, rounds: int) -> list[str]:
 
 
 def reference(cfg: str, run_dir: Path, rounds: int) -> dict[tuple, float]:
-    """Run uninterrupted; return each stage instance's duration (line to line)."""
+    """Run uninterrupted; return each stage instance's duration (its start line to its end line)."""
     att = Attempt(start_args(cfg, run_dir, rounds), run_dir.with_suffix(".log"))
-    durations, last = {}, None
+    durations, started = {}, {}
     for t, kind, payload in att.events(timeout=300):
-        if kind == "end":
-            durations[payload] = t - last
-        last = t
+        if kind == "start":
+            started[payload] = t
+        elif kind == "end":
+            durations[payload] = t - started[payload]
     rc = att.wait()
     if rc != 0:
         raise SystemExit(f"reference run failed (exit {rc}); see {run_dir.with_suffix('.log')}")
@@ -160,21 +164,14 @@ def plan(all_inst: list, kills: int, rng: random.Random) -> list[tuple]:
     return sorted(all_inst + extra, key=all_inst.index)
 
 
-def kill_once(cfg, run_dir, rounds, target, window, order, rng) -> dict:
+def kill_once(cfg, run_dir, rounds, target, window: tuple[float, float], rng) -> dict:
     """Start an attempt, SIGKILL it inside `target` after U(window); report what the steps table says."""
     store = run_dir / "loop.duckdb"
-    done, _ = read_steps(store)
-    todo = [i for i in order if i not in done]
     delay = rng.uniform(*window)
     att = Attempt(start_args(cfg, run_dir, rounds), run_dir.with_suffix(".log"))
-    current, killed = None, False
+    killed = False
     for _, kind, payload in att.events(timeout=300):
-        if kind == "run":
-            current = todo[0] if todo else None
-        else:
-            nxt = order.index(payload) + 1
-            current = next((i for i in order[nxt:] if i not in done), None)
-        if current == target:
+        if kind == "start" and payload == target:
             time.sleep(delay)
             att.kill()
             killed = True
@@ -188,33 +185,21 @@ def kill_once(cfg, run_dir, rounds, target, window, order, rng) -> dict:
 def kill_all(cfg, run_dir, rounds, kills, seed, durations) -> list[dict]:
     rng = random.Random(seed)
     order = instances(rounds)
-    windows = {s: [0.0, 1.2 * max(d for (_, s2), d in durations.items() if s2 == s)] for _, s in order}
     report, covered = [], set()
     for target in plan(order, kills, rng):
-        store_done, _ = read_steps(run_dir / "loop.duckdb")
-        if target in store_done:  # an earlier kill landed just after it committed: next one left
-            target = next((i for i in order[order.index(target):] if i not in store_done), None)
+        done, _ = read_steps(run_dir / "loop.duckdb")
+        if target in done:  # an earlier kill landed after it committed: take the next one left
+            target = next((i for i in order[order.index(target):] if i not in done), None)
             if target is None:
                 break
         for _ in range(1 + MAX_RETRIES):
-            k = kill_once(cfg, run_dir, rounds, target, windows[target[1]], order, rng)
+            k = kill_once(cfg, run_dir, rounds, target, (0.0, 1.2 * durations[target]), rng)
             report.append(k)
             covered |= {s for _, s in k["interrupted"]}
             done, _ = read_steps(run_dir / "loop.duckdb")
-            narrow(windows[target[1]], k, target in done)
             if target[1] in covered or target in done:
                 break
     return report
-
-
-def narrow(window: list[float], kill: dict, target_done: bool) -> None:
-    """Too early (nothing of the target ran) raises the low end; too late lowers the high end."""
-    hit = [kill["target"][0], kill["target"][1]] in kill["interrupted"]
-    if not hit and kill["killed"]:
-        if target_done:
-            window[1] = max(window[0], kill["delay_s"])
-        else:
-            window[0] = min(window[1], kill["delay_s"])
 
 
 def finish(cfg: str, run_dir: Path, rounds: int) -> dict:
