@@ -196,7 +196,7 @@ def inspect_export(ctx: typer.Context, out: Path = typer.Option(..., "--out", he
                    verified: bool = typer.Option(False, "--verified", help="Only verified samples."),
                    as_json: bool = JsonOpt) -> None:
     """Export samples with problem, completion, rewards and provenance."""
-    from loop import export as lib
+    from loop import export_samples as lib
     from loop import inspect_view as view
     _emit(ctx, as_json, lib.export, lambda m: view.out.print(f"exported {m['rows']} samples to {m['out']}"),
           out, fmt=format, verified_only=verified)
