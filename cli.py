@@ -6,6 +6,7 @@ seed file, model, store) are printed without a traceback and exit with code 2.
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -31,8 +32,10 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from loop.models import ModelError
     from loop.propose import ProposeError
     from loop.sample import SamplerError
+    from loop.daemon import AlreadyRunning, DaemonError
     from store.db import StoreError
-    return (ConfigError, ModelError, ProposeError, SamplerError, StoreError, ValueError, OSError)
+    return (ConfigError, ModelError, ProposeError, SamplerError, StoreError, ValueError, AlreadyRunning,
+            DaemonError, OSError)
 
 
 def _load(config: Optional[Path], sets: Optional[list[str]]):
@@ -44,21 +47,67 @@ def _load(config: Optional[Path], sets: Optional[list[str]]):
 
 
 @app.command()
-def start(rounds: int = typer.Option(5, "--rounds", "-n", min=0, help="Rounds this run has when done."),
+def start(rounds: Optional[int] = typer.Option(None, "--rounds", "-n", min=0,
+                                              help="Rounds this run has when done (default 5; with --daemon or --every: no limit)."),
+          daemon: bool = typer.Option(False, "--daemon", help="Detach and run on a schedule (pid file, loop.log, status.json in the run directory)."),
+          every: Optional[str] = typer.Option(None, "--every", help="Start a round every INTERVAL: 45s, 30m, 2h (--daemon default: daemon.every)."),
           config: Optional[Path] = ConfigOpt, set: Optional[list[str]] = SetOpt) -> None:
-    """Run (or resume) the loop: propose, sample, verify, store, train, evaluate."""
+    """Run (or resume) the loop: propose, sample, verify, store, train, evaluate.
+
+    Ctrl-C or SIGTERM stops after the current stage; a second Ctrl-C stops at once."""
     cfg = _load(config, set)
-    from loop.scheduler import run_rounds
+    from loop import daemon as lib
+    if daemon:
+        st = _call(lib.start_daemon, cfg, rounds, every or cfg.daemon.every)
+        typer.echo(f"started daemon pid {st['pid']} in {cfg.run.dir} (log {st.get('log')}); "
+                   f"`loop status` / `loop stop` with the same --config/--set")
+        return
+    final = _call(lib.serve, cfg, 5 if rounds is None and every is None else rounds, every)
+    if final.get("state") == "stopped":
+        typer.echo(f"stopped ({final.get('finished_rounds')} rounds done); the same command resumes", err=True)
+    if final.get("run_id"):
+        _call(_print_rounds, cfg.store_path, final["run_id"])
+
+
+def _call(fn, *args, **kw):
+    """A library call whose known errors become a clear message and exit code 2."""
     try:
-        ctx = run_rounds(cfg, rounds)
-        _print_rounds(cfg.store_path, ctx.run_id)
+        return fn(*args, **kw)
     except _known_errors() as e:
         _fail(str(e))
+
+
+@app.command()
+def status(config: Optional[Path] = ConfigOpt, set: Optional[list[str]] = SetOpt,
+           as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts.")) -> None:
+    """Is a loop running in the run directory? pid, round and stage, last round's numbers, next round."""
+    from loop import daemon as lib
+    st = _call(lib.status, _load(config, set))
+    typer.echo(json.dumps(st, default=str, indent=2) if as_json else lib.describe(st))
+
+
+@app.command()
+def stop(config: Optional[Path] = ConfigOpt, set: Optional[list[str]] = SetOpt,
+         now: bool = typer.Option(False, "--now", help="Kill at once (SIGKILL, the training job too); the next start resumes."),
+         timeout: float = typer.Option(600.0, "--timeout", min=0, help="Seconds to wait for a graceful stop.")) -> None:
+    """Stop the loop running in the run directory: after its current stage commits (or --now); waits."""
+    from loop import daemon as lib
+    res = _call(lib.stop, _load(config, set), now=now, timeout=timeout)
+    if not res["was_running"]:
+        typer.echo(f"no loop running in {res['run_dir']}")
+    elif res["gone"]:
+        typer.echo(f"stopped pid {res['pid']} in {res['seconds']}s (state {res['state']}, "
+                   f"rounds done {res['finished_rounds']})")
+    else:
+        typer.secho(f"pid {res['pid']} still running after {res['seconds']}s (finishing round {res['round']} "
+                    f"stage {res['stage']}); `loop stop --now` kills it", fg="yellow", err=True)
+        raise typer.Exit(1)
 
 
 StoreOpt = typer.Option(None, "--store", help="DuckDB store file (default: from the config).")
 
 
+# --- loop migrate, loop inspect (library: store/, loop/inspect.py, loop/inspect_view.py) ---------
 @app.command()
 def migrate(config: Optional[Path] = ConfigOpt, set: Optional[list[str]] = SetOpt,
             store: Optional[Path] = StoreOpt) -> None:
@@ -78,14 +127,6 @@ def _target(ctx: typer.Context) -> tuple[Path, Optional[str], bool]:
     o = ctx.obj or {}
     path = o.get("store") or _load(o.get("config"), o.get("set")).store_path
     return Path(path), o.get("run"), bool(o.get("json"))
-
-
-def _call(fn, *args, **kw):
-    """A library call whose known errors become a clear message and exit code 2."""
-    try:
-        return fn(*args, **kw)
-    except _known_errors() as e:
-        _fail(str(e))
 
 
 def _emit(ctx: typer.Context, as_json: bool, fn, render, *args, run_scoped: bool = True, **kw) -> None:
@@ -200,6 +241,37 @@ def inspect_export(ctx: typer.Context, out: Path = typer.Option(..., "--out", he
     from loop import inspect_view as view
     _emit(ctx, as_json, lib.export, lambda m: view.out.print(f"exported {m['rows']} samples to {m['out']}"),
           out, fmt=format, verified_only=verified)
+
+
+# --- loop export model (library: loop/export.py) ----------------------------------------
+export_app = typer.Typer(help="Export from the store: models (`export model`).", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("model")
+def export_model_cmd(
+        out: Path = typer.Option(..., "--out", "-o", help="Output directory (absent or empty unless --force)."),
+        fmt: str = typer.Option("merged16", "--format", "-f", help="lora | merged16 | gguf."),
+        round: Optional[int] = typer.Option(None, "--round", help="The model trained in this round."),
+        model_version: Optional[str] = typer.Option(None, "--model-version", help="A model version (or unique prefix)."),
+        run: Optional[str] = typer.Option(None, "--run", help="Run id (default: the store's latest run)."),
+        dtype: str = typer.Option("bfloat16", "--dtype", help="merged16 weights: bfloat16 | float16 | float32."),
+        outtype: str = typer.Option("f16", "--outtype", help="gguf tensors: f16 | bf16 | q8_0 | f32."),
+        converter: Optional[str] = typer.Option(None, "--converter", help="llama.cpp convert_hf_to_gguf.py path, "
+                                                "or 'builtin' (default: $LOOP_LLAMA_CPP_CONVERT, then PATH, then builtin)."),
+        force: bool = typer.Option(False, "--force", help="Replace a non-empty --out directory."),
+        config: Optional[Path] = ConfigOpt, set: Optional[list[str]] = SetOpt,
+        store: Optional[Path] = typer.Option(None, "--store", help="DuckDB store file (default: from the config).")) -> None:
+    """Export a model version (default: the current accepted model) with a lineage model card."""
+    from loop.export import ExportError, export_model
+    path = store or _load(config, set).store_path
+    try:
+        lin = export_model(path, out, fmt, round=round, version=model_version, run_id=run, dtype=dtype,
+                           outtype=outtype, converter=converter, force=force)
+    except (ExportError, *_known_errors()) as e:
+        _fail(str(e))
+    m = lin["model"]
+    typer.echo(f"exported model {m['version']} (round {m['round']}, run {m['run_id']}) as {fmt} to {out}")
 
 
 def main() -> None:

@@ -7,11 +7,12 @@ and `config.yaml` in the run directory) so a run can be reproduced.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -26,7 +27,7 @@ class RunConfig(_Strict):
     dir: str = "runs/default"          # run directory: store, models, logs
     store: str | None = None           # DuckDB file; default <dir>/loop.duckdb
     seed: int = 0
-    threads: int | None = None         # torch threads; None = torch default
+    threads: int | None = 1            # torch threads (1: on 2 busy cores, 2 threads ran 10-20x slower); None = torch default
 
 
 class ModelConfig(_Strict):
@@ -72,7 +73,7 @@ class RewardConfig(_Strict):
 def _default_rewards() -> list[RewardConfig]:
     return [RewardConfig(name="xmlcount", weight=1.0), RewardConfig(name="soft_format", weight=1.0),
             RewardConfig(name="strict_format", weight=1.0), RewardConfig(name="int", weight=1.0),
-            RewardConfig(name="correctness", weight=2.0)]
+            RewardConfig(name="correctness", weight=2.0, params={"timeout_s": 2.0})]
 
 
 class VerifyConfig(_Strict):
@@ -85,27 +86,86 @@ class LoraConfig(_Strict):
     alpha: int = 32
     dropout: float = 0.0
     target_modules: list[str] | str = "all-linear"
+    quant: Literal["16bit", "4bit"] = "16bit"  # unsloth backend: bf16 LoRA or 4-bit QLoRA
 
 
-class TrainConfig(_Strict):
-    every: int = Field(1, ge=0)        # train after every N-th round; 0 = never
-    method: Literal["sft"] = "sft"
-    backend: Literal["auto", "trl"] = "auto"
+class SFTConfig(_Strict):
+    every: int = Field(1, ge=0)        # after every N-th round; 0 = never
     max_steps: int = Field(20, ge=1)
     batch_size: int = Field(4, ge=1)
     grad_accum: int = Field(1, ge=1)
     learning_rate: float = 2e-4
     max_seq_len: int = 384
     replay: bool = True                # also train on verified chains of earlier rounds
+
+
+class GRPOConfig(_Strict):
+    every: int = Field(0, ge=0)        # after every N-th round; 0 = never
+    max_steps: int = Field(10, ge=1)
+    batch_size: int = Field(4, ge=1)   # completions per device step (a multiple of num_generations)
+    num_generations: int = Field(4, ge=2)
+    max_completion_length: int = Field(128, ge=1)
+    learning_rate: float = 5e-6
+    beta: float = 0.0                  # KL weight; 0 = no reference model (cheaper)
+    temperature: float = 0.8
+    band: tuple[float, float] = (0.0, 1.0)  # train on problems whose last pass rate lies strictly inside
+
+    @model_validator(mode="after")
+    def _check(self) -> "GRPOConfig":
+        if self.batch_size % self.num_generations:
+            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of num_generations "
+                             f"({self.num_generations})")
+        return self
+
+
+class TrainConfig(_Strict):
+    backend: Literal["auto", "trl", "unsloth"] = "auto"
+    sft: SFTConfig = SFTConfig()
+    grpo: GRPOConfig = GRPOConfig()
     lora: LoraConfig = LoraConfig()
 
 
 class EvalConfig(_Strict):
+    every: int = Field(1, ge=0)        # after every N-th round (round 0 always); 0 = only round 0
     n_problems: int = Field(50, ge=1)
     levels: list[int] = [1, 2]
     seed: int = 1_000_003              # held-out seed; training problems never collide with it
     max_new_tokens: int = Field(128, ge=1)
-    batch_size: int = Field(50, ge=1)
+    gate_tolerance: float | None = Field(0.1, ge=0.0)  # reject a new model whose accuracy drops more; None = off
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str | int | float) -> float:
+    """'45s', '30m', '2h', '1d', '1h30m' or a number of seconds (90, '90') -> seconds (> 0)."""
+    if isinstance(text, bool):
+        raise ValueError(f"invalid duration {text!r}")
+    try:
+        seconds = float(text)
+    except (TypeError, ValueError):
+        s = str(text).strip().lower()
+        parts = _DURATION_PART.findall(s)
+        if not parts or "".join(n + u for n, u in parts) != s:
+            raise ValueError(f"invalid duration {text!r}: expected e.g. 45s, 30m, 2h, 1h30m")
+        seconds = sum(float(n) * _UNIT_S[u] for n, u in parts)
+    if not 0 < seconds < float("inf"):
+        raise ValueError(f"invalid duration {text!r}: must be a finite number > 0")
+    return seconds
+
+
+class DaemonConfig(_Strict):
+    every: str = "30m"                 # a round starts every ...: 45s, 30m, 2h (`loop start --every`)
+    log_max_bytes: int = Field(10_000_000, ge=1024)  # loop.log rotates at this size
+    log_backups: int = Field(3, ge=0)  # rotated files kept: loop.log.1 ...
+    max_failures: int = Field(3, ge=1)  # consecutive failed round jobs before the daemon exits
+
+    @field_validator("every", mode="before")
+    @classmethod
+    def _every(cls, v: Any) -> str:
+        parse_duration(v)
+        return str(v)
 
 
 class Config(_Strict):
@@ -116,6 +176,7 @@ class Config(_Strict):
     verify: VerifyConfig = VerifyConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvalConfig = EvalConfig()
+    daemon: DaemonConfig = DaemonConfig()
 
     @property
     def store_path(self) -> Path:

@@ -4,8 +4,12 @@ The held-out set depends only on `evaluate.{n_problems, levels, seed}`; proposal
 never include its expressions. Round 0 is the model before any training, so
 each round's gain is measured against it. Accuracy counts a correct answer
 wherever the verifier finds it; `format_rate` counts strict-format answers.
+`evaluate.every = M` evaluates after every M-th round only (round 0 always); a
+round not due records its step as skipped, like train's sub-steps.
 """
 from __future__ import annotations
+
+import json
 
 from loop.progress import bar
 from loop.prompts import messages
@@ -33,14 +37,53 @@ def evaluate_model(ctx) -> dict:
 
 
 def stage(ctx, r: int) -> dict:
-    """Evaluate the current model after round r (r = 0: before the first round)."""
+    """Evaluate the current model after round r (r = 0: before the first round), then gate it.
+    A round not due by `evaluate.every` is recorded as skipped."""
+    every = ctx.cfg.evaluate.every
+    if r > 0 and not (every > 0 and r % every == 0):
+        info = {"skipped": f"evaluate.every={every}"}
+        with ctx.store.transaction():
+            ctx.mark_done(r, "evaluate", info)
+        return info
     version, _ = ctx.current_model()
     res = evaluate_model(ctx)
     row = {"run_id": ctx.run_id, "round": r, "model_version": version, "split": "heldout",
            "n": res["n"], "correct": res["correct"], "accuracy": res["accuracy"],
            "format_rate": res["format_rate"], "details": res["details"]}
     info = {k: res[k] for k in ("n", "correct", "accuracy", "format_rate")} | {"model_version": version}
+    gate = gate_decision(ctx, version, res["accuracy"], r)
+    if gate:
+        info["gate"] = gate
     with ctx.store.transaction():
         ctx.store.insert_rows("evaluations", [row], conflict="DO NOTHING")
+        if gate and not gate["accepted"]:  # every model since the last accepted evaluation (evaluate.every)
+            ctx.store.con.execute(
+                "UPDATE models SET metrics = json_merge_patch(metrics, ?) WHERE run_id = ? AND round > ? "
+                "AND round <= ? AND coalesce(json_extract_string(metrics, '$.accepted'), 'true') = 'true'",
+                [json.dumps({"accepted": False, "rejected_because": gate["reason"]}), ctx.run_id,
+                 gate["previous_round"], r])
         ctx.mark_done(r, "evaluate", info)
     return info
+
+
+def gate_decision(ctx, version: str, accuracy: float, r: int) -> dict | None:
+    """Compare the model trained in round r with the last accepted model's held-out accuracy.
+
+    None when there is nothing to gate (gate off, no new model this round, no earlier
+    evaluation). Rejected when accuracy fell by more than `evaluate.gate_tolerance`
+    (absolute); then every model trained in round r (and in rounds whose evaluation
+    `evaluate.every` skipped since that evaluation) is marked rejected, so the current
+    model reverts to the one before them."""
+    tol = ctx.cfg.evaluate.gate_tolerance
+    prev = ctx.store.query(
+        "SELECT e.round, e.accuracy, e.model_version FROM evaluations e LEFT JOIN models m USING (model_version) "
+        "WHERE e.run_id = ? AND e.round < ? AND coalesce(json_extract_string(m.metrics, '$.accepted'), 'true') = 'true' "
+        "ORDER BY e.round DESC LIMIT 1", [ctx.run_id, r])
+    if tol is None or not prev or prev[0]["model_version"] == version:
+        return None
+    before = prev[0]["accuracy"]
+    accepted = accuracy >= before - tol
+    reason = (f"held-out accuracy {accuracy:.3f} vs {before:.3f} before the round (tolerance {tol})"
+              + ("" if accepted else ": dropped too far, keeping the previous model"))
+    return {"accepted": accepted, "previous": prev[0]["model_version"], "previous_accuracy": before,
+            "previous_round": prev[0]["round"], "reason": reason}

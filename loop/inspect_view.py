@@ -117,8 +117,8 @@ def render_show(r: dict) -> None:
     rewards += [["total", num(r["reward_total"])], ["advantage", num(r["advantage"])],
                 ["verified", str(r["verified"])]]
     out.print(_table("rewards", ["reward", "value"], rewards, right={"value"}))
-    lineage = [[str(m["depth"]), m["model_version"] or "", m["kind"] or "?", num(m["round"]), m["data_hash"] or ""]
-               for m in r["lineage"]]
+    lineage = [[str(m["depth"]), m["model_version"] or "", m["kind"] or "base", num(m["round"]), m["data_hash"] or ""]
+               for m in r["lineage"]]  # the base model has no `models` row
     out.print(_table("model lineage (0 = this sample's model)", ["depth", "model", "kind", "round", "data"], lineage))
     group = [[g["sample_id"] + (" *" if g["sample_id"] == r["sample_id"] else ""), str(g["idx"]),
               str(g["verified"]), num(g["reward_total"]), num(g["advantage"]), str(g["extracted"])]

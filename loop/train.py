@@ -1,16 +1,20 @@
-"""Train stage: distillation SFT on verified chains, in its own process.
+"""Train stage: distillation SFT and GRPO rounds, each in its own process.
 
 The stage (in the daemon) picks the training set from the store, writes it as a
-Parquet snapshot, runs `python -m loop.train JOB.json` as a child process, and
-registers the resulting adapter as a new model version. The child only reads
-the snapshot and writes the adapter folder (atomically renamed when complete),
-so a crash in training cannot corrupt the store or take the daemon down. The
-child dies with the daemon (Linux parent-death signal), so a killed daemon leaves
-no orphan still writing the adapter folder that its restarted attempt rewrites.
+Parquet snapshot, runs `python -m loop.train JOB.json` as a child process (a
+backend from loop/trainers/), and registers the resulting adapter as a new model
+version (parent, data hash, config, metrics). The child only reads the snapshot
+and writes the adapter folder, renamed into place when complete, so a crash in
+training cannot corrupt the store or take the daemon down, and `accelerate
+launch -m loop.train JOB.json` can run the same job on several GPUs.
+The child dies with the daemon (Linux parent-death signal), so a killed daemon
+leaves no orphan still writing the adapter folder its restarted attempt rewrites.
 
-Selection: per problem, the best verified chain: well-formed first, then the
-shortest. A verified chain that is not in the target format is repaired: its
-text up to the verified answer becomes the reasoning, the answer goes in tags.
+SFT selection: per problem, the best verified chain: well-formed first, then the
+shortest. A verified chain not in the target format is repaired: its text up to
+the verified answer becomes the reasoning, the answer goes in tags.
+GRPO selection: problems whose pass rate in this round lay strictly inside
+`train.grpo.band` (default: strictly between 0 and 1).
 """
 from __future__ import annotations
 
@@ -41,7 +45,7 @@ def select_chains(rows: list[dict]) -> list[dict]:
     out = []
     for pid in sorted(best):
         r = best[pid]
-        target = r["completion"].strip() if r["strict"] else repair(r["completion"], r["extracted"], r["answer"])
+        target = r["completion"] if r["strict"] else repair(r["completion"], r["extracted"], r["answer"])
         out.append({"problem_id": pid, "prompt": messages(r["question"]),
                     "completion": [{"role": "assistant", "content": target}]})
     return out
@@ -72,7 +76,9 @@ def run_child(job: dict, job_path: Path, threads: int | None) -> dict:
     env = dict(os.environ, LOOP_PARENT_PID=str(os.getpid()))
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    proc = subprocess.run([sys.executable, "-m", "loop.train", str(job_path)], env=env)
+    # own session: a Ctrl-C at the terminal reaches only the daemon, which finishes this stage
+    # gracefully; its hard stop (second Ctrl-C, `loop stop --now`) kills this child's group
+    proc = subprocess.run([sys.executable, "-m", "loop.train", str(job_path)], env=env, start_new_session=True)
     out = Path(job["out"])
     if proc.returncode != 0 or not (out / "metrics.json").exists():
         raise TrainError(f"training process failed (exit {proc.returncode}); job {job_path}")
@@ -81,66 +87,110 @@ def run_child(job: dict, job_path: Path, threads: int | None) -> dict:
 
 # --- the child process --------------------------------------------------------------
 def train_job(job: dict) -> dict:
-    """SFT with LoRA (PEFT) through TRL's SFTTrainer; writes adapter + metrics.json."""
-    import torch
-    from datasets import Dataset
-    from peft import LoraConfig, PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
-    from loop import trl_compat
-
-    trl_compat.install()
-    from loop.models import quiet_transformers
-    quiet_transformers()
-    cfg = job["train"]
-    if job.get("threads"):
-        torch.set_num_threads(job["threads"])
-    tok = AutoTokenizer.from_pretrained(job["base"])
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(job["base"], dtype=torch.float32)
-    peft_config = None
-    if job.get("parent_adapter"):  # continue the current adapter
-        model = PeftModel.from_pretrained(model, job["parent_adapter"], is_trainable=True)
-    else:
-        lora = cfg["lora"]
-        peft_config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-                                 target_modules=lora["target_modules"], task_type="CAUSAL_LM")
-    ds = Dataset.from_parquet(job["data"])
+    """Run one job with its backend; publish adapter + metrics.json atomically."""
+    from loop.trainers import load_backend
     tmp = Path(job["out"] + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    cuda = torch.cuda.is_available()
-    args = SFTConfig(output_dir=str(tmp / "trainer"), max_steps=cfg["max_steps"],
-                     per_device_train_batch_size=cfg["batch_size"],
-                     gradient_accumulation_steps=cfg["grad_accum"], learning_rate=cfg["learning_rate"],
-                     lr_scheduler_type="constant", warmup_steps=0, logging_steps=1, save_strategy="no",
-                     report_to=[], use_cpu=not cuda, bf16=False, max_length=cfg["max_seq_len"],
-                     seed=job["seed"], data_seed=job["seed"], disable_tqdm=True,
-                     dataloader_num_workers=0, gradient_checkpointing=False)
-    from loop.progress import train_callback
-    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
-                         peft_config=peft_config, callbacks=[train_callback("train (SFT)")])
-    result = trainer.train()
-    trainer.model.save_pretrained(tmp)
+    tmp.mkdir(parents=True)
+    backend = load_backend(job["backend"])
+    metrics = getattr(backend, job["method"])({**job, "tmp": str(tmp)})
+    metrics["backend"] = backend.__name__.rsplit(".", 1)[-1]
     shutil.rmtree(tmp / "trainer", ignore_errors=True)
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    metrics = {"train_loss": result.training_loss, "first_loss": losses[0] if losses else None,
-               "last_loss": losses[-1] if losses else None, "steps": trainer.state.global_step,
-               "examples": len(ds), "runtime_s": result.metrics.get("train_runtime")}
     (tmp / "metrics.json").write_text(json.dumps(metrics))
     shutil.rmtree(job["out"], ignore_errors=True)
     tmp.rename(job["out"])  # publish only a complete adapter
     return metrics
 
 
+# --- the stage (daemon side) --------------------------------------------------------
+def _due(every: int, r: int) -> bool:
+    return every > 0 and r % every == 0
+
+
+def stage(ctx, r: int) -> dict:
+    """SFT then GRPO after round r, each when due; each method is its own recorded step."""
+    cfg = ctx.cfg.train
+    info = {}
+    for method, every in (("sft", cfg.sft.every), ("grpo", cfg.grpo.every)):
+        step = f"train.{method}"
+        if ctx.is_done(r, step):
+            continue
+        if not _due(every, r):
+            info[method] = _skip(ctx, r, step, f"train.{method}.every={every}")
+            continue
+        examples = sft_examples(ctx, r) if method == "sft" else grpo_examples(ctx, r)
+        if not examples:
+            info[method] = _skip(ctx, r, step, "no verified chains" if method == "sft" else "no problem in band")
+            continue
+        info[method] = _train(ctx, r, method, examples)
+    with ctx.store.transaction():
+        ctx.mark_done(r, "train", info)
+    return info
+
+
+def sft_examples(ctx, r: int) -> list[dict]:
+    rows = ctx.store.query(
+        "SELECT s.problem_id, s.completion, s.extracted, p.question, p.answer, "
+        "coalesce(TRY_CAST(json_extract(s.rewards, '$.strict_format') AS DOUBLE), 0) > 0 AS strict "
+        "FROM samples s JOIN problems p USING (problem_id) "
+        "WHERE s.run_id = ? AND s.verified AND s.round <= ? AND s.round >= ?",
+        [ctx.run_id, r, 1 if ctx.cfg.train.sft.replay else r])
+    return select_chains(rows)
+
+
+def grpo_examples(ctx, r: int) -> list[dict]:
+    lo, hi = ctx.cfg.train.grpo.band
+    rows = ctx.store.query(
+        "SELECT p.problem_id, p.question, p.answer, avg(CASE WHEN s.verified THEN 1.0 ELSE 0.0 END) AS pass_rate "
+        "FROM samples s JOIN problems p USING (problem_id) WHERE s.run_id = ? AND s.round = ? "
+        "GROUP BY ALL HAVING pass_rate > ? AND pass_rate < ? ORDER BY p.problem_id", [ctx.run_id, r, lo, hi])
+    return [{"problem_id": x["problem_id"], "prompt": messages(x["question"]), "answer": x["answer"],
+             "pass_rate": x["pass_rate"]} for x in rows]
+
+
+def _train(ctx, r: int, method: str, examples: list[dict]) -> dict:
+    from loop.models import model_hash
+    cfg = ctx.cfg.train
+    parent_version, parent_adapter = ctx.current_model()
+    work = ctx.run_dir / "train" / f"round-{r:03d}-{method}"
+    write_snapshot(examples, work / "data.parquet")
+    out = ctx.run_dir / "models" / f"round-{r:03d}-{method}"
+    job = {"method": method, "backend": cfg.backend, "base": str(ctx.base_dir),
+           "parent_adapter": str(parent_adapter) if parent_adapter else None,
+           "data": str(work / "data.parquet"), "out": str(out), "seed": ctx.round_seed(r, method),
+           "threads": ctx.cfg.run.threads, "lora": cfg.lora.model_dump(mode="json"),
+           method: getattr(cfg, method).model_dump(mode="json"),
+           "rewards": [x.model_dump(mode="json") for x in ctx.cfg.verify.rewards]}
+    metrics = run_child(job, work / "job.json", ctx.cfg.run.threads)
+    version = model_hash(out)
+    info = {"model_version": version, "parent": parent_version, "examples": len(examples), **metrics}
+    with ctx.store.transaction():
+        ctx.store.insert_rows("models", [{
+            "model_version": version, "parent": parent_version, "run_id": ctx.run_id, "round": r,
+            "kind": "lora", "base_path": str(ctx.base_dir), "path": str(out),
+            "data_hash": data_hash(examples), "config": {k: job[k] for k in ("method", "backend", "lora", method)},
+            "metrics": {**metrics, "accepted": True}}])
+        ctx.mark_done(r, f"train.{method}", info)
+    return info
+
+
+def _skip(ctx, r: int, step: str, why: str) -> dict:
+    info = {"skipped": why}
+    with ctx.store.transaction():
+        ctx.mark_done(r, step, info)
+    return info
+
+
 def die_with_parent() -> None:
-    """Ask the kernel to SIGKILL this process when its parent dies; exit now if it already has."""
+    """Ask the kernel to SIGKILL this process when its parent dies; exit now if it already has.
+    Only a child started by `run_child` (LOOP_PARENT_PID set) checks its parent; the variable
+    is not passed on (e.g. to processes an `accelerate launch` starts)."""
     if not sys.platform.startswith("linux"):
         return
     import ctypes
     import signal
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    expected = os.environ.get("LOOP_PARENT_PID")
+    expected = os.environ.pop("LOOP_PARENT_PID", None)
     if expected and os.getppid() != int(expected):  # parent died before prctl took effect
         os._exit(1)
 
@@ -148,46 +198,3 @@ def die_with_parent() -> None:
 if __name__ == "__main__":
     die_with_parent()
     train_job(json.loads(Path(sys.argv[1]).read_text()))
-
-
-# --- the stage (daemon side) --------------------------------------------------------
-def stage(ctx, r: int) -> dict:
-    """SFT on verified chains after round r (every `train.every` rounds)."""
-    cfg = ctx.cfg.train
-    if cfg.every == 0 or r % cfg.every:
-        return _skip(ctx, r, f"train.every={cfg.every}")
-    rows = ctx.store.query(
-        "SELECT s.problem_id, s.completion, s.extracted, p.question, p.answer, "
-        "coalesce(TRY_CAST(json_extract(s.rewards, '$.strict_format') AS DOUBLE), 0) > 0 AS strict "
-        "FROM samples s JOIN problems p USING (problem_id) "
-        "WHERE s.run_id = ? AND s.verified AND s.round <= ? AND s.round >= ?",
-        [ctx.run_id, r, 1 if cfg.replay else r])
-    examples = select_chains(rows)
-    if not examples:
-        return _skip(ctx, r, "no verified chains")
-    parent_version, parent_adapter = ctx.current_model()
-    dh = data_hash(examples)
-    work = ctx.run_dir / "train" / f"round-{r:03d}"
-    write_snapshot(examples, work / "data.parquet")
-    out = ctx.run_dir / "models" / f"round-{r:03d}"
-    job = {"base": str(ctx.base_dir), "parent_adapter": str(parent_adapter) if parent_adapter else None,
-           "data": str(work / "data.parquet"), "out": str(out), "seed": ctx.round_seed(r, "train"),
-           "threads": ctx.cfg.run.threads, "train": cfg.model_dump(mode="json")}
-    metrics = run_child(job, work / "job.json", ctx.cfg.run.threads)
-    from loop.models import model_hash
-    version = model_hash(out)
-    info = {"model_version": version, "parent": parent_version, "examples": len(examples), **metrics}
-    with ctx.store.transaction():
-        ctx.store.insert_rows("models", [{
-            "model_version": version, "parent": parent_version, "run_id": ctx.run_id, "round": r,
-            "kind": "lora", "base_path": str(ctx.base_dir), "path": str(out), "data_hash": dh,
-            "config": job["train"], "metrics": {**metrics, "accepted": True}}])
-        ctx.mark_done(r, "train", info)
-    return info
-
-
-def _skip(ctx, r: int, why: str) -> dict:
-    info = {"skipped": why}
-    with ctx.store.transaction():
-        ctx.mark_done(r, "train", info)
-    return info

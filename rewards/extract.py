@@ -10,7 +10,7 @@ first extractor that finds something wins, in this order:
 2. ``boxed``       - the last ``\\boxed{...}`` / ``\\fbox{...}`` (nested braces
    balanced; ``\\boxed 5`` without braces also works).
 3. ``gsm8k``       - the rest of the last line starting with ``####``.
-4. ``last_number`` - the last number in the text (thousands separators,
+4. ``last_number`` - the last number in the text's final 64 KiB (thousands separators,
    decimals, simple fractions ``a/b``, a leading sign).  Weak: ``strong=False``.
 5. ``none``        - nothing found; ``value is None``.
 """
@@ -25,6 +25,7 @@ __all__ = ["Extraction", "extract_answer", "find_boxed", "answer_tag_content"]
 # and would only cost time downstream).
 MAX_VALUE_CHARS = 4000
 _TAIL_WINDOW = 4096
+_SCAN_LIMIT = 65536  # the last-number fallback only looks at the last 64 KiB
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,13 +105,13 @@ _NUMBER = re.compile(
 
 def _last_number(text: str) -> str | None:
     # Scan only the tail first: the last number is almost always there.
-    for chunk in (text[-_TAIL_WINDOW:], text):
+    for chunk in (text[-_TAIL_WINDOW:], text[-_SCAN_LIMIT:]):
         last = None
         for last in _NUMBER.finditer(chunk):
             pass
         if last is not None:
             return last.group(0).replace("−", "-")
-        if len(chunk) == len(text):
+        if len(chunk) >= len(text):
             break
     return None
 

@@ -179,6 +179,8 @@ class _VerifiedReward(_Reward):
             return [None] * len(texts)
         if isinstance(golds, str):
             golds = [golds] * len(texts)
+        if len(golds) != len(texts):
+            raise ValueError(f"reward {self.name!r}: {len(golds)} answers for {len(texts)} completions")
         return [self.judge(g, t) for g, t in zip(golds, texts)]
 
     def judge(self, gold: Any, text: str) -> float | None:

@@ -10,7 +10,8 @@ currency (``$``, ``\\$``, ``USD``, ``dollars``, ``€``, ``£``), percent signs
 (``50\\%`` is the number 50, *not* 0.5), degree marks (``30^\\circ`` is 30),
 thousands separators (``1,234,567`` / ``1{,}234`` / ``1\\,234``: only when the
 whole token has 3-digit groups, otherwise commas separate list items), and a
-trailing unit word after a plain number (``72 clips``, ``5\\text{ cm}^2``).
+trailing unit after a plain number (``72 clips``, ``5\\text{ cm}^2``,
+``10\\,\\text{m}``; a bare single letter as in ``10m`` stays a variable).
 
 ``parse_number(s)`` reads an already-normalized plain number (integer,
 decimal, ``a/b``, ``\\frac{a}{b}``, mixed number ``2\\frac{1}{2}``, scientific
@@ -38,16 +39,19 @@ _TRANSLATE = str.maketrans({
 
 _WRAPPERS = re.compile(
     r"\\(?:text|textrm|textbf|textit|texttt|mathrm|mathbf|mathit|mathsf|mbox|"
-    r"operatorname|mathbb|boldsymbol|bm|hbox)\s*\{([^{}]*)\}"
+    r"operatorname|boldsymbol|bm|hbox)\s*\{([^{}]*)\}"
 )
-_SPACING = re.compile(r"\\(?:[,;:! ]|quad|qquad|displaystyle|textstyle|left|right|big|Big|bigg|Bigg)(?![a-zA-Z])")
-_DEGREE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree|\^\s*\{\s*\\text\{o\}\s*\}")
+_TEXT_UNIT = re.compile(r"^([-+]?\s*\d+(?:\.\d+)?)\s*\\(?:text|mbox)\s*\{\s*[a-zA-Z][a-zA-Z .]*\}(?:\s*\^\s*\{?[23]\}?)?$")
+_SPACING = re.compile(r"(?<!\\)\\(?:[,;:! ]|quad|qquad|displaystyle|textstyle|left|right|big|Big|bigg|Bigg)(?![a-zA-Z])")
+_DEGREE = re.compile(r"\bdegrees?\b|\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree|\^\s*\{\s*\\text\{o\}\s*\}")
 _PERCENT = re.compile(r"\\?%|\bpercent\b")
 _CURRENCY = re.compile(r"\\\$|\$|\bUSD\b|\bdollars?\b|\bcents?\b|\\euro|\\pounds", re.I)
 _THOUSANDS = re.compile(r"(?<![\d.,])(\d{1,3})((?:(?:\{,\}|,)\d{3})+)(?![\d,]|\{,\})")
+_MATH_WORD = r"(?:pi|sqrt|inf|infty|infinity|oo|or|and|sin|cos|tan|cot|sec|csc|log|ln|exp|abs)\b"
 _NUMBER_THEN_UNIT = re.compile(
     r"^([-+]?\s*(?:\d+(?:\.\d*)?|\.\d+)(?:\s*/\s*\d+)?)\s*"
-    r"(?:[a-zA-Z]{2,}\.?|[a-zA-Z]{2,}\s*\^\s*\{?[23]\}?)(?:\s+[a-zA-Z]+\.?)*$"
+    rf"(?!{_MATH_WORD})(?:[a-zA-Z]{{2,}}\s*\^\s*\{{?[23]\}}?|[a-zA-Z]{{2,}}\.?)"
+    rf"(?:\s+(?!{_MATH_WORD})[a-zA-Z]+\.?)*$"
 )
 _DELIMS = (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$"))
 
@@ -85,6 +89,7 @@ def normalize(s: str) -> str:
     for macro in ("\\boxed", "\\fbox"):
         s = _unwrap_macro(s, macro)
     s = _SPACING.sub(" ", s)
+    s = _TEXT_UNIT.sub(r"\1", s)  # "10\,\text{m}": a \text unit after a number
     for _ in range(4):  # nested \text{\textbf{..}} unwraps a few levels deep
         new = _WRAPPERS.sub(r" \1 ", s)
         if new == s:
@@ -104,8 +109,8 @@ def normalize(s: str) -> str:
 
 
 def canon_text(s: str) -> str:
-    """Loose textual key: lowercase, no whitespace, no braces around words."""
-    s = s.lower().replace(" ", "")
+    """Textual key: no whitespace, no outer braces (case kept: \\Delta != \\delta)."""
+    s = s.replace(" ", "")
     s = re.sub(r"^\{(.*)\}$", r"\1", s)
     return s
 

@@ -23,6 +23,12 @@ Numeric tolerance rules
   an exact value with a finite decimal form, are compared exactly.
 * ``50\\%`` is the number 50 (the sign is presentation); it equals ``50``, not
   ``0.5``.
+* Exact values that are not rational (surds, ``\\pi``, logs, complex numbers)
+  must agree to 25 significant digits, evaluated at 40 digits; expressions with
+  variables must agree so at three fixed sample points.  sympy (in the worker
+  pool) has the last word when one side is rational and the other is not, or
+  when literals/magnitudes are large enough (>= 1e12 / > 1e15) that 25 digits
+  could be forged.
 """
 from __future__ import annotations
 
@@ -35,7 +41,7 @@ from .normalize import Num, canon_text, normalize, parse_number
 
 __all__ = ["Verdict", "verify", "VERIFIER_VERSION", "REL_TOL", "clear_cache"]
 
-VERIFIER_VERSION = "0.1.0"
+VERIFIER_VERSION = "1.0.0"
 MAX_GOLD_CHARS = 2000
 MAX_PRED_CHARS = 2000
 REL_TOL = Fraction(1, 10**6)
@@ -48,8 +54,9 @@ class Verdict:
     reason: str
     method: str = ""
 
-    def __bool__(self) -> bool:  # a Verdict is truthy only when surely equal
-        return self.equal is True
+    def __bool__(self) -> bool:
+        # Three-valued: "if verify(...)" would silently treat None as True or False.
+        raise TypeError("a Verdict has no truth value; test verdict.equal is True/False/None")
 
 
 class _Cache:
@@ -115,15 +122,16 @@ def _verify_uncached(gold: str, pred: str, timeout_s: float) -> Verdict:
     g, p = normalize(gold), normalize(pred)
     if not g:
         return Verdict(None, "empty gold", "guard")
-    if not p:
-        return Verdict(False, "empty prediction", "guard")
+    from . import equivalence  # deferred: keeps the fast path import-light
+
+    if not p:  # still "cannot judge" when the gold itself is unreadable
+        problem = equivalence.gold_problem(g)
+        return problem if problem is not None else Verdict(False, "empty prediction", "unreadable")
     if canon_text(g) == canon_text(p):
         return Verdict(True, "same normalized text", "string")
     gn, pn = parse_number(g), parse_number(p)
     if gn is not None and pn is not None:
         return compare_numbers(gn, pn)
-    from . import equivalence  # deferred: keeps the fast path import-light
-
     return equivalence.compare(g, p, gn, pn, timeout_s)
 
 

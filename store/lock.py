@@ -81,19 +81,17 @@ class StoreLock:
         self.fd: int | None = None
         self.took_over: dict | None = None   # the dead holder recorded in a stale lock file
 
-    def acquire(self) -> "StoreLock":
+    def acquire(self, tries: int = 5) -> "StoreLock":
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as e:
             raise StoreError(f"{self.path}: cannot create the store's lock file: {e.strerror}") from e
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _flock(fd, tries):
             os.close(fd)
             info = _read(self.path) or {}
             raise StoreLocked(f"store {self.path.with_suffix('')} is in use by another `loop start`: "
-                              f"{describe(info)} (lock file {self.path})") from None
+                              f"{describe(info)} (lock file {self.path})")
         self.took_over = _read(self.path)
         self.fd = fd
         try:
@@ -126,6 +124,18 @@ class StoreLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _flock(fd: int, tries: int) -> bool:
+    """Exclusive lock; retried briefly, since a `holder()` probe holds a shared lock for microseconds."""
+    for i in range(tries):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if i < tries - 1:
+                time.sleep(0.05)
+    return False
 
 
 def _read(path: Path) -> dict | None:

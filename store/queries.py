@@ -15,7 +15,7 @@ s AS (SELECT round, samples, CASE WHEN samples > 0 THEN verified / samples END A
 e AS (SELECT round, accuracy, format_rate, model_version FROM evaluations WHERE run_id = $run AND split = 'heldout'),
 t AS (SELECT round, json_extract_string(info, '$.examples') AS train_examples,
              json_extract_string(info, '$.last_loss') AS train_loss
-      FROM steps WHERE run_id = $run AND stage = 'train')
+      FROM steps WHERE run_id = $run AND stage = 'train.sft')
 SELECT e.round AS round, coalesce(rp.problems, 0) AS problems, coalesce(s.samples, 0) AS samples,
        s.verified_frac, s.mean_reward, s.solved, TRY_CAST(t.train_examples AS INTEGER) AS train_examples,
        TRY_CAST(t.train_loss AS DOUBLE) AS train_loss, e.accuracy AS heldout_accuracy, e.format_rate,

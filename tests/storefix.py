@@ -45,8 +45,7 @@ def populate(path) -> None:
         st.con.execute("INSERT INTO runs (run_id, created_at, config, loop_version) VALUES "
                        "('run-a', TIMESTAMP '2026-01-01', '{}', '0.1.0'), "
                        "('run-b', TIMESTAMP '2026-02-01', '{}', '0.1.0')")
-        st.insert_rows("models", [
-            {"model_version": "base0", "parent": None, "run_id": "run-b", "round": 0, "kind": "base", "path": "/m"},
+        st.insert_rows("models", [  # the base model has no row
             {"model_version": "lora1", "parent": "base0", "run_id": "run-b", "round": 1, "kind": "lora",
              "path": "/m1", "data_hash": "d1"}])
         st.insert_rows("problems", [{"problem_id": p, "source": "arithmetic", "kind": "add_sub", "level": 1,
@@ -65,7 +64,7 @@ def populate(path) -> None:
         st.insert_rows("rounds", [{"run_id": "run-b", "round": 1, "status": "done", "model_version": "base0"},
                                   {"run_id": "run-b", "round": 2, "status": "running", "model_version": "lora1"}])
         steps = [(0, "evaluate", "done")] + [(1, s, "done") for s in ("propose", "sample", "verify", "train", "evaluate")]
-        steps += [(2, "propose", "done"), (2, "sample", "done"), (2, "verify", "running")]
+        steps += [(1, "train.sft", "done"), (2, "propose", "done"), (2, "sample", "done"), (2, "verify", "running")]
         st.insert_rows("steps", [{"run_id": "run-b", "round": r, "stage": s, "status": status,
                                   "attempts": 2 if status == "running" else 1,
-                                  "info": {"examples": 3} if s == "train" else {}} for r, s, status in steps])
+                                  "info": {"examples": 3} if s == "train.sft" else {}} for r, s, status in steps])

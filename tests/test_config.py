@@ -65,3 +65,8 @@ def test_resolved_config_round_trips_through_yaml(tmp_path):
     f = tmp_path / "saved.yaml"
     f.write_text(cfg.to_yaml())
     assert load_config(f) == cfg
+
+
+def test_builtin_defaults_equal_default_yaml():
+    # `loop start` without --config must run the same job as configs/default.yaml
+    assert load_config(ROOT / "configs" / "default.yaml") == Config()

@@ -15,7 +15,7 @@ def test_real_model_round_end_to_end(tmp_path):
         "start", "--rounds", "1", "-c", str(ROOT / "configs" / "default.yaml"),
         "--set", f"run.dir={tmp_path / 'run'}", "--set", "propose.sources=[{kind: arithmetic, count: 6, levels: [1]}]",
         "--set", "sample.group_size=2", "--set", "sample.max_new_tokens=48",
-        "--set", "evaluate.n_problems=6", "--set", "evaluate.max_new_tokens=48", "--set", "train.max_steps=2"])
+        "--set", "evaluate.n_problems=6", "--set", "evaluate.max_new_tokens=48", "--set", "train.sft.max_steps=2"])
     assert res.exit_code == 0, res.output
     with Store(tmp_path / "run" / "loop.duckdb", read_only=True) as st:
         rows = st.query("SELECT completion, completion_tokens, rewards, reward_total, backend FROM samples")
@@ -29,7 +29,7 @@ def test_real_model_round_end_to_end(tmp_path):
 
 def test_real_model_sft_teaches_the_answer_format(tmp_path):
     """Real TRL SFT + LoRA on the real model: from ~0% to mostly strict-format answers."""
-    from loop.config import TrainConfig
+    from loop.config import Config
     from loop.evaluate import evaluate_model
     from loop.models import resolve_model
     from loop.propose import arithmetic
@@ -41,9 +41,11 @@ def test_real_model_sft_teaches_the_answer_format(tmp_path):
            "completion": [{"role": "assistant", "content": format_chain(f"{p.meta['expression']} = {p.answer}", p.answer)}]}
           for p in train]
     write_snapshot(ex, tmp_path / "d.parquet")
-    cfg = TrainConfig(max_steps=12, batch_size=4, learning_rate=2e-4)
-    job = {"base": str(base), "parent_adapter": None, "data": str(tmp_path / "d.parquet"),
-           "out": str(tmp_path / "adapter"), "seed": 0, "threads": 1, "train": cfg.model_dump(mode="json")}
+    cfg = Config().train
+    cfg.sft.max_steps = 12
+    job = {"method": "sft", "backend": "trl", "base": str(base), "parent_adapter": None,
+           "data": str(tmp_path / "d.parquet"), "out": str(tmp_path / "adapter"), "seed": 0, "threads": 1,
+           "lora": cfg.lora.model_dump(mode="json"), "sft": cfg.sft.model_dump(mode="json"), "rewards": []}
     m = run_child(job, tmp_path / "job.json", threads=1)
     assert m["last_loss"] < m["first_loss"]
 
@@ -62,3 +64,29 @@ def test_real_model_sft_teaches_the_answer_format(tmp_path):
     after = evaluate_model(Ctx(tmp_path / "adapter"))
     assert before["format_rate"] <= 0.25
     assert after["format_rate"] >= 0.75, after["details"]
+
+
+def test_real_model_grpo_round_moves_every_lora_parameter(tmp_path):
+    """One real GRPO round (TRL GRPOTrainer, seed rewards, LoRA) on the real embedded model."""
+    from loop.config import Config
+    from loop.models import resolve_model
+    from loop.prompts import messages
+    from loop.train import run_child, write_snapshot
+    from safetensors.torch import load_file
+    base = resolve_model("embedded:smollm2-135m-instruct")
+    # Easy sums: the model is right on some samples and wrong on others, so groups have spread.
+    ex = [{"problem_id": f"p{a}{b}", "prompt": messages(f"What is {a} + {b}?"), "answer": str(a + b),
+           "pass_rate": 0.5} for a, b in [(2, 3), (4, 4), (7, 1), (5, 3)]]
+    write_snapshot(ex, tmp_path / "g.parquet")
+    cfg = Config().train
+    cfg.grpo.max_steps, cfg.grpo.batch_size, cfg.grpo.max_completion_length = 2, 8, 48
+    cfg.grpo.learning_rate = 1e-4
+    job = {"method": "grpo", "backend": "trl", "base": str(base), "parent_adapter": None,
+           "data": str(tmp_path / "g.parquet"), "out": str(tmp_path / "grpo"), "seed": 0, "threads": 1,
+           "lora": cfg.lora.model_dump(mode="json"), "grpo": cfg.grpo.model_dump(mode="json"),
+           "rewards": [r.model_dump(mode="json") for r in Config().verify.rewards]}
+    m = run_child(job, tmp_path / "job.json", threads=1)
+    assert m["steps"] == 2
+    tensors = load_file(str(tmp_path / "grpo" / "adapter_model.safetensors"))
+    lora_b = {k: v for k, v in tensors.items() if "lora_B" in k}
+    assert lora_b and all(v.abs().sum() > 0 for v in lora_b.values()), "a LoRA tensor did not move"

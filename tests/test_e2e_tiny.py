@@ -37,7 +37,7 @@ def test_tiny_rounds_then_resume_without_duplicates(tmp_path):
         assert st.scalar("SELECT count(DISTINCT sample_id) FROM samples") == 16
         assert st.scalar("SELECT count(*) FROM runs") == 1
         steps = st.query("SELECT round, stage FROM steps WHERE status = 'done' ORDER BY round, stage")
-    assert len(steps) == 1 + 2 * 5
+    assert len(steps) == 1 + 2 * (5 + 2)  # baseline eval + per round: 5 stages + train.sft, train.grpo
     out = runner.invoke(cli.app, ["inspect", "--json", "-c", str(cfg), "--set", f"run.dir={tmp_path / 'run'}"])
     data = json.loads(out.output)
     assert [r["round"] for r in data["rounds"]] == [0, 1, 2]

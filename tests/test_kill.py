@@ -113,7 +113,7 @@ def _start(run_dir: Path, rounds: int) -> subprocess.Popen:
     """A real `loop start` process; training every 2nd round (round 2 trains, round 3 samples with it)."""
     log = open(run_dir.with_suffix(".log"), "ab")
     return subprocess.Popen([sys.executable, "-m", "cli", "start", "--rounds", str(rounds), "-c", str(TINY),
-                             "--set", f"run.dir={run_dir}", "--set", "train.every=2"], cwd=ROOT, env=ENV,
+                             "--set", f"run.dir={run_dir}", "--set", "train.sft.every=2"], cwd=ROOT, env=ENV,
                             stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -173,8 +173,8 @@ def test_kill_during_training(tmp_path):
     assert _inject_verified(run / "loop.duckdb") == 8
     shutil.copytree(run, ref)
 
-    job = run / "train" / "round-002" / "job.json"
-    adapter = run / "models" / "round-002" / "adapter_model.safetensors"
+    job = run / "train" / "round-002-sft" / "job.json"
+    adapter = run / "models" / "round-002-sft" / "adapter_model.safetensors"
     for wait_for, delay in [(job, rng.uniform(0.5, 4.0)),   # inside run_child: the child is training
                             (adapter, 0.0)]:                # published, not yet (or just) registered
         daemon = _start(run, 3)
@@ -199,5 +199,5 @@ def test_kill_during_training(tmp_path):
         r3 = st.query("SELECT DISTINCT model_version, model_parent FROM samples WHERE round = 3")
         assert r3 == [{"model_version": m["model_version"], "model_parent": m["parent"]}]  # provenance
     from loop.models import model_hash
-    assert Path(m["path"]) == run / "models" / "round-002" and model_hash(Path(m["path"])) == m["model_version"]
-    assert not [p for p in (run / "models").iterdir() if p.name != "round-002"]  # no partial/tmp folders
+    assert Path(m["path"]) == run / "models" / "round-002-sft" and model_hash(Path(m["path"])) == m["model_version"]
+    assert not [p for p in (run / "models").iterdir() if p.name != "round-002-sft"]  # no partial/tmp folders

@@ -48,6 +48,8 @@ TABLE = [
     ("correctness", "<answer>$18</answer>", "18", 1.0),  # currency sign
     ("correctness", "", "72", 0.0),                      # empty completion is wrong
     ("correctness", GOOD, "", None),                     # no gold: cannot judge
+    ("correctness", "", "\\frac{1}{", None),             # unreadable gold + empty completion: still cannot judge
+    ("accuracy", "no numbers", "\\frac{1}{", None),      # unreadable gold, nothing extracted: cannot judge
     ("correctness", WORDY, "72", 0.0),                   # correctness takes the tag as the answer
     ("accuracy", WORDY, "72", 1.0),                      # accuracy reads the number inside the tag
     ("accuracy", GOOD, "72", 1.0),                       # plain right answer
@@ -75,6 +77,11 @@ def test_batch_alignment_and_missing_answer_column():
     reward = build_reward("correctness", {})
     assert reward(["q"] * 3, [GOOD, WRONG, NO_TAGS], answer=["72", "72", "5"]) == [1.0, 0.0, 0.0]
     assert reward(["q"], [GOOD]) == [None]  # no gold column at all
+
+
+def test_misaligned_answer_column_is_an_error():
+    with pytest.raises(ValueError, match="2 answers for 1 completions"):
+        build_reward("accuracy", {})(["q"], [GOOD], answer=["72", "73"])
 
 
 def test_registry_names_and_builder():

@@ -14,14 +14,14 @@ def _row(pid, completion, strict, extracted="85", answer="85", q="What is 47 + 3
 SELECT_TABLE = [
     # (rows, expected target per problem)
     ([_row("a", "long chain 47 + 38 = 85", False), _row("a", "47+38=85", False)],
-     {"a": "<reasoning>\n47+38=85\n</reasoning>\n<answer>\n85\n</answer>"}),        # shortest wins, repaired
-    ([_row("a", "x = 85", False), _row("a", "<reasoning>\nlonger but formatted\n</reasoning>\n<answer>\n85\n</answer>", True)],
-     {"a": "<reasoning>\nlonger but formatted\n</reasoning>\n<answer>\n85\n</answer>"}),  # well-formed beats shorter
+     {"a": "<reasoning>\n47+38=85\n</reasoning>\n<answer>\n85\n</answer>\n"}),        # shortest wins, repaired
+    ([_row("a", "x = 85", False), _row("a", "<reasoning>\nlonger but formatted\n</reasoning>\n<answer>\n85\n</answer>\n", True)],
+     {"a": "<reasoning>\nlonger but formatted\n</reasoning>\n<answer>\n85\n</answer>\n"}),  # well-formed beats shorter
     ([_row("a", "So 85. Then I rambled 12 more", False)],
-     {"a": "<reasoning>\nSo 85\n</reasoning>\n<answer>\n85\n</answer>"}),           # cut after the answer's last mention... of 85
+     {"a": "<reasoning>\nSo 85\n</reasoning>\n<answer>\n85\n</answer>\n"}),           # cut after the answer's last mention... of 85
     ([_row("a", "47+38=85", False), _row("b", "10*3=30", False, "30", "30")],
-     {"a": "<reasoning>\n47+38=85\n</reasoning>\n<answer>\n85\n</answer>",
-      "b": "<reasoning>\n10*3=30\n</reasoning>\n<answer>\n30\n</answer>"}),          # one example per problem
+     {"a": "<reasoning>\n47+38=85\n</reasoning>\n<answer>\n85\n</answer>\n",
+      "b": "<reasoning>\n10*3=30\n</reasoning>\n<answer>\n30\n</answer>\n"}),          # one example per problem
 ]
 
 
@@ -34,7 +34,7 @@ def test_select_chains(rows, expected):
 
 
 def test_repair_without_extraction_keeps_text():
-    assert repair("no number here", None, "7") == "<reasoning>\nno number here\n</reasoning>\n<answer>\n7\n</answer>"
+    assert repair("no number here", None, "7") == "<reasoning>\nno number here\n</reasoning>\n<answer>\n7\n</answer>\n"
 
 
 def test_data_hash_is_stable_and_content_sensitive():
@@ -49,14 +49,20 @@ def _examples(n=8):
     return select_chains(rows)
 
 
-def _job(tmp_path, base, parent=None, steps=3):
-    from loop.config import TrainConfig
+def _job(tmp_path, base, parent=None, steps=3, method="sft", examples=None, out=None):
+    from loop.config import Config
     from loop.train import write_snapshot
-    write_snapshot(_examples(), tmp_path / "data.parquet")
-    cfg = TrainConfig(max_steps=steps, batch_size=2, max_seq_len=128, learning_rate=1e-2)
-    return {"base": str(base), "parent_adapter": parent, "data": str(tmp_path / "data.parquet"),
-            "out": str(tmp_path / ("out2" if parent else "out")), "seed": 0, "threads": 1,
-            "train": cfg.model_dump(mode="json")}
+    cfg = Config().train
+    cfg.sft.max_steps = cfg.grpo.max_steps = steps
+    cfg.sft.batch_size, cfg.sft.max_seq_len, cfg.sft.learning_rate = 2, 128, 1e-2
+    cfg.grpo.num_generations, cfg.grpo.batch_size, cfg.grpo.max_completion_length = 2, 2, 16
+    cfg.grpo.learning_rate = 1e-2
+    write_snapshot(examples or _examples(), tmp_path / f"{method}.parquet")
+    return {"method": method, "backend": "trl", "base": str(base), "parent_adapter": parent,
+            "data": str(tmp_path / f"{method}.parquet"),
+            "out": str(tmp_path / (out or ("out2" if parent else "out"))), "seed": 0, "threads": 1,
+            "lora": cfg.lora.model_dump(mode="json"), method: getattr(cfg, method).model_dump(mode="json"),
+            "rewards": [r.model_dump(mode="json") for r in Config().verify.rewards]}
 
 
 def _adapter_tensors(path):
@@ -89,3 +95,20 @@ def test_failed_training_raises_and_publishes_nothing(tmp_path):
     with pytest.raises(TrainError, match="training process failed"):
         run_child(job, tmp_path / "job.json", threads=1)
     assert not (tmp_path / "out").exists()
+
+
+def test_grpo_child_process_runs_on_tiny_model(tmp_path):
+    """Real TRL GRPOTrainer with the seed rewards + PEFT LoRA on the tiny model (CPU).
+    A random model earns equal rewards across a group, so advantages are zero and the
+    adapter may not move; the real-model test (test_e2e_real) asserts that it does."""
+    from loop.models import resolve_model
+    from loop.prompts import messages
+    from loop.train import run_child
+    base = resolve_model("tiny:llama")
+    ex = [{"problem_id": f"p{i}", "prompt": messages(f"What is {i} + {i}?"), "answer": str(2 * i), "pass_rate": 0.5}
+          for i in range(10, 14)]
+    job = _job(tmp_path, base, steps=2, method="grpo", examples=ex, out="grpo")
+    m = run_child(job, tmp_path / "job.json", threads=1)
+    assert m["steps"] == 2 and m["backend"] == "trl" and m["last_reward"] is not None
+    tensors = _adapter_tensors(tmp_path / "grpo")
+    assert any("lora_A" in k for k in tensors) and any("lora_B" in k for k in tensors)

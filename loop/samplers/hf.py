@@ -53,7 +53,7 @@ class HFSampler:
 
     def _batch(self, texts: list[str], params: SamplingParams, batch_idx: int) -> list[Completion]:
         import torch
-        enc = self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
         greedy = params.temperature == 0
         kwargs = dict(max_new_tokens=params.max_new_tokens, do_sample=not greedy,
                       eos_token_id=self.eos_ids, pad_token_id=self.tok.pad_token_id)

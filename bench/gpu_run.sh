@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# On the lent H200 (third of three calls; see ../shared/gpu/README.md): the extra packages are
+# unpacked in /tmp/site, the model's first half is /tmp/part.aa and .m2/part.ab came with this call.
+# Runs the training-backend benchmark, then a 3-round loop with the unsloth backend, GRPO included.
+set -uo pipefail
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+cat /tmp/part.aa .m2/part.ab > /tmp/smollm2.gguf
+sha256sum /tmp/smollm2.gguf | cut -c1-12
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+what=${1:-all}
+if [ "$what" = all ] || [ "$what" = bench ]; then
+  timeout ${BENCH_TIMEOUT:-450} python bench/train_gpu.py --model gguf:/tmp/smollm2.gguf --steps 5 --json "$OUT/train_gpu_smollm2.json" 2>&1 | tee "$OUT/train_gpu.log" | grep -E '^\{"method|unsloth .*x faster|│|error' | cut -c1-400
+fi
+if [ "$what" = all ] || [ "$what" = loop ]; then
+  [ "${RESUME:-0}" = 1 ] || rm -rf /tmp/gpurun
+  timeout ${LOOP_TIMEOUT:-540} python -m cli start --rounds 3 -c configs/gpu.yaml --set run.dir=/tmp/gpurun 2>&1 | grep -v Warning | tail -40
+  python -m cli inspect --json -c configs/gpu.yaml --set run.dir=/tmp/gpurun > "$OUT/gpu_rounds.json"
+  python -m cli inspect -c configs/gpu.yaml --set run.dir=/tmp/gpurun
+  cp /tmp/gpurun/config.yaml "$OUT/gpu_config.yaml" 2>/dev/null
+fi

@@ -1,0 +1,110 @@
+"""Unsloth vs TRL training backends on the same jobs: seconds per step and peak memory.
+
+Each (backend, method) job runs in its own process through loop.train.run_child, so
+peak GPU memory is per job. Seconds per step is the median after the first step
+(the first includes compilation). Run on a CUDA machine:
+
+    python bench/train_gpu.py --model gguf:/tmp/smollm2.gguf --json out.json
+    python bench/train_gpu.py --model tiny:llama-1.5b --steps 6
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _jobs(model: str, work: Path, steps: int, grpo_batch: int = 64, completion_len: int = 128) -> dict:
+    from loop.config import Config
+    from loop.models import resolve_model
+    from loop.prompts import format_chain, messages
+    from loop.propose import arithmetic
+    from loop.train import write_snapshot
+    base = resolve_model(model)
+    probs = arithmetic(256, [1, 2], seed=11)
+    sft = [{"problem_id": p.problem_id, "prompt": messages(p.question),
+            "completion": [{"role": "assistant", "content": format_chain(f"{p.meta['expression']} = {p.answer}", p.answer)}]}
+           for p in probs]
+    grpo = [{"problem_id": p.problem_id, "prompt": messages(p.question), "answer": p.answer, "pass_rate": 0.5}
+            for p in probs]
+    write_snapshot(sft, work / "sft.parquet")
+    write_snapshot(grpo, work / "grpo.parquet")
+    cfg = Config().train
+    cfg.sft.max_steps, cfg.sft.batch_size = steps, 16
+    cfg.grpo.max_steps, cfg.grpo.batch_size, cfg.grpo.num_generations = steps, grpo_batch, 8
+    cfg.grpo.max_completion_length = completion_len
+    common = {"base": str(base), "parent_adapter": None, "seed": 0, "threads": None,
+              "lora": cfg.lora.model_dump(mode="json"),
+              "rewards": [r.model_dump(mode="json") for r in Config().verify.rewards]}
+    return {m: {**common, "method": m, "data": str(work / f"{m}.parquet"), m: getattr(cfg, m).model_dump(mode="json")}
+            for m in ("sft", "grpo")}
+
+
+def run(model: str, steps: int, backends: list[str], methods: list[str], **kw) -> list[dict]:
+    from loop.train import run_child
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        work = Path(d)
+        jobs = _jobs(model, work, steps, **kw)
+        for method in methods:
+            for backend in backends:
+                job = {**jobs[method], "backend": backend, "out": str(work / f"{method}-{backend}")}
+                try:
+                    m = run_child(job, work / f"{method}-{backend}.json", None)
+                except Exception as e:  # noqa: BLE001 - one failed backend still reports the other
+                    rows.append({"method": method, "backend": backend, "error": str(e)})
+                    continue
+                warm = m["step_times"][1:] or m["step_times"]
+                print(json.dumps({"method": method, "backend": backend, **m}), flush=True)
+                rows.append({"method": method, "backend": backend, "steps": m["steps"],
+                             "s_per_step": statistics.median(warm), "first_step_s": m["step_times"][0],
+                             "peak_memory_gb": m["peak_memory_gb"], "last_loss": m["last_loss"]})
+    return rows
+
+
+def ratios(rows: list[dict]) -> list[dict]:
+    out = []
+    by = {(r["method"], r["backend"]): r for r in rows if "error" not in r}
+    for method in sorted({r["method"] for r in rows}):
+        u, t = by.get((method, "unsloth")), by.get((method, "trl"))
+        if u and t:
+            out.append({"method": method, "speedup": t["s_per_step"] / u["s_per_step"],
+                        "memory_ratio": u["peak_memory_gb"] / t["peak_memory_gb"]})
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="embedded:smollm2-135m-instruct")
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--backends", default="unsloth,trl")
+    ap.add_argument("--methods", default="sft,grpo")
+    ap.add_argument("--grpo-batch", type=int, default=64, help="completions per GRPO step")
+    ap.add_argument("--completion-len", type=int, default=128)
+    ap.add_argument("--json", help="write results here")
+    a = ap.parse_args()
+    rows = run(a.model, a.steps, a.backends.split(","), a.methods.split(","),
+               grpo_batch=a.grpo_batch, completion_len=a.completion_len)
+    res = {"model": a.model, "rows": rows, "ratios": ratios(rows)}
+    from rich.console import Console
+    from rich.table import Table
+    t = Table(title=f"training backends on {a.model}")
+    for c in ("method", "backend", "s/step (warm)", "first step s", "peak GiB", "error"):
+        t.add_column(c)
+    for r in rows:
+        t.add_row(r["method"], r["backend"], f"{r.get('s_per_step', 0):.3f}", f"{r.get('first_step_s', 0):.1f}",
+                  f"{r.get('peak_memory_gb', 0):.2f}", r.get("error", "")[:60])
+    Console().print(t)
+    for x in res["ratios"]:
+        print(f"{x['method']}: unsloth {x['speedup']:.2f}x faster per step, {x['memory_ratio']:.2f}x the memory of trl")
+    if a.json:
+        Path(a.json).write_text(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()

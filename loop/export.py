@@ -1,0 +1,313 @@
+"""Model export: one model version out of the store, as a LoRA adapter, a merged 16-bit
+Hugging Face folder, or a GGUF file, with a model card giving its lineage.
+
+Contract:
+- Which model: `round` (the last accepted model registered in that round of the run),
+  `version` (a model_version, or a unique prefix of one, in any run), or neither: the run's
+  current accepted model (the daemon's rule). The run: `run_id`, else the store's latest
+  (for `version`, the model's own run). Unknown round/version, or both given: ExportError.
+- The store is opened read-only and closed before any weights are touched.
+- The adapter folder and the base folder must still hash (loop.models.model_hash) to the
+  versions the store recorded, else ExportError: the export is what the store describes.
+- `out` must be absent or empty unless force=True; it must not hold the store or the
+  model folders. Everything is written into a temporary sibling renamed into place, so
+  `out` holds either its old content or a complete export.
+- Formats:
+  lora      the PEFT adapter folder (adapter_config.json, adapter_model.safetensors) + the
+            base tokenizer and chat template; loads with PeftModel on the base model.
+  merged16  base + adapter merged in fp32 (peft merge_and_unload), saved in `dtype`
+            (bfloat16 default; float16, float32) with tokenizer, chat template and
+            generation config; loads in plain transformers, no peft.
+  gguf      the fp32 merge as `model-<outtype>.gguf` (f32|f16|bf16|q8_0); writer choice in
+            loop.export_gguf (llama.cpp's converter when configured, else built-in).
+- Every export has README.md (model card) and lineage.json: the base model, each ancestor
+  version (walking models.parent), rounds, method, data counts and hash, the held-out
+  accuracy per round up to the model's round, the run's and the exporter's loop version.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+FORMATS = ("lora", "merged16", "gguf")
+DTYPES = ("bfloat16", "float16", "float32")
+ACCEPTED = "coalesce(json_extract_string(metrics, '$.accepted'), 'true') = 'true'"
+
+
+class ExportError(RuntimeError):
+    """An export request that cannot be served; the message says why and what exists."""
+
+
+def export_model(store_path: str | Path, out: str | Path, fmt: str = "merged16", round: int | None = None,
+                 version: str | None = None, run_id: str | None = None, dtype: str = "bfloat16",
+                 outtype: str = "f16", converter: str | None = None, force: bool = False) -> dict:
+    """Export one model version into `out`; return its lineage (with an `export` section)."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
+    if dtype not in DTYPES:
+        raise ExportError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
+    if fmt == "gguf":  # a bad outtype or converter fails before any work
+        from loop.export_gguf import OUTTYPES, find_converter
+        if outtype not in OUTTYPES:
+            raise ExportError(f"unknown GGUF outtype {outtype!r}; valid: {', '.join(OUTTYPES)}")
+        converter = find_converter(converter)
+    out = Path(out)
+    _check_out(out, force)
+    lin = lineage(store_path, round=round, version=version, run_id=run_id)
+    base, adapter = _verified_folders(lin, Path(store_path))
+    _guard(out, [Path(store_path), base, adapter])
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        info = _write(fmt, base, adapter, tmp, dtype, outtype, converter, lin)
+        lin["export"] = {"format": fmt, **info, "loop_version": _loop_version(),
+                         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                         "files": sorted(p.name for p in tmp.iterdir()) + ["README.md", "lineage.json"]}
+        write_card(tmp, lin)
+        _publish(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return lin
+
+
+def _write(fmt: str, base: Path, adapter: Path, dest: Path, dtype: str, outtype: str,
+           converter: str | None, lin: dict) -> dict:
+    if fmt == "lora":
+        write_lora(base, adapter, dest)
+        return {}
+    if fmt == "merged16":
+        write_merged(base, adapter, dest, dtype)
+        return {"dtype": dtype}
+    from loop.export_gguf import write_gguf
+    with tempfile.TemporaryDirectory(prefix="loop-export-") as work:
+        merged = Path(work) / "merged"
+        write_merged(base, adapter, merged, "float32")
+        name = f"loop {lin['model']['version']} ({lin['base']['name']})"
+        return write_gguf(merged, dest / f"model-{outtype}.gguf", outtype, converter, Path(work), name)
+
+
+# --- which model, and where it came from --------------------------------------------
+def lineage(store_path: str | Path, round: int | None = None, version: str | None = None,
+            run_id: str | None = None) -> dict:
+    """The selected model, its ancestors (oldest first), the run's base and held-out curve."""
+    from store import queries
+    from store.db import Store
+    if round is not None and version is not None:
+        raise ExportError("give --round or --model-version, not both")
+    with Store(store_path, read_only=True) as st:
+        rid = run_id or (None if version else queries.latest_run(st))
+        if not version and rid is None:
+            raise ExportError(f"{store_path}: no runs in this store")
+        row = _select(st, rid, round, version)
+        chain, base_version = _ancestors(st, row)
+        run = st.query("SELECT run_id, config, loop_version FROM runs WHERE run_id = ?", [row["run_id"]])
+        evals = st.query("SELECT round, model_version, n, correct, accuracy, format_rate FROM evaluations "
+                         "WHERE run_id = ? AND split = 'heldout' AND round <= ? ORDER BY round",
+                         [row["run_id"], row["round"]])
+    cfg = _json(run[0]["config"]) if run else {}
+    return {"model": chain[-1], "ancestors": chain,
+            "base": {"name": (cfg.get("model") or {}).get("name"), "version": base_version,
+                     "path": row["base_path"]},
+            "run": {"run_id": row["run_id"], "loop_version": run[0]["loop_version"] if run else None,
+                    "dir": (cfg.get("run") or {}).get("dir"), "model_cache": (cfg.get("model") or {}).get("cache_dir")},
+            "evaluations": evals}
+
+
+def _select(st, rid: str | None, round: int | None, version: str | None) -> dict:
+    cols = "SELECT * FROM models WHERE kind = 'lora' AND "
+    if version is not None:
+        rows = st.query(cols + "starts_with(model_version, ?) ORDER BY created_at", [version])
+        if not rows:
+            raise ExportError(f"no model version {version!r} in the store; known: {_known_versions(st)}")
+        if len({r['model_version'] for r in rows}) > 1:
+            raise ExportError(f"model version prefix {version!r} is ambiguous: "
+                              f"{', '.join(r['model_version'] for r in rows)}")
+        return rows[0]
+    if round is not None:
+        rows = st.query(cols + f"run_id = ? AND round = ? AND {ACCEPTED} ORDER BY created_at DESC LIMIT 1",
+                        [rid, round])
+        if not rows:
+            have = st.query(f"SELECT DISTINCT round FROM models WHERE run_id = ? AND kind = 'lora' AND {ACCEPTED} "
+                            "ORDER BY round", [rid])
+            raise ExportError(f"no trained model for round {round} in run {rid}; rounds with a model: "
+                              f"{', '.join(str(r['round']) for r in have) or 'none'}")
+        return rows[0]
+    rows = st.query(cols + f"run_id = ? AND {ACCEPTED} ORDER BY round DESC, created_at DESC LIMIT 1", [rid])
+    if not rows:
+        raise ExportError(f"run {rid} has no trained model yet (the current model is the base)")
+    return rows[0]
+
+
+def _known_versions(st) -> str:
+    rows = st.query("SELECT model_version, round FROM models WHERE kind = 'lora' ORDER BY created_at DESC LIMIT 10")
+    return ", ".join(f"{r['model_version']} (round {r['round']})" for r in rows[::-1]) or "none"
+
+
+def _ancestors(st, row: dict) -> tuple[list[dict], str | None]:
+    """(chain oldest first ending at row, the base version the chain starts from)."""
+    chain, seen = [_entry(row)], {row["model_version"]}
+    parent = row["parent"]
+    while parent and parent not in seen:
+        rows = st.query("SELECT * FROM models WHERE model_version = ?", [parent])
+        if not rows:
+            break
+        seen.add(parent)
+        chain.append(_entry(rows[0]))
+        parent = rows[0]["parent"]
+    return chain[::-1], parent
+
+
+def _entry(row: dict) -> dict:
+    cfg, m = _json(row["config"]), _json(row["metrics"])
+    return {"version": row["model_version"], "parent": row["parent"], "run_id": row["run_id"],
+            "round": row["round"], "method": cfg.get("method"), "backend": m.get("backend") or cfg.get("backend"),
+            "examples": m.get("examples"), "data_hash": row["data_hash"], "steps": m.get("steps"),
+            "last_loss": m.get("last_loss"), "lora": cfg.get("lora"), "accepted": m.get("accepted", True),
+            "created_at": str(row["created_at"]), "path": row["path"]}
+
+
+def _json(v) -> dict:
+    return (json.loads(v) if isinstance(v, str) else v) or {}
+
+
+def _verified_folders(lin: dict, store_path: Path) -> tuple[Path, Path]:
+    """(base folder, adapter folder), each checked against its recorded version."""
+    from loop.models import ModelError, model_hash, resolve_model
+    m, run = lin["model"], lin["run"]
+    name = Path(m["path"]).name
+    cands = [Path(m["path"]), store_path.parent / "models" / name]
+    if run.get("dir"):
+        cands.append(Path(run["dir"]) / "models" / name)
+    adapter = next((c for c in cands if (c / "adapter_config.json").is_file()), None)
+    if adapter is None:
+        raise ExportError(f"adapter folder of model {m['version']} is missing: {m['path']}")
+    if model_hash(adapter) != m["version"]:
+        raise ExportError(f"{adapter} no longer matches model version {m['version']} (its weights changed)")
+    base = Path(lin["base"]["path"] or "")
+    if not (base / "config.json").is_file():
+        try:
+            base = resolve_model(lin["base"]["name"], run.get("model_cache"))
+        except ModelError as e:
+            raise ExportError(f"base model of {m['version']} is missing: {lin['base']['path']} ({e})") from None
+    if lin["base"]["version"] and model_hash(base) != lin["base"]["version"]:
+        raise ExportError(f"base model {base} does not match version {lin['base']['version']} recorded "
+                          f"for this lineage")
+    lin["base"]["path"] = str(base)
+    return base, adapter
+
+
+# --- the output folder ---------------------------------------------------------------
+def _check_out(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ExportError(f"--out {out} exists and is not empty; pass --force to replace it")
+
+
+def _guard(out: Path, keep: list[Path]) -> None:
+    o = out.resolve()
+    for p in keep:
+        if p.resolve() == o or o in p.resolve().parents:
+            raise ExportError(f"--out {out} holds {p}; choose another directory")
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    old = out.with_name(f".{out.name}.old{os.getpid()}")
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# --- the formats ---------------------------------------------------------------------
+def write_lora(base: Path, adapter: Path, dest: Path) -> None:
+    """The adapter folder as trained (PEFT's own README excepted) + the base tokenizer."""
+    from transformers import AutoTokenizer
+    for f in adapter.iterdir():
+        if f.is_file() and f.name != "README.md":
+            shutil.copy2(f, dest / f.name)
+    AutoTokenizer.from_pretrained(base).save_pretrained(dest)
+
+
+def write_merged(base: Path, adapter: Path, dest: Path, dtype: str) -> None:
+    """Base + adapter merged in fp32, saved in `dtype` with tokenizer and chat template."""
+    import torch
+    from transformers import AutoTokenizer
+    from loop.models import load_for_inference
+    model, _ = load_for_inference(base, adapter, "float32")
+    model = model.to(getattr(torch, dtype))
+    model.config.dtype = dtype
+    model.save_pretrained(dest)
+    AutoTokenizer.from_pretrained(base).save_pretrained(dest)
+
+
+def _loop_version() -> str:
+    from loop import __version__
+    return __version__
+
+
+# --- the model card ------------------------------------------------------------------
+def write_card(dest: Path, lin: dict) -> None:
+    """README.md (for people) and lineage.json (for programs) into `dest`."""
+    (dest / "lineage.json").write_text(json.dumps(lin, indent=2, default=str) + "\n")
+    (dest / "README.md").write_text(card(lin))
+
+
+def card(lin: dict) -> str:
+    m, b, ex, run = lin["model"], lin["base"], lin["export"], lin["run"]
+    lib = {"lora": "peft", "merged16": "transformers", "gguf": "gguf"}[ex["format"]]
+    how = ex.get("dtype") or " ".join(x for x in (ex.get("outtype"), ex.get("writer") and f"via {ex['writer']}") if x)
+    lines = ["---", f"library_name: {lib}", f"tags: [loop, {ex['format']}]", "---", "",
+             f"# loop model `{m['version']}`", "",
+             f"Exported by loop {ex['loop_version']} on {ex['exported_at']} as **{ex['format']}**"
+             + (f" ({how})" if how else "") + ".", "",
+             "| | |", "|---|---|", f"| model version | `{m['version']}` |",
+             f"| run | `{run['run_id']}` (loop {run['loop_version']}) |", f"| round | {m['round']} |",
+             f"| base model | `{b['name']}` (version `{b['version']}`) |", "", "## Lineage", "",
+             "Each version is a LoRA adapter trained from its parent's weights (the first from the base "
+             "model); the exported weights are the base plus the last adapter.", "",
+             "| # | version | parent | round | method | backend | examples | data hash | steps | last loss |",
+             "|---|---|---|---|---|---|---|---|---|---|",
+             f"| 0 | `{b['version']}` (base `{b['name']}`) | | | | | | | | |"]
+    for i, a in enumerate(lin["ancestors"], 1):
+        loss = "" if a["last_loss"] is None else f"{a['last_loss']:.4f}"
+        lines.append(f"| {i} | `{a['version']}` | `{a['parent']}` | {a['round']} | {a['method']} | {a['backend']} "
+                     f"| {_s(a['examples'])} | `{a['data_hash']}` | {_s(a['steps'])} | {loss} |")
+    lines += ["", "## Held-out evaluation", "",
+              "Greedy pass@1 on the run's fixed held-out set; round 0 is the base model before training.", "",
+              "| round | model | n | correct | accuracy | format rate |", "|---|---|---|---|---|---|"]
+    for e in lin["evaluations"]:
+        mark = " (this model)" if e["model_version"] == m["version"] else ""
+        lines.append(f"| {e['round']} | `{e['model_version']}`{mark} | {e['n']} | {e['correct']} "
+                     f"| {_pct(e['accuracy'])} | {_pct(e['format_rate'])} |")
+    if not lin["evaluations"]:
+        lines.append("| | no evaluation recorded | | | | |")
+    lines += ["", "## Files", "", *[f"- `{f}`" for f in ex["files"]], "", "## Loading", "", "```python",
+              _usage(ex, b), "```", ""]
+    return "\n".join(lines)
+
+
+def _usage(ex: dict, b: dict) -> str:
+    if ex["format"] == "lora":
+        return ("from peft import PeftModel\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n"
+                f"base = AutoModelForCausalLM.from_pretrained({b['path']!r})  # {b['name']}\n"
+                "model = PeftModel.from_pretrained(base, 'THIS_DIR')\ntok = AutoTokenizer.from_pretrained('THIS_DIR')")
+    if ex["format"] == "merged16":
+        return ("from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+                "model = AutoModelForCausalLM.from_pretrained('THIS_DIR')\ntok = AutoTokenizer.from_pretrained('THIS_DIR')")
+    f = f"model-{ex['outtype']}.gguf"
+    return (f"# llama.cpp: llama-cli -m THIS_DIR/{f}\nfrom transformers import AutoModelForCausalLM\n"
+            f"model = AutoModelForCausalLM.from_pretrained('THIS_DIR', gguf_file={f!r})")
+
+
+def _s(v) -> str:
+    return "" if v is None else str(v)
+
+
+def _pct(v) -> str:
+    return "" if v is None else f"{100 * v:.1f}%"

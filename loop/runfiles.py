@@ -1,0 +1,190 @@
+"""The files a running loop keeps in its run directory, and process helpers.
+
+Contract:
+- `loop.pid` (PidFile): one running loop per run directory. `acquire()` takes an
+  exclusive `flock` on the file (held for the process lifetime, close-on-exec so
+  children never inherit it) and writes the pid; a second acquire, from any
+  process, raises `AlreadyRunning` naming the holder's pid. The kernel drops the
+  lock when the holder dies (even SIGKILL), so a leftover file is stale by
+  construction and the next acquire takes it over. `release()` removes the file.
+- `status.json`: written atomically (tmp file + rename), so a reader sees the old
+  or the new status, never a torn one; `read_status` returns {} when absent.
+- `pid_alive(pid)` is false for a zombie; `kill_tree(pid)` SIGKILLs a process and
+  the process groups of its children that lead their own group (the training
+  child runs in its own session so a Ctrl-C on the terminal does not reach it).
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+PID_NAME, STATUS_NAME = "loop.pid", "status.json"
+
+
+class AlreadyRunning(RuntimeError):
+    """Another live loop process holds the run directory."""
+
+    def __init__(self, run_dir: Path, pid: int | None):
+        self.pid = pid
+        who = f"pid {pid}" if pid else "another process"
+        super().__init__(f"{run_dir}: a loop is already running here ({who}); "
+                         f"see `loop status`, stop it with `loop stop`")
+
+
+class PidFile:
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / PID_NAME
+        self._fd: int | None = None
+        self.stale_pid: int | None = None  # pid recorded by a holder that died
+
+    def acquire(self, tries: int = 5) -> "PidFile":
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        for i in range(tries):  # a `holder()` probe holds a shared lock for microseconds: retry briefly
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                if i == tries - 1:
+                    raise AlreadyRunning(self.run_dir, _read_pid(self.path)) from None
+                time.sleep(0.05)
+                continue
+            if _same_file(fd, self.path):  # not a file its previous holder unlinked meanwhile
+                break
+            os.close(fd)
+        else:
+            raise AlreadyRunning(self.run_dir, _read_pid(self.path))
+        self.stale_pid = _read_pid(self.path)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            os.close(fd)  # e.g. a full disk: never keep holding a pid file we could not write
+            raise
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+
+def holder(run_dir: str | Path) -> int | None:
+    """The pid of the live loop holding `run_dir`, or None (no pid file, or its holder died)."""
+    path = Path(run_dir) / PID_NAME
+    pid = _read_pid(path)
+    if pid is None or not pid_alive(pid):
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None  # nobody holds it: the recorded pid is a different, unrelated process
+    except BlockingIOError:
+        return pid
+    finally:
+        os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except OSError:
+        return False
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip() or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
+# --- status.json ----------------------------------------------------------------------
+def write_status(run_dir: str | Path, status: dict) -> None:
+    path = Path(run_dir) / STATUS_NAME
+    tmp = path.with_name(f".{STATUS_NAME}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(status, default=str, indent=1))
+    os.replace(tmp, path)
+
+
+def read_status(run_dir: str | Path) -> dict:
+    try:
+        return json.loads((Path(run_dir) / STATUS_NAME).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+# --- processes ------------------------------------------------------------------------
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped) is not alive
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of `pid` (Linux /proc)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid:
+            out.append(int(d.name))
+    return out
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL `pid` (first, so it spawns no more; never this process itself) and its children;
+    a child that leads its own process group takes its group along."""
+    kids = children(pid)
+    if pid != os.getpid():
+        _kill(pid)
+    for c in kids:
+        try:
+            if os.getpgid(c) == c:
+                os.killpg(c, signal.SIGKILL)
+                continue
+        except OSError:
+            pass
+        _kill(c)
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def wait_gone(pid: int, timeout: float, poll: float = 0.1) -> bool:
+    """Wait until `pid` is gone (or a zombie); True if it is."""
+    end = time.monotonic() + timeout
+    while pid_alive(pid):
+        if time.monotonic() >= end:
+            return False
+        time.sleep(poll)
+    return True

@@ -1,0 +1,119 @@
+"""TRL + PEFT backend: SFTTrainer and GRPOTrainer with a LoRA adapter, CPU or GPU.
+
+On CPU: fp32, no gradient checkpointing, `use_cpu=True`, and the pure-torch
+fallback for TRL's Triton-only fused LM head (loop.trl_compat).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _setup(job: dict):
+    import torch
+    from loop import trl_compat
+    from loop.models import quiet_transformers
+    trl_compat.install()
+    quiet_transformers()
+    if job.get("threads"):
+        torch.set_num_threads(job["threads"])
+    return torch.cuda.is_available()
+
+
+def _model_and_peft(job: dict):
+    import torch
+    from peft import LoraConfig, PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(job["base"])
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(job["base"], dtype=torch.float32)
+    if job.get("parent_adapter"):  # continue the current adapter
+        return PeftModel.from_pretrained(model, job["parent_adapter"], is_trainable=True), None, tok
+    lora = job["lora"]
+    return model, LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+                             target_modules=lora["target_modules"], task_type="CAUSAL_LM"), tok
+
+
+def _common_args(job: dict, cfg: dict, cuda: bool) -> dict:
+    return dict(output_dir=str(Path(job["tmp"]) / "trainer"), max_steps=cfg["max_steps"],
+                per_device_train_batch_size=cfg["batch_size"], learning_rate=cfg["learning_rate"],
+                lr_scheduler_type="constant", warmup_steps=0, logging_steps=1, save_strategy="no",
+                report_to=[], use_cpu=not cuda, bf16=cuda, seed=job["seed"], data_seed=job["seed"],
+                disable_tqdm=True, dataloader_num_workers=0, gradient_checkpointing=False)
+
+
+def step_timer():
+    """A TrainerCallback recording each optimizer step's wall time (for s/step after warm-up)."""
+    import time
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.times: list[float] = []
+
+        def on_step_begin(self, args, state, control, **kw):
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            self.times.append(time.perf_counter() - self.t0)
+
+    return StepTimer()
+
+
+def _finish(trainer, result, n_examples: int, tmp: str) -> dict:
+    trainer.model.save_pretrained(tmp)
+    timer = next((c for c in trainer.callback_handler.callbacks if type(c).__name__ == "StepTimer"), None)
+    hist = trainer.state.log_history
+    losses = [h["loss"] for h in hist if "loss" in h]
+    rewards = [h["reward"] for h in hist if "reward" in h]
+    return {"train_loss": result.training_loss, "first_loss": losses[0] if losses else None,
+            "last_loss": losses[-1] if losses else None, "steps": trainer.state.global_step,
+            "examples": n_examples, "runtime_s": result.metrics.get("train_runtime"),
+            "first_reward": rewards[0] if rewards else None, "last_reward": rewards[-1] if rewards else None,
+            "peak_memory_gb": _peak_memory(), "step_times": timer.times if timer else []}
+
+
+def _peak_memory() -> float | None:
+    import torch
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # CPU: peak RSS
+
+
+def sft(job: dict) -> dict:
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+    from loop.progress import train_callback
+    cuda = _setup(job)
+    cfg = job["sft"]
+    model, peft_config, tok = _model_and_peft(job)
+    ds = Dataset.from_parquet(job["data"])
+    args = SFTConfig(**_common_args(job, cfg, cuda), gradient_accumulation_steps=cfg["grad_accum"],
+                     max_length=cfg["max_seq_len"])
+    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
+                         peft_config=peft_config, callbacks=[train_callback("train (SFT)"), step_timer()])
+    return _finish(trainer, trainer.train(), len(ds), job["tmp"])
+
+
+def reward_funcs(job: dict) -> tuple[list, list[float]]:
+    from rewards import build_reward
+    return [build_reward(r["name"], r["params"]) for r in job["rewards"]], [r["weight"] for r in job["rewards"]]
+
+
+def grpo(job: dict) -> dict:
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+    from loop.progress import train_callback
+    cuda = _setup(job)
+    cfg = job["grpo"]
+    model, peft_config, tok = _model_and_peft(job)
+    ds = Dataset.from_parquet(job["data"])
+    funcs, weights = reward_funcs(job)
+    args = GRPOConfig(**_common_args(job, cfg, cuda), num_generations=cfg["num_generations"],
+                      max_completion_length=cfg["max_completion_length"], beta=cfg["beta"],
+                      temperature=cfg["temperature"], reward_weights=weights, log_completions=False)
+    trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=ds,
+                          processing_class=tok, peft_config=peft_config,
+                          callbacks=[train_callback("train (GRPO)"), step_timer()])
+    return _finish(trainer, trainer.train(), len(ds), job["tmp"])

@@ -1,0 +1,68 @@
+"""Unsloth backend (CUDA only): FastLanguageModel with 4-bit QLoRA or 16-bit LoRA,
+driving TRL's SFTTrainer / GRPOTrainer (Unsloth patches them when imported first).
+
+`lora.quant` picks `4bit` (QLoRA, bitsandbytes) or `16bit` (bf16 LoRA). A parent
+adapter is continued by loading the adapter folder (Unsloth reads its base from
+adapter_config.json) and keeping its LoRA weights trainable.
+"""
+from __future__ import annotations
+
+from loop.trainers.trl import _common_args, _finish, reward_funcs, step_timer
+
+
+def _load(job: dict, max_seq_len: int):
+    import unsloth  # noqa: F401 - must be imported before trl/transformers patches apply
+    from unsloth import FastLanguageModel
+    lora = job["lora"]
+    four_bit = lora.get("quant", "16bit") == "4bit"
+    src = job.get("parent_adapter") or job["base"]
+    model, tok = FastLanguageModel.from_pretrained(model_name=src, max_seq_length=max_seq_len,
+                                                   load_in_4bit=four_bit, dtype=None)
+    if not job.get("parent_adapter"):
+        targets = lora["target_modules"]
+        if targets == "all-linear":
+            targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+        model = FastLanguageModel.get_peft_model(model, r=lora["r"], lora_alpha=lora["alpha"],
+                                                 lora_dropout=lora["dropout"], target_modules=targets,
+                                                 use_gradient_checkpointing="unsloth", random_state=job["seed"])
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return model, tok
+
+
+def _check_cuda() -> None:
+    import torch
+    if not torch.cuda.is_available():
+        raise RuntimeError("the unsloth backend needs a CUDA GPU; use train.backend=trl on CPU")
+
+
+def sft(job: dict) -> dict:
+    _check_cuda()
+    cfg = job["sft"]
+    model, tok = _load(job, cfg["max_seq_len"])
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+    from loop.progress import train_callback
+    ds = Dataset.from_parquet(job["data"])
+    args = SFTConfig(**_common_args(job, cfg, True), gradient_accumulation_steps=cfg["grad_accum"],
+                     max_length=cfg["max_seq_len"])
+    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
+                         callbacks=[train_callback("train (SFT, unsloth)"), step_timer()])
+    return _finish(trainer, trainer.train(), len(ds), job["tmp"])
+
+
+def grpo(job: dict) -> dict:
+    _check_cuda()
+    cfg = job["grpo"]
+    model, tok = _load(job, cfg["max_completion_length"] + 512)
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+    from loop.progress import train_callback
+    ds = Dataset.from_parquet(job["data"])
+    funcs, weights = reward_funcs(job)
+    args = GRPOConfig(**_common_args(job, cfg, True), num_generations=cfg["num_generations"],
+                      max_completion_length=cfg["max_completion_length"], beta=cfg["beta"],
+                      temperature=cfg["temperature"], reward_weights=weights, log_completions=False)
+    trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=ds,
+                          processing_class=tok, callbacks=[train_callback("train (GRPO, unsloth)"), step_timer()])
+    return _finish(trainer, trainer.train(), len(ds), job["tmp"])
