@@ -35,7 +35,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from loop.daemon import AlreadyRunning, DaemonError
     from store.db import StoreError
     return (ConfigError, ModelError, ProposeError, SamplerError, StoreError, ValueError, AlreadyRunning,
-            DaemonError)
+            DaemonError, OSError)
 
 
 def _load(config: Optional[Path], sets: Optional[list[str]]):
@@ -66,7 +66,7 @@ def start(rounds: Optional[int] = typer.Option(None, "--rounds", "-n", min=0,
     if final.get("state") == "stopped":
         typer.echo(f"stopped ({final.get('finished_rounds')} rounds done); the same command resumes", err=True)
     if final.get("run_id"):
-        _print_rounds(cfg, None, as_json=False, run_id=final["run_id"])
+        _call(_print_rounds, cfg.store_path, final["run_id"])
 
 
 def _call(fn, *args, **kw):
@@ -104,59 +104,81 @@ def stop(config: Optional[Path] = ConfigOpt, set: Optional[list[str]] = SetOpt,
         raise typer.Exit(1)
 
 
-def _open_store(config: Optional[Path], sets: Optional[list[str]], store: Optional[Path]):
-    from store.db import Store, StoreError
-    path = store or _load(config, sets).store_path
-    try:
-        return Store(path, read_only=True)
-    except StoreError as e:
-        _fail(str(e))
-
-
-def _print_rounds(cfg, store_path, as_json: bool, run_id: str | None = None) -> None:
-    from store import queries
-    from store.db import Store
-    with Store(store_path or cfg.store_path, read_only=True) as st:
-        rid = run_id or queries.latest_run(st)
-        rows = queries.rounds(st, rid) if rid else []
-    if as_json:
-        print(json.dumps({"run_id": rid, "rounds": rows}, default=str, indent=2))
-        return
-    from rich.table import Table
-    from loop.progress import console
-    t = Table(title=f"run {rid}")
-    for col in ("round", "problems", "samples", "verified %", "mean reward", "solved", "train ex",
-                "held-out acc", "format %", "model"):
-        t.add_column(col, justify="right")
-    for r in rows:
-        t.add_row(str(r["round"]), str(r["problems"]), str(r["samples"]), _pct(r["verified_frac"]),
-                  _num(r["mean_reward"]), _num(r["solved"]), _num(r["train_examples"]),
-                  _pct(r["heldout_accuracy"]), _pct(r["format_rate"]), (r["model_version"] or "")[:8])
-    console.print(t)
-
-
-def _pct(v) -> str:
-    return "" if v is None else f"{100 * v:.1f}"
-
-
-def _num(v) -> str:
-    return "" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
-
-
 StoreOpt = typer.Option(None, "--store", help="DuckDB store file (default: from the config).")
+
+
+# --- loop migrate, loop inspect (library: store/, loop/inspect.py, loop/inspect_view.py) ---------
+@app.command()
+def migrate(config: Optional[Path] = ConfigOpt, set: Optional[list[str]] = SetOpt,
+            store: Optional[Path] = StoreOpt) -> None:
+    """Bring a store's schema up to date (takes the writer lock; `loop start` does this too)."""
+    from store.db import migrate_store
+    path = store or _load(config, set).store_path
+    before, after = _call(migrate_store, path)
+    typer.echo(f"{path}: schema version {before} -> {after}")
+
+
+RunOpt = typer.Option(None, "--run", help="Run id (default: the store's latest run).")
 JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts.")
+
+
+def _target(ctx: typer.Context) -> tuple[Path, Optional[str], bool]:
+    """(store path, run id, --json given on `inspect`) from the inspect callback's options."""
+    o = ctx.obj or {}
+    path = o.get("store") or _load(o.get("config"), o.get("set")).store_path
+    return Path(path), o.get("run"), bool(o.get("json"))
+
+
+def _emit(ctx: typer.Context, as_json: bool, fn, render, *args, run_scoped: bool = True, **kw) -> None:
+    """Run an inspect library function on the target store; print JSON or `render` it."""
+    from loop import inspect as lib
+    path, run, json_default = _target(ctx)
+    data = _call(fn, path, *args, **({"run_id": run} if run_scoped else {}), **kw)
+    if as_json or json_default:
+        print(lib.dumps(data))
+    else:
+        _call(render, data)
+
+
+def _print_rounds(store_path: Path, run_id: str) -> None:
+    from loop import inspect as lib
+    from loop import inspect_view as view
+    view.render_rounds(lib.rounds(store_path, run_id))
 
 
 @inspect_app.callback()
 def inspect(ctx: typer.Context, config: Optional[Path] = ConfigOpt, set: Optional[list[str]] = SetOpt,
-            store: Optional[Path] = StoreOpt, as_json: bool = JsonOpt) -> None:
-    """Per-round table: problems, samples, verified %, mean reward, held-out accuracy."""
-    ctx.obj = {"config": config, "set": set, "store": store}
+            store: Optional[Path] = StoreOpt, run: Optional[str] = RunOpt, as_json: bool = JsonOpt) -> None:
+    """Per-round table (problems, samples, verified %, reward, held-out accuracy); subcommands below."""
+    ctx.obj = {"config": config, "set": set, "store": store, "run": run, "json": as_json}
     if ctx.invoked_subcommand is None:
-        st = _open_store(config, set, store)
-        path = st.path
-        st.close()
-        _print_rounds(None, path, as_json)
+        inspect_rounds(ctx, as_json)
+
+
+@inspect_app.command("rounds")
+def inspect_rounds(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
+    """Per-round table (the default): problems, samples, verified %, mean reward, held-out accuracy."""
+    from loop import inspect as lib
+    from loop import inspect_view as view
+    _emit(ctx, as_json, lib.rounds, view.render_rounds)
+
+
+@inspect_app.command("summary")
+def inspect_summary(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
+    """Whole-run totals: rounds, unfinished steps, samples, verified, accuracy, writer."""
+    from loop import inspect as lib
+    from loop import inspect_view as view
+    _emit(ctx, as_json, lib.summary, view.render_summary)
+
+
+@inspect_app.command("problems")
+def inspect_problems(ctx: typer.Context,
+                     pass_rate: Optional[str] = typer.Option(None, "--pass-rate", help="Only pass rates in LO..HI, e.g. 0..0.5."),
+                     limit: int = typer.Option(20, "--limit", min=1), as_json: bool = JsonOpt) -> None:
+    """Problems of the run with their pass rate (verified / judged samples), hardest first."""
+    from loop import inspect as lib
+    from loop import inspect_view as view
+    _emit(ctx, as_json, lib.problems, view.render_problems, pass_rate=pass_rate, limit=limit)
 
 
 @inspect_app.command("samples")
@@ -165,21 +187,60 @@ def inspect_samples(ctx: typer.Context, verified: bool = typer.Option(False, "--
                     problem: Optional[str] = typer.Option(None, "--problem", help="Only this problem id."),
                     limit: int = typer.Option(10, "--limit", min=1), as_json: bool = JsonOpt) -> None:
     """Print stored chains with their rewards."""
-    from store import queries
-    o = ctx.obj or {}
-    with _open_store(o.get("config"), o.get("set"), o.get("store")) as st:
-        rows = queries.samples(st, queries.latest_run(st), verified=True if verified else None,
-                               round=round, problem_id=problem, limit=limit)
-    if as_json:
-        print(json.dumps(rows, default=str, indent=2))
-        return
-    from rich.panel import Panel
-    from loop.progress import console
-    for r in rows:
-        title = (f"{r['sample_id']}  round {r['round']}  verified={r['verified']}  "
-                 f"total={_num(r['reward_total'])}  adv={_num(r['advantage'])}")
-        body = f"[bold]Q:[/] {r['question']}  [bold]gold:[/] {r['answer']}  [bold]got:[/] {r['extracted']}\n\n{r['completion']}\n\n[dim]{r['rewards']}[/]"
-        console.print(Panel(body, title=title, expand=False))
+    from loop import inspect as lib
+    from loop import inspect_view as view
+    _emit(ctx, as_json, lib.samples, view.render_samples, verified=True if verified else None,
+          round=round, problem_id=problem, limit=limit)
+
+
+@inspect_app.command("show")
+def inspect_show(ctx: typer.Context, sample_id: str = typer.Argument(..., help="Sample id or a unique prefix."),
+                 as_json: bool = JsonOpt) -> None:
+    """One sample in full: problem, completion, every reward, provenance, model lineage, its group."""
+    from loop import inspect as lib
+    from loop import inspect_view as view
+    _emit(ctx, as_json, lib.show, view.render_show, sample_id, run_scoped=False)
+
+
+@inspect_app.command("sql")
+def inspect_sql(ctx: typer.Context, query: str = typer.Argument(..., help='One SELECT, e.g. "SELECT count(*) FROM samples".'),
+                limit: int = typer.Option(100, "--limit", min=1), as_json: bool = JsonOpt) -> None:
+    """Run one read-only SELECT on the store (writes and file access are refused)."""
+    from loop import inspect as lib
+    from loop import inspect_view as view
+    _emit(ctx, as_json, lib.sql, view.render_sql, query, limit=limit, run_scoped=False)
+
+
+@inspect_app.command("curve")
+def inspect_curve(ctx: typer.Context, png: Optional[Path] = typer.Option(None, "--png", help="Also write a PNG chart (needs matplotlib)."),
+                  as_json: bool = JsonOpt) -> None:
+    """Held-out accuracy per round as a terminal bar chart (and optionally a PNG)."""
+    from loop import inspect as lib
+    from loop import inspect_view as view
+
+    def curve(path, run_id=None):
+        data = lib.curve(path, run_id=run_id)
+        if png is not None:
+            data["png"] = str(view.curve_png(data, png))
+        return data
+
+    def render(data):
+        view.render_curve(data)
+        if data.get("png"):
+            view.out.print(f"wrote {data['png']}")
+    _emit(ctx, as_json, curve, render)
+
+
+@inspect_app.command("export")
+def inspect_export(ctx: typer.Context, out: Path = typer.Option(..., "--out", help="New directory to write."),
+                   format: str = typer.Option("jsonl", "--format", help="jsonl | parquet | hf (datasets.load_from_disk)."),
+                   verified: bool = typer.Option(False, "--verified", help="Only verified samples."),
+                   as_json: bool = JsonOpt) -> None:
+    """Export samples with problem, completion, rewards and provenance."""
+    from loop import export_samples as lib
+    from loop import inspect_view as view
+    _emit(ctx, as_json, lib.export, lambda m: view.out.print(f"exported {m['rows']} samples to {m['out']}"),
+          out, fmt=format, verified_only=verified)
 
 
 # --- loop export model (library: loop/export.py) ----------------------------------------

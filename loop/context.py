@@ -21,6 +21,7 @@ class RunContext:
     run_id: str
     base_dir: Path                      # resolved base model folder
     base_version: str
+    lock: Any = field(default=None, repr=False)  # store.lock.StoreLock held while writing
     _sampler: Any = field(default=None, repr=False)
     _sampler_model: str | None = field(default=None, repr=False)
 
@@ -42,6 +43,10 @@ class RunContext:
             return self.base_version, None
         return row[0]["model_version"], Path(row[0]["path"])
 
+    def model_parent(self, version: str) -> str | None:
+        """The parent model version of `version` (None for the base model)."""
+        return self.store.scalar("SELECT parent FROM models WHERE model_version = ?", [version])
+
     def sampler(self):
         """The sampler loaded with the current model (switched in place when it changes)."""
         from loop.sample import build_sampler
@@ -59,11 +64,24 @@ class RunContext:
             self._sampler.close()
             self._sampler = None
         self.store.close()
+        if self.lock is not None:
+            self.lock.release()
 
-    # --- step bookkeeping (call inside the stage's transaction) -----------------
+    # --- step bookkeeping ----------------------------------------------------------
+    def mark_running(self, r: int, stage: str) -> None:
+        """Record that a stage starts (its own small transaction, before any output):
+        `inspect` shows it as the unfinished stage if the process dies; attempts > 1 = resumed."""
+        with self.store.transaction():
+            self.store.con.execute(
+                "INSERT INTO steps (run_id, round, stage, status, started_at, finished_at, attempts) "
+                "VALUES (?, ?, ?, 'running', now(), NULL, 1) ON CONFLICT (run_id, round, stage) DO UPDATE "
+                "SET status = 'running', started_at = now(), finished_at = NULL, attempts = steps.attempts + 1 "
+                "WHERE steps.status <> 'done'", [self.run_id, r, stage])
+
     def mark_done(self, r: int, stage: str, info: dict) -> None:
+        """Call inside the stage's output transaction: outputs and 'done' commit together."""
         self.store.insert_rows("steps", [{"run_id": self.run_id, "round": r, "stage": stage,
-                                          "status": "done", "info": info}],
+                                          "status": "done", "info": info, "attempts": 1}],
                                conflict="(run_id, round, stage) DO UPDATE SET status = excluded.status, "
                                         "info = excluded.info, finished_at = now()")
 

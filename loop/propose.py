@@ -162,6 +162,7 @@ def heldout_keys(problems: list[Problem]) -> set[str]:
 # --- the stage ------------------------------------------------------------------
 def stage(ctx, r: int) -> dict:
     """Propose round r's problems; store them and the round's membership in one transaction."""
+    from store import stats
     cfg = ctx.cfg
     exclude = heldout_keys(heldout(cfg.evaluate.n_problems, cfg.evaluate.levels, cfg.evaluate.seed))
     problems = propose(cfg.propose.sources, seed=ctx.round_seed(r, "propose"), exclude=exclude)
@@ -172,5 +173,6 @@ def stage(ctx, r: int) -> dict:
     with ctx.store.transaction():
         ctx.store.insert_rows("problems", rows)
         ctx.store.insert_rows("round_problems", members)
+        stats.record_proposed(ctx.store, ctx.run_id, r)
         ctx.mark_done(r, "propose", info)
     return info

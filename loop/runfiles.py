@@ -60,8 +60,12 @@ class PidFile:
         else:
             raise AlreadyRunning(self.run_dir, _read_pid(self.path))
         self.stale_pid = _read_pid(self.path)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            os.close(fd)  # e.g. a full disk: never keep holding a pid file we could not write
+            raise
         self._fd = fd
         return self
 

@@ -79,14 +79,17 @@ def build_sampler(name: str, model_dir, adapter_dir, sample_cfg, model_cfg) -> S
 def stage(ctx, r: int) -> dict:
     """Sample a group per problem of round r with the current model; store all samples."""
     import hashlib
+    from loop import __version__
     from loop.progress import bar
     from loop.prompts import PROMPT_VERSION, messages
+    from store import stats
     cfg = ctx.cfg.sample
     problems = ctx.store.query(
         "SELECT p.problem_id, p.question FROM round_problems rp JOIN problems p USING (problem_id) "
         "WHERE rp.run_id = ? AND rp.round = ? ORDER BY p.problem_id", [ctx.run_id, r])
     sampler = ctx.sampler()
     version, _ = ctx.current_model()
+    parent = ctx.model_parent(version)
     params = SamplingParams(n=cfg.group_size, temperature=cfg.temperature, top_p=cfg.top_p,
                             max_new_tokens=cfg.max_new_tokens, seed=ctx.round_seed(r, "sample"))
     with bar(f"round {r}: sample ({sampler.name})", len(problems) * params.n) as advance:
@@ -96,7 +99,8 @@ def stage(ctx, r: int) -> dict:
         for idx, c in enumerate(group):
             sid = hashlib.sha256(f"{ctx.run_id}:{r}:{p['problem_id']}:{idx}:{version}".encode()).hexdigest()[:20]
             rows.append({"sample_id": sid, "run_id": ctx.run_id, "round": r, "problem_id": p["problem_id"],
-                         "idx": idx, "model_version": version, "backend": sampler.name,
+                         "idx": idx, "model_version": version, "model_parent": parent,
+                         "loop_version": __version__, "backend": sampler.name,
                          "sampling": params.as_dict(), "prompt_version": PROMPT_VERSION,
                          "completion": c.text, "prompt_tokens": c.prompt_tokens,
                          "completion_tokens": c.completion_tokens, "finish_reason": c.finish_reason,
@@ -105,5 +109,6 @@ def stage(ctx, r: int) -> dict:
             "completion_tokens": sum(x["completion_tokens"] for x in rows)}
     with ctx.store.transaction():
         ctx.store.insert_rows("samples", rows)
+        stats.refresh_round(ctx.store, ctx.run_id, r)
         ctx.mark_done(r, "sample", info)
     return info

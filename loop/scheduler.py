@@ -11,6 +11,15 @@ once it is set, the current stage finishes and commits, and run_rounds returns
 (nothing half-done: a stage commits its outputs and its step in one transaction).
 Events: every stage start/end/error, round end (with the round's numbers) and run
 start/end/stop go to the structured log (`loop.log`) and to `on_event(dict)`.
+
+Invariants:
+- One writer: `open_run` takes the store's lock (`store.lock`) before opening it and
+  holds it until `RunContext.close()`; a second `loop start` is refused.
+- A stage is marked 'running' (own transaction) before it starts and 'done' in the
+  same transaction as its outputs; a round is marked done, idempotently, whenever
+  all its stages are done, so a kill between the last stage and that mark heals.
+- Every write is idempotent (content-hash keys, ON CONFLICT), so any prefix of a
+  run followed by a restart ends in the same store as an uninterrupted run.
 """
 from __future__ import annotations
 
@@ -57,23 +66,39 @@ def _stages() -> dict[str, Callable]:
 
 
 def open_run(cfg: Config) -> RunContext:
-    """Open (or create) the run in the configured store; resolve the base model."""
+    """Lock and open (or create) the run in the configured store; resolve the base model."""
     from loop.models import model_hash, resolve_model
     from store.db import Store
+    from store.lock import StoreLock, describe
     base_dir = resolve_model(cfg.model.name, cfg.model.cache_dir)
-    store = Store(cfg.store_path)
-    run_dir = Path(cfg.run.dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    base_version = model_hash(base_dir)
+    lock = StoreLock(cfg.store_path).acquire()
+    try:
+        if lock.took_over:
+            console.print(f"[yellow]took over a stale store lock[/] from a process that is gone "
+                          f"({describe(lock.took_over, held=False)})")
+        store = Store(cfg.store_path)
+        run_id = _register_run(store, cfg)
+        run_dir = Path(cfg.run.dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(cfg.to_yaml())
+    except BaseException:
+        lock.release()
+        raise
+    return RunContext(cfg=cfg, store=store, run_id=run_id, base_dir=base_dir,
+                      base_version=base_version, lock=lock)
+
+
+def _register_run(store, cfg: Config) -> str:
+    """The latest run (resumed) or a new one, with its config, idempotently."""
+    from loop import __version__
     row = store.query("SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 1")
     run_id = row[0]["run_id"] if row else f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    from loop import __version__
     with store.transaction():
         store.insert_rows("runs", [{"run_id": run_id, "config": cfg.model_dump(mode="json"),
                                     "loop_version": __version__}],
                           conflict="(run_id) DO UPDATE SET config = excluded.config")
-    (run_dir / "config.yaml").write_text(cfg.to_yaml())
-    return RunContext(cfg=cfg, store=store, run_id=run_id, base_dir=base_dir,
-                      base_version=model_hash(base_dir))
+    return run_id
 
 
 def run_rounds(cfg: Config, rounds: int | None, stop: StopToken | None = None, *,
@@ -94,14 +119,13 @@ def run_rounds(cfg: Config, rounds: int | None, stop: StopToken | None = None, *
         if not ctx.is_done(0, "evaluate") and not _run_stage(ctx, 0, "evaluate", stages["evaluate"], stop, emit):
             return ctx
         for r in range(1, last + 1):
-            if all(ctx.is_done(r, s) for s in STAGE_NAMES):
-                continue
-            _begin_round(ctx, r)
-            for name in STAGE_NAMES:
-                if not ctx.is_done(r, name) and not _run_stage(ctx, r, name, stages[name], stop, emit):
-                    return ctx
-            _end_round(ctx, r)
-            emit("round_end", round=r, numbers=round_summary(ctx.store, ctx.run_id, r))
+            if not all(ctx.is_done(r, s) for s in STAGE_NAMES):
+                _begin_round(ctx, r)
+                for name in STAGE_NAMES:
+                    if not ctx.is_done(r, name) and not _run_stage(ctx, r, name, stages[name], stop, emit):
+                        return ctx
+            if _end_round(ctx, r):  # also closes a round killed after its last stage committed
+                emit("round_end", round=r, numbers=round_summary(ctx.store, ctx.run_id, r))
         emit("run_end", run_id=ctx.run_id, finished=max(last, done))
     finally:
         ctx.close()
@@ -123,6 +147,8 @@ def _run_stage(ctx: RunContext, r: int, name: str, fn: Callable, stop: StopToken
         return False
     emit("stage_start", round=r, stage=name)
     t0 = time.time()
+    ctx.mark_running(r, name)
+    console.print(f"  round {r} {name:<8} started", style="dim", highlight=False)
     try:
         info = fn(ctx, r)
     except BaseException as e:
@@ -166,10 +192,13 @@ def _begin_round(ctx: RunContext, r: int) -> None:
                                           "model_version": version}])
 
 
-def _end_round(ctx: RunContext, r: int) -> None:
+def _end_round(ctx: RunContext, r: int) -> bool:
+    """Mark round r done unless it already is (its finish time is kept); True if it changed."""
     with ctx.store.transaction():
-        ctx.store.con.execute("UPDATE rounds SET status = 'done', finished_at = current_timestamp "
-                              "WHERE run_id = ? AND round = ?", [ctx.run_id, r])
+        changed = ctx.store.con.execute(
+            "UPDATE rounds SET status = 'done', finished_at = current_timestamp "
+            "WHERE run_id = ? AND round = ? AND status <> 'done'", [ctx.run_id, r]).fetchall()
+    return bool(changed and changed[0][0])
 
 
 def _set_threads(n: int | None) -> None:

@@ -7,6 +7,8 @@ version (parent, data hash, config, metrics). The child only reads the snapshot
 and writes the adapter folder, renamed into place when complete, so a crash in
 training cannot corrupt the store or take the daemon down, and `accelerate
 launch -m loop.train JOB.json` can run the same job on several GPUs.
+The child dies with the daemon (Linux parent-death signal), so a killed daemon
+leaves no orphan still writing the adapter folder its restarted attempt rewrites.
 
 SFT selection: per problem, the best verified chain: well-formed first, then the
 shortest. A verified chain not in the target format is repaired: its text up to
@@ -71,7 +73,7 @@ def write_snapshot(examples: list[dict], path: Path) -> None:
 def run_child(job: dict, job_path: Path, threads: int | None) -> dict:
     """Run the training job in a child process; return its metrics."""
     job_path.write_text(json.dumps(job, indent=2))
-    env = dict(os.environ)
+    env = dict(os.environ, LOOP_PARENT_PID=str(os.getpid()))
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     # own session: a Ctrl-C at the terminal reaches only the daemon, which finishes this stage
@@ -179,5 +181,20 @@ def _skip(ctx, r: int, step: str, why: str) -> dict:
     return info
 
 
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies; exit now if it already has.
+    Only a child started by `run_child` (LOOP_PARENT_PID set) checks its parent; the variable
+    is not passed on (e.g. to processes an `accelerate launch` starts)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    expected = os.environ.pop("LOOP_PARENT_PID", None)
+    if expected and os.getppid() != int(expected):  # parent died before prctl took effect
+        os._exit(1)
+
+
 if __name__ == "__main__":
+    die_with_parent()
     train_job(json.loads(Path(sys.argv[1]).read_text()))

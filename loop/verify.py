@@ -76,6 +76,7 @@ def stage(ctx, r: int) -> dict:
     """Score round r's samples and write every verdict in one transaction."""
     from rewards import VERIFIER_VERSION
     from loop.prompts import messages
+    from store import stats
     rows = ctx.store.query(
         "SELECT s.sample_id, s.problem_id, s.completion, p.question, p.answer FROM samples s "
         "JOIN problems p USING (problem_id) WHERE s.run_id = ? AND s.round = ? "
@@ -94,5 +95,6 @@ def stage(ctx, r: int) -> dict:
             "problems_solved": sum(any(s.verified for s in g) for g in scored.values())}
     with ctx.store.transaction():
         ctx.store.update_samples(updates)
+        stats.refresh_round(ctx.store, ctx.run_id, r)
         ctx.mark_done(r, "verify", info)
     return info

@@ -7,6 +7,10 @@ Invariants:
   (`Store.transaction()`), with content-hash keys and ON CONFLICT DO NOTHING, so a
   crash leaves either nothing or everything of a stage and a re-run never duplicates.
 - Only parameterized queries; identifiers never come from user input.
+- Every failure to open or write the file surfaces as `StoreError` naming the file
+  and the cause (corrupt, disk full, read-only, in use by a running `loop start`);
+  a failed write rolls back, so what was committed before stays intact.
+- One writer: `loop start` holds `store.lock.StoreLock` while it writes.
 """
 from __future__ import annotations
 
@@ -37,11 +41,17 @@ def migrations() -> list[tuple[int, str, str]]:
 
 
 SCHEMA_VERSION = migrations()[-1][0]
+DAMAGE_ERRORS = (duckdb.IOException, duckdb.SerializationException, duckdb.FatalException,
+                 duckdb.InternalException)
 
 
 class Store:
-    def __init__(self, path: str | Path, read_only: bool = False):
+    """A DuckDB store file. `read_only` never writes; `external_access=False` also
+    forbids the SQL from touching any other file (for user-typed queries)."""
+
+    def __init__(self, path: str | Path, read_only: bool = False, external_access: bool = True):
         self.path = Path(path)
+        self.migrated_from: int | None = None  # schema version before this open migrated it
         if read_only and not self.path.exists():
             raise StoreError(f"{self.path}: no store here (run `loop start` first)")
         if not read_only:
@@ -49,14 +59,23 @@ class Store:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise StoreError(f"{self.path.parent}: cannot create store directory: {e.strerror}") from e
+        config = {} if external_access else {"enable_external_access": False, "lock_configuration": True}
         try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only)
+            self.con = duckdb.connect(str(self.path), read_only=read_only, config=config)
         except (duckdb.Error, OSError) as e:
-            raise StoreError(f"{self.path}: cannot open store: {e}") from e
-        if read_only:
-            self._check_version(self._version())
-        else:
-            self.migrate()
+            raise StoreError(_open_error(self.path, e)) from e
+        try:
+            self._check_intact()
+            if read_only:
+                self._check_version(self._version(), read_only=True)
+            else:
+                self.migrate()
+        except duckdb.Error as e:
+            self.con.close()
+            raise StoreError(_open_error(self.path, e)) from e
+        except BaseException:
+            self.con.close()
+            raise
 
     def close(self) -> None:
         self.con.close()
@@ -67,6 +86,16 @@ class Store:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def _check_intact(self) -> None:
+        """Refuse a truncated file before reading or writing it: its blocks must all be there."""
+        block_size, blocks = self.con.execute(
+            "SELECT block_size, total_blocks FROM pragma_database_size() "
+            "WHERE database_name = current_database()").fetchall()[0]
+        size = self.path.stat().st_size
+        if size < block_size * blocks:
+            raise StoreError(f"{self.path}: store file is truncated ({size} bytes; its {blocks} blocks need at "
+                             f"least {block_size * blocks}); nothing was read or written: restore it from a backup")
+
     # --- schema ---------------------------------------------------------------
     def _version(self) -> int:
         has = self.con.execute("SELECT count(*) FROM information_schema.tables "
@@ -75,16 +104,21 @@ class Store:
             return 0
         return self.con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchall()[0][0]
 
-    def _check_version(self, current: int) -> None:
+    def _check_version(self, current: int, read_only: bool = False) -> None:
         if current > SCHEMA_VERSION:
             raise StoreError(f"{self.path}: store schema version {current} is newer than this "
                              f"loop supports ({SCHEMA_VERSION}); upgrade loop")
+        if read_only and current < SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: store schema version {current} is older than this loop's "
+                             f"({SCHEMA_VERSION}) and a read-only open cannot migrate it; run "
+                             f"`loop migrate --store {self.path}` first")
 
     def migrate(self) -> int:
         self.con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
                          "name VARCHAR, applied_at TIMESTAMP DEFAULT current_timestamp)")
         current = self._version()
         self._check_version(current)
+        self.migrated_from = current
         for version, name, sql in migrations():
             if version <= current:
                 continue
@@ -96,13 +130,18 @@ class Store:
     # --- writing --------------------------------------------------------------
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        self.con.execute("BEGIN TRANSACTION")
+        """All or nothing; a database failure (disk full, read-only) becomes StoreError."""
         try:
-            yield self.con
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            raise
-        self.con.execute("COMMIT")
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                yield self.con
+            except BaseException:
+                _rollback(self.con)
+                raise
+            self.con.execute("COMMIT")
+        except duckdb.Error as e:
+            _rollback(self.con)
+            raise StoreError(_write_error(self.path, e)) from e
 
     def insert_rows(self, table: str, rows: list[dict[str, Any]], conflict: str = "DO NOTHING") -> None:
         """Batched insert of dicts sharing keys; JSON-able dict/list values are encoded."""
@@ -117,6 +156,20 @@ class Store:
                              f"SELECT {', '.join(cols)} FROM _loop_batch ON CONFLICT {conflict}")
         finally:
             _unregister(self.con, "_loop_batch")
+
+    def append_arrow(self, table: str, batch, conflict: str | None = "DO NOTHING") -> None:
+        """Insert an Arrow table (or record batch) whose column names are `table` columns:
+        the fast ingest path (no per-row Python). `conflict=None` skips the ON CONFLICT
+        probe (about 2x faster) for keys the caller knows are new, e.g. the outputs of a
+        step that is not done; the primary key still refuses a duplicate (StoreError)."""
+        cols = list(batch.schema.names)
+        on_conflict = f" ON CONFLICT {conflict}" if conflict else ""
+        self.con.register("_loop_arrow", batch)
+        try:
+            self.con.execute(f"INSERT INTO {table} ({', '.join(cols)}) "
+                             f"SELECT {', '.join(cols)} FROM _loop_arrow{on_conflict}")
+        finally:
+            _unregister(self.con, "_loop_arrow")
 
     def update_samples(self, rows: list[dict[str, Any]]) -> None:
         """Set verdict columns of existing samples, keyed by sample_id (one statement)."""
@@ -133,14 +186,70 @@ class Store:
             _unregister(self.con, "_loop_upd")
 
     # --- reading --------------------------------------------------------------
-    def query(self, sql: str, params: list | None = None) -> list[dict[str, Any]]:
-        cur = self.con.execute(sql, params or [])
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row)) for row in cur.fetchall()]
+    def query(self, sql: str, params: list | dict | None = None) -> list[dict[str, Any]]:
+        with self._reading():
+            cur = self.con.execute(sql, params or [])
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row)) for row in cur.fetchall()]
 
-    def scalar(self, sql: str, params: list | None = None) -> Any:
-        rows = self.con.execute(sql, params or []).fetchall()  # drain: duckdb 2 refuses new work otherwise
+    def scalar(self, sql: str, params: list | dict | None = None) -> Any:
+        with self._reading():
+            rows = self.con.execute(sql, params or []).fetchall()  # drain: duckdb 2 refuses new work otherwise
         return rows[0][0] if rows else None
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """A damaged file (unreadable blocks) surfaces as StoreError; SQL mistakes stay as they are."""
+        try:
+            yield
+        except duckdb.Error as e:
+            if isinstance(e, DAMAGE_ERRORS) or "Corrupt database file" in str(e):
+                raise StoreError(f"{self.path}: cannot read the store ({_cause(e)}): {e}") from e
+            raise
+
+
+def migrate_store(path: str | Path) -> tuple[int, int]:
+    """Open for writing under the writer lock, apply missing migrations: (before, after)."""
+    from store.lock import StoreLock
+    p = Path(path)
+    if not p.exists():
+        raise StoreError(f"{p}: no store here")
+    with StoreLock(p), Store(p) as st:
+        return st.migrated_from, st._version()
+
+
+def _rollback(con) -> None:
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass  # no transaction open, or the database is already invalidated: the cause propagates
+
+
+def _cause(e: BaseException) -> str:
+    text = str(e)
+    for needle, why in (("No space left", "disk full"), ("Read-only file system", "read-only file system"),
+                        ("Permission denied", "permission denied"),
+                        ("not a valid DuckDB database", "not a DuckDB store (corrupt or another file type)"),
+                        ("Could not read enough bytes", "truncated or damaged file"),
+                        ("Corrupt database file", "corrupt file: a block's checksum does not match"),
+                        ("Conflicting lock", "in use by another process")):
+        if needle in text:
+            return why
+    return type(e).__name__
+
+
+def _open_error(path: Path, e: BaseException) -> str:
+    if "Conflicting lock" in str(e):
+        from store.lock import describe, holder
+        info = holder(path)
+        if info and info.get("alive"):
+            return f"{path}: store is in use by a running `loop start` ({describe(info)}); try again when it stops"
+    return f"{path}: cannot open store ({_cause(e)}): {e}"
+
+
+def _write_error(path: Path, e: BaseException) -> str:
+    return (f"{path}: write failed ({_cause(e)}): {e}. Data committed before is intact; a stage whose "
+            f"outputs did not commit runs again on the next `loop start`")
 
 
 def _enc(v: Any) -> Any:

@@ -62,3 +62,78 @@ def test_corrupt_file_gives_clear_error(tmp_path):
 def test_read_only_missing_store(tmp_path):
     with pytest.raises(StoreError, match="no store here"):
         Store(tmp_path / "none.duckdb", read_only=True)
+
+
+def _store_at_001(path):
+    """A store as loop 0.1 (schema 001 only) left it, with one model and one sample."""
+    from store.db import migrations
+    version, name, sql = migrations()[0]
+    assert version == 1
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR, "
+                "applied_at TIMESTAMP DEFAULT current_timestamp)")
+    con.execute(sql)
+    con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
+    con.execute("INSERT INTO models (model_version, parent, kind) VALUES ('m1', 'm0', 'lora')")
+    con.execute("INSERT INTO samples (sample_id, run_id, round, problem_id, model_version, completion, "
+                "verified, reward_total) VALUES ('s1', 'r', 1, 'p1', 'm1', 'old chain', true, 3.0), "
+                "('s2', 'r', 1, 'p2', 'm1', 'other', NULL, NULL)")
+    con.execute("INSERT INTO steps (run_id, round, stage, status) VALUES ('r', 1, 'sample', 'done')")
+    con.execute("INSERT INTO round_problems VALUES ('r', 1, 'p1'), ('r', 1, 'p2'), ('r', 2, 'p1')")
+    con.close()
+
+
+def test_store_at_001_is_migrated_by_002_and_003(tmp_path):
+    p = tmp_path / "old.duckdb"
+    _store_at_001(p)
+    with pytest.raises(StoreError, match="older than this loop's"):  # read-only cannot migrate
+        Store(p, read_only=True)
+    with Store(p) as st:
+        assert st.migrated_from == 1
+        assert [r["version"] for r in st.query("SELECT version FROM schema_migrations ORDER BY 1")] == [1, 2, 3]
+        row = st.query("SELECT completion, model_parent, loop_version FROM samples WHERE sample_id = 's1'")[0]
+        assert row == {"completion": "old chain", "model_parent": "m0", "loop_version": None}  # 002 backfill
+        assert st.scalar("SELECT attempts FROM steps") == 1
+        stats = st.query("SELECT * EXCLUDE (run_id, round) FROM round_stats")                # 003 backfill
+        assert stats == [{"samples": 2, "judged": 1, "verified": 1, "reward_sum": 3.0, "reward_n": 1,
+                          "problems_solved": 1}]
+        assert st.query("SELECT problem_id, first_round FROM solved_problems") == [{"problem_id": "p1", "first_round": 1}]
+        assert st.query("SELECT problem_id, first_round FROM run_problems ORDER BY 1") == \
+            [{"problem_id": "p1", "first_round": 1}, {"problem_id": "p2", "first_round": 1}]
+    with Store(p) as st:  # reopening applies nothing twice
+        assert st.migrated_from == SCHEMA_VERSION == 3
+
+
+def test_migrate_command_reports_versions(tmp_path):
+    from typer.testing import CliRunner
+    import cli
+    p = tmp_path / "old.duckdb"
+    _store_at_001(p)
+    res = CliRunner().invoke(cli.app, ["migrate", "--store", str(p)])
+    assert res.exit_code == 0 and "schema version 1 -> 3" in res.output
+    with Store(p, read_only=True) as st:
+        assert st.scalar("SELECT max(version) FROM schema_migrations") == 3
+
+
+def test_append_arrow_is_idempotent(tmp_path):
+    import pyarrow as pa
+    batch = pa.table({"sample_id": [f"s{i}" for i in range(1000)], "run_id": ["r"] * 1000,
+                      "round": pa.array([1] * 1000, pa.int32()), "completion": ["c"] * 1000})
+    with Store(tmp_path / "s.duckdb") as st:
+        with st.transaction():
+            st.append_arrow("samples", batch)
+        with st.transaction():
+            st.append_arrow("samples", batch.slice(500))  # a re-run after a crash
+        assert st.scalar("SELECT count(*) FROM samples") == 1000
+
+
+def test_append_arrow_fresh_keys_still_refuses_duplicates(tmp_path):
+    import pyarrow as pa
+    batch = pa.table({"sample_id": ["a", "b"], "run_id": ["r", "r"], "completion": ["c", "d"]})
+    with Store(tmp_path / "s.duckdb") as st:
+        with st.transaction():
+            st.append_arrow("samples", batch, conflict=None)
+        with pytest.raises(StoreError, match="Duplicate key"):
+            with st.transaction():
+                st.append_arrow("samples", batch.slice(1), conflict=None)
+        assert st.scalar("SELECT count(*) FROM samples") == 2

@@ -1,0 +1,142 @@
+"""`loop inspect`: the library behind the CLI's inspect subcommands.
+
+Contract:
+- Every function opens the store read-only and never writes it; `sql` additionally
+  forbids touching any other file and runs only SELECT/EXPLAIN statements.
+- Data functions return plain dicts/lists (JSON-able with `default=str`, JSON
+  columns decoded); `render_*` print them as rich tables. The CLI picks one.
+- Run-scoped commands use the given run id, else the store's latest run.
+- User errors (unknown sample id, bad range, refused SQL) raise InspectError.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from store import queries
+from store.db import Store
+
+JSON_COLS = ("rewards", "sampling", "meta", "problem_meta", "config", "metrics", "info", "details")
+SQL_ALLOWED = {"SELECT", "EXPLAIN"}
+
+
+class InspectError(ValueError):
+    """A user error in an inspect command; the message says what to change."""
+
+
+def open_store(path: str | Path, safe: bool = False) -> Store:
+    """Read-only; `safe` also disables access to any other file (user-typed SQL)."""
+    return Store(path, read_only=True, external_access=not safe)
+
+
+def resolve_run(st: Store, run_id: str | None) -> str | None:
+    if run_id is None:
+        return queries.latest_run(st)
+    if not queries.run_exists(st, run_id):
+        raise InspectError(f"no run {run_id!r} in {st.path}")
+    return run_id
+
+
+def decode(row: dict) -> dict:
+    """JSON columns (stored as text) -> objects, for --json output and display."""
+    out = dict(row)
+    for k in JSON_COLS:
+        if isinstance(out.get(k), str):
+            try:
+                out[k] = json.loads(out[k])
+            except ValueError:
+                pass
+    return out
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, default=str, indent=2)
+
+
+# --- data ----------------------------------------------------------------------------
+def summary(path: str | Path, run_id: str | None = None) -> dict:
+    from store.db import SCHEMA_VERSION
+    from store.lock import holder
+    with open_store(path) as st:
+        rid = resolve_run(st, run_id)
+        out = queries.summary(st, rid) if rid else {"run_id": None}
+        out["schema_version"] = SCHEMA_VERSION
+    out["store"] = str(path)
+    out["store_bytes"] = Path(path).stat().st_size
+    h = holder(path)
+    out["writer"] = h if h and h.get("alive") else None
+    return out
+
+
+def rounds(path: str | Path, run_id: str | None = None) -> dict:
+    with open_store(path) as st:
+        rid = resolve_run(st, run_id)
+        return {"run_id": rid, "rounds": queries.rounds(st, rid) if rid else []}
+
+
+def parse_range(text: str) -> tuple[float, float]:
+    """'LO..HI' with either side optional ('..0.5', '0.2..'); both within [0, 1]."""
+    lo_s, sep, hi_s = text.partition("..")
+    try:
+        if not sep:
+            raise ValueError
+        lo, hi = float(lo_s) if lo_s.strip() else 0.0, float(hi_s) if hi_s.strip() else 1.0
+    except ValueError:
+        raise InspectError(f"--pass-rate {text!r}: expected LO..HI, e.g. 0..0.5 or 0.25..") from None
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise InspectError(f"--pass-rate {text!r}: need 0 <= LO <= HI <= 1")
+    return lo, hi
+
+
+def problems(path, run_id=None, pass_rate: str | None = None, limit: int = 20) -> list[dict]:
+    lo, hi = parse_range(pass_rate) if pass_rate else (0.0, 1.0)
+    with open_store(path) as st:
+        rid = resolve_run(st, run_id)
+        rows = queries.problems(st, rid, lo, hi, limit, filtered=pass_rate is not None) if rid else []
+    return [decode(r) for r in rows]
+
+
+def samples(path, run_id=None, verified=None, round=None, problem_id=None, limit=10) -> list[dict]:
+    with open_store(path) as st:
+        rid = resolve_run(st, run_id)
+        rows = queries.samples(st, rid, verified, round, problem_id, limit) if rid else []
+    return [decode(r) for r in rows]
+
+
+def show(path, sample_id: str) -> dict:
+    with open_store(path) as st:
+        ids = queries.find_samples(st, sample_id)
+        if not ids:
+            raise InspectError(f"no sample with id {sample_id!r} (a full id or a unique prefix)")
+        if len(ids) > 1:
+            raise InspectError(f"sample id prefix {sample_id!r} is ambiguous: {', '.join(ids)}, ...")
+        return decode(queries.sample_chain(st, ids[0]))
+
+
+def sql(path, query: str, limit: int = 100) -> dict:
+    """Run one read-only SELECT/EXPLAIN; anything else is refused before it runs."""
+    import duckdb
+    with open_store(path, safe=True) as st:
+        try:
+            stmts = st.con.extract_statements(query)
+        except duckdb.Error as e:
+            raise InspectError(f"sql: {e}") from None
+        if len(stmts) != 1:
+            raise InspectError(f"sql: give exactly one statement (got {len(stmts)})")
+        kind = stmts[0].type.name
+        if kind not in SQL_ALLOWED:
+            raise InspectError(f"sql: only read-only SELECT queries run here; refused a {kind} statement")
+        try:
+            cur = st.con.execute(query)
+            cols = [d[0] for d in cur.description]
+            rows = cur.fetchmany(limit + 1)
+        except duckdb.Error as e:
+            raise InspectError(f"sql: {e}") from None
+    return {"columns": cols, "rows": [list(r) for r in rows[:limit]], "truncated": len(rows) > limit}
+
+
+def curve(path, run_id=None) -> dict:
+    with open_store(path) as st:
+        rid = resolve_run(st, run_id)
+        return {"run_id": rid, "points": queries.curve(st, rid) if rid else []}

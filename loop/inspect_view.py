@@ -1,0 +1,168 @@
+"""Rendering for `loop inspect`: rich tables/panels and the accuracy curve.
+
+Contract: every `render_*` takes exactly what the matching `loop.inspect` function
+returns and only prints (to stdout); `curve_png` writes one PNG with matplotlib,
+which is optional: without it, a clear InspectError says what to install.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from loop.inspect import InspectError
+
+out = Console()          # stdout: tables are the command's output (progress goes to stderr)
+BAR_WIDTH = 40
+
+
+def pct(v) -> str:
+    return "" if v is None else f"{100 * v:.1f}"
+
+
+def num(v) -> str:
+    return "" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+
+def short(v, n: int = 10) -> str:
+    return "" if v is None else str(v)[:n]
+
+
+WRAP = {"question", "value", "sample", "problem"}  # long text columns wrap; the rest are cut with an ellipsis
+
+
+def _table(title: str | None, cols: list[str], rows: list[list[str]], right: set[str] = frozenset()) -> Table:
+    t = Table(title=title)
+    for c in cols:
+        t.add_column(c, justify="right" if c in right else "left",
+                     overflow="fold" if c in WRAP else "ellipsis", no_wrap=c not in WRAP)
+    for r in rows:
+        t.add_row(*r)
+    return t
+
+
+def render_summary(s: dict) -> None:
+    if s.get("run_id") is None:
+        out.print(f"store {s['store']}: no runs yet (schema v{s['schema_version']})")
+        return
+    writer = s.get("writer")
+    unfinished = ", ".join(f"round {u['round']} {u['stage']} ({u['status']}, attempt {u['attempts']})"
+                           for u in s["unfinished"]) or "none"
+    items = [
+        ("run", s["run_id"]), ("created", s["created_at"]), ("loop version", s["loop_version"]),
+        ("store", f"{s['store']} ({s['store_bytes'] / 1e6:.1f} MB, schema v{s['schema_version']})"),
+        ("writer", f"pid {writer['pid']} on {writer['host']} since {writer['since']}" if writer else "none"),
+        ("rounds done", f"{s['rounds_done']} (last started: {num(s['last_round'])})"),
+        ("unfinished steps", unfinished), ("problems", num(s["problems"])),
+        ("samples", f"{s['samples']} ({s['verified']} verified, {pct(s['verified_frac']) or '-'} % of judged)"),
+        ("problems solved", num(s["problems_solved"])), ("mean reward", num(s["mean_reward"])),
+        ("trained models", num(s["trained_models"])), ("current model", short(s["current_model"], 12)),
+        ("held-out accuracy", f"baseline {pct(s['baseline_accuracy'])} %  latest {pct(s['latest_accuracy'])} %  "
+                              f"best {pct(s['best_accuracy'])} %"),
+    ]
+    t = Table(show_header=False, title="summary")
+    t.add_column(style="bold")
+    t.add_column()
+    for k, v in items:
+        t.add_row(k, str(v))
+    out.print(t)
+
+
+def render_rounds(data: dict) -> None:
+    cols = ["round", "problems", "samples", "verified %", "reward", "solved", "train ex",
+            "acc %", "format %", "model"]
+    rows = [[str(r["round"]), str(r["problems"]), str(r["samples"]), pct(r["verified_frac"]),
+             num(r["mean_reward"]), num(r["solved"]), num(r["train_examples"]), pct(r["heldout_accuracy"]),
+             pct(r["format_rate"]), short(r["model_version"], 8)] for r in data["rounds"]]
+    out.print(_table(f"run {data['run_id']}  (acc = held-out accuracy; round 0 = before training)",
+                     cols, rows, right=set(cols)))
+
+
+def render_problems(rows: list[dict]) -> None:
+    cols = ["problem", "source", "level", "question", "answer", "rounds", "judged", "verified", "pass %"]
+    body = [[r["problem_id"], r["source"], num(r["level"]), r["question"], r["answer"],
+             f"{r['first_round']}-{r['last_round']}", str(r["judged"]), str(r["verified"]), pct(r["pass_rate"])]
+            for r in rows]
+    out.print(_table(f"{len(rows)} problems", cols, body, right={"level", "judged", "verified", "pass %"}))
+
+
+def render_samples(rows: list[dict]) -> None:
+    if not rows:
+        out.print("no samples match")
+    for r in rows:
+        title = (f"{r['sample_id']}  round {r['round']}  verified={r['verified']}  "
+                 f"total={num(r['reward_total'])}  adv={num(r['advantage'])}")
+        body = (f"[bold]Q:[/] {r['question']}  [bold]gold:[/] {r['answer']}  [bold]got:[/] {r['extracted']}\n\n"
+                f"{r['completion']}\n\n[dim]{json.dumps(r['rewards'])}[/]")
+        out.print(Panel(body, title=title, expand=False))
+
+
+def render_show(r: dict) -> None:
+    sp = r.get("sampling") or {}
+    prov = [("sample", r["sample_id"]), ("run / round / idx", f"{r['run_id']} / {r['round']} / {r['idx']}"),
+            ("model", f"{r['model_version']} (parent {r['model_parent'] or 'none: base'})"),
+            ("sampler", f"{r['backend']}: temperature {sp.get('temperature')}, top_p {sp.get('top_p')}, "
+                        f"seed {sp.get('seed')}, max_new_tokens {sp.get('max_new_tokens')}, n {sp.get('n')}"),
+            ("prompt template", r["prompt_version"]), ("verifier", r["verifier_version"]),
+            ("loop version", r["loop_version"]), ("created", r["created_at"]),
+            ("tokens", f"prompt {r['prompt_tokens']}, completion {r['completion_tokens']} ({r['finish_reason']})")]
+    out.print(_table("provenance", ["field", "value"], [[k, str(v)] for k, v in prov]))
+    out.print(Panel(f"{r['question']}\n\n[bold]gold:[/] {r['answer']}   [dim]{r['source']} {r['kind']} "
+                    f"level {r['level']}  problem {r['problem_id']}[/]", title="problem", expand=False))
+    out.print(Panel(r["completion"] or "", title=f"completion  (extracted: {r['extracted']})", expand=False))
+    rewards = [[k, num(v) if v is not None else "cannot judge"] for k, v in (r.get("rewards") or {}).items()]
+    rewards += [["total", num(r["reward_total"])], ["advantage", num(r["advantage"])],
+                ["verified", str(r["verified"])]]
+    out.print(_table("rewards", ["reward", "value"], rewards, right={"value"}))
+    lineage = [[str(m["depth"]), m["model_version"] or "", m["kind"] or "base", num(m["round"]), m["data_hash"] or ""]
+               for m in r["lineage"]]  # the base model has no `models` row
+    out.print(_table("model lineage (0 = this sample's model)", ["depth", "model", "kind", "round", "data"], lineage))
+    group = [[g["sample_id"] + (" *" if g["sample_id"] == r["sample_id"] else ""), str(g["idx"]),
+              str(g["verified"]), num(g["reward_total"]), num(g["advantage"]), str(g["extracted"])]
+             for g in r["group"]]
+    out.print(_table("GRPO group", ["sample", "idx", "verified", "total", "advantage", "extracted"], group))
+
+
+def render_sql(data: dict) -> None:
+    rows = [["NULL" if v is None else str(v) for v in row] for row in data["rows"]]
+    title = f"{len(rows)} rows" + (" (truncated: raise --limit)" if data["truncated"] else "")
+    out.print(_table(title, data["columns"], rows))
+
+
+def render_curve(data: dict) -> None:
+    pts = data["points"]
+    if not pts:
+        out.print("no evaluations yet")
+        return
+    out.print(f"[bold]held-out accuracy[/] per round, run {data['run_id']} (round 0 = before training)")
+    width = max(10, min(BAR_WIDTH, out.width - 40))
+    for p in pts:
+        filled = round(width * (p["accuracy"] or 0))
+        bar = "█" * filled + "·" * (width - filled)
+        out.print(f"round {p['round']:>3} │{bar}│ {pct(p['accuracy']):>5} % ({p['correct']}/{p['n']}) "
+                  f"{short(p['model_version'], 8)}", highlight=False, soft_wrap=True)
+
+
+def curve_png(data: dict, path: str | Path) -> Path:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import matplotlib.ticker
+    except ImportError:
+        raise InspectError("--png needs matplotlib, which is not installed (pip install matplotlib); "
+                           "the terminal chart works without it") from None
+    pts = data["points"]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([p["round"] for p in pts], [100 * (p["accuracy"] or 0) for p in pts], marker="o")
+    ax.set(xlabel="round (0 = before training)", ylabel="held-out accuracy (%)", ylim=(0, 100),
+           title=f"run {data['run_id']}")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

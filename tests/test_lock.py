@@ -1,0 +1,117 @@
+"""One writer per store: a second `loop start` is refused naming the holder; a lock
+left by a killed process is taken over; `inspect` during a run says who writes."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+import cli
+from store.lock import StoreLock, StoreLocked, holder, lock_path
+from tests.conftest import ROOT
+
+runner = CliRunner()
+HOLD = """
+import sys, time
+from store.lock import StoreLock
+from store.db import Store
+lock = StoreLock(sys.argv[1]).acquire()
+st = Store(sys.argv[1])
+print("ready", flush=True)
+sys.stdin.read()  # hold until the test closes stdin (or kills us)
+"""
+
+
+@pytest.fixture
+def writer(tmp_path):
+    """A live process holding the store's lock and its DuckDB file, like a running `loop start`."""
+    store = tmp_path / "run" / "loop.duckdb"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    p = subprocess.Popen([sys.executable, "-c", HOLD, str(store)], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    assert p.stdout.readline().strip() == "ready"
+    yield store, p
+    p.kill()
+    p.wait()
+
+
+def test_second_start_is_refused_naming_the_holder(writer, tmp_path):
+    store, p = writer
+    res = runner.invoke(cli.app, ["start", "--rounds", "1", "-c", str(ROOT / "configs" / "tiny.yaml"),
+                                  "--set", f"run.dir={store.parent}"])
+    assert res.exit_code == 2
+    assert f"pid {p.pid} on host {socket.gethostname()}" in res.output and "in use" in res.output
+
+
+def test_inspect_while_running_names_the_writer(writer):
+    store, p = writer
+    res = runner.invoke(cli.app, ["inspect", "--store", str(store), "summary"])
+    assert res.exit_code == 2 and f"running `loop start` (pid {p.pid}" in res.output
+
+
+def test_lock_of_a_killed_process_is_taken_over(writer):
+    store, p = writer
+    with pytest.raises(StoreLocked):
+        StoreLock(store).acquire()
+    assert holder(store)["alive"] is True
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert holder(store) == {**json.loads(lock_path(store).read_text()), "alive": False}  # stale file stays
+    lock = StoreLock(store).acquire()
+    try:
+        assert lock.took_over["pid"] == p.pid
+        assert json.loads(lock_path(store).read_text())["pid"] == os.getpid()
+    finally:
+        lock.release()
+
+
+@pytest.mark.parametrize("content", [
+    '{"pid": 999999999, "host": "h", "since": "x"}',   # a dead holder's record
+    "garbage {",                                        # a torn or foreign file
+    "",                                                 # empty
+])
+def test_leftover_lock_file_is_not_a_lock(tmp_path, content):
+    store = tmp_path / "s.duckdb"
+    lock_path(store).write_text(content)
+    with StoreLock(store) as lock:
+        assert lock.took_over == (json.loads(content) if content.startswith("{") else None)
+        assert holder(store)["pid"] == os.getpid()
+
+
+FORK_AND_EXIT = """
+import os, sys, time
+from store.lock import StoreLock
+lock = StoreLock(sys.argv[1]).acquire()
+if os.fork() == 0:  # the forked child shares the locked descriptor
+    print(os.getpid(), flush=True)
+    time.sleep(60)
+    os._exit(0)
+os._exit(0)  # the recorded holder dies; its child keeps the lock
+"""
+
+
+def test_lock_kept_by_a_forked_child_is_explained(tmp_path):
+    store = tmp_path / "s.duckdb"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    parent = subprocess.Popen([sys.executable, "-c", FORK_AND_EXIT, str(store)], stdout=subprocess.PIPE,
+                              text=True, env=env, cwd=ROOT)
+    child_pid = int(parent.stdout.readline())
+    parent.wait()
+    try:
+        with pytest.raises(StoreLocked, match=f"pid {parent.pid} .*a process it forked still holds the lock"):
+            StoreLock(store).acquire()
+    finally:
+        os.kill(child_pid, signal.SIGKILL)
+
+
+def test_clean_release_leaves_no_stale_record(tmp_path):
+    store = tmp_path / "s.duckdb"
+    with StoreLock(store):
+        assert holder(store)["alive"] is True
+    assert holder(store) is None and lock_path(store).exists()
+    with StoreLock(store) as again:
+        assert again.took_over is None
