@@ -78,6 +78,25 @@ def test_damaged_file_clear_error_and_untouched(good, tmp_path, how, needle, rea
     assert _sha(p) == before and sorted(os.listdir(tmp_path)) == ["s.duckdb"]
 
 
+@pytest.mark.parametrize("read_only", [True, False])
+def test_trimmed_free_tail_is_not_truncation(tmp_path, read_only):
+    """DuckDB cuts free blocks off the end of the file: fewer bytes than total blocks, all data there."""
+    import duckdb
+    p = tmp_path / "s.duckdb"
+    Store(p).close()
+    con = duckdb.connect(str(p))
+    con.execute("CREATE TABLE big AS SELECT range AS a, md5(range::VARCHAR) AS b FROM range(1000000)")
+    con.execute("CHECKPOINT")
+    con.execute("DROP TABLE big")
+    con.close()
+    con = duckdb.connect(str(p), read_only=True)  # the reopened header still counts the trimmed blocks
+    block, total = con.execute("SELECT block_size, total_blocks FROM pragma_database_size()").fetchall()[0]
+    con.close()
+    assert p.stat().st_size < block * total  # the situation under test
+    with Store(p, read_only=read_only) as st:
+        assert st.scalar("SELECT max(version) FROM schema_migrations") >= 3
+
+
 @pytest.mark.parametrize("how", ["garbage", "cut:100", "half"])
 @pytest.mark.parametrize("cmd", [["inspect", "summary"], ["inspect", "export", "--out", "EXP"], ["start"]])
 def test_damaged_file_commands_exit_2(good, tmp_path, how, cmd):
