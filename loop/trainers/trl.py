@@ -60,6 +60,12 @@ def step_timer():
     return StepTimer()
 
 
+def _quiet(trainer) -> None:
+    """Our rich bar shows progress; drop transformers' per-step dict printer."""
+    from transformers.trainer_callback import PrinterCallback
+    trainer.remove_callback(PrinterCallback)
+
+
 def _finish(trainer, result, n_examples: int, tmp: str) -> dict:
     trainer.model.save_pretrained(tmp)
     timer = next((c for c in trainer.callback_handler.callbacks if type(c).__name__ == "StepTimer"), None)
@@ -93,6 +99,7 @@ def sft(job: dict) -> dict:
                      max_length=cfg["max_seq_len"])
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
                          peft_config=peft_config, callbacks=[train_callback("train (SFT)"), step_timer()])
+    _quiet(trainer)
     return _finish(trainer, trainer.train(), len(ds), job["tmp"])
 
 
@@ -116,4 +123,5 @@ def grpo(job: dict) -> dict:
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=ds,
                           processing_class=tok, peft_config=peft_config,
                           callbacks=[train_callback("train (GRPO)"), step_timer()])
+    _quiet(trainer)
     return _finish(trainer, trainer.train(), len(ds), job["tmp"])

@@ -7,7 +7,7 @@ adapter_config.json) and keeping its LoRA weights trainable.
 """
 from __future__ import annotations
 
-from loop.trainers.trl import _common_args, _finish, reward_funcs, step_timer
+from loop.trainers.trl import _common_args, _finish, _quiet, reward_funcs, step_timer
 
 
 def _load(job: dict, max_seq_len: int):
@@ -48,6 +48,7 @@ def sft(job: dict) -> dict:
                      max_length=cfg["max_seq_len"])
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
                          callbacks=[train_callback("train (SFT, unsloth)"), step_timer()])
+    _quiet(trainer)
     return _finish(trainer, trainer.train(), len(ds), job["tmp"])
 
 
@@ -65,4 +66,5 @@ def grpo(job: dict) -> dict:
                       temperature=cfg["temperature"], reward_weights=weights, log_completions=False)
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=ds,
                           processing_class=tok, callbacks=[train_callback("train (GRPO, unsloth)"), step_timer()])
+    _quiet(trainer)
     return _finish(trainer, trainer.train(), len(ds), job["tmp"])
