@@ -202,10 +202,10 @@ class Gate:
             return "duplicate", {"match": self.hashes[h]}
         if hits := self.near.query(problem):
             return "near_duplicate", {"match": hits[0][0], "jaccard": round(hits[0][1], 3)}
-        if k := self.ngrams.count(problem):
-            return "contaminated", {"match": "eval_13gram", "count": k}
         if self.held.overlaps(problem):
             return "contaminated", {"match": "heldout_key"}
+        if k := self.ngrams.count(problem):
+            return "contaminated", {"match": "eval_13gram", "count": k}
         return None
 
     def check(self, parsed: Parsed, run_program) -> Verdict:

@@ -165,6 +165,9 @@ def test_stage_records_every_proposal_with_its_reason(tmp_path):
     members = {r["problem_id"] for r in ctx.store.query("SELECT problem_id FROM round_problems WHERE round = 1")}
     assert members == {r["problem_id"] for r in kept}
     assert info["self_kept"] == 3 and info["self_proposed"] == 16 and info["self_rejected"]["duplicate"] == 2
+    meta = [json.loads(m) for (m,) in ctx.store.con.execute(
+        "SELECT meta FROM proposals WHERE reason = 'contaminated' ORDER BY attempt").fetchall()]
+    assert [m["match"] for m in meta] == ["eval_13gram", "heldout_key"]
     assert ctx.is_done(1, "propose")
     prompts, params = ctx._sampler.calls[0]
     assert params.stop == ["</program>"] and params.n == 4
@@ -311,3 +314,37 @@ def test_real_model_proposes_through_sampler_and_sandbox(tmp_path):
     assert sum(not r["reason"].startswith("parse:") for r in rows) >= 2  # it copies the format
     for k in kept:                                                    # kept = a program that ran to a number
         assert json.loads(k["meta"])["program"] and k["answer"]
+
+
+@pytest.mark.slow
+def test_grpo_rows_plug_into_trl_grpo_trainer(tmp_path):
+    """The documented plug: TRL's GRPOTrainer on `grpo_dataset` rows with
+    `proposer_learnability` receives each row's pass_rate column (tiny model, 1 step)."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+    from loop import trl_compat
+    from loop.curriculum import proposer_learnability
+    from loop.models import resolve_model
+    from loop.proposer import STARTERS, build_prompt, grpo_dataset
+    trl_compat.install()
+    ctx = _ctx(tmp_path, [{"kind": "self", "count": 1}])
+    for pid, k in [("a", 1), ("b", 2)]:
+        ctx.store.insert_rows("proposals", [{"proposal_id": pid, "run_id": ctx.run_id, "round": 1,
+                                             "problem_id": f"prob-{pid}", "status": "kept", "reason": "ok",
+                                             "raw": render(*STARTERS[k]), "prompt": build_prompt(STARTERS[:2])}])
+        _samples(ctx, f"prob-{pid}", 1, 4, k)
+    seen = []
+
+    def reward(prompts, completions, pass_rate, **kwargs):
+        seen.extend(pass_rate)
+        return proposer_learnability(prompts, completions, pass_rate)
+    args = GRPOConfig(output_dir=str(tmp_path / "grpo"), max_steps=1, per_device_train_batch_size=2,
+                      num_generations=2, max_completion_length=8, learning_rate=1e-3, use_cpu=True,
+                      report_to=[], save_strategy="no", logging_steps=1, disable_tqdm=True, seed=0)
+    trainer = GRPOTrainer(model=str(resolve_model("tiny:llama")), reward_funcs=[reward], args=args,
+                          train_dataset=Dataset.from_list(grpo_dataset(ctx.store, ctx.run_id)))
+    trainer.train()
+    assert trainer.state.global_step == 1
+    assert seen and set(seen) <= {0.25, 0.5}                       # the rows' pass rates reached the reward
+    assert any(abs(h.get("reward", -1) - 0.75) < 1e-6 or abs(h.get("reward", -1) - 0.5) < 1e-6
+               or abs(h.get("reward", -1) - 0.625) < 1e-6 for h in trainer.state.log_history)
