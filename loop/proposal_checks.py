@@ -29,6 +29,11 @@ truncated program (`"length"`) is rejected. Rejections are `parse:<why>`.
                    (the same sum in words) is rejected too
   program_mismatch the program uses a number that is not in the problem text
                    (0, 1, 2, 100 and number words like "twice"/"dozen" count)
+  trivial:<why>    no_words (no word of 2+ letters: "25", "5 * 2"),
+                   no_computation (the program assigns a bare number),
+                   answer_given (after running: the answer is a number the
+                   problem states). Without these a weak proposer drifts to
+                   "<problem>5</problem> answer = 5", which it always solves.
   <sandbox reason> `loop.sandbox.run` failed: static:..., error:..., timeout,
                    nondeterministic (it runs the program twice), no_answer, ...
   bad_answer:<why> the answer is not a short rational number, or
@@ -60,6 +65,8 @@ _ANSWER_RE = re.compile(r"-?\d+(?:/\d+)?|-?\d+\.\d+")
 _TEXT_NUM = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
 _OPEN_P, _CLOSE_P = re.compile(r"<\s*problem\s*>", re.I), re.compile(r"<\s*/\s*problem\s*>", re.I)
 _OPEN_G, _CLOSE_G = re.compile(r"<\s*program\s*>", re.I), re.compile(r"<\s*/\s*program\s*>", re.I)
+_WORD = re.compile(r"[^\W\d_]{2,}")
+_NUMBER_CTORS = {"Integer", "Rational", "Float", "Number", "S", "int", "float"}
 _FENCE = re.compile(r"^\s*```[a-zA-Z]*\s*$", re.M)
 
 
@@ -147,6 +154,30 @@ def program_numbers(program: str) -> set[Fraction]:
             and isinstance(n.value, (int, float)) and not isinstance(n.value, bool)}
 
 
+def computes(program: str) -> bool:
+    """Whether the program does more than assign a number literal (or a sympy
+    number built from literals, e.g. `Integer(-5)`)."""
+    try:
+        tree = ast.parse(program)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return True  # the sandbox reports it
+    for n in ast.walk(tree):
+        if isinstance(n, (ast.BinOp, ast.BoolOp, ast.Compare, ast.Subscript, ast.comprehension,
+                          ast.For, ast.While, ast.IfExp, ast.Lambda, ast.FunctionDef)):
+            return True
+        if isinstance(n, ast.Call) and not (isinstance(n.func, ast.Name) and n.func.id in _NUMBER_CTORS):
+            return True
+    return False
+
+
+def trivial_reason(problem: str, program: str) -> str | None:
+    if not _WORD.search(problem):
+        return "trivial:no_words"
+    if not computes(program):
+        return "trivial:no_computation"
+    return None
+
+
 def text_numbers(text: str) -> set[Fraction]:
     nums = {Fraction(m.group().replace(",", "")) for m in _TEXT_NUM.finditer(text)}
     words = set(re.findall(r"[a-z]+", text.lower()))
@@ -217,6 +248,8 @@ class Gate:
         extra = program_numbers(parsed.program) - text_numbers(parsed.problem) - FREE_NUMBERS
         if extra:
             return Verdict("program_mismatch", detail={"numbers": sorted(str(x) for x in extra)})
+        if why := trivial_reason(parsed.problem, parsed.program):
+            return Verdict(why)
         res = run_program(parsed.program)
         detail = {"sandbox_s": round(res.elapsed_s, 3), "sandbox_detail": res.detail[:300]}
         if not res.ok:
@@ -224,6 +257,8 @@ class Gate:
         answer = res.output.strip()
         if why := answer_reason(answer):
             return Verdict(why, answer, detail)
+        if Fraction(answer) in {Fraction(m.group().replace(",", "")) for m in _TEXT_NUM.finditer(parsed.problem)}:
+            return Verdict("trivial:answer_given", answer, detail)
         if (frozenset(text_numbers(parsed.problem)), answer) in self.held_answers:
             return Verdict("contaminated", answer, {**detail, "match": "heldout_answer"})
         return Verdict("ok", answer, detail)

@@ -8,9 +8,10 @@ Contract (the propose stage, loop/propose.py, calls `plan_round` once per round)
   one verified sample in this run; while fewer than `shots` exist, the procedural
   generator's problems (with their programs) and a few starter word problems fill
   in. The system prompt carries `band_hint(...)` over the pass rates of earlier
-  self-proposed problems. Generation runs in waves of about `sample.batch_size`
-  completions (GEN_PER_PROMPT per prompt, each prompt its own few-shot draw) until
-  `count` are kept or `count * attempts` were drawn.
+  self-proposed problems. Generation runs in waves of WAVE_FACTOR x the problems
+  still needed (at most `sample.batch_size`; GEN_PER_PROMPT completions per prompt,
+  each prompt its own few-shot draw) until `count` are kept or `count * attempts`
+  were drawn.
 - Every completion is parsed and gated (`loop.proposal_checks`: dedup, near-dup,
   decontamination, program/number agreement, `loop.sandbox.run` twice, gold
   check) and recorded as one `proposals` row, kept or rejected with its reason;
@@ -46,6 +47,7 @@ from loop.proposal_checks import Gate, Parsed, executable, parse, render
 
 PROPOSER_VERSION = "proposer-v1"
 GEN_PER_PROMPT = 4
+WAVE_FACTOR = 3          # a wave draws about 3x the problems still needed (at most sample.batch_size)
 SANDBOX_TIMEOUT_S = 5.0
 SYSTEM = ("You write short math word problems. Each problem comes with a one-line Python program "
           "that computes its answer. Reply in exactly this format:\n"
@@ -144,7 +146,8 @@ def generate(ctx, src, gate: Gate, pool: list[tuple[str, str]], hint: str, seed:
     per_wave = max(GEN_PER_PROMPT, ctx.cfg.sample.batch_size // GEN_PER_PROMPT * GEN_PER_PROMPT)
     sampler = ctx.sampler()
     while kept < src.count and len(out) < budget:
-        n_prompts = -(-min(per_wave, budget - len(out)) // GEN_PER_PROMPT)
+        want = min(per_wave, budget - len(out), WAVE_FACTOR * (src.count - kept))
+        n_prompts = -(-want // GEN_PER_PROMPT)
         prompts = [build_prompt(rng.sample(pool, min(src.shots, len(pool))), hint) for _ in range(n_prompts)]
         params = SamplingParams(n=GEN_PER_PROMPT, temperature=src.temperature, top_p=ctx.cfg.sample.top_p,
                                 max_new_tokens=src.max_new_tokens, seed=seed + wave, stop=["</program>"])

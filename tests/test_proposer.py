@@ -64,6 +64,34 @@ def test_exactify_makes_numbers_exact():
     assert text_numbers("A dozen eggs cost $1,200.50; twice that.") == {12, 1200.5, 2}
 
 
+def _fake_run(program):
+    """Stands in for the sandbox on trusted test programs: exact value of `answer = EXPR`."""
+    import sympy
+    from loop.sandbox import SandboxResult
+    return SandboxResult(True, str(sympy.sympify(program.split("=", 1)[1], rational=True)), "ok", 0.0)
+
+
+GATE_TABLE = [
+    # (problem, program, expected reason, expected answer)
+    ("Ann has 5 cats and each has 4 legs. How many legs?", "answer = 5 * 4", "ok", "20"),
+    ("Half of 30 apples are red. How many are red?", "answer = 30 / 2", "ok", "15"),       # 2 is free ("half")
+    ("A dozen eggs cost 3 dollars. What does one egg cost?", "answer = 3 / 12", "ok", "1/4"),  # "dozen" = 12
+    ("Ann has 5 cats. How many legs do they have?", "answer = 5 * 4", "program_mismatch", None),  # 4 not stated
+    ("25", "answer = 25", "trivial:no_words", None),                                      # a bare number
+    ("5 * 2", "answer = 5 * 2", "trivial:no_words", None),                                # no instruction at all
+    ("Bo has 5 pens. How many pens?", "answer = 5", "trivial:no_computation", None),      # nothing computed
+    ("Bo owes 5 pens. What is his balance?", "answer = Integer(-5)", "trivial:no_computation", None),
+    ("What is 5 * 1?", "answer = 5 * 1", "trivial:answer_given", "5"),                    # the answer is stated
+    ("Is 5 more than 3? Answer it.", "answer = 5 > 3", "bad_answer:not_a_number", "True"),
+]
+
+
+@pytest.mark.parametrize("problem, program, reason, answer", GATE_TABLE)
+def test_gate_table(problem, program, reason, answer):
+    v = Gate([]).check(parse(P.format(problem, program)), _fake_run)
+    assert (v.reason, v.answer) == (reason, answer)
+
+
 @pytest.mark.parametrize("level", [1, 2, 3, 4])
 def test_arithmetic_programs_compute_their_answers(level):
     from loop.propose import arithmetic
@@ -271,12 +299,9 @@ def test_grpo_dataset_rewards_are_learnability(tmp_path):
 
 def test_online_learnability_reward_gates_then_solves():
     from loop.proposer import LearnabilityReward
-    from loop.sandbox import SandboxResult
     solved = {"Ann has 3 cats and 4 dogs. How many pets?": 0.25, "Bo has 2 hats and 3 caps. How many?": 1.0}
 
-    def fake_run(program):   # stands in for the sandbox: evaluates the trusted test programs
-        return SandboxResult(True, str(eval(program.split("=", 1)[1])), "ok", 0.0)  # noqa: S307
-    reward = LearnabilityReward(lambda q, a: solved[q], gate=Gate([]), runner=fake_run)
+    reward = LearnabilityReward(lambda q, a: solved[q], gate=Gate([]), runner=_fake_run)
     completions = [[{"role": "assistant", "content": P.format(q, f"answer = {e}")}]
                    for q, e in [(list(solved)[0], "3 + 4"), (list(solved)[1], "2 + 3")]]
     completions.append([{"role": "assistant", "content": "no problem here"}])
