@@ -37,10 +37,17 @@ class ModelConfig(_Strict):
 
 
 class SourceConfig(_Strict):
-    kind: Literal["arithmetic", "jsonl"]
-    count: int = Field(16, ge=0)       # problems drawn from this source per round
+    kind: Literal["arithmetic", "jsonl", "self"]
+    count: int = Field(16, ge=0)       # problems drawn from this source per round (self: kept at most)
     levels: list[int] = [1, 2]         # arithmetic difficulty levels
     path: str | None = None            # jsonl: GSM8K-format file
+    # self: the current model proposes problems with answer programs (loop/proposer.py)
+    shots: int = Field(4, ge=1)        # few-shot examples in the proposer prompt
+    attempts: int = Field(4, ge=1)     # generations drawn per kept problem, at most
+    temperature: float = Field(0.8, ge=0.0)
+    max_new_tokens: int = Field(96, ge=8)
+    near_dup: float = Field(0.8, gt=0.0, le=1.0)   # NearDupIndex Jaccard threshold
+    eval_paths: list[str] = []         # jsonl eval sets (`question` field) for 13-gram decontamination
 
     @model_validator(mode="after")
     def _check(self) -> "SourceConfig":
@@ -51,8 +58,21 @@ class SourceConfig(_Strict):
         return self
 
 
+class CurriculumConfig(_Strict):
+    band: tuple[float, float] = (0.2, 0.8)  # pass rates resampled next round (and the proposer's target)
+    retire_after: int = Field(3, ge=1)      # rounds always/never solved before a problem is retired
+    resample_max: int = Field(0, ge=0)      # problems re-added per round; 0 = no resampling
+
+    @model_validator(mode="after")
+    def _check(self) -> "CurriculumConfig":
+        if not 0 <= self.band[0] <= self.band[1] <= 1:
+            raise ValueError(f"band must satisfy 0 <= lo <= hi <= 1, got {list(self.band)}")
+        return self
+
+
 class ProposeConfig(_Strict):
     sources: list[SourceConfig] = [SourceConfig(kind="arithmetic", count=32, levels=[1, 2])]
+    curriculum: CurriculumConfig = CurriculumConfig()
 
 
 class SampleConfig(_Strict):

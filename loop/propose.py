@@ -4,6 +4,11 @@ Sources (one registry, `SOURCES`):
 - `arithmetic`: procedural, seeded, difficulty levels 1-4; answers computed with
   sympy exact arithmetic (integers and rationals), never floats.
 - `jsonl`: GSM8K-format seed files (`question`, `answer` ending in `#### N`).
+- `self`: the current model writes problems with answer programs (loop/proposer.py).
+Every arithmetic problem carries a one-line sympy answer program in `meta.program`
+(`answer = Integer(47) + 38`), the proposer's few-shot format.
+With `propose.curriculum.resample_max > 0` (or a `self` source) the stage also
+re-adds earlier problems whose pass rate lies in the band and records retirements.
 A problem's id is the hash of its normalized question and answer, so the same
 problem proposed twice is stored once.
 """
@@ -12,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -66,6 +72,14 @@ def _level4(r: random.Random) -> tuple[str, sympy.Expr, str]:
     return f"{a}/{b} + {c}/{d}", sympy.Rational(a, b) + sympy.Rational(c, d), "fractions"
 
 
+def answer_program(expr: str) -> str:
+    """A one-line sympy program that computes `expr` exactly: `answer = Integer(47) + 38`,
+    fractions as `Rational(a, b)` (it runs with `from sympy import *` in front)."""
+    if "/" in expr:
+        return "answer = " + re.sub(r"(\d+)/(\d+)", r"Rational(\1, \2)", expr)
+    return "answer = " + re.sub(r"\d+", lambda m: f"Integer({m.group()})", expr, count=1)
+
+
 LEVELS = {1: _level1, 2: _level2, 3: _level3, 4: _level4}
 TEMPLATES = ["What is {e}?", "Compute {e}.", "Calculate {e}.", "What is the value of {e}?"]
 
@@ -85,7 +99,8 @@ def arithmetic(count: int, levels: list[int], seed: int, exclude: set[str] = fro
         if expr in exclude or q in out:  # held-out expressions never train
             continue
         out[q] = Problem(question=q, answer=str(value), source="arithmetic", kind=kind, level=level,
-                         meta={"expression": expr, "seed": seed})
+                         meta={"expression": expr, "seed": seed,
+                               "program": answer_program(expr)})
     return list(out.values())
 
 
@@ -164,15 +179,24 @@ def stage(ctx, r: int) -> dict:
     """Propose round r's problems; store them and the round's membership in one transaction."""
     from store import stats
     cfg = ctx.cfg
-    exclude = heldout_keys(heldout(cfg.evaluate.n_problems, cfg.evaluate.levels, cfg.evaluate.seed))
+    held = heldout(cfg.evaluate.n_problems, cfg.evaluate.levels, cfg.evaluate.seed)
+    exclude = heldout_keys(held)
     problems = propose(cfg.propose.sources, seed=ctx.round_seed(r, "propose"), exclude=exclude)
+    plan = None
+    if cfg.propose.curriculum.resample_max or any(s.kind == "self" for s in cfg.propose.sources):
+        from loop.proposer import plan_round  # self-proposed problems + curriculum
+        plan = plan_round(ctx, r, problems, held, exclude)
+        problems += plan.problems
     rows = [{"problem_id": p.problem_id, "source": p.source, "kind": p.kind, "level": p.level,
              "question": p.question, "answer": p.answer, "meta": p.meta} for p in problems]
-    members = [{"run_id": ctx.run_id, "round": r, "problem_id": p.problem_id} for p in problems]
-    info = {"problems": len(problems), "sources": sorted({p.source for p in problems})}
+    ids = list(dict.fromkeys([p.problem_id for p in problems] + (plan.resample if plan else [])))
+    members = [{"run_id": ctx.run_id, "round": r, "problem_id": pid} for pid in ids]
+    info = {"problems": len(ids), "sources": sorted({p.source for p in problems})} | (plan.info if plan else {})
     with ctx.store.transaction():
         ctx.store.insert_rows("problems", rows)
         ctx.store.insert_rows("round_problems", members)
+        for table, extra in (plan.tables if plan else {}).items():
+            ctx.store.insert_rows(table, extra)
         stats.record_proposed(ctx.store, ctx.run_id, r)
         ctx.mark_done(r, "propose", info)
     return info

@@ -1,0 +1,264 @@
+"""Parsing and checking one self-proposed problem (the proposer's gate; no model, no DB).
+
+Output format the proposer is prompted to copy (`render` writes it)::
+
+    <problem>Tom has 12 apples and buys 7 more. How many apples does he have?</problem>
+    <program>
+    answer = 12 + 7
+    </program>
+
+`parse(text, finish_reason)` is tolerant of what does not change the meaning:
+tag case and inner whitespace, prose before the problem, a missing opening
+`<problem>` tag, a missing `</problem>` when `<program>` follows, a Markdown code
+fence inside the program, anything after `</program>` (only the first problem
+counts). A missing `</program>` is accepted only when generation stopped on its
+own (`finish_reason == "stop"`: a backend may strip the stop string); a
+truncated program (`"length"`) is rejected. Rejections are `parse:<why>`.
+
+`Gate.check(...)` applies the checks in order; the first failure is the reason:
+  duplicate        normalized-text hash equals a stored problem's or an earlier
+                   proposal's in this round (`loop.dedup.text_hash`)
+  near_duplicate   word-3-gram Jaccard >= threshold with any stored problem
+                   (`loop.dedup.NearDupIndex`, exact Jaccard on candidates)
+  contaminated     shares a 13-gram with an eval text (`NgramIndex`); the
+                   held-out arithmetic questions are shorter than 13 words, so
+                   exact held-out keys (questions and expressions,
+                   `loop.propose.heldout_keys`) are ALSO rejected when their
+                   normalized tokens occur in the problem, and after running the
+                   program, a problem with a held-out item's numbers and answer
+                   (the same sum in words) is rejected too
+  program_mismatch the program uses a number that is not in the problem text
+                   (0, 1, 2, 100 and number words like "twice"/"dozen" count)
+  trivial:<why>    no_words (no word of 2+ letters: "25", "5 * 2"),
+                   no_computation (the program assigns a bare number),
+                   answer_given (after running: the answer is a number the
+                   problem states). Without these a weak proposer drifts to
+                   "<problem>5</problem> answer = 5", which it always solves.
+  <sandbox reason> `loop.sandbox.run` failed: static:..., error:..., timeout,
+                   nondeterministic (it runs the program twice), no_answer, ...
+  bad_answer:<why> the answer is not a short rational number, or
+                   `verify(answer, answer).equal` is not True
+Programs run as `from sympy import *` + the program with its number literals
+made exact (`exactify`: 100/3 is Rational 100/3, never a float).
+"""
+from __future__ import annotations
+
+import ast
+import re
+import textwrap
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Iterable
+
+from loop.dedup import NearDupIndex, NgramIndex, normalize, text_hash
+
+PRELUDE = "from sympy import *\n"
+MAX_PROBLEM_CHARS = 600
+MAX_PROGRAM_CHARS = 1000
+MAX_ANSWER_CHARS = 40
+FREE_NUMBERS = {Fraction(0), Fraction(1), Fraction(2), Fraction(100)}
+NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+                "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "twenty": 20,
+                "half": 2, "twice": 2, "double": 2, "triple": 3, "dozen": 12, "hundred": 100,
+                "thousand": 1000, "quarter": 4, "third": 3, "week": 7, "hour": 60, "minute": 60}
+_ANSWER_RE = re.compile(r"-?\d+(?:/\d+)?|-?\d+\.\d+")
+_TEXT_NUM = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
+_OPEN_P, _CLOSE_P = re.compile(r"<\s*problem\s*>", re.I), re.compile(r"<\s*/\s*problem\s*>", re.I)
+_OPEN_G, _CLOSE_G = re.compile(r"<\s*program\s*>", re.I), re.compile(r"<\s*/\s*program\s*>", re.I)
+_WORD = re.compile(r"[^\W\d_]{2,}")
+_NUMBER_CTORS = {"Integer", "Rational", "Float", "Number", "S", "int", "float"}
+_FENCE = re.compile(r"^\s*```[a-zA-Z]*\s*$", re.M)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    problem: str | None
+    program: str | None
+    reason: str                     # 'ok' or 'parse:<why>'
+
+    @property
+    def ok(self) -> bool:
+        return self.reason == "ok"
+
+
+def render(problem: str, program: str) -> str:
+    """The exact text a proposal should be (few-shot answers are rendered with it)."""
+    return f"<problem>{problem.strip()}</problem>\n<program>\n{program.strip()}\n</program>"
+
+
+def parse(text: str, finish_reason: str = "stop") -> Parsed:
+    """One completion -> Parsed (see the module docstring for what is tolerated)."""
+    open_p = _OPEN_P.search(text)
+    start = open_p.end() if open_p else 0
+    open_g = _OPEN_G.search(text, start)
+    if open_g is None:
+        return Parsed(None, None, "parse:no_program")
+    close_p = _CLOSE_P.search(text, start, open_g.start())
+    if open_p is None and close_p is None:
+        return Parsed(None, None, "parse:no_problem")
+    problem = " ".join(text[start:close_p.start() if close_p else open_g.start()].split())
+    close_g = _CLOSE_G.search(text, open_g.end())
+    if close_g is None and finish_reason != "stop":
+        return Parsed(problem or None, None, "parse:truncated")
+    program = text[open_g.end():close_g.start() if close_g else len(text)]
+    program = textwrap.dedent(_FENCE.sub("", program).strip("\n")).strip()
+    if not problem:
+        return Parsed(None, program or None, "parse:empty_problem")
+    if not program:
+        return Parsed(problem, None, "parse:empty_program")
+    if len(problem) > MAX_PROBLEM_CHARS:
+        return Parsed(problem, program, "parse:problem_too_long")
+    if len(program) > MAX_PROGRAM_CHARS:
+        return Parsed(problem, program, "parse:program_too_long")
+    return Parsed(problem, program, "ok")
+
+
+# --- programs -----------------------------------------------------------------------
+class _Exact(ast.NodeTransformer):
+    def visit_Constant(self, node: ast.Constant) -> ast.AST:
+        v = node.value
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return node
+        if isinstance(v, int):
+            call = ast.Call(ast.Name("Integer", ast.Load()), [ast.Constant(v)], [])
+        else:
+            call = ast.Call(ast.Name("Rational", ast.Load()), [ast.Constant(repr(v))], [])
+        return ast.copy_location(call, node)
+
+
+def exactify(program: str) -> str:
+    """Number literals -> sympy Integer/Rational (a syntax error is left for the sandbox)."""
+    try:
+        tree = ast.parse(program)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return program
+    try:
+        return ast.unparse(ast.fix_missing_locations(_Exact().visit(tree)))
+    except RecursionError:
+        return program
+
+
+def executable(program: str) -> str:
+    """What the sandbox runs for a proposal's program."""
+    return PRELUDE + exactify(program)
+
+
+def program_numbers(program: str) -> set[Fraction]:
+    """Number literals of the program (bools excluded); empty if it does not parse."""
+    try:
+        tree = ast.parse(program)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return set()
+    return {Fraction(repr(n.value)) if isinstance(n.value, float) else Fraction(n.value)
+            for n in ast.walk(tree) if isinstance(n, ast.Constant)
+            and isinstance(n.value, (int, float)) and not isinstance(n.value, bool)}
+
+
+def computes(program: str) -> bool:
+    """Whether the program does more than assign a number literal (or a sympy
+    number built from literals, e.g. `Integer(-5)`)."""
+    try:
+        tree = ast.parse(program)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return True  # the sandbox reports it
+    for n in ast.walk(tree):
+        if isinstance(n, (ast.BinOp, ast.BoolOp, ast.Compare, ast.Subscript, ast.comprehension,
+                          ast.For, ast.While, ast.IfExp, ast.Lambda, ast.FunctionDef)):
+            return True
+        if isinstance(n, ast.Call) and not (isinstance(n.func, ast.Name) and n.func.id in _NUMBER_CTORS):
+            return True
+    return False
+
+
+def trivial_reason(problem: str, program: str) -> str | None:
+    if not _WORD.search(problem):
+        return "trivial:no_words"
+    if not computes(program):
+        return "trivial:no_computation"
+    return None
+
+
+def text_numbers(text: str) -> set[Fraction]:
+    nums = {Fraction(m.group().replace(",", "")) for m in _TEXT_NUM.finditer(text)}
+    words = set(re.findall(r"[a-z]+", text.lower()))
+    return nums | {Fraction(v) for w, v in NUMBER_WORDS.items() if w in words or w + "s" in words}
+
+
+def answer_reason(answer: str) -> str | None:
+    """Why `answer` cannot be a gold answer, or None."""
+    from rewards import verify
+    if len(answer) > MAX_ANSWER_CHARS:
+        return "bad_answer:too_long"
+    if not _ANSWER_RE.fullmatch(answer.strip()):
+        return "bad_answer:not_a_number"
+    if verify(answer, answer).equal is not True:
+        return "bad_answer:unverifiable"
+    return None
+
+
+# --- the gate -------------------------------------------------------------------------
+@dataclass
+class Verdict:
+    reason: str                      # 'ok' or the first failed check
+    answer: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Gate:
+    """Dedup + decontamination state for one round: every stored problem text, the
+    eval texts, the held-out problems; kept proposals are added as they pass."""
+
+    def __init__(self, stored: Iterable[tuple[str, str]], eval_texts: Iterable[str] = (),
+                 heldout: Iterable[Any] = (), near_dup: float = 0.8):
+        from loop.propose import heldout_keys
+        heldout = list(heldout)
+        self.hashes: dict[str, str] = {}
+        self.near = NearDupIndex(threshold=near_dup)
+        for pid, text in stored:
+            self.add(pid, text)
+        self.ngrams = NgramIndex(eval_texts)
+        self.held = NgramIndex(heldout_keys(heldout), n=10**6)  # every key is "short": contained match
+        self.held_answers = {(frozenset(text_numbers(p.meta.get("expression", p.question))), p.answer)
+                             for p in heldout}
+
+    def add(self, pid: str, text: str) -> None:
+        h = text_hash(text)
+        if h not in self.hashes:
+            self.hashes[h] = pid
+            self.near.add(pid, text)
+
+    def text_reason(self, problem: str) -> tuple[str, dict] | None:
+        """duplicate / near_duplicate / contaminated / program-independent checks."""
+        if (h := text_hash(problem)) in self.hashes:
+            return "duplicate", {"match": self.hashes[h]}
+        if hits := self.near.query(problem):
+            return "near_duplicate", {"match": hits[0][0], "jaccard": round(hits[0][1], 3)}
+        if self.held.overlaps(problem):
+            return "contaminated", {"match": "heldout_key"}
+        if k := self.ngrams.count(problem):
+            return "contaminated", {"match": "eval_13gram", "count": k}
+        return None
+
+    def check(self, parsed: Parsed, run_program) -> Verdict:
+        """All checks for a parsed proposal; `run_program(program) -> SandboxResult`."""
+        if not parsed.ok:
+            return Verdict(parsed.reason)
+        if hit := self.text_reason(parsed.problem):
+            return Verdict(hit[0], detail=hit[1])
+        extra = program_numbers(parsed.program) - text_numbers(parsed.problem) - FREE_NUMBERS
+        if extra:
+            return Verdict("program_mismatch", detail={"numbers": sorted(str(x) for x in extra)})
+        if why := trivial_reason(parsed.problem, parsed.program):
+            return Verdict(why)
+        res = run_program(parsed.program)
+        detail = {"sandbox_s": round(res.elapsed_s, 3), "sandbox_detail": res.detail[:300]}
+        if not res.ok:
+            return Verdict(res.reason, detail=detail)
+        answer = res.output.strip()
+        if why := answer_reason(answer):
+            return Verdict(why, answer, detail)
+        if Fraction(answer) in {Fraction(m.group().replace(",", "")) for m in _TEXT_NUM.finditer(parsed.problem)}:
+            return Verdict("trivial:answer_given", answer, detail)
+        if (frozenset(text_numbers(parsed.problem)), answer) in self.held_answers:
+            return Verdict("contaminated", answer, {**detail, "match": "heldout_answer"})
+        return Verdict("ok", answer, detail)
