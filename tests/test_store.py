@@ -90,7 +90,7 @@ def test_store_at_001_is_migrated_by_002_and_003(tmp_path):
         Store(p, read_only=True)
     with Store(p) as st:
         assert st.migrated_from == 1
-        assert [r["version"] for r in st.query("SELECT version FROM schema_migrations ORDER BY 1")] == [1, 2, 3]
+        assert [r["version"] for r in st.query("SELECT version FROM schema_migrations ORDER BY 1")] == list(range(1, SCHEMA_VERSION + 1))
         row = st.query("SELECT completion, model_parent, loop_version FROM samples WHERE sample_id = 's1'")[0]
         assert row == {"completion": "old chain", "model_parent": "m0", "loop_version": None}  # 002 backfill
         assert st.scalar("SELECT attempts FROM steps") == 1
@@ -101,7 +101,7 @@ def test_store_at_001_is_migrated_by_002_and_003(tmp_path):
         assert st.query("SELECT problem_id, first_round FROM run_problems ORDER BY 1") == \
             [{"problem_id": "p1", "first_round": 1}, {"problem_id": "p2", "first_round": 1}]
     with Store(p) as st:  # reopening applies nothing twice
-        assert st.migrated_from == SCHEMA_VERSION == 3
+        assert st.migrated_from == SCHEMA_VERSION
 
 
 def test_migrate_command_reports_versions(tmp_path):
@@ -110,9 +110,9 @@ def test_migrate_command_reports_versions(tmp_path):
     p = tmp_path / "old.duckdb"
     _store_at_001(p)
     res = CliRunner().invoke(cli.app, ["migrate", "--store", str(p)])
-    assert res.exit_code == 0 and "schema version 1 -> 3" in res.output
+    assert res.exit_code == 0 and f"schema version 1 -> {SCHEMA_VERSION}" in res.output
     with Store(p, read_only=True) as st:
-        assert st.scalar("SELECT max(version) FROM schema_migrations") == 3
+        assert st.scalar("SELECT max(version) FROM schema_migrations") == SCHEMA_VERSION
 
 
 def test_append_arrow_is_idempotent(tmp_path):
