@@ -75,7 +75,8 @@ def start_engine(model: Path, dtype: str, **kw):
         from vllm import LLM
         return LLM(str(model), **(engine_kwargs(model, dtype, kw.pop("enable_lora", False)) | kw))
     except Exception as e:  # noqa: BLE001 - any engine failure is reported the same way
-        raise SamplerError(f"vllm cannot load model {model}: {type(e).__name__}: {e}") from e
+        msg = str(e) if len(str(e)) < 600 else str(e)[:600] + " ..."  # vLLM lists every architecture
+        raise SamplerError(f"vllm cannot load model {model}: {type(e).__name__}: {msg}") from e
     finally:
         torch.set_num_threads = set_threads  # the CPU worker replaces it with a no-op
         torch.set_num_threads(threads)
@@ -93,7 +94,10 @@ class VLLMSampler:
             raise SamplerError(f"vllm: adapter mode {self.mode!r}; valid: merge, lora")
         self.dtype = model_cfg.dtype
         from transformers import AutoTokenizer
-        self.tok = AutoTokenizer.from_pretrained(self.model_dir)
+        try:
+            self.tok = AutoTokenizer.from_pretrained(self.model_dir)
+        except Exception as e:  # noqa: BLE001
+            raise SamplerError(f"vllm cannot load model {self.model_dir}: tokenizer: {type(e).__name__}: {e}") from e
         self.eos_ids = eos_ids(self.tok)
         self.scratch = _scratch_folder(self.model_dir) if self.mode == "merge" else None
         t0 = time.perf_counter()
