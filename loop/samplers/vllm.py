@@ -32,6 +32,7 @@ import os
 import shutil
 import tempfile
 import time
+import weakref
 from pathlib import Path
 from typing import Callable
 
@@ -53,13 +54,15 @@ def set_env() -> None:
         os.environ.setdefault(k, v)
 
 
-def engine_kwargs(model_dir: Path, dtype: str, enable_lora: bool = False) -> dict:
+def engine_kwargs(model_dir: Path, dtype: str, enable_lora: bool = False, cpu: bool = True) -> dict:
+    """Engine arguments; the start-up settings above apply on CPU (a GPU keeps vLLM's own)."""
     cfg = json.loads((model_dir / "config.json").read_text())
     limit = int(cfg.get("max_position_embeddings") or 4096)
-    kw = dict(dtype=dtype, enforce_eager=os.environ.get("LOOP_VLLM_EAGER", "1") != "0",
-              kv_cache_memory_bytes=int(float(os.environ.get("LOOP_VLLM_KV_CACHE_GIB", "1")) * 2 ** 30),
-              max_model_len=int(os.environ.get("LOOP_VLLM_MAX_MODEL_LEN", min(4096, limit))),
+    kw = dict(dtype=dtype, max_model_len=int(os.environ.get("LOOP_VLLM_MAX_MODEL_LEN", min(4096, limit))),
               seed=0, disable_log_stats=True)
+    if cpu:
+        kw.update(enforce_eager=os.environ.get("LOOP_VLLM_EAGER", "1") != "0",
+                  kv_cache_memory_bytes=int(float(os.environ.get("LOOP_VLLM_KV_CACHE_GIB", "1")) * 2 ** 30))
     if enable_lora:
         kw.update(enable_lora=True, max_loras=1,
                   max_lora_rank=int(os.environ.get("LOOP_VLLM_MAX_LORA_RANK", "64")))
@@ -73,7 +76,9 @@ def start_engine(model: Path, dtype: str, **kw):
     set_threads, threads = torch.set_num_threads, torch.get_num_threads()
     try:
         from vllm import LLM
-        return LLM(str(model), **(engine_kwargs(model, dtype, kw.pop("enable_lora", False)) | kw))
+        from vllm.platforms import current_platform
+        lora = kw.pop("enable_lora", False)
+        return LLM(str(model), **(engine_kwargs(model, dtype, lora, current_platform.is_cpu()) | kw))
     except Exception as e:  # noqa: BLE001 - any engine failure is reported the same way
         msg = str(e) if len(str(e)) < 600 else str(e)[:600] + " ..."  # vLLM lists every architecture
         raise SamplerError(f"vllm cannot load model {model}: {type(e).__name__}: {msg}") from e
@@ -100,8 +105,14 @@ class VLLMSampler:
             raise SamplerError(f"vllm cannot load model {self.model_dir}: tokenizer: {type(e).__name__}: {e}") from e
         self.eos_ids = eos_ids(self.tok)
         self.scratch = _scratch_folder(self.model_dir) if self.mode == "merge" else None
+        if self.scratch is not None:  # removed at close() or, at the latest, with this object
+            self._cleanup = weakref.finalize(self, shutil.rmtree, self.scratch, True)
         t0 = time.perf_counter()
-        self.llm = start_engine(self.scratch or self.model_dir, self.dtype, enable_lora=self.mode == "lora")
+        try:
+            self.llm = start_engine(self.scratch or self.model_dir, self.dtype, enable_lora=self.mode == "lora")
+        except SamplerError:
+            self.close()
+            raise
         self.start_s = time.perf_counter() - t0
         self.adapter_dir: Path | None = None
         self._lora = None
@@ -125,6 +136,11 @@ class VLLMSampler:
         from vllm.lora.request import LoRARequest
         self._lora = None
         if adapter is not None:
+            rank = json.loads((adapter / "adapter_config.json").read_text()).get("r", 0)
+            limit = self.llm.llm_engine.vllm_config.lora_config.max_lora_rank
+            if rank > limit:
+                raise SamplerError(f"vllm: adapter {adapter} has rank {rank} > max_lora_rank {limit} "
+                                   f"(set LOOP_VLLM_MAX_LORA_RANK, or LOOP_VLLM_ADAPTER=merge)")
             self._lora_id += 1  # a new id each time: vLLM caches adapters by id
             self._lora = LoRARequest(f"adapter-{self._lora_id}", self._lora_id, str(adapter))
 
@@ -160,7 +176,7 @@ class VLLMSampler:
     def close(self) -> None:
         self.llm = None
         if self.scratch is not None:
-            shutil.rmtree(self.scratch, ignore_errors=True)
+            self._cleanup()
             self.scratch = None
 
     # --- generation ---------------------------------------------------------------
@@ -235,8 +251,9 @@ class _Progress:
 def _repack_lm_head(model) -> bool:
     """Re-create the CPU GEMM handle of the (tied) lm_head from its current weight."""
     from vllm.model_executor.layers.utils import dispatch_cpu_unquantized_gemm
+    from vllm.platforms import current_platform
     head = getattr(model, "lm_head", None)
-    if head is None or not hasattr(head, "weight") or head.weight.numel() == 0:
+    if not current_platform.is_cpu() or head is None or not hasattr(head, "weight") or head.weight.numel() == 0:
         return False
     dispatch_cpu_unquantized_gemm(head, remove_weight=False)
     return True
