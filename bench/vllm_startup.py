@@ -27,14 +27,14 @@ from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MARKS = [  # (segment that starts at this line, regex)
-    ("engine config", r"MARK llm-call"),
-    ("spawn engine-core process (re-imports vllm)", r"Initializing a V1 LLM engine"),
-    ("worker start (spawn, re-import, distributed init)", r"DP group leader|world_size=1 rank=0"),
+MARKS = [  # (segment that starts at this line, regex); [default only]
+    ("LLM(): import entrypoints, engine config [+ spawn engine-core, re-import vllm]", r"MARK llm-call"),
+    ("engine core: executor set-up", r"Initializing a V1 LLM engine"),
+    ("worker: [spawn, re-import vllm,] distributed init", r"DP group leader|world_size=1 rank=0"),
     ("load model + weights", r"Starting to load model"),
-    ("set up runner / KV layout", r"Loading weights took"),
-    ("torch.compile (dynamo + inductor) + warm-up run", r"Warming up model for the compilation"),
-    ("KV cache size decision", r"Warming up done"),
+    ("model runner set-up", r"Loading weights took"),
+    ("[torch.compile (dynamo + inductor) + warm-up run]", r"Warming up model for the compilation"),
+    ("[KV cache size decision]", r"Warming up done"),
     ("KV cache allocation + engine init", r"for KV cache on node"),
     ("finish LLM() (tokenizer, renderer)", r"init engine \(profile"),
     ("first generate (16 tokens)", r"MARK llm-ready"),
@@ -66,6 +66,9 @@ def child(profile: str, dtype: str) -> None:
     from vllm import SamplingParams
     llm.generate(["What is 2 + 2?"], SamplingParams(max_tokens=16, temperature=0), use_tqdm=False)
     mark("generated")
+    shutdown = getattr(llm.llm_engine.engine_core, "shutdown", None)
+    if shutdown:  # the default profile's engine-core and worker processes
+        shutdown()
     os._exit(0)
 
 
@@ -86,18 +89,21 @@ def run(profile: str, dtype: str, warm: bool) -> dict:
     env.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
     if profile == "default":
         env["VLLM_CPU_KVCACHE_SPACE"] = "4"
-    with tempfile.TemporaryDirectory() as cache:
+    with tempfile.TemporaryDirectory() as tmp:
         if not warm:
-            env["VLLM_CACHE_ROOT"] = cache
+            env["VLLM_CACHE_ROOT"] = tmp
+        log = Path(tmp) / "child.log"  # a file, not a pipe: engine processes inherit it
         t0 = time.perf_counter()
-        p = subprocess.run([sys.executable, __file__, "--child", profile, "--dtype", dtype], env=env, cwd=ROOT,
-                           capture_output=True, text=True, timeout=900)
+        with open(log, "w") as fh:
+            rc = subprocess.run([sys.executable, __file__, "--child", profile, "--dtype", dtype], env=env,
+                                cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, timeout=900).returncode
         wall = time.perf_counter() - t0
-    if p.returncode != 0:
-        raise SystemExit(f"{profile} failed ({p.returncode}):\n{p.stderr[-4000:]}")
-    vals = dict(line.split() for line in p.stdout.splitlines() if line.startswith(("IMPORT", "ENGINE")))
+        text = log.read_text()
+    if rc != 0 or "MARK generated" not in text:
+        raise SystemExit(f"{profile} failed ({rc}):\n{text[-4000:]}")
+    vals = dict(line.split()[:2] for line in text.splitlines() if line.startswith(("IMPORT ", "ENGINE ")))
     return {"profile": profile, "dtype": dtype, "import_s": float(vals["IMPORT"]), "engine_s": float(vals["ENGINE"]),
-            "process_wall_s": round(wall, 1), "segments": breakdown(p.stdout + "\n" + p.stderr)}
+            "process_wall_s": round(wall, 1), "segments": breakdown(text)}
 
 
 def main() -> None:
