@@ -29,6 +29,8 @@ def child(backend: str, args) -> dict:
     """Runs in a fresh process: start the backend, time one generate."""
     t0 = time.perf_counter()
     if backend == "vllm":
+        from loop.samplers.vllm import set_env
+        set_env()
         import vllm  # noqa: F401 - its import is part of start-up
     import torch
     from loop.config import load_config

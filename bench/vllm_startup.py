@@ -10,7 +10,7 @@ INFO logs, runs one 16-token generate, and splits the wall time at log lines
   change is VLLM_CPU_KVCACHE_SPACE=4: without an explicit KV size vLLM refuses to
   start here (it checks 92% of the NUMA node's memory, as the sandbox reports it);
 - fast: loop.samplers.vllm.start_engine (in-process engine, enforce_eager,
-  explicit 1 GiB KV cache, max_model_len <= 4096).
+  explicit 2 GiB KV cache, max_model_len <= 4096).
 The compile cache lives in a fresh VLLM_CACHE_ROOT per run unless --warm-cache.
 """
 from __future__ import annotations

@@ -12,9 +12,11 @@ Start-up defaults for CPU, each measured (bench/vllm_startup.py):
   and worker processes that each re-import vllm;
 - `enforce_eager=True`: no torch.compile/inductor pass, whose AOT cache does not
   load back on CPU in vLLM 0.32, so it recompiles on every start;
-- an explicit KV cache (LOOP_VLLM_KV_CACHE_GIB, default 1 GiB) and
+- an explicit KV cache (LOOP_VLLM_KV_CACHE_GIB, default 2 GiB: 46k fp32 tokens) and
   max_model_len (LOOP_VLLM_MAX_MODEL_LEN, default min(4096, model limit)): no
-  memory-fraction check against the NUMA node and no warm-up/profiling run.
+  memory-fraction check against the NUMA node and no warm-up/profiling run;
+- no chunked prefill (max_num_batched_tokens >= 8192): vLLM 0.32 crashes on CPU when a
+  seeded request's prefill is split ("CPU Generator does not use offset").
 dtype follows model.dtype (float32 default; bfloat16/float16 work on CPU too).
 
 Adapters without a restart (`set_adapter`), mode LOOP_VLLM_ADAPTER:
@@ -58,11 +60,14 @@ def engine_kwargs(model_dir: Path, dtype: str, enable_lora: bool = False, cpu: b
     """Engine arguments; the start-up settings above apply on CPU (a GPU keeps vLLM's own)."""
     cfg = json.loads((model_dir / "config.json").read_text())
     limit = int(cfg.get("max_position_embeddings") or 4096)
-    kw = dict(dtype=dtype, max_model_len=int(os.environ.get("LOOP_VLLM_MAX_MODEL_LEN", min(4096, limit))),
-              seed=0, disable_log_stats=True)
+    max_len = int(os.environ.get("LOOP_VLLM_MAX_MODEL_LEN", min(4096, limit)))
+    # No chunked prefill: a seeded request whose prefill is split rewinds its torch.Generator,
+    # which CPU generators cannot do ("CPU Generator does not use offset", vLLM 0.32).
+    kw = dict(dtype=dtype, max_model_len=max_len, seed=0, disable_log_stats=True,
+              enable_chunked_prefill=False, max_num_batched_tokens=max(8192, max_len))
     if cpu:
         kw.update(enforce_eager=os.environ.get("LOOP_VLLM_EAGER", "1") != "0",
-                  kv_cache_memory_bytes=int(float(os.environ.get("LOOP_VLLM_KV_CACHE_GIB", "1")) * 2 ** 30))
+                  kv_cache_memory_bytes=int(float(os.environ.get("LOOP_VLLM_KV_CACHE_GIB", "2")) * 2 ** 30))
     if enable_lora:
         kw.update(enable_lora=True, max_loras=1,
                   max_lora_rank=int(os.environ.get("LOOP_VLLM_MAX_LORA_RANK", "64")))
