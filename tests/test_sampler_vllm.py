@@ -94,6 +94,21 @@ def test_group_does_not_depend_on_batch(engine):
     assert checks.texts(three[:2]) == checks.texts(two)
 
 
+def test_more_prompt_tokens_than_one_engine_step(engine):
+    """Chunked prefill stays off: with it, vLLM 0.32 on CPU crashed in bench/sampling.py
+    (16 prompts x 8 x 128 tokens) rewinding a seeded request's generator ("CPU Generator
+    does not use offset"), which only a partly prefilled request does. A batch of seeded
+    prompts larger than one engine step completes."""
+    from loop.sample import SamplingParams
+    sched = engine.llm.llm_engine.vllm_config.scheduler_config
+    assert not sched.enable_chunked_prefill and sched.max_num_batched_tokens >= engine.llm.llm_engine.vllm_config.model_config.max_model_len
+    prompts = [checks.chat(f"What is {k} + {2 * k + 1}?") for k in range(14)]
+    step = sched.max_num_batched_tokens
+    assert sum(engine._count(engine._render(m)) for m in prompts) * 4 > step
+    out = engine.generate(prompts, SamplingParams(n=4, max_new_tokens=2, seed=1))
+    assert [len(g) for g in out] == [4] * 14 and all(c.completion_tokens >= 1 for g in out for c in g)
+
+
 def test_stop_strings(engine, base):
     checks.check_stop_strings(engine, base)
 
