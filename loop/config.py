@@ -75,6 +75,23 @@ class ProposeConfig(_Strict):
     curriculum: CurriculumConfig = CurriculumConfig()
 
 
+class OpenAIConfig(_Strict):
+    """An OpenAI-compatible endpoint (`vllm serve`, a hosted teacher) for backend `openai`."""
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str | None = None           # None: the first model the endpoint lists
+    api_key_env: str = "OPENAI_API_KEY"  # name of the env var holding the key (unset: no auth)
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(4, ge=0)  # on timeouts, connection errors, 429 and 5xx
+    backoff_s: float = Field(1.0, ge=0)  # first wait; doubles each retry
+
+
+class BudgetConfig(_Strict):
+    """Budget forcing (s1): cap thinking tokens, or suppress the end of thinking N times."""
+    thinking_tokens: int | None = Field(None, ge=1)  # cap before `</reasoning>` is forced
+    waits: int = Field(0, ge=0)        # times "Wait" replaces the model's `</reasoning>`
+    answer_tokens: int = Field(32, ge=1)  # extra tokens for the answer after a forced end
+
+
 class SampleConfig(_Strict):
     backend: Literal["auto", "hf", "vllm", "openai"] = "auto"
     group_size: int = Field(4, ge=1)
@@ -82,6 +99,8 @@ class SampleConfig(_Strict):
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     max_new_tokens: int = Field(128, ge=1)
     batch_size: int = Field(32, ge=1)  # sequences per generate call
+    budget: BudgetConfig = BudgetConfig()
+    openai: OpenAIConfig = OpenAIConfig()
 
 
 class RewardConfig(_Strict):

@@ -8,6 +8,9 @@ Contract of a backend (one file each in loop/samplers/):
 - `set_adapter(adapter_dir)` switches to a new LoRA adapter without a restart
   where the backend can; `close()` frees the engine.
 Results are reproducible for a given `params.seed` on the same backend/dtype.
+A completion's text excludes the stop string that ended it (OpenAI semantics).
+Budget forcing (`thinking_budget`, `num_waits`; see loop.samplers.budget) is
+applied by the hf and vllm backends and recorded in each `Completion.meta`.
 """
 from __future__ import annotations
 
@@ -25,10 +28,21 @@ class SamplingParams:
     max_new_tokens: int = 128
     seed: int = 0
     stop: list[str] = field(default_factory=list)
+    thinking_budget: int | None = None  # cap on tokens before `</reasoning>`; then it is forced
+    num_waits: int = 0                  # times a `</reasoning>` is replaced by "Wait"
+    answer_tokens: int = 32             # extra tokens for the answer after a forced `</reasoning>`
+
+    @property
+    def budgeted(self) -> bool:
+        return self.thinking_budget is not None or self.num_waits > 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "temperature": self.temperature, "top_p": self.top_p,
-                "max_new_tokens": self.max_new_tokens, "seed": self.seed, "stop": list(self.stop)}
+        d = {"n": self.n, "temperature": self.temperature, "top_p": self.top_p,
+             "max_new_tokens": self.max_new_tokens, "seed": self.seed, "stop": list(self.stop)}
+        if self.budgeted:
+            d.update(thinking_budget=self.thinking_budget, num_waits=self.num_waits,
+                     answer_tokens=self.answer_tokens)
+        return d
 
 
 @dataclass
@@ -51,6 +65,8 @@ class Sampler(Protocol):
 
 BACKENDS: dict[str, str] = {   # name -> module path:class; imported lazily
     "hf": "loop.samplers.hf:HFSampler",
+    "vllm": "loop.samplers.vllm:VLLMSampler",
+    "openai": "loop.samplers.openai:OpenAISampler",
 }
 
 
@@ -91,7 +107,9 @@ def stage(ctx, r: int) -> dict:
     version, _ = ctx.current_model()
     parent = ctx.model_parent(version)
     params = SamplingParams(n=cfg.group_size, temperature=cfg.temperature, top_p=cfg.top_p,
-                            max_new_tokens=cfg.max_new_tokens, seed=ctx.round_seed(r, "sample"))
+                            max_new_tokens=cfg.max_new_tokens, seed=ctx.round_seed(r, "sample"),
+                            thinking_budget=cfg.budget.thinking_tokens, num_waits=cfg.budget.waits,
+                            answer_tokens=cfg.budget.answer_tokens)
     with bar(f"round {r}: sample ({sampler.name})", len(problems) * params.n) as advance:
         groups = sampler.generate([messages(p["question"]) for p in problems], params, advance)
     rows = []

@@ -2,7 +2,11 @@
 
 A group is the prompt repeated n times inside a batch. Reproducibility: the torch
 RNG is seeded with (params.seed, batch index) before each batch, so the same
-prompts, params and batch size give the same completions.
+prompts, params and batch size give the same completions. Stop strings end a
+row (HF `stop_strings`); the text is cut before the earliest one. Budget
+forcing (params.thinking_budget / num_waits) runs through
+loop.samplers.budget: later phases batch the continuations that are left,
+grouped by (max_tokens, stop), each batch seeded from its first request.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Callable
 
 from loop.models import load_for_inference
 from loop.sample import Completion, SamplingParams
+from loop.samplers.budget import Piece, Request, cut_at_stop, run_budgeted
 
 
 class HFSampler:
@@ -26,11 +31,7 @@ class HFSampler:
         # HF has no hot LoRA swap for a merged model: reload base + merge (cheap at this size).
         self.adapter_dir = Path(adapter_dir) if adapter_dir else None
         self.model, self.tok = load_for_inference(self.model_dir, self.adapter_dir, self.dtype)
-        eos = {self.tok.eos_token_id}
-        im_end = self.tok.convert_tokens_to_ids("<|im_end|>")
-        if isinstance(im_end, int) and im_end != self.tok.unk_token_id:
-            eos.add(im_end)
-        self.eos_ids = sorted(i for i in eos if i is not None)
+        self.eos_ids = eos_ids(self.tok)
 
     def close(self) -> None:
         self.model = None
@@ -38,45 +39,81 @@ class HFSampler:
     def _render(self, messages: list[dict]) -> str:
         return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
+    def _count(self, text: str) -> int:
+        return len(self.tok(text, add_special_tokens=False)["input_ids"])
+
     def generate(self, prompts: list[list[dict]], params: SamplingParams,
                  progress: Callable[[int], None] | None = None) -> list[list[Completion]]:
         texts = [self._render(m) for m in prompts]
+        prompt_tokens = [self._count(t) for t in texts]
+
+        def first(max_tokens: int, stop: list[str], prog) -> list[list[Piece]]:
+            return self._groups(texts, params, max_tokens, stop, prog)
+
+        def cont(reqs: list[Request], phase: int) -> list[Piece]:
+            return self._continue(reqs, params)
+
+        return run_budgeted(texts, prompt_tokens, params, first, cont, self._count, progress)
+
+    def _groups(self, texts: list[str], params: SamplingParams, max_tokens: int, stop: list[str],
+                progress: Callable[[int], None] | None) -> list[list[Piece]]:
         flat = [(i, t) for i, t in enumerate(texts) for _ in range(params.n)]
-        out: list[list[Completion]] = [[] for _ in prompts]
+        out: list[list[Piece]] = [[] for _ in texts]
         for b, start in enumerate(range(0, len(flat), self.batch_size)):
             chunk = flat[start:start + self.batch_size]
-            for (i, _), c in zip(chunk, self._batch([t for _, t in chunk], params, b)):
-                out[i].append(c)
+            pieces = self._batch([t for _, t in chunk], params, max_tokens, stop, params.seed * 100_003 + b)
+            for (i, _), piece in zip(chunk, pieces):
+                out[i].append(piece)
             if progress:
                 progress(len(chunk))
         return out
 
-    def _batch(self, texts: list[str], params: SamplingParams, batch_idx: int) -> list[Completion]:
+    def _continue(self, reqs: list[Request], params: SamplingParams) -> list[Piece]:
+        """Continuations batched by equal (max_tokens, stop); results in request order."""
+        out: list[Piece | None] = [None] * len(reqs)
+        groups: dict[tuple, list[int]] = {}
+        for k, r in enumerate(reqs):
+            groups.setdefault((r.max_tokens, tuple(r.stop)), []).append(k)
+        for (max_tokens, stop), idx in groups.items():
+            for start in range(0, len(idx), self.batch_size):
+                chunk = idx[start:start + self.batch_size]
+                pieces = self._batch([reqs[k].prompt for k in chunk], params, max_tokens, list(stop),
+                                     reqs[chunk[0]].seed)
+                for k, piece in zip(chunk, pieces):
+                    out[k] = piece
+        return out  # type: ignore[return-value]
+
+    def _batch(self, texts: list[str], params: SamplingParams, max_tokens: int, stop: list[str],
+               seed: int) -> list[Piece]:
         import torch
         enc = self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
         greedy = params.temperature == 0
-        kwargs = dict(max_new_tokens=params.max_new_tokens, do_sample=not greedy,
+        kwargs = dict(max_new_tokens=max_tokens, do_sample=not greedy,
                       eos_token_id=self.eos_ids, pad_token_id=self.tok.pad_token_id)
         if not greedy:
             kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
-        if params.stop:
-            kwargs.update(stop_strings=params.stop, tokenizer=self.tok)
-        torch.manual_seed(params.seed * 100_003 + batch_idx)
+        if stop:
+            kwargs.update(stop_strings=stop, tokenizer=self.tok)
+        torch.manual_seed(seed)
         with torch.inference_mode():
             gen = self.model.generate(**enc, **kwargs)
         new = gen[:, enc["input_ids"].shape[1]:]
-        prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
-        return [self._completion(row, int(pl), params) for row, pl in zip(new, prompt_lens)]
+        return [self._piece(row.tolist(), stop) for row in new]
 
-    def _completion(self, row, prompt_len: int, params: SamplingParams) -> Completion:
-        ids = row.tolist()
-        n = len(ids)
-        finish = "length"
+    def _piece(self, ids: list[int], stop: list[str]) -> Piece:
+        n, finish = len(ids), "length"
         for k, t in enumerate(ids):
             if t in self.eos_ids:
                 n, finish = k, "stop"
                 break
-        text = self.tok.decode(ids[:n], skip_special_tokens=True)
-        if finish == "length" and params.stop and any(text.rstrip().endswith(s) for s in params.stop):
-            finish = "stop"
-        return Completion(text=text, prompt_tokens=prompt_len, completion_tokens=n, finish_reason=finish)
+        text, which = cut_at_stop(self.tok.decode(ids[:n], skip_special_tokens=True), stop)
+        return Piece(text=text, tokens=n, finish="stop" if which else finish, stop=which)
+
+
+def eos_ids(tok) -> list[int]:
+    """The tokenizer's EOS and ChatML's `<|im_end|>` (the GGUF tokenizer names another EOS)."""
+    eos = {tok.eos_token_id}
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(im_end, int) and im_end != tok.unk_token_id:
+        eos.add(im_end)
+    return sorted(i for i in eos if i is not None)

