@@ -22,6 +22,8 @@ import signal
 import time
 from pathlib import Path
 
+from store.lock import pid_alive  # one definition; re-exported here for the daemon
+
 PID_NAME, STATUS_NAME = "loop.pid", "status.json"
 
 
@@ -129,19 +131,6 @@ def read_status(run_dir: str | Path) -> dict:
 
 
 # --- processes ------------------------------------------------------------------------
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not yet reaped) is not alive
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def children(pid: int) -> list[int]:
     """Direct children of `pid` (Linux /proc)."""
     out = []

@@ -60,17 +60,22 @@ def describe(info: dict, held: bool = True) -> str:
     """'pid N on host H since T'; for a lock still `held` whose recorded pid is gone, says why."""
     text = f"pid {info.get('pid')} on host {info.get('host')} since {info.get('since')}"
     if held and info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int) \
-            and not _pid_alive(info["pid"]):
+            and not pid_alive(info["pid"]):
         text += " (that process is gone; a process it forked still holds the lock)"
     return text
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while `pid` runs; a zombie (exited, not yet reaped) counts as gone (Linux /proc)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
         return True
     return True
 
