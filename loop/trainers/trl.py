@@ -108,13 +108,12 @@ def reward_funcs(job: dict) -> tuple[list, list[float]]:
     return [build_reward(r["name"], r["params"]) for r in job["rewards"]], [r["weight"] for r in job["rewards"]]
 
 
-def grpo(job: dict) -> dict:
+def run_grpo(job: dict, model, tok, cuda: bool, peft_config=None, label: str = "GRPO") -> dict:
+    """GRPOTrainer on the job's prompts with its rewards and weights (shared by both backends)."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
     from loop.progress import train_callback
-    cuda = _setup(job)
     cfg = job["grpo"]
-    model, peft_config, tok = _model_and_peft(job)
     ds = Dataset.from_parquet(job["data"])
     funcs, weights = reward_funcs(job)
     args = GRPOConfig(**_common_args(job, cfg, cuda), num_generations=cfg["num_generations"],
@@ -122,6 +121,12 @@ def grpo(job: dict) -> dict:
                       temperature=cfg["temperature"], reward_weights=weights, log_completions=False)
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=ds,
                           processing_class=tok, peft_config=peft_config,
-                          callbacks=[train_callback("train (GRPO)"), step_timer()])
+                          callbacks=[train_callback(f"train ({label})"), step_timer()])
     _quiet(trainer)
     return _finish(trainer, trainer.train(), len(ds), job["tmp"])
+
+
+def grpo(job: dict) -> dict:
+    cuda = _setup(job)
+    model, peft_config, tok = _model_and_peft(job)
+    return run_grpo(job, model, tok, cuda, peft_config)

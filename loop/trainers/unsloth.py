@@ -7,7 +7,7 @@ adapter_config.json) and keeping its LoRA weights trainable.
 """
 from __future__ import annotations
 
-from loop.trainers.trl import _common_args, _finish, _quiet, reward_funcs, step_timer
+from loop.trainers.trl import _common_args, _finish, _quiet, run_grpo, step_timer
 
 
 def _load(job: dict, max_seq_len: int):
@@ -54,17 +54,5 @@ def sft(job: dict) -> dict:
 
 def grpo(job: dict) -> dict:
     _check_cuda()
-    cfg = job["grpo"]
-    model, tok = _load(job, cfg["max_completion_length"] + 512)
-    from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
-    from loop.progress import train_callback
-    ds = Dataset.from_parquet(job["data"])
-    funcs, weights = reward_funcs(job)
-    args = GRPOConfig(**_common_args(job, cfg, True), num_generations=cfg["num_generations"],
-                      max_completion_length=cfg["max_completion_length"], beta=cfg["beta"],
-                      temperature=cfg["temperature"], reward_weights=weights, log_completions=False)
-    trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=ds,
-                          processing_class=tok, callbacks=[train_callback("train (GRPO, unsloth)"), step_timer()])
-    _quiet(trainer)
-    return _finish(trainer, trainer.train(), len(ds), job["tmp"])
+    model, tok = _load(job, job["grpo"]["max_completion_length"] + 512)
+    return run_grpo(job, model, tok, True, label="GRPO, unsloth")
