@@ -78,16 +78,18 @@ def _embedded(key: str, cache_dir: str | None) -> Path:
     gguf = Path(list(spec.submodule_search_locations)[0]) / fname
     if not gguf.exists():
         raise ModelError(f"embedded model {key!r}: {gguf} is missing from package {pkg!r}")
-    out = cache_root(cache_dir) / f"{key}-{_file_tag(gguf)}"
-    if not (out / "model.safetensors").exists():
-        _convert_gguf(gguf, out)
-    return out
+    return _converted(gguf, key, cache_dir)
 
 
 def _gguf_file(gguf: Path, cache_dir: str | None) -> Path:
     if not gguf.is_file():
         raise ModelError(f"model gguf:{gguf}: no such file")
-    out = cache_root(cache_dir) / f"{gguf.stem}-{_file_tag(gguf)}"
+    return _converted(gguf, gguf.stem, cache_dir)
+
+
+def _converted(gguf: Path, name: str, cache_dir: str | None) -> Path:
+    """The cached safetensors copy of `gguf`, converting it on first use."""
+    out = cache_root(cache_dir) / f"{name}-{_file_tag(gguf)}"
     if not (out / "model.safetensors").exists():
         _convert_gguf(gguf, out)
     return out
