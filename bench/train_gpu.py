@@ -53,7 +53,9 @@ def run(model: str, steps: int, backends: list[str], methods: list[str], **kw) -
         jobs = _jobs(model, work, steps, **kw)
         for method in methods:
             for backend in backends:
-                job = {**jobs[method], "backend": backend, "out": str(work / f"{method}-{backend}")}
+                name, _, gc = backend.partition("@")  # e.g. unsloth@off: train.gradient_checkpointing=off
+                job = {**jobs[method], "backend": name, "gradient_checkpointing": gc or "auto",
+                       "out": str(work / f"{method}-{backend}")}
                 try:
                     m = run_child(job, work / f"{method}-{backend}.json", None)
                 except Exception as e:  # noqa: BLE001 - one failed backend still reports the other
@@ -71,10 +73,11 @@ def ratios(rows: list[dict]) -> list[dict]:
     out = []
     by = {(r["method"], r["backend"]): r for r in rows if "error" not in r}
     for method in sorted({r["method"] for r in rows}):
-        u, t = by.get((method, "unsloth")), by.get((method, "trl"))
-        if u and t:
-            out.append({"method": method, "speedup": t["s_per_step"] / u["s_per_step"],
-                        "memory_ratio": u["peak_memory_gb"] / t["peak_memory_gb"]})
+        t = by.get((method, "trl"))
+        for (m, backend), u in by.items():
+            if m == method and backend.startswith("unsloth") and t:
+                out.append({"method": method, "backend": backend, "speedup": t["s_per_step"] / u["s_per_step"],
+                            "memory_ratio": u["peak_memory_gb"] / t["peak_memory_gb"]})
     return out
 
 
@@ -82,7 +85,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="embedded:smollm2-135m-instruct")
     ap.add_argument("--steps", type=int, default=8)
-    ap.add_argument("--backends", default="unsloth,trl")
+    ap.add_argument("--backends", default="unsloth,trl",
+                    help="comma list; NAME@GC sets train.gradient_checkpointing (off, on, offload)")
     ap.add_argument("--methods", default="sft,grpo")
     ap.add_argument("--grpo-batch", type=int, default=64, help="completions per GRPO step")
     ap.add_argument("--completion-len", type=int, default=128)
@@ -101,7 +105,7 @@ def main() -> None:
                   f"{r.get('peak_memory_gb', 0):.2f}", r.get("error", "")[:60])
     Console().print(t)
     for x in res["ratios"]:
-        print(f"{x['method']}: unsloth {x['speedup']:.2f}x faster per step, {x['memory_ratio']:.2f}x the memory of trl")
+        print(f"{x['method']}: {x['backend']} {x['speedup']:.2f}x faster per step, {x['memory_ratio']:.2f}x the memory of trl")
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2))
 

@@ -99,6 +99,8 @@ class SampleConfig(_Strict):
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     max_new_tokens: int = Field(128, ge=1)
     batch_size: int = Field(32, ge=1)  # sequences per generate call
+    # auto: model.dtype, except vllm on a CPU with native bf16 (avx512_bf16/amx): bfloat16, 1.7x faster there
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     budget: BudgetConfig = BudgetConfig()
     openai: OpenAIConfig = OpenAIConfig()
 
@@ -159,6 +161,10 @@ class GRPOConfig(_Strict):
 
 class TrainConfig(_Strict):
     backend: Literal["auto", "trl", "unsloth"] = "auto"
+    # Activation recomputation: off = fastest, most memory; on = recompute in backward;
+    # offload = unsloth's (recompute, activations parked in CPU RAM; trl treats it as on).
+    # auto: off for trl, offload for unsloth.
+    gradient_checkpointing: Literal["auto", "off", "on", "offload"] = "auto"
     sft: SFTConfig = SFTConfig()
     grpo: GRPOConfig = GRPOConfig()
     lora: LoraConfig = LoraConfig()

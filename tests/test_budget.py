@@ -147,3 +147,17 @@ def test_openai_config_defaults_and_validation():
         load_config(None, ["sample.openai.timeout_s=0"])
     with pytest.raises(ConfigError, match="sample.openai.nope: unknown key"):
         load_config(None, ["sample.openai.nope=1"])
+
+
+@pytest.mark.parametrize("seed", [
+    0,                 # the smallest
+    2 ** 32 - 1,       # the largest round seed (Context.round_seed: 8 hex digits)
+    2 ** 64 + 12345,   # anything a user puts in run.seed arithmetic
+])
+def test_seeds_fit_a_torch_generator(seed):
+    """vLLM seeds a torch.Generator with group seed + j (and phases add up to 2**20):
+    all must stay below 2**63 or manual_seed overflows ("Overflow when unpacking long long")."""
+    import torch
+    top = max(phase_seed(seed, 10_000, 1023, 1000), group_seed(seed, 10_000) + 1024)
+    assert 0 <= group_seed(seed, 0) and top < 2 ** 63
+    torch.Generator().manual_seed(top)

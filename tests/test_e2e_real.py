@@ -20,6 +20,8 @@ def test_real_model_round_end_to_end(tmp_path):
     with Store(tmp_path / "run" / "loop.duckdb", read_only=True) as st:
         rows = st.query("SELECT completion, completion_tokens, rewards, reward_total, backend FROM samples")
         assert len(rows) == 12
+        from loop.sample import choose_backend
+        assert {r["backend"] for r in rows} == {choose_backend("auto")}  # vllm once installed (make test)
         assert all(r["rewards"] and r["reward_total"] is not None for r in rows)  # every sample judged
         assert sum(len(r["completion"].split()) > 3 for r in rows) >= 10  # the real model writes text
         assert {e["round"] for e in st.query("SELECT round FROM evaluations")} == {0, 1}

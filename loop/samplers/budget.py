@@ -30,7 +30,7 @@ from loop.sample import Completion, SamplingParams
 THINK_END = "</reasoning>"
 ANSWER_OPEN = "\n<answer>\n"
 WAIT = "Wait"
-_SEED_MOD = 2 ** 61
+_SEED_MOD = 2 ** 42   # x 2**20 below: seeds stay < 2**62, as torch.Generator.manual_seed needs (< 2**63)
 
 
 @dataclass

@@ -23,7 +23,8 @@ class HFSampler:
 
     def __init__(self, model_dir, adapter_dir, sample_cfg, model_cfg):
         self.model_dir = Path(model_dir)
-        self.dtype = model_cfg.dtype
+        from loop.sample import sample_dtype
+        self.dtype = sample_dtype("hf", sample_cfg, model_cfg)
         self.batch_size = sample_cfg.batch_size
         self.set_adapter(adapter_dir)
 

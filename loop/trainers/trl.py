@@ -39,7 +39,8 @@ def _common_args(job: dict, cfg: dict, cuda: bool) -> dict:
                 per_device_train_batch_size=cfg["batch_size"], learning_rate=cfg["learning_rate"],
                 lr_scheduler_type="constant", warmup_steps=0, logging_steps=1, save_strategy="no",
                 report_to=[], use_cpu=not cuda, bf16=cuda, seed=job["seed"], data_seed=job["seed"],
-                disable_tqdm=True, dataloader_num_workers=0, gradient_checkpointing=False)
+                disable_tqdm=True, dataloader_num_workers=0,
+                gradient_checkpointing=cuda and job.get("gradient_checkpointing", "auto") in ("on", "offload"))
 
 
 def step_timer():

@@ -10,21 +10,25 @@ from __future__ import annotations
 from loop.trainers.trl import _common_args, _finish, _quiet, run_grpo, step_timer
 
 
+GC = {"auto": "unsloth", "offload": "unsloth", "on": True, "off": False}  # train.gradient_checkpointing
+
+
 def _load(job: dict, max_seq_len: int):
     import unsloth  # noqa: F401 - must be imported before trl/transformers patches apply
     from unsloth import FastLanguageModel
     lora = job["lora"]
     four_bit = lora.get("quant", "16bit") == "4bit"
     src = job.get("parent_adapter") or job["base"]
+    gc = GC[job.get("gradient_checkpointing", "auto")]
     model, tok = FastLanguageModel.from_pretrained(model_name=src, max_seq_length=max_seq_len,
-                                                   load_in_4bit=four_bit, dtype=None)
+                                                   load_in_4bit=four_bit, dtype=None, use_gradient_checkpointing=gc)
     if not job.get("parent_adapter"):
         targets = lora["target_modules"]
         if targets == "all-linear":
             targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
         model = FastLanguageModel.get_peft_model(model, r=lora["r"], lora_alpha=lora["alpha"],
                                                  lora_dropout=lora["dropout"], target_modules=targets,
-                                                 use_gradient_checkpointing="unsloth", random_state=job["seed"])
+                                                 use_gradient_checkpointing=gc, random_state=job["seed"])
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return model, tok
@@ -44,7 +48,7 @@ def sft(job: dict) -> dict:
     from trl import SFTConfig, SFTTrainer
     from loop.progress import train_callback
     ds = Dataset.from_parquet(job["data"])
-    args = SFTConfig(**_common_args(job, cfg, True), gradient_accumulation_steps=cfg["grad_accum"],
+    args = SFTConfig(**_common_args(_hf_args(job), cfg, True), gradient_accumulation_steps=cfg["grad_accum"],
                      max_length=cfg["max_seq_len"])
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
                          callbacks=[train_callback("train (SFT, unsloth)"), step_timer()])
@@ -55,4 +59,9 @@ def sft(job: dict) -> dict:
 def grpo(job: dict) -> dict:
     _check_cuda()
     model, tok = _load(job, job["grpo"]["max_completion_length"] + 512)
-    return run_grpo(job, model, tok, True, label="GRPO, unsloth")
+    return run_grpo(_hf_args(job), model, tok, True, label="GRPO, unsloth")
+
+
+def _hf_args(job: dict) -> dict:
+    """The job as the shared trainer arguments see it: unsloth checkpoints in _load; HF's stays off."""
+    return {**job, "gradient_checkpointing": "off"}
