@@ -9,7 +9,10 @@ sha256sum /tmp/smollm2.gguf | cut -c1-12
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 what=${1:-all}
 if [ "$what" = all ] || [ "$what" = bench ]; then
-  timeout ${BENCH_TIMEOUT:-450} python bench/train_gpu.py --model gguf:/tmp/smollm2.gguf --steps 5 --json "$OUT/train_gpu_smollm2.json" 2>&1 | tee "$OUT/train_gpu.log" | grep -E '^\{"method|unsloth .*x faster|│|error' | cut -c1-400
+  model=${MODEL:-gguf:/tmp/smollm2.gguf}; tag=${TAG:-smollm2}
+  timeout ${BENCH_TIMEOUT:-450} python bench/train_gpu.py --model "$model" --steps ${STEPS:-5} \
+    --backends ${BACKENDS:-unsloth,trl} --methods ${METHODS:-sft,grpo} --json "$OUT/train_gpu_$tag.json" 2>&1 \
+    | tee "$OUT/train_gpu_$tag.log" | grep -E 'x faster|│|error' | cut -c1-400
 fi
 if [ "$what" = all ] || [ "$what" = loop ]; then
   [ "${RESUME:-0}" = 1 ] || rm -rf /tmp/gpurun

@@ -1,7 +1,7 @@
 """Sampling throughput and start-up: the vllm and hf backends on the embedded model.
 
     python bench/sampling.py [--prompts 16] [--hf-prompts 4] [--n 8] [--max-new-tokens 128]
-                             [--dtype float32] [--backends vllm,hf] [--json]
+                             [--dtype auto] [--threads 1] [--backends vllm,vllm@sort,hf] [--json]
 
 Each backend runs in its own fresh process (so start-up includes its imports):
 start-up = import + engine start (vllm) or model load (hf); then one timed
@@ -10,6 +10,9 @@ tok/s = completion tokens / generate seconds. The hf backend runs the first
 `--hf-prompts` prompts only (default 4 x n=8 = one batch of 32 sequences, the
 hf backend's batch; more prompts are more batches of the same cost), so its
 tok/s is comparable while the run stays minutes long on 2 cores.
+`vllm@sort` is the vllm backend with vLLM's own sorting top-p (LOOP_VLLM_FAST_TOPP=0).
+`--dtype` is `sample.dtype` (auto: float32 for hf, bfloat16 for vllm on a bf16 CPU);
+each row records the dtype the backend actually sampled in.
 The machine's load average is recorded: other work on the cores skews both.
 """
 from __future__ import annotations
@@ -25,8 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def child(backend: str, args) -> dict:
+def child(spec: str, args) -> dict:
     """Runs in a fresh process: start the backend, time one generate."""
+    backend = spec.split("@")[0]
     t0 = time.perf_counter()
     if backend == "vllm":
         from loop.samplers.vllm import set_env
@@ -38,9 +42,9 @@ def child(backend: str, args) -> dict:
     from loop.prompts import messages
     from loop.propose import arithmetic
     from loop.sample import SamplingParams, build_sampler
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     t_import = time.perf_counter() - t0
-    cfg = load_config(None, [f"model.dtype={args.dtype}", f"sample.batch_size={args.batch_size}"])
+    cfg = load_config(None, [f"sample.dtype={args.dtype}", f"sample.batch_size={args.batch_size}"])
     base = resolve_model(cfg.model.name)
     t1 = time.perf_counter()
     sampler = build_sampler(backend, base, None, cfg.sample, cfg.model)
@@ -52,14 +56,16 @@ def child(backend: str, args) -> dict:
     out = sampler.generate(prompts, params)
     t_gen = time.perf_counter() - t2
     tokens = sum(c.completion_tokens for g in out for c in g)
-    return {"backend": backend, "dtype": args.dtype, "prompts": count, "n": args.n,
+    return {"backend": spec, "dtype": sampler.dtype, "threads": args.threads, "prompts": count, "n": args.n,
             "sequences": sum(len(g) for g in out), "tokens": tokens, "generate_s": round(t_gen, 2),
             "tok_s": round(tokens / t_gen, 1), "import_s": round(t_import, 2),
             "engine_s": round(t_engine, 2), "startup_s": round(t_import + t_engine, 2)}
 
 
-def run_child(backend: str, argv: list[str]) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), TOKENIZERS_PARALLELISM="false")
+def run_child(backend: str, argv: list[str], threads: int) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false")
+    if backend.endswith("@sort"):
+        env["LOOP_VLLM_FAST_TOPP"] = "0"
     proc = subprocess.run([sys.executable, __file__, "--child", backend, *argv], env=env, cwd=ROOT,
                           capture_output=True, text=True)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
@@ -71,17 +77,18 @@ def run_child(backend: str, argv: list[str]) -> dict:
 def table(rows: list[dict], summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
-    t = Table(title=f"sampling: {summary['model']} ({rows[0]['dtype']}), n={rows[0]['n']}, "
+    t = Table(title=f"sampling: {summary['model']}, n={rows[0]['n']}, {rows[0]['threads']} thread(s), "
                     f"{summary['max_new_tokens']} new tokens, load avg {summary['load_before']}->{summary['load_after']}")
-    for col in ("backend", "prompts", "sequences", "tokens", "generate s", "tok/s", "import s", "engine s",
+    for col in ("backend", "dtype", "prompts", "sequences", "tokens", "generate s", "tok/s", "import s", "engine s",
                 "start-up s"):
         t.add_column(col, justify="right")
     for r in rows:
-        t.add_row(r["backend"], *(str(r[k]) for k in ("prompts", "sequences", "tokens", "generate_s", "tok_s",
+        t.add_row(r["backend"], *(str(r[k]) for k in ("dtype", "prompts", "sequences", "tokens", "generate_s", "tok_s",
                                                        "import_s", "engine_s", "startup_s")))
     Console().print(t)
-    if "speedup" in summary:
-        Console().print(f"vllm / hf tokens per second: [bold]{summary['speedup']}x[/]")
+    for k, v in summary.items():
+        if k.startswith("speedup_"):
+            Console().print(f"{k[len('speedup_'):].replace('_vs_', ' / ')} tokens per second: [bold]{v}x[/]")
 
 
 def main() -> None:
@@ -91,8 +98,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=32, help="hf sequences per generate call")
-    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    ap.add_argument("--backends", default="vllm,hf")
+    ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--backends", default="vllm,vllm@sort,hf")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -100,14 +108,15 @@ def main() -> None:
         print("RESULT " + json.dumps(child(args.child, args)), flush=True)
         os._exit(0)  # skip engine teardown: its time is not part of the benchmark
     argv = [f"--prompts={args.prompts}", f"--hf-prompts={args.hf_prompts}", f"--n={args.n}",
-            f"--max-new-tokens={args.max_new_tokens}", f"--batch-size={args.batch_size}", f"--dtype={args.dtype}"]
+            f"--max-new-tokens={args.max_new_tokens}", f"--batch-size={args.batch_size}", f"--dtype={args.dtype}", f"--threads={args.threads}"]
     load0 = os.getloadavg()[0]
-    rows = [run_child(b, argv) for b in args.backends.split(",")]
+    rows = [run_child(b, argv, args.threads) for b in args.backends.split(",")]
     summary = {"model": "embedded:smollm2-135m-instruct", "max_new_tokens": args.max_new_tokens,
                "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2)}
     by = {r["backend"]: r for r in rows}
-    if "vllm" in by and "hf" in by:
-        summary["speedup"] = round(by["vllm"]["tok_s"] / by["hf"]["tok_s"], 1)
+    for name in ("vllm", "vllm@sort"):
+        if name in by and "hf" in by:
+            summary[f"speedup_{name}_vs_hf"] = round(by[name]["tok_s"] / by["hf"]["tok_s"], 2)
     if args.json:
         print(json.dumps({"summary": summary, "rows": rows}, indent=2))
     else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
@@ -34,8 +35,9 @@ def short(v, n: int = 10) -> str:
 WRAP = {"question", "value", "sample", "problem"}  # long text columns wrap; the rest are cut with an ellipsis
 
 
-def _table(title: str | None, cols: list[str], rows: list[list[str]], right: set[str] = frozenset()) -> Table:
-    t = Table(title=title)
+def _table(title: str | None, cols: list[str], rows: list[list[str]], right: set[str] = frozenset(),
+           compact: bool = False) -> Table:
+    t = Table(title=title, box=box.SIMPLE_HEAD, padding=0, pad_edge=False) if compact else Table(title=title)
     for c in cols:
         t.add_column(c, justify="right" if c in right else "left",
                      overflow="fold" if c in WRAP else "ellipsis", no_wrap=c not in WRAP)
@@ -71,14 +73,20 @@ def render_summary(s: dict) -> None:
     out.print(t)
 
 
+KEPT = {True: "yes", False: "no", None: ""}  # the evaluation gate's verdict on the round's model
+
+
 def render_rounds(data: dict) -> None:
-    cols = ["round", "problems", "samples", "verified %", "reward", "solved", "train ex",
-            "acc %", "format %", "model"]
+    """Fits 80 columns (a plain `make demo` log): compact box, short headers."""
+    cols = ["round", "problems", "samples", "verified%", "reward", "solved", "SFT ex",
+            "acc%", "format%", "kept", "model"]
     rows = [[str(r["round"]), str(r["problems"]), str(r["samples"]), pct(r["verified_frac"]),
-             num(r["mean_reward"]), num(r["solved"]), num(r["train_examples"]), pct(r["heldout_accuracy"]),
-             pct(r["format_rate"]), short(r["model_version"], 8)] for r in data["rounds"]]
-    out.print(_table(f"run {data['run_id']}  (acc = held-out accuracy; round 0 = before training)",
-                     cols, rows, right=set(cols)))
+             "" if r["mean_reward"] is None else f"{r['mean_reward']:.2f}", num(r["solved"]),
+             num(r["train_examples"]), pct(r["heldout_accuracy"]), pct(r["format_rate"]),
+             KEPT[r.get("accepted")], short(r["model_version"], 6)] for r in data["rounds"]]
+    out.print(_table(f"run {data['run_id']}\nacc = held-out accuracy (round 0: before training); "
+                     "kept = the evaluation gate kept the round's model", cols, rows, right=set(cols) - {"kept", "model"},
+                     compact=True))
 
 
 def render_problems(rows: list[dict]) -> None:

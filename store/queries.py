@@ -15,15 +15,17 @@ s AS (SELECT round, samples, CASE WHEN samples > 0 THEN verified / samples END A
 e AS (SELECT round, accuracy, format_rate, model_version FROM evaluations WHERE run_id = $run AND split = 'heldout'),
 t AS (SELECT round, json_extract_string(info, '$.examples') AS train_examples,
              json_extract_string(info, '$.last_loss') AS train_loss
-      FROM steps WHERE run_id = $run AND stage = 'train.sft')
+      FROM steps WHERE run_id = $run AND stage = 'train.sft'),
+g AS (SELECT round, TRY_CAST(json_extract_string(info, '$.gate.accepted') AS BOOLEAN) AS accepted
+      FROM steps WHERE run_id = $run AND stage = 'evaluate')
 SELECT e.round AS round, coalesce(rp.problems, 0) AS problems, coalesce(s.samples, 0) AS samples,
        s.verified_frac, s.mean_reward, s.solved, TRY_CAST(t.train_examples AS INTEGER) AS train_examples,
        TRY_CAST(t.train_loss AS DOUBLE) AS train_loss, e.accuracy AS heldout_accuracy, e.format_rate,
-       e.model_version
-FROM e LEFT JOIN rp USING (round) LEFT JOIN s USING (round) LEFT JOIN t USING (round)
+       e.model_version, g.accepted
+FROM e LEFT JOIN rp USING (round) LEFT JOIN s USING (round) LEFT JOIN t USING (round) LEFT JOIN g USING (round)
 UNION ALL
 SELECT rp.round, rp.problems, coalesce(s.samples, 0), s.verified_frac, s.mean_reward, s.solved,
-       TRY_CAST(t.train_examples AS INTEGER), TRY_CAST(t.train_loss AS DOUBLE), NULL, NULL, NULL
+       TRY_CAST(t.train_examples AS INTEGER), TRY_CAST(t.train_loss AS DOUBLE), NULL, NULL, NULL, NULL
 FROM rp LEFT JOIN s USING (round) LEFT JOIN t USING (round)
 WHERE rp.round NOT IN (SELECT round FROM e)
 ORDER BY round

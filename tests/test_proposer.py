@@ -311,7 +311,7 @@ def test_online_learnability_reward_gates_then_solves():
 # --- the real model -------------------------------------------------------------------------
 @pytest.mark.slow
 def test_real_model_proposes_through_sampler_and_sandbox(tmp_path):
-    """SmolLM2-135M writes 8 proposals through the HF sampler; every one is recorded with a
+    """SmolLM2-135M writes 8 proposals through the run's sampler (vllm if installed); every one is recorded with a
     reason from the vocabulary, kept ones are stored as problems with their programs."""
     from loop import propose
     from loop.config import load_config
@@ -334,7 +334,7 @@ def test_real_model_proposes_through_sampler_and_sandbox(tmp_path):
     assert all(r["raw"].strip() for r in rows)                       # the real model writes text
     vocab = ("ok", "parse:", "duplicate", "near_duplicate", "contaminated", "program_mismatch", "static:",
              "error:", "denied:", "timeout", "cpu_limit", "memory_limit", "nondeterministic", "no_answer",
-             "bad_answer:", "quota")
+             "bad_answer:", "quota", "trivial:")
     assert all(r["reason"].startswith(vocab) for r in rows), [r["reason"] for r in rows]
     assert sum(not r["reason"].startswith("parse:") for r in rows) >= 2  # it copies the format
     for k in kept:                                                    # kept = a program that ran to a number

@@ -30,7 +30,6 @@ Adapters without a restart (`set_adapter`), mode LOOP_VLLM_ADAPTER:
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -87,6 +86,7 @@ def start_engine(model: Path, dtype: str, **kw):
         from vllm.platforms import current_platform
         from loop.samplers import vllm_topp
         vllm_topp.install()
+        _quiet_cast_warnings()
         lora = kw.pop("enable_lora", False)
         return LLM(str(model), **(engine_kwargs(model, dtype, lora, current_platform.is_cpu()) | kw))
     except Exception as e:  # noqa: BLE001 - any engine failure is reported the same way
@@ -166,8 +166,7 @@ class VLLMSampler:
             tmp = self._write_merged(adapter)
         os.replace(tmp, target)
         try:
-            with _quiet_vllm():  # one "loading float32 into bfloat16" warning per tensor otherwise
-                self.llm.collective_rpc("reload_weights")
+            self.llm.collective_rpc("reload_weights")
             self.llm.apply_model(_repack_lm_head)
         except Exception as e:  # noqa: BLE001
             raise SamplerError(f"vllm: reloading weights for adapter {adapter} failed: "
@@ -262,15 +261,18 @@ class _Progress:
     def close(self) -> None: ...
 
 
-@contextlib.contextmanager
-def _quiet_vllm():
-    log = logging.getLogger("vllm")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
+class _DtypeCastFilter(logging.Filter):
+    """Drops vLLM's per-tensor "Attempted to load weight ... with dtype float32 into ... bfloat16":
+    the cast is intended (float32 checkpoint, bf16 engine) and it prints one line per tensor."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Attempted to load weight")
+
+
+def _quiet_cast_warnings() -> None:
+    log = logging.getLogger("vllm.model_executor.models.utils")
+    if not any(isinstance(f, _DtypeCastFilter) for f in log.filters):
+        log.addFilter(_DtypeCastFilter())
 
 
 def _repack_lm_head(model) -> bool:
