@@ -2,6 +2,9 @@
 # On the lent H200 (third of three calls; see ../shared/gpu/README.md): the extra packages are
 # unpacked in /tmp/site, the model's first half is /tmp/part.aa and .m2/part.ab came with this call.
 # Runs the training-backend benchmark, then a 3-round loop with the unsloth backend, GRPO included.
+# Env: MODEL (default the real GGUF; tiny:llama-1.5b needs LOOP_TINY_TOKENIZER=a folder with the
+# SmolLM2 tokenizer files, e.g. a carried copy), TAG, STEPS, BACKENDS (NAME@GC, e.g. unsloth@off),
+# METHODS. UNSLOTH_PADDING_CHOICE=padded forces unsloth's padded SFT batches.
 set -uo pipefail
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 cat /tmp/part.aa .m2/part.ab > /tmp/smollm2.gguf

@@ -140,3 +140,17 @@ def test_trl_gradient_checkpointing(mode, cuda, expected):
     cfg = {"max_steps": 1, "batch_size": 1, "learning_rate": 1e-4}
     args = _common_args({"tmp": "/tmp/x", "seed": 0, "gradient_checkpointing": mode}, cfg, cuda)
     assert args["gradient_checkpointing"] is expected
+
+
+@pytest.mark.parametrize("steps,env,expected", [
+    (20, None, None),          # the CPU/GPU default (20 steps): compile would cost more than it saves
+    (59, None, None),          # just below break-even
+    (60, None, "padded"),      # long jobs: padded batches + compiled blocks
+    (500, "padding_free", None),  # the user's setting wins
+])
+def test_unsloth_padding_choice(monkeypatch, steps, env, expected):
+    from loop.trainers.unsloth import padding_choice
+    monkeypatch.delenv("UNSLOTH_PADDING_CHOICE", raising=False)
+    if env:
+        monkeypatch.setenv("UNSLOTH_PADDING_CHOICE", env)
+    assert padding_choice({"sft": {"max_steps": steps}}) == expected
