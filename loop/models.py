@@ -176,6 +176,11 @@ def quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+    try:  # TRL maps datasets ("Tokenizing train dataset ...") in the training child
+        import datasets
+        datasets.disable_progress_bars()
+    except ImportError:
+        pass
 
 
 def load_for_inference(base: Path, adapter: Path | None, dtype: str = "float32"):

@@ -46,7 +46,7 @@ from loop.samplers.hf import eos_ids
 
 ENV_DEFAULTS = {
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-    "VLLM_LOGGING_LEVEL": "WARNING",
+    "VLLM_LOGGING_LEVEL": "ERROR",   # its start-up warnings are about settings chosen here on purpose
     "TOKENIZERS_PARALLELISM": "false",
 }
 WEIGHTS = "model.safetensors"
@@ -54,8 +54,10 @@ WEIGHTS = "model.safetensors"
 
 def set_env() -> None:
     """Env vars vLLM reads at import/start; explicit settings in the environment win."""
+    import warnings
     for k, v in ENV_DEFAULTS.items():
         os.environ.setdefault(k, v)
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"vllm\.")  # torch API deprecations
 
 
 def engine_kwargs(model_dir: Path, dtype: str, enable_lora: bool = False, cpu: bool = True) -> dict:
