@@ -19,7 +19,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def _jobs(model: str, work: Path, steps: int, grpo_batch: int = 64, completion_len: int = 128) -> dict:
+FILLER = " Check: add the tens, then the ones, and compare with the estimate."  # ~15 tokens
+
+
+def _jobs(model: str, work: Path, steps: int, grpo_batch: int = 64, completion_len: int = 128,
+          sft_tokens: int = 0) -> dict:
     from loop.config import Config
     from loop.models import resolve_model
     from loop.prompts import format_chain, messages
@@ -28,7 +32,8 @@ def _jobs(model: str, work: Path, steps: int, grpo_batch: int = 64, completion_l
     base = resolve_model(model)
     probs = arithmetic(256, [1, 2], seed=11)
     sft = [{"problem_id": p.problem_id, "prompt": messages(p.question),
-            "completion": [{"role": "assistant", "content": format_chain(f"{p.meta['expression']} = {p.answer}", p.answer)}]}
+            "completion": [{"role": "assistant", "content": format_chain(
+                f"{p.meta['expression']} = {p.answer}." + FILLER * (sft_tokens // 15), p.answer)}]}
            for p in probs]
     grpo = [{"problem_id": p.problem_id, "prompt": messages(p.question), "answer": p.answer, "pass_rate": 0.5}
             for p in probs]
@@ -90,10 +95,11 @@ def main() -> None:
     ap.add_argument("--methods", default="sft,grpo")
     ap.add_argument("--grpo-batch", type=int, default=64, help="completions per GRPO step")
     ap.add_argument("--completion-len", type=int, default=128)
+    ap.add_argument("--sft-tokens", type=int, default=0, help="lengthen SFT chains by about this many tokens")
     ap.add_argument("--json", help="write results here")
     a = ap.parse_args()
     rows = run(a.model, a.steps, a.backends.split(","), a.methods.split(","),
-               grpo_batch=a.grpo_batch, completion_len=a.completion_len)
+               grpo_batch=a.grpo_batch, completion_len=a.completion_len, sft_tokens=a.sft_tokens)
     res = {"model": a.model, "rows": rows, "ratios": ratios(rows)}
     from rich.console import Console
     from rich.table import Table
