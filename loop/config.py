@@ -172,7 +172,7 @@ class TrainConfig(_Strict):
 
 class EvalConfig(_Strict):
     every: int = Field(1, ge=0)        # after every N-th round (round 0 always); 0 = only round 0
-    n_problems: int = Field(50, ge=1)
+    n_problems: int = Field(200, ge=1)  # held-out size: +-3 points of noise at ~20% accuracy
     levels: list[int] = [1, 2]
     seed: int = 1_000_003              # held-out seed; training problems never collide with it
     max_new_tokens: int = Field(128, ge=1)
