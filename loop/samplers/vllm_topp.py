@@ -3,8 +3,8 @@
 vLLM 0.32 applies top-p on CPU by sorting every row of the logits (49k entries for
 SmolLM2) at every decode step: about a third of all decode time on these machines.
 Top-p keeps, in descending order, each token whose exclusive prefix mass is < p.
-So if the `kk` largest tokens of a row carry mass >= p, no token outside them is
-kept, and `topk(kk)` decides the row exactly. Rows the first `kk` do not cover
+So if the FIRST_K largest tokens of a row carry mass >= p, no token outside them is
+kept, and `topk(FIRST_K)` decides the row exactly. Rows they do not cover
 (flat distributions, p = 1) go through vLLM's own sort. The result is the same
 kept set as vLLM's (up to float rounding at the exact boundary), so samples keep
 their meaning; tests/test_vllm_topp.py checks it against the original.
