@@ -10,7 +10,9 @@ peak GPU memory is per job. Seconds per step is the median after the first step
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -57,12 +59,13 @@ def run(model: str, steps: int, backends: list[str], methods: list[str], **kw) -
         work = Path(d)
         jobs = _jobs(model, work, steps, **kw)
         for method in methods:
-            for backend in backends:
-                name, _, gc = backend.partition("@")  # e.g. unsloth@off: train.gradient_checkpointing=off
-                job = {**jobs[method], "backend": name, "gradient_checkpointing": gc or "auto",
-                       "out": str(work / f"{method}-{backend}")}
+            for i, backend in enumerate(backends):
+                name, gc, env = parse_backend(backend)
+                job = {**jobs[method], "backend": name, "gradient_checkpointing": gc,
+                       "out": str(work / f"{method}-{i}")}
                 try:
-                    m = run_child(job, work / f"{method}-{backend}.json", None)
+                    with _environ(env):
+                        m = run_child(job, work / f"{method}-{i}.json", None)
                 except Exception as e:  # noqa: BLE001 - one failed backend still reports the other
                     rows.append({"method": method, "backend": backend, "error": str(e)})
                     continue
@@ -70,8 +73,41 @@ def run(model: str, steps: int, backends: list[str], methods: list[str], **kw) -
                 print(json.dumps({"method": method, "backend": backend, **m}), flush=True)
                 rows.append({"method": method, "backend": backend, "steps": m["steps"],
                              "s_per_step": statistics.median(warm), "first_step_s": m["step_times"][0],
-                             "peak_memory_gb": m["peak_memory_gb"], "last_loss": m["last_loss"]})
+                             "peak_memory_gb": m["peak_memory_gb"], "last_loss": m["last_loss"],
+                             "phase_s": m.get("phase_s", {}), "total_step_s": sum(m["step_times"]),
+                             "generate_s_per_step": _warm_median(m.get("phase_steps", {}).get("transformers.generate"))})
     return rows
+
+
+def _warm_median(xs: list[float] | None) -> float | None:
+    return statistics.median(xs[1:] or xs) if xs else None
+
+
+def parse_backend(spec: str) -> tuple[str, str, dict]:
+    """`unsloth@off+KEY=VAL+...`: backend, train.gradient_checkpointing, extra child environment."""
+    head, *envs = spec.split("+")
+    name, _, gc = head.partition("@")
+    return name, gc or "auto", dict(e.split("=", 1) for e in envs)
+
+
+@contextlib.contextmanager
+def _environ(env: dict):
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def phase_share(row: dict) -> dict[str, float]:
+    """Each profiled phase as a share of all step time (generation, rewards, loss forward, ...)."""
+    total = row.get("total_step_s") or 0
+    return {k: v / total for k, v in row.get("phase_s", {}).items()} if total else {}
 
 
 def ratios(rows: list[dict]) -> list[dict]:
@@ -91,7 +127,8 @@ def main() -> None:
     ap.add_argument("--model", default="embedded:smollm2-135m-instruct")
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--backends", default="unsloth,trl",
-                    help="comma list; NAME@GC sets train.gradient_checkpointing (off, on, offload)")
+                    help="comma list; NAME@GC sets train.gradient_checkpointing (off, on, offload); "
+                         "+KEY=VAL adds to the child's environment")
     ap.add_argument("--methods", default="sft,grpo")
     ap.add_argument("--grpo-batch", type=int, default=64, help="completions per GRPO step")
     ap.add_argument("--completion-len", type=int, default=128)
@@ -104,12 +141,18 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
     t = Table(title=f"training backends on {a.model}")
-    for c in ("method", "backend", "s/step (warm)", "first step s", "peak GiB", "error"):
+    for c in ("method", "backend", "s/step (warm)", "generate s/step", "first step s", "peak GiB", "error"):
         t.add_column(c)
     for r in rows:
-        t.add_row(r["method"], r["backend"], f"{r.get('s_per_step', 0):.3f}", f"{r.get('first_step_s', 0):.1f}",
+        gen = r.get("generate_s_per_step")
+        t.add_row(r["method"], r["backend"], f"{r.get('s_per_step', 0):.3f}", "" if gen is None else f"{gen:.3f}",
+                  f"{r.get('first_step_s', 0):.1f}",
                   f"{r.get('peak_memory_gb', 0):.2f}", r.get("error", "")[:60])
     Console().print(t)
+    for r in rows:
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in sorted(phase_share(r).items(), key=lambda kv: -kv[1])[:5])
+        if shares:
+            print(f"{r['method']} {r['backend']}: {shares}")
     for x in res["ratios"]:
         print(f"{x['method']}: {x['backend']} {x['speedup']:.2f}x faster per step, {x['memory_ratio']:.2f}x the memory of trl")
     if a.json:

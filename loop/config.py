@@ -163,7 +163,7 @@ class TrainConfig(_Strict):
     backend: Literal["auto", "trl", "unsloth"] = "auto"
     # Activation recomputation: off = fastest, most memory; on = recompute in backward;
     # offload = unsloth's (recompute, activations parked in CPU RAM; trl treats it as on).
-    # auto: off for trl; for unsloth off below 8 GB of base weights, else offload.
+    # auto: off for trl; unsloth: offload for GRPO, for SFT off below 8 GB of base weights.
     gradient_checkpointing: Literal["auto", "off", "on", "offload"] = "auto"
     sft: SFTConfig = SFTConfig()
     grpo: GRPOConfig = GRPOConfig()

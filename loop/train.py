@@ -196,6 +196,20 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
+def _profiled(job: dict, path: str) -> None:
+    """LOOP_TRAIN_PROFILE=FILE: the child's cProfile stats go to FILE (for slow-step hunts)."""
+    import cProfile
+    prof = cProfile.Profile()
+    try:
+        prof.runcall(train_job, job)
+    finally:
+        prof.dump_stats(path)
+
+
 if __name__ == "__main__":
     die_with_parent()
-    train_job(json.loads(Path(sys.argv[1]).read_text()))
+    _job = json.loads(Path(sys.argv[1]).read_text())
+    if os.environ.get("LOOP_TRAIN_PROFILE"):
+        _profiled(_job, os.environ["LOOP_TRAIN_PROFILE"])
+    else:
+        train_job(_job)

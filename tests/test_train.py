@@ -110,23 +110,58 @@ def test_grpo_child_process_runs_on_tiny_model(tmp_path):
     job = _job(tmp_path, base, steps=2, method="grpo", examples=ex, out="grpo")
     m = run_child(job, tmp_path / "job.json", threads=1)
     assert m["steps"] == 2 and m["backend"] == "trl" and m["last_reward"] is not None
+    # TRL's profiled phases land in the metrics, per step too (generation is most of a step)
+    gen = m["phase_steps"]["transformers.generate"]
+    assert len(gen) == 2 and all(g > 0 for g in gen) and m["phase_s"]["transformers.generate"] > 0
+    assert sum(gen) <= sum(m["step_times"]) + 1e-3
     tensors = _adapter_tensors(tmp_path / "grpo")
     assert any("lora_A" in k for k in tensors) and any("lora_B" in k for k in tensors)
 
 
-@pytest.mark.parametrize("mode,weights_bytes,expected", [
-    ("auto", 540 * 2**20, False),        # SmolLM2-135M in fp32: fastest, memory is no issue
-    ("auto", 6 * 2**30, False),          # a 1.5B model in fp32 (measured: off 1.2x faster, 0.5x trl's memory)
-    ("auto", 14 * 2**30, "unsloth"),     # a 7B model in bf16: park activations in CPU RAM
-    ("off", 14 * 2**30, False),          # an explicit setting wins
-    ("on", 540 * 2**20, True),
-    ("offload", 540 * 2**20, "unsloth"),
+@pytest.mark.parametrize("method,mode,weights_bytes,expected", [
+    ("sft", "auto", 540 * 2**20, False),       # SmolLM2-135M in fp32: fastest, memory is no issue
+    ("sft", "auto", 6 * 2**30, False),         # a 1.5B model in fp32 (padded: 1.42x trl at 0.42x memory)
+    ("sft", "auto", 14 * 2**30, "unsloth"),    # a 7B model in bf16: park activations in CPU RAM
+    ("grpo", "auto", 540 * 2**20, "unsloth"),  # GRPO: offload costs ~5% per step, saves 3.5x memory
+    ("grpo", "off", 6 * 2**30, False),         # an explicit setting wins
+    ("sft", "off", 14 * 2**30, False),
+    ("sft", "on", 540 * 2**20, True),
+    ("sft", "offload", 540 * 2**20, "unsloth"),
 ])
-def test_unsloth_gradient_checkpointing(tmp_path, mode, weights_bytes, expected):
+def test_unsloth_gradient_checkpointing(tmp_path, method, mode, weights_bytes, expected):
     from loop.trainers.unsloth import gradient_checkpointing
     with open(tmp_path / "model.safetensors", "wb") as f:
         f.truncate(weights_bytes)        # sparse: no disk used
-    assert gradient_checkpointing({"base": str(tmp_path), "gradient_checkpointing": mode}) == expected
+    job = {"base": str(tmp_path), "method": method, "gradient_checkpointing": mode}
+    assert gradient_checkpointing(job) == expected
+
+
+@pytest.mark.parametrize("varlen,user_env,expected", [
+    # no varlen kernel (torch 2.11, no flash-attn): padded GRPO forward, no prefix grouper
+    (False, {}, {"UNSLOTH_GRPO_SEQ_PACKING": "0", "UNSLOTH_GRPO_PREFIX_GROUPER": "0"}),
+    # the user's own setting is left alone
+    (False, {"UNSLOTH_GRPO_SEQ_PACKING": "1"}, {"UNSLOTH_GRPO_PREFIX_GROUPER": "0"}),
+    # a varlen kernel: unsloth's packing is its fast path, keep its defaults
+    (True, {}, {}),
+])
+def test_unsloth_grpo_environ(monkeypatch, varlen, user_env, expected):
+    from loop.trainers.unsloth import grpo_environ
+    for k in ("UNSLOTH_GRPO_SEQ_PACKING", "UNSLOTH_GRPO_PREFIX_GROUPER"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in user_env.items():
+        monkeypatch.setenv(k, v)
+    assert grpo_environ(varlen) == expected
+
+
+@pytest.mark.parametrize("snapshots,expected", [
+    ([], {}),                                                   # no steps
+    ([{"gen": 1.0}], {"gen": [1.0]}),                           # one step
+    ([{"gen": 1.0}, {"gen": 3.5, "loss": 0.5}],                 # a phase first seen in step 2
+     {"gen": [1.0, 2.5], "loss": [0.0, 0.5]}),
+])
+def test_per_step_phases(snapshots, expected):
+    from loop.trainers.trl import _per_step
+    assert _per_step(snapshots) == expected
 
 
 @pytest.mark.parametrize("mode,cuda,expected", [

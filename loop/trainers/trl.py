@@ -2,6 +2,8 @@
 
 On CPU: fp32, no gradient checkpointing, `use_cpu=True`, and the pure-torch
 fallback for TRL's Triton-only fused LM head (loop.trl_compat).
+On CUDA: the frozen base in bf16 (where supported), LoRA weights in fp32 (PEFT's
+default), bf16 autocast: the usual TRL recipe, half the base memory of fp32.
 """
 from __future__ import annotations
 
@@ -26,12 +28,19 @@ def _model_and_peft(job: dict):
     tok = AutoTokenizer.from_pretrained(job["base"])
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(job["base"], dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(job["base"], dtype=base_dtype())
     if job.get("parent_adapter"):  # continue the current adapter
         return PeftModel.from_pretrained(model, job["parent_adapter"], is_trainable=True), None, tok
     lora = job["lora"]
     return model, LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
                              target_modules=lora["target_modules"], task_type="CAUSAL_LM"), tok
+
+
+def base_dtype():
+    """bf16 for the frozen base on a bf16-capable GPU, else fp32 (CPU training stays fp32)."""
+    import torch
+    cuda = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return torch.bfloat16 if cuda else torch.float32
 
 
 def _common_args(job: dict, cfg: dict, cuda: bool) -> dict:
@@ -44,7 +53,8 @@ def _common_args(job: dict, cfg: dict, cuda: bool) -> dict:
 
 
 def step_timer():
-    """A TrainerCallback recording each optimizer step's wall time (for s/step after warm-up)."""
+    """A TrainerCallback recording each optimizer step's wall time (for s/step after warm-up) and
+    the profiled phase totals at its end (per-step phase times are their differences)."""
     import time
     from transformers import TrainerCallback
 
@@ -52,18 +62,43 @@ def step_timer():
         def __init__(self):
             self.times: list[float] = []
 
+            self.phases: list[dict[str, float]] = []  # _PHASES at each step's end
+
         def on_step_begin(self, args, state, control, **kw):
             self.t0 = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kw):
             self.times.append(time.perf_counter() - self.t0)
+            self.phases.append(dict(_PHASES))
 
     return StepTimer()
 
 
+_PHASES: dict[str, float] = {}
+
+
+def phase_times() -> dict[str, float]:
+    """Seconds per TRL profiling block (generate, each reward, compute_loss, ...), summed over the
+    run. TRL times these blocks but only reports them to wandb/mlflow/trackio; this keeps them in
+    the train metrics so a slow phase shows in `loop inspect` and bench/train_gpu.py."""
+    from trl.extras.profiling import ProfilingContext
+    if not getattr(ProfilingContext, "_loop_patched", False):
+        original = ProfilingContext._log_metrics
+
+        def log_metrics(self, duration: float) -> None:
+            key = self.name.split(".", 1)[-1]  # drop the trainer class: same key for both backends
+            _PHASES[key] = _PHASES.get(key, 0.0) + duration
+            original(self, duration)
+
+        ProfilingContext._log_metrics = log_metrics
+        ProfilingContext._loop_patched = True
+    return _PHASES
+
+
 def _quiet(trainer) -> None:
-    """Our rich bar shows progress; drop transformers' per-step dict printer."""
+    """Our rich bar shows progress; drop transformers' per-step dict printer. Start phase timing."""
     from transformers.trainer_callback import PrinterCallback
+    phase_times()
     trainer.remove_callback(PrinterCallback)
 
 
@@ -77,7 +112,21 @@ def _finish(trainer, result, n_examples: int, tmp: str) -> dict:
             "last_loss": losses[-1] if losses else None, "steps": trainer.state.global_step,
             "examples": n_examples, "runtime_s": result.metrics.get("train_runtime"),
             "first_reward": rewards[0] if rewards else None, "last_reward": rewards[-1] if rewards else None,
-            "peak_memory_gb": _peak_memory(), "step_times": timer.times if timer else []}
+            "peak_memory_gb": _peak_memory(), "step_times": timer.times if timer else [],
+            "phase_s": {k: round(v, 3) for k, v in sorted(_PHASES.items())},
+            "phase_steps": _per_step(timer.phases if timer else [])}
+
+
+def _per_step(snapshots: list[dict[str, float]]) -> dict[str, list[float]]:
+    """Cumulative phase snapshots -> seconds per step for each phase."""
+    keys = sorted({k for s in snapshots for k in s})
+    prev: dict[str, float] = {}
+    out: dict[str, list[float]] = {k: [] for k in keys}
+    for snap in snapshots:
+        for k in keys:
+            out[k].append(round(snap.get(k, 0.0) - prev.get(k, 0.0), 3))
+        prev = snap
+    return out
 
 
 def _peak_memory() -> float | None:

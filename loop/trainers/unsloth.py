@@ -4,6 +4,10 @@ driving TRL's SFTTrainer / GRPOTrainer (Unsloth patches them when imported first
 `lora.quant` picks `4bit` (QLoRA, bitsandbytes) or `16bit` (bf16 LoRA). A parent
 adapter is continued by loading the adapter folder (Unsloth reads its base from
 adapter_config.json) and keeping its LoRA weights trainable.
+
+Unsloth reads its switches from the environment when it is imported, so the ones this
+backend sets (only where the user has not) go in before `import unsloth`; this is the
+training child, so nothing else sees them.
 """
 from __future__ import annotations
 
@@ -14,17 +18,46 @@ from loop.trainers.trl import _common_args, _finish, _quiet, run_grpo, step_time
 
 
 GC = {"offload": "unsloth", "on": True, "off": False}  # train.gradient_checkpointing -> unsloth's argument
-OFFLOAD_FROM_BYTES = 8 * 2**30  # auto: offload from this much base weight on disk (~2B fp32 / 4B bf16 params)
+OFFLOAD_FROM_BYTES = 8 * 2**30  # auto (SFT): offload from this much base weight on disk (~2B fp32 / 4B bf16)
 
 
 def gradient_checkpointing(job: dict) -> str | bool:
-    """`auto`: off for small bases (measured on an H200, bench/train_gpu.py: GRPO 1.2-1.3x faster per
-    step than unsloth's offload at <= half trl's memory, 135M and 1.5B), offload for large ones."""
+    """`auto`: GRPO offloads (H200, 1.5B, 64 x 128 tokens, bench/results/train_gpu_1p5b_grpo_gc.json:
+    3.7 s/step at 6.7 GiB vs 3.6 s at 23 GiB off); SFT is off for small bases (padded, 1.5B: 1.42x
+    trl at 0.42x its memory) and offloads from 8 GB of base weights."""
     mode = job.get("gradient_checkpointing", "auto")
     if mode == "auto":
         size = sum(f.stat().st_size for f in Path(job["base"]).glob("*.safetensors"))
-        mode = "offload" if size >= OFFLOAD_FROM_BYTES else "off"
+        mode = "offload" if job.get("method") == "grpo" or size >= OFFLOAD_FROM_BYTES else "off"
     return GC[mode]
+
+
+def varlen_attention() -> bool:
+    """Whether a variable-length attention kernel is there for unsloth's packed batches:
+    flash-attn, xformers, or torch's varlen_attn with GQA (torch >= 2.12)."""
+    import importlib.util
+    import inspect
+    if importlib.util.find_spec("flash_attn") or importlib.util.find_spec("xformers"):
+        return True
+    try:
+        import torch
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return False
+    params = inspect.signature(varlen_attn).parameters
+    return "enable_gqa" in params and "window_size" in params and torch.backends.cuda.is_flash_attention_available()
+
+
+def grpo_environ(varlen: bool) -> dict[str, str]:
+    """Unsloth switches for a GRPO job. Without a varlen kernel, unsloth's packed GRPO forward
+    runs one SDPA call per equal-length run of sequences per layer, and re-checks itself
+    against 64 per-row forwards whenever the packed length grows: on an H200 (torch 2.11,
+    1.5B, 64 x 128 tokens) 5.8 s/step packed vs 3.6 s padded; the prefix grouper rides on
+    packing and only added ~15 s of compile (bench/results/train_gpu_1p5b_grpo_packing.json)."""
+    if varlen:
+        return {}
+    wanted = {"UNSLOTH_GRPO_SEQ_PACKING": "0", "UNSLOTH_GRPO_PREFIX_GROUPER": "0"}
+    return {k: v for k, v in wanted.items() if k not in os.environ}
 
 
 def _load(job: dict, max_seq_len: int):
@@ -88,6 +121,7 @@ def sft(job: dict) -> dict:
 
 def grpo(job: dict) -> dict:
     _check_cuda()
+    os.environ.update(grpo_environ(varlen_attention()))
     model, tok = _load(job, job["grpo"]["max_completion_length"] + 512)
     return run_grpo(_hf_args(job), model, tok, True, label="GRPO, unsloth")
 
