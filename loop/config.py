@@ -130,6 +130,13 @@ class LoraConfig(_Strict):
     quant: Literal["16bit", "4bit"] = "16bit"  # unsloth backend: bf16 LoRA or 4-bit QLoRA
 
 
+class SelectConfig(_Strict):
+    """s1-style choice of the SFT set (loop.train.s1_select): quality, difficulty, diversity."""
+    n: int = Field(0, ge=0)            # at most this many problems' chains; 0 = every verified problem
+    quality: bool = True               # only chains already in the answer format (none repaired)
+    max_pass_rate: float = Field(1.0, ge=0.0, le=1.0)  # drop problems solved more often than this
+
+
 class SFTConfig(_Strict):
     every: int = Field(1, ge=0)        # after every N-th round; 0 = never
     max_steps: int = Field(20, ge=1)
@@ -138,6 +145,7 @@ class SFTConfig(_Strict):
     learning_rate: float = 2e-4
     max_seq_len: int = 384
     replay: bool = True                # also train on verified chains of earlier rounds
+    select: SelectConfig = SelectConfig()
 
 
 class GRPOConfig(_Strict):

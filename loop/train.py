@@ -33,22 +33,53 @@ class TrainError(RuntimeError):
     pass
 
 
-def select_chains(rows: list[dict]) -> list[dict]:
-    """rows: verified samples (problem_id, question, answer, completion, extracted, strict).
-    Returns one SFT example per problem: {problem_id, prompt, completion}."""
+def select_chains(rows: list[dict], select=None, seed: int = 0) -> list[dict]:
+    """rows: verified samples (problem_id, question, answer, completion, extracted, strict; for
+    `select` also kind and pass_rate). Returns one SFT example per problem: {problem_id, prompt,
+    completion}, or with `select.n` > 0 the s1-style subset (s1_select)."""
     best: dict[str, dict] = {}
     for r in rows:
         key = (not r["strict"], len(r["completion"]), r["completion"])
         cur = best.get(r["problem_id"])
         if cur is None or key < cur["_key"]:
             best[r["problem_id"]] = {**r, "_key": key}
+    chosen = sorted(best)
+    if select is not None and select.n:
+        chosen = s1_select([best[pid] for pid in chosen], select.n, select.quality, select.max_pass_rate, seed)
     out = []
-    for pid in sorted(best):
+    for pid in chosen:
         r = best[pid]
         target = r["completion"] if r["strict"] else repair(r["completion"], r["extracted"], r["answer"])
         out.append({"problem_id": pid, "prompt": messages(r["question"]),
                     "completion": [{"role": "assistant", "content": target}]})
     return out
+
+
+def s1_select(best: list[dict], n: int, quality: bool, max_pass_rate: float, seed: int) -> list[str]:
+    """At most n problem ids, chosen as s1 chose its 1,000 (Muennighoff et al., 2025):
+    quality: with `quality`, only chains already in the answer format (no repaired ones);
+    difficulty: problems solved more often than max_pass_rate are dropped, the rest go
+    hardest (lowest pass rate) first; diversity: kinds take turns (in a seeded order), so one
+    plentiful kind cannot crowd out the others. Returned sorted, for a stable data hash."""
+    import random
+    pool: dict[str, list[dict]] = {}
+    for r in best:
+        if (quality and not r["strict"]) or r["pass_rate"] > max_pass_rate:
+            continue
+        pool.setdefault(r["kind"] or "", []).append(r)
+    for rows in pool.values():
+        rows.sort(key=lambda r: (r["pass_rate"], r["problem_id"]), reverse=True)  # pop() = hardest
+    kinds = sorted(pool)
+    random.Random(seed).shuffle(kinds)
+    picked: list[str] = []
+    while len(picked) < n and kinds:
+        for kind in list(kinds):
+            if len(picked) == n:
+                break
+            picked.append(pool[kind].pop()["problem_id"])
+            if not pool[kind]:
+                kinds.remove(kind)
+    return sorted(picked)
 
 
 def repair(text: str, extracted: str | None, gold: str) -> str:
@@ -129,13 +160,16 @@ def stage(ctx, r: int) -> dict:
 
 
 def sft_examples(ctx, r: int) -> list[dict]:
+    first = 1 if ctx.cfg.train.sft.replay else r
     rows = ctx.store.query(
-        "SELECT s.problem_id, s.completion, s.extracted, p.question, p.answer, "
+        "WITH pr AS (SELECT problem_id, avg(CASE WHEN verified THEN 1.0 ELSE 0.0 END) AS pass_rate "
+        "  FROM samples WHERE run_id = ? AND round <= ? AND round >= ? GROUP BY problem_id) "
+        "SELECT s.problem_id, s.completion, s.extracted, p.question, p.answer, p.kind, pr.pass_rate, "
         "coalesce(TRY_CAST(json_extract(s.rewards, '$.strict_format') AS DOUBLE), 0) > 0 AS strict "
-        "FROM samples s JOIN problems p USING (problem_id) "
+        "FROM samples s JOIN problems p USING (problem_id) JOIN pr USING (problem_id) "
         "WHERE s.run_id = ? AND s.verified AND s.round <= ? AND s.round >= ?",
-        [ctx.run_id, r, 1 if ctx.cfg.train.sft.replay else r])
-    return select_chains(rows)
+        [ctx.run_id, r, first, ctx.run_id, r, first])
+    return select_chains(rows, ctx.cfg.train.sft.select, ctx.round_seed(r, "select"))
 
 
 def grpo_examples(ctx, r: int) -> list[dict]:

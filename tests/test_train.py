@@ -33,6 +33,48 @@ def test_select_chains(rows, expected):
         assert e["prompt"][-1] == {"role": "user", "content": "What is 47 + 38?"} or e["problem_id"] == "b"
 
 
+def _cand(pid, kind, pass_rate, strict=True):
+    return {"problem_id": pid, "kind": kind, "pass_rate": pass_rate, "strict": strict}
+
+
+S1_TABLE = [
+    # (candidates, n, quality, max_pass_rate, expected ids)
+    ([_cand("a", "add", 0.5), _cand("b", "add", 0.25), _cand("c", "add", 0.75)], 2, True, 1.0,
+     ["a", "b"]),                                           # difficulty: the two hardest of one kind
+    ([_cand("a", "add", 0.1), _cand("b", "add", 0.2), _cand("c", "add", 0.3), _cand("m", "mul", 0.9)], 2, True, 1.0,
+     ["a", "m"]),                                           # diversity: each kind's hardest before a second add
+    ([_cand("a", "add", 0.1, strict=False), _cand("b", "add", 0.5)], 2, True, 1.0,
+     ["b"]),                                                # quality: a repaired chain is left out
+    ([_cand("a", "add", 0.1, strict=False), _cand("b", "add", 0.5)], 2, False, 1.0,
+     ["a", "b"]),                                           # ... unless quality is off
+    ([_cand("a", "add", 1.0), _cand("b", "add", 0.75)], 5, True, 0.8,
+     ["b"]),                                                # too easy (solved every time) dropped; n > pool
+    ([_cand("a", None, 0.5), _cand("b", "mul", 0.5)], 1, True, 1.0,
+     None),                                                 # one pick, kinds' order seeded: either id
+]
+
+
+@pytest.mark.parametrize("cands, n, quality, max_pr, expected", S1_TABLE)
+def test_s1_select(cands, n, quality, max_pr, expected):
+    from loop.train import s1_select
+    got = s1_select(cands, n, quality, max_pr, seed=3)
+    if expected is None:
+        assert len(got) == 1 and got[0] in {"a", "b"}
+    else:
+        assert got == expected
+    assert s1_select(cands, n, quality, max_pr, seed=3) == got  # deterministic for a seed
+
+
+def test_select_chains_with_s1_config():
+    from loop.config import SelectConfig
+    rows = [{**_row(f"p{i}", f"<reasoning>\n{i}\n</reasoning>\n<answer>\n85\n</answer>\n", True),
+             "kind": "add" if i < 6 else "mul", "pass_rate": i / 10} for i in range(1, 9)]
+    out = select_chains(rows, SelectConfig(n=3), seed=0)
+    got = sorted(e["problem_id"] for e in out)
+    assert len(got) == 3 and {"p1", "p6"} <= set(got)        # each kind's hardest, then one more
+    assert [e["problem_id"] for e in select_chains(rows, SelectConfig(n=0))] == [f"p{i}" for i in range(1, 9)]
+
+
 def test_repair_without_extraction_keeps_text():
     assert repair("no number here", None, "7") == "<reasoning>\nno number here\n</reasoning>\n<answer>\n7\n</answer>\n"
 
@@ -189,3 +231,23 @@ def test_unsloth_padding_choice(monkeypatch, steps, env, expected):
     if env:
         monkeypatch.setenv("UNSLOTH_PADDING_CHOICE", env)
     assert padding_choice({"sft": {"max_steps": steps}}) == expected
+
+
+@pytest.mark.parametrize("n,max_pass_rate,expected", [
+    (0, 1.0, ["p1", "p2", "p3"]),   # no selection: every problem with a verified chain
+    (2, 0.9, ["p2", "p3"]),         # p1 (solved 4/4) is too easy
+    (1, 1.0, ["p3"]),               # the hardest: p3 passed 2 of 8
+])
+def test_sft_examples_from_store_select(tmp_path, n, max_pass_rate, expected):
+    """Pass rates come from the store (tests/storefix.py: p1 1.0, p2 0.75, p3 0.25 over rounds 1-2)."""
+    from types import SimpleNamespace
+    from loop.config import Config
+    from loop.train import sft_examples
+    from store.db import Store
+    from tests import storefix
+    storefix.populate(tmp_path / "s.duckdb")
+    cfg = Config()
+    cfg.train.sft.select.n, cfg.train.sft.select.max_pass_rate = n, max_pass_rate
+    with Store(tmp_path / "s.duckdb") as st:
+        ctx = SimpleNamespace(store=st, run_id="run-b", cfg=cfg, round_seed=lambda r, salt="": 1)
+        assert [e["problem_id"] for e in sft_examples(ctx, 2)] == expected
