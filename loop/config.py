@@ -180,6 +180,9 @@ class TrainConfig(_Strict):
 
 class EvalConfig(_Strict):
     every: int = Field(1, ge=0)        # after every N-th round (round 0 always); 0 = only round 0
+    # the model being trained is evaluated locally: auto = the sample stage's sampler when that runs
+    # the local model (hf/vllm), else (sample.backend openai, a teacher) vllm when installed, else hf
+    backend: Literal["auto", "hf", "vllm"] = "auto"
     n_problems: int = Field(200, ge=1)  # held-out size: +-3 points of noise at ~20% accuracy
     levels: list[int] = [1, 2]
     seed: int = 1_000_003              # held-out seed; training problems never collide with it

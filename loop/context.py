@@ -24,6 +24,8 @@ class RunContext:
     lock: Any = field(default=None, repr=False)  # store.lock.StoreLock held while writing
     _sampler: Any = field(default=None, repr=False)
     _sampler_model: str | None = field(default=None, repr=False)
+    _eval_sampler: Any = field(default=None, repr=False)
+    _eval_model: str | None = field(default=None, repr=False)
 
     @property
     def run_dir(self) -> Path:
@@ -59,10 +61,26 @@ class RunContext:
         self._sampler_model = version
         return self._sampler
 
+    def eval_sampler(self):
+        """The sampler that evaluates the trained model: the sample stage's when that runs the
+        local model, else (a teacher endpoint samples) a local one of its own."""
+        from loop.sample import build_sampler, choose_backend, eval_backend
+        name = eval_backend(self.cfg.evaluate.backend, self.cfg.sample.backend)
+        if choose_backend(name) == choose_backend(self.cfg.sample.backend):
+            return self.sampler()
+        version, adapter = self.current_model()
+        if self._eval_sampler is None:
+            self._eval_sampler = build_sampler(name, self.base_dir, adapter, self.cfg.sample, self.cfg.model)
+        elif self._eval_model != version:
+            self._eval_sampler.set_adapter(adapter)
+        self._eval_model = version
+        return self._eval_sampler
+
     def close(self) -> None:
-        if self._sampler is not None:
-            self._sampler.close()
-            self._sampler = None
+        for s in (self._sampler, self._eval_sampler):
+            if s is not None:
+                s.close()
+        self._sampler = self._eval_sampler = None
         self.store.close()
         if self.lock is not None:
             self.lock.release()

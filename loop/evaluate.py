@@ -2,7 +2,8 @@
 
 The held-out set depends only on `evaluate.{n_problems, levels, seed}`; proposals
 never include its expressions. Round 0 is the model before any training, so
-each round's gain is measured against it. Accuracy counts a correct answer
+each round's gain is measured against it. The model evaluated is always the local
+one being trained (ctx.eval_sampler), also when a teacher endpoint samples. Accuracy counts a correct answer
 wherever the verifier finds it; `format_rate` counts strict-format answers.
 `evaluate.every = M` evaluates after every M-th round only (round 0 always); a
 round not due records its step as skipped, like train's sub-steps.
@@ -21,7 +22,7 @@ def evaluate_model(ctx) -> dict:
     from rewards import build_reward
     cfg = ctx.cfg.evaluate
     problems = heldout(cfg.n_problems, cfg.levels, cfg.seed)
-    sampler = ctx.sampler()
+    sampler = ctx.eval_sampler()
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens, seed=0)
     prompts = [messages(p.question) for p in problems]
     with bar(f"evaluate ({len(problems)} held-out, greedy)", len(problems)) as advance:

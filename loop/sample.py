@@ -6,7 +6,10 @@ Contract of a backend (one file each in loop/samplers/):
   `params.n` completions per prompt (a prompt is a list of chat messages), in
   order; `progress(k)` is called as k more completions finish;
 - `set_adapter(adapter_dir)` switches to a new LoRA adapter without a restart
-  where the backend can; `close()` frees the engine.
+  where the backend can; `close()` frees the engine;
+- optional `served_model`: set by a backend whose endpoint serves its own weights
+  (openai: a teacher); its samples record `model_version = "<backend>:<name>"`, and
+  evaluation runs the trained model on a local backend (eval_backend).
 Results are reproducible for a given `params.seed` on the same backend/dtype.
 A completion's text excludes the stop string that ended it (OpenAI semantics).
 Budget forcing (`thinking_budget`, `num_waits`; see loop.samplers.budget) is
@@ -85,6 +88,15 @@ def choose_backend(name: str) -> str:
     return "hf"
 
 
+def eval_backend(eval_name: str, sample_name: str) -> str:
+    """The backend that evaluates the trained (local) model: `evaluate.backend`, or for auto the
+    sample stage's when it runs the local model; an endpoint (openai) serves its own weights."""
+    if eval_name != "auto":
+        return choose_backend(eval_name)
+    sample = choose_backend(sample_name)
+    return "auto" if sample == "openai" else sample
+
+
 def cpu_has_bf16() -> bool:
     """Native bf16 arithmetic on this CPU (Linux flags); elsewhere assume not."""
     try:
@@ -125,8 +137,9 @@ def stage(ctx, r: int) -> dict:
         "SELECT p.problem_id, p.question FROM round_problems rp JOIN problems p USING (problem_id) "
         "WHERE rp.run_id = ? AND rp.round = ? ORDER BY p.problem_id", [ctx.run_id, r])
     sampler = ctx.sampler()
-    version, _ = ctx.current_model()
-    parent = ctx.model_parent(version)
+    served = getattr(sampler, "served_model", None)  # an endpoint's own weights: a teacher's samples
+    version = f"{sampler.name}:{served}" if served else ctx.current_model()[0]
+    parent = None if served else ctx.model_parent(version)
     params = SamplingParams(n=cfg.group_size, temperature=cfg.temperature, top_p=cfg.top_p,
                             max_new_tokens=cfg.max_new_tokens, seed=ctx.round_seed(r, "sample"),
                             thinking_budget=cfg.budget.thinking_tokens, num_waits=cfg.budget.waits,

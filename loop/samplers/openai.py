@@ -15,7 +15,9 @@ Contract (see loop.sample), configured by `sample.openai` (loop.config.OpenAICon
   at once with the server's message;
 - per-choice completion tokens: the API reports only the request's total, so
   with n > 1 it is split by text length (`meta["tokens_estimated"] = True`);
-- the served weights are the server's: `set_adapter` only records the folder;
+- the served weights are the server's: `set_adapter` only records the folder,
+  and samples record `model_version = "openai:<served model>"` (`served_model`);
+  the trained local model is evaluated by a local sampler (ctx.eval_sampler);
   budget forcing needs a continued assistant message, which the chat API
   lacks, so a config asking for it is refused at construction.
 """
@@ -53,6 +55,11 @@ class OpenAISampler:
         self.key = os.environ.get(self.cfg.api_key_env) if self.cfg.api_key_env else None
         self.adapter_dir = adapter_dir
         self.model = self._pick_model(self._probe())
+
+    @property
+    def served_model(self) -> str:
+        """The endpoint's model name: the weights that write this backend's samples."""
+        return self.model
 
     def _probe(self) -> list[str]:
         try:
