@@ -3,7 +3,8 @@
 Contract:
 - Writer choice (`converter`): a path to llama.cpp's `convert_hf_to_gguf.py` (run as a
   subprocess with this Python, `--outtype OUTTYPE`), or "builtin". Unset: the env var
-  LOOP_LLAMA_CPP_CONVERT, then `convert_hf_to_gguf.py` on PATH, then "builtin".
+  LOOP_LLAMA_CPP_CONVERT, then `convert_hf_to_gguf.py` on PATH, then the copy that
+  scripts/setup.sh unpacks into the loop cache (installed_converter), then "builtin".
   A converter that is named but missing or fails raises ExportError (its output's tail and
   what to install); there is no silent fallback to the other writer.
 - The built-in writer uses the `gguf` package directly (the tensor names of
@@ -41,9 +42,16 @@ PROBE = ("\n \n\n \t\t \t\n  \n   🚀 (normal) 😶\u200d🌫️ ✅ 🦙 3 33 
          "'RE you sure? We'Ve a'lL  <|im_start|>user\nWhat is 47 + 38?<|im_end|>\n<|im_start|>assistant\n")
 
 
+def installed_converter() -> str | None:
+    """The converter scripts/setup.sh unpacks from the llama-cpp-python sdist, if there."""
+    base = Path(os.environ.get("LOOP_CACHE") or Path.home() / ".cache" / "loop")
+    path = base / "llama.cpp" / SCRIPT
+    return str(path) if path.is_file() else None
+
+
 def find_converter(converter: str | None = None) -> str:
     """'builtin' or the path of a llama.cpp converter script (see the module contract)."""
-    choice = converter or os.environ.get(ENV) or shutil.which(SCRIPT) or "builtin"
+    choice = converter or os.environ.get(ENV) or shutil.which(SCRIPT) or installed_converter() or "builtin"
     if choice == "builtin":
         return choice
     path = Path(choice).expanduser()

