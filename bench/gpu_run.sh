@@ -15,7 +15,7 @@ if [ "$what" = all ] || [ "$what" = bench ]; then
   model=${MODEL:-gguf:/tmp/smollm2.gguf}; tag=${TAG:-smollm2}
   timeout ${BENCH_TIMEOUT:-450} python bench/train_gpu.py --model "$model" --steps ${STEPS:-5} \
     --backends ${BACKENDS:-unsloth,trl} --methods ${METHODS:-sft,grpo} --json "$OUT/train_gpu_$tag.json" 2>&1 \
-    | tee "$OUT/train_gpu_$tag.log" | grep -E 'x faster|│|error' | cut -c1-400
+    | tee "$OUT/train_gpu_$tag.log" | grep -E 'x faster|│|error|: _prepare_inputs|: transformers' | cut -c1-400
 fi
 if [ "$what" = all ] || [ "$what" = loop ]; then
   [ "${RESUME:-0}" = 1 ] || rm -rf /tmp/gpurun

@@ -2,10 +2,12 @@
 
 Each (backend, method) job runs in its own process through loop.train.run_child, so
 peak GPU memory is per job. Seconds per step is the median after the first step
-(the first includes compilation). Run on a CUDA machine:
+(the first includes compilation); each row also has TRL's profiled phases (generation,
+rewards, loss), summed and per step. Run on a CUDA machine:
 
     python bench/train_gpu.py --model gguf:/tmp/smollm2.gguf --json out.json
     python bench/train_gpu.py --model tiny:llama-1.5b --steps 6
+    python bench/train_gpu.py --methods grpo --backends trl,unsloth,unsloth@off+UNSLOTH_GRPO_SEQ_PACKING=1
 """
 from __future__ import annotations
 

@@ -59,7 +59,7 @@ def test_real_model_sft_teaches_the_answer_format(tmp_path):
             from loop.samplers.hf import HFSampler
             self._s = HFSampler(base, adapter, self.cfg.sample, self.cfg.model)
 
-        def sampler(self):
+        def eval_sampler(self):
             return self._s
 
     before = evaluate_model(Ctx(None))
