@@ -3,8 +3,9 @@
 The held-out set depends only on `evaluate.{n_problems, levels, seed}`; proposals
 never include its expressions. Round 0 is the model before any training, so
 each round's gain is measured against it. The model evaluated is always the local
-one being trained (ctx.eval_sampler), also when a teacher endpoint samples. Accuracy counts a correct answer
-wherever the verifier finds it; `format_rate` counts strict-format answers.
+one being trained (ctx.eval_sampler), also when a teacher endpoint samples.
+Accuracy counts a correct answer wherever the verifier finds it; `format_rate`
+counts strict-format answers.
 `evaluate.every = M` evaluates after every M-th round only (round 0 always); a
 round not due records its step as skipped, like train's sub-steps.
 """

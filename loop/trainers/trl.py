@@ -61,7 +61,6 @@ def step_timer():
     class StepTimer(TrainerCallback):
         def __init__(self):
             self.times: list[float] = []
-
             self.phases: list[dict[str, float]] = []  # _PHASES at each step's end
 
         def on_step_begin(self, args, state, control, **kw):
@@ -80,7 +79,7 @@ _PHASES: dict[str, float] = {}
 def phase_times() -> dict[str, float]:
     """Seconds per TRL profiling block (generate, each reward, compute_loss, ...), summed over the
     run. TRL times these blocks but only reports them to wandb/mlflow/trackio; this keeps them in
-    the train metrics so a slow phase shows in `loop inspect` and bench/train_gpu.py."""
+    the train metrics (the model's row in the store, bench/train_gpu.py) so a slow phase shows."""
     from trl.extras.profiling import ProfilingContext
     if not getattr(ProfilingContext, "_loop_patched", False):
         original = ProfilingContext._log_metrics
