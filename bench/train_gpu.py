@@ -12,12 +12,12 @@ rewards, loss), summed and per step. Run on a CUDA machine:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
 import sys
 import tempfile
+from unittest import mock
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -66,7 +66,7 @@ def run(model: str, steps: int, backends: list[str], methods: list[str], **kw) -
                 job = {**jobs[method], "backend": name, "gradient_checkpointing": gc,
                        "out": str(work / f"{method}-{i}")}
                 try:
-                    with _environ(env):
+                    with mock.patch.dict(os.environ, env):
                         m = run_child(job, work / f"{method}-{i}.json", None)
                 except Exception as e:  # noqa: BLE001 - one failed backend still reports the other
                     rows.append({"method": method, "backend": backend, "error": str(e)})
@@ -90,20 +90,6 @@ def parse_backend(spec: str) -> tuple[str, str, dict]:
     head, *envs = spec.split("+")
     name, _, gc = head.partition("@")
     return name, gc or "auto", dict(e.split("=", 1) for e in envs)
-
-
-@contextlib.contextmanager
-def _environ(env: dict):
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def phase_share(row: dict) -> dict[str, float]:

