@@ -19,7 +19,7 @@ if [ "$what" = all ] || [ "$what" = bench ]; then
 fi
 if [ "$what" = all ] || [ "$what" = loop ]; then
   [ "${RESUME:-0}" = 1 ] || rm -rf /tmp/gpurun
-  timeout ${LOOP_TIMEOUT:-540} python -m cli start --rounds 3 -c configs/gpu.yaml --set run.dir=/tmp/gpurun 2>&1 | grep -v Warning | tail -40
+  timeout ${LOOP_TIMEOUT:-540} python -m cli start --rounds 3 -c configs/gpu.yaml --set run.dir=/tmp/gpurun 2>&1 | grep -v Warning | tee "$OUT/gpu_loop.log" | tail -40
   python -m cli inspect --json -c configs/gpu.yaml --set run.dir=/tmp/gpurun > "$OUT/gpu_rounds.json"
   python -m cli inspect -c configs/gpu.yaml --set run.dir=/tmp/gpurun
   cp /tmp/gpurun/config.yaml "$OUT/gpu_config.yaml" 2>/dev/null

@@ -219,18 +219,24 @@ def test_trl_gradient_checkpointing(mode, cuda, expected):
     assert args["gradient_checkpointing"] is expected
 
 
-@pytest.mark.parametrize("steps,env,expected", [
-    (20, None, None),          # the CPU/GPU default (20 steps): compile would cost more than it saves
-    (59, None, None),          # just below break-even
-    (60, None, "padded"),      # long jobs: padded batches + compiled blocks
-    (500, "padding_free", None),  # the user's setting wins
+P, B = "UNSLOTH_PADDING_CHOICE", "UNSLOTH_BLOCK_COMPILE"
+
+
+@pytest.mark.parametrize("varlen,steps,user_env,expected", [
+    # no varlen kernel, a loop-sized job: padded batches, eager blocks (compile would not repay)
+    (False, 30, {}, {P: "padded", B: "0"}),
+    (False, 999, {}, {P: "padded", B: "0"}),        # just below break-even
+    (False, 1000, {}, {P: "padded"}),               # long jobs: padded + unsloth's compiled blocks
+    (False, 30, {P: "padding_free"}, {B: "0"}),     # the user's setting wins
+    (True, 30, {}, {}),                             # a varlen kernel: unsloth's own choice
 ])
-def test_unsloth_padding_choice(monkeypatch, steps, env, expected):
-    from loop.trainers.unsloth import padding_choice
-    monkeypatch.delenv("UNSLOTH_PADDING_CHOICE", raising=False)
-    if env:
-        monkeypatch.setenv("UNSLOTH_PADDING_CHOICE", env)
-    assert padding_choice({"sft": {"max_steps": steps}}) == expected
+def test_unsloth_sft_environ(monkeypatch, varlen, steps, user_env, expected):
+    from loop.trainers.unsloth import sft_environ
+    for k in (P, B):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in user_env.items():
+        monkeypatch.setenv(k, v)
+    assert sft_environ({"sft": {"max_steps": steps}}, varlen) == expected
 
 
 @pytest.mark.parametrize("n,max_pass_rate,expected", [

@@ -23,8 +23,8 @@ OFFLOAD_FROM_BYTES = 8 * 2**30  # auto (SFT): offload from this much base weight
 
 def gradient_checkpointing(job: dict) -> str | bool:
     """`auto`: GRPO offloads (H200, 1.5B, 64 x 128 tokens, bench/results/train_gpu_1p5b_grpo_gc.json:
-    3.7 s/step at 6.7 GiB vs 3.6 s at 23 GiB off); SFT is off for small bases (padded, 1.5B: 1.42x
-    trl at 0.42x its memory) and offloads from 8 GB of base weights."""
+    3.7 s/step at 6.7 GiB vs 3.6 s at 23 GiB off); SFT is off for small bases (1.5B: 0.19 s/step,
+    0.61-0.69x trl's memory) and offloads from 8 GB of base weights."""
     mode = job.get("gradient_checkpointing", "auto")
     if mode == "auto":
         size = sum(f.stat().st_size for f in Path(job["base"]).glob("*.safetensors"))
@@ -87,25 +87,28 @@ def _check_cuda() -> None:
         raise RuntimeError("the unsloth backend needs a CUDA GPU; use train.backend=trl on CPU")
 
 
-PADDED_FROM_STEPS = 60  # padded SFT repays its ~25 s block compile from here (0.43 s/step saved, H200)
+BLOCK_COMPILE_FROM_STEPS = 1000  # compiled padded blocks repay their ~19 s compile from here (H200)
 
 
-def padding_choice(job: dict) -> str | None:
-    """UNSLOTH_PADDING_CHOICE for an SFT job, unless the user set it. Unsloth keeps padding-free
-    batches on GPUs it has not measured (H100/H200), which launch kernels from Python and are
-    host-bound at small micro batches: 0.64 s/step vs 0.21 padded on an H200 (1.5B, 16 x ~80
-    tokens; bench/results/train_gpu_1p5b_sft_padded.json). Padded pays ~25 s of compile once."""
-    if "UNSLOTH_PADDING_CHOICE" in os.environ:
-        return None
-    return "padded" if job["sft"]["max_steps"] >= PADDED_FROM_STEPS else None
+def sft_environ(job: dict, varlen: bool) -> dict[str, str]:
+    """Unsloth switches for an SFT job. Without a varlen kernel, unsloth's padding-free batches
+    (its choice on sm90) take the same per-length attention path as packed GRPO: on an H200
+    (torch 2.11, 1.5B, 16 x ~80 tokens, 30 steps; bench/results/train_gpu_1p5b_sft30.json)
+    0.51 s/step padding-free, 0.17 padded with compiled blocks (20.7 s first step), 0.19 padded
+    eager (1.7 s first step; 7.5 s for the job vs 26 s compiled). Compiling saves ~0.02 s/step,
+    so it waits for long jobs. A value the user has set is left alone."""
+    if varlen:
+        return {}
+    wanted = {"UNSLOTH_PADDING_CHOICE": "padded"}
+    if job["sft"]["max_steps"] < BLOCK_COMPILE_FROM_STEPS:
+        wanted["UNSLOTH_BLOCK_COMPILE"] = "0"
+    return {k: v for k, v in wanted.items() if k not in os.environ}
 
 
 def sft(job: dict) -> dict:
     _check_cuda()
     cfg = job["sft"]
-    choice = padding_choice(job)
-    if choice:
-        os.environ["UNSLOTH_PADDING_CHOICE"] = choice  # this is the training child: nothing else sees it
+    os.environ.update(sft_environ(job, varlen_attention()))  # the training child: nothing else sees it
     model, tok = _load(job, cfg["max_seq_len"])
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
