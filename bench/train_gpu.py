@@ -7,6 +7,7 @@ rewards, loss), summed and per step. Run on a CUDA machine:
 
     python bench/train_gpu.py --model gguf:/tmp/smollm2.gguf --json out.json
     python bench/train_gpu.py --model tiny:llama-1.5b --steps 6
+    python bench/train_gpu.py --model tiny:llama-7b --methods sft --sft-tokens 384 --steps 20
     python bench/train_gpu.py --methods grpo --backends trl,unsloth,unsloth@off+UNSLOTH_GRPO_SEQ_PACKING=1
 """
 from __future__ import annotations

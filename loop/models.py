@@ -27,6 +27,9 @@ TINY = {  # name -> LlamaConfig overrides (random weights, seeded)
     # Qwen2.5-1.5B's shape, for GPU speed/memory benchmarks (saved in bf16).
     "llama-1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
                        num_attention_heads=12, num_key_value_heads=2),
+    # Qwen2.5-7B's shape (13 GB in bf16), where training is compute-bound rather than host-bound.
+    "llama-7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                     num_attention_heads=28, num_key_value_heads=4),
 }
 CHATML = (
     "{% for message in messages %}"

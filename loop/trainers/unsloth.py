@@ -63,6 +63,8 @@ def grpo_environ(varlen: bool) -> dict[str, str]:
 def _load(job: dict, max_seq_len: int):
     import unsloth  # noqa: F401 - must be imported before trl/transformers patches apply
     from unsloth import FastLanguageModel
+    from loop.models import quiet_transformers
+    quiet_transformers()  # else every GRPO generate warns that max_new_tokens beats max_length
     lora = job["lora"]
     four_bit = lora.get("quant", "16bit") == "4bit"
     src = job.get("parent_adapter") or job["base"]
