@@ -165,8 +165,8 @@ def _tiny(key: str, cache_dir: str | None) -> Path:
                       pad_token_id=tok.pad_token_id, **TINY[key])
     torch.manual_seed(0)
     model = LlamaForCausalLM(cfg)
-    # The pad (padding_idx) row starts at zero, but pad = <|im_end|> also ends every chat turn: a
-    # zero input's RMSNorm backward scales by 1/sqrt(eps) per layer and 28 layers overflow to NaN.
+    # nn.Embedding zeroes the pad (padding_idx) row, but pad = <|im_end|> ends every chat turn; with
+    # that zero row TRL's gradients on tiny:llama-1.5b were NaN from the first step.
     with torch.no_grad():
         model.model.embed_tokens.weight[tok.pad_token_id].normal_(0.0, cfg.initializer_range)
     if cfg.hidden_size > 512:
