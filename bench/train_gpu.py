@@ -28,7 +28,7 @@ FILLER = " Check: add the tens, then the ones, and compare with the estimate."  
 
 
 def _jobs(model: str, work: Path, steps: int, grpo_batch: int = 64, completion_len: int = 128,
-          sft_tokens: int = 0) -> dict:
+          sft_tokens: int = 0, sft_pad_multiple: int | None = None) -> dict:
     from loop.config import Config
     from loop.models import resolve_model
     from loop.prompts import format_chain, messages
@@ -45,7 +45,7 @@ def _jobs(model: str, work: Path, steps: int, grpo_batch: int = 64, completion_l
     write_snapshot(sft, work / "sft.parquet")
     write_snapshot(grpo, work / "grpo.parquet")
     cfg = Config().train
-    cfg.sft.max_steps, cfg.sft.batch_size = steps, 16
+    cfg.sft.max_steps, cfg.sft.batch_size, cfg.sft.pad_to_multiple_of = steps, 16, sft_pad_multiple
     cfg.grpo.max_steps, cfg.grpo.batch_size, cfg.grpo.num_generations = steps, grpo_batch, 8
     cfg.grpo.max_completion_length = completion_len
     common = {"base": str(base), "parent_adapter": None, "seed": 0, "threads": None,
@@ -122,10 +122,13 @@ def main() -> None:
     ap.add_argument("--grpo-batch", type=int, default=64, help="completions per GRPO step")
     ap.add_argument("--completion-len", type=int, default=128)
     ap.add_argument("--sft-tokens", type=int, default=0, help="lengthen SFT chains by about this many tokens")
+    ap.add_argument("--sft-pad-multiple", type=int, help="train.sft.pad_to_multiple_of (few batch shapes, "
+                    "e.g. with +UNSLOTH_BLOCK_CUDAGRAPHS=1)")
     ap.add_argument("--json", help="write results here")
     a = ap.parse_args()
     rows = run(a.model, a.steps, a.backends.split(","), a.methods.split(","),
-               grpo_batch=a.grpo_batch, completion_len=a.completion_len, sft_tokens=a.sft_tokens)
+               grpo_batch=a.grpo_batch, completion_len=a.completion_len, sft_tokens=a.sft_tokens,
+               sft_pad_multiple=a.sft_pad_multiple)
     res = {"model": a.model, "rows": rows, "ratios": ratios(rows)}
     from rich.console import Console
     from rich.table import Table

@@ -144,6 +144,7 @@ class SFTConfig(_Strict):
     grad_accum: int = Field(1, ge=1)
     learning_rate: float = 2e-4
     max_seq_len: int = 384
+    pad_to_multiple_of: int | None = Field(None, ge=1)  # fewer distinct batch shapes (compiled kernels)
     replay: bool = True                # also train on verified chains of earlier rounds
     select: SelectConfig = SelectConfig()
 

@@ -131,6 +131,30 @@ def test_sft_child_process_trains_every_lora_parameter(tmp_path):
     assert all(not (first[k] == second[k]).all() for k in first)
 
 
+@pytest.mark.parametrize("multiple,width", [
+    (None, 87),   # default: each batch as long as its longest row (system prompt + chain: 87 tokens)
+    (64, 128),    # padded up to the multiple: few distinct shapes for compiled kernels
+    (32, 96),
+])
+def test_sft_pad_to_multiple_of_reaches_trl_batches(tmp_path, monkeypatch, multiple, width):
+    import trl
+    from loop.models import resolve_model
+    from loop.trainers import trl as backend
+    job = _job(tmp_path, resolve_model("tiny:llama"))
+    job["sft"]["pad_to_multiple_of"] = multiple
+    job["tmp"] = str(tmp_path / "tmp")
+    widths = []
+
+    def first_batches(self, *a, **k):  # TRL's own dataloader and collator, no training
+        widths.extend(b["input_ids"].shape[1] for _, b in zip(range(3), self.get_train_dataloader()))
+        raise StopIteration
+
+    monkeypatch.setattr(trl.SFTTrainer, "train", first_batches)
+    with pytest.raises(StopIteration):
+        backend.sft(job)
+    assert widths == [width] * 3
+
+
 def test_failed_training_raises_and_publishes_nothing(tmp_path):
     from loop.train import TrainError, run_child
     job = _job(tmp_path, tmp_path / "no-such-model")

@@ -136,16 +136,21 @@ def _peak_memory() -> float | None:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # CPU: peak RSS
 
 
+def sft_args(job: dict, cuda: bool) -> dict:
+    """SFTConfig arguments shared by both backends."""
+    cfg = job["sft"]
+    return dict(_common_args(job, cfg, cuda), gradient_accumulation_steps=cfg["grad_accum"],
+                max_length=cfg["max_seq_len"], pad_to_multiple_of=cfg.get("pad_to_multiple_of"))
+
+
 def sft(job: dict) -> dict:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
     from loop.progress import train_callback
     cuda = _setup(job)
-    cfg = job["sft"]
     model, peft_config, tok = _model_and_peft(job)
     ds = Dataset.from_parquet(job["data"])
-    args = SFTConfig(**_common_args(job, cfg, cuda), gradient_accumulation_steps=cfg["grad_accum"],
-                     max_length=cfg["max_seq_len"])
+    args = SFTConfig(**sft_args(job, cuda))
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
                          peft_config=peft_config, callbacks=[train_callback("train (SFT)"), step_timer()])
     _quiet(trainer)

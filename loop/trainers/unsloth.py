@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from loop.trainers.trl import _common_args, _finish, _quiet, run_grpo, step_timer
+from loop.trainers.trl import _finish, _quiet, run_grpo, sft_args, step_timer
 
 
 GC = {"offload": "unsloth", "on": True, "off": False}  # train.gradient_checkpointing -> unsloth's argument
@@ -116,8 +116,7 @@ def sft(job: dict) -> dict:
     from trl import SFTConfig, SFTTrainer
     from loop.progress import train_callback
     ds = Dataset.from_parquet(job["data"])
-    args = SFTConfig(**_common_args(_hf_args(job), cfg, True), gradient_accumulation_steps=cfg["grad_accum"],
-                     max_length=cfg["max_seq_len"])
+    args = SFTConfig(**sft_args(_hf_args(job), True))
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
                          callbacks=[train_callback("train (SFT, unsloth)"), step_timer()])
     _quiet(trainer)
