@@ -134,9 +134,11 @@ def test_set_adapter_merges_weights_into_the_running_engine(engine, base_dir, ad
     assert gap(vllm_logprobs(engine, ids), hf_base) < 1e-3
 
 
-def test_lora_mode_matches_merged_weights(cfg, base_dir, adapter):
+def test_lora_mode_matches_merged_weights(cfg, base_dir, adapter, capfd):
     from loop.samplers.vllm import VLLMSampler
     s = VLLMSampler(base_dir, adapter, cfg.sample, cfg.model, adapter_mode="lora")
+    started = capfd.readouterr()
+    assert "Loading safetensors" not in started.out + started.err  # our bars only (one per stage)
     try:
         ids = s._encode(TEXT)
         assert gap(vllm_logprobs(s, ids), hf_logprobs(base_dir, adapter, ids)) < 1e-3

@@ -58,6 +58,7 @@ def set_env() -> None:
     for k, v in ENV_DEFAULTS.items():
         os.environ.setdefault(k, v)
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"vllm\.")  # torch API deprecations
+    logging.getLogger("torch._library.triton").setLevel(logging.ERROR)  # "Triton not available" on CPU
 
 
 def engine_kwargs(model_dir: Path, dtype: str, enable_lora: bool = False, cpu: bool = True) -> dict:
@@ -67,7 +68,7 @@ def engine_kwargs(model_dir: Path, dtype: str, enable_lora: bool = False, cpu: b
     max_len = int(os.environ.get("LOOP_VLLM_MAX_MODEL_LEN", min(4096, limit)))
     # No chunked prefill: a seeded request whose prefill is split rewinds its torch.Generator,
     # which CPU generators cannot do ("CPU Generator does not use offset", vLLM 0.32).
-    kw = dict(dtype=dtype, max_model_len=max_len, seed=0, disable_log_stats=True,
+    kw = dict(dtype=dtype, max_model_len=max_len, seed=0, disable_log_stats=True, use_tqdm_on_load=False,
               enable_chunked_prefill=False, max_num_batched_tokens=max(8192, max_len))
     if cpu:
         kw.update(enforce_eager=os.environ.get("LOOP_VLLM_EAGER", "1") != "0",
