@@ -189,6 +189,9 @@ class EvalConfig(_Strict):
     seed: int = 1_000_003              # held-out seed; training problems never collide with it
     max_new_tokens: int = Field(128, ge=1)
     gate_tolerance: float | None = Field(0.1, ge=0.0)  # reject a new model whose accuracy drops more; None = off
+    # what a new model is held against: the last accepted model, or the best accepted so far
+    # (no slow slide of tolerance-sized drops over a long daemon run)
+    gate_against: Literal["previous", "best"] = "previous"
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")

@@ -69,23 +69,27 @@ def stage(ctx, r: int) -> dict:
 
 
 def gate_decision(ctx, version: str, accuracy: float, r: int) -> dict | None:
-    """Compare the model trained in round r with the last accepted model's held-out accuracy.
+    """Compare the model trained in round r with the last accepted model's held-out accuracy
+    (`evaluate.gate_against: best`: the best accepted accuracy so far).
 
     None when there is nothing to gate (gate off, no new model this round, no earlier
     evaluation). Rejected when accuracy fell by more than `evaluate.gate_tolerance`
     (absolute); then every model trained in round r (and in rounds whose evaluation
     `evaluate.every` skipped since that evaluation) is marked rejected, so the current
-    model reverts to the one before them."""
-    tol = ctx.cfg.evaluate.gate_tolerance
-    prev = ctx.store.query(
+    model reverts to the last accepted one."""
+    cfg = ctx.cfg.evaluate
+    rows = ctx.store.query(
         "SELECT e.round, e.accuracy, e.model_version FROM evaluations e LEFT JOIN models m USING (model_version) "
         "WHERE e.run_id = ? AND e.round < ? AND coalesce(json_extract_string(m.metrics, '$.accepted'), 'true') = 'true' "
-        "ORDER BY e.round DESC LIMIT 1", [ctx.run_id, r])
-    if tol is None or not prev or prev[0]["model_version"] == version:
+        "ORDER BY e.round DESC", [ctx.run_id, r])
+    if cfg.gate_tolerance is None or not rows or rows[0]["model_version"] == version:
         return None
-    before = prev[0]["accuracy"]
-    accepted = accuracy >= before - tol
-    reason = (f"held-out accuracy {accuracy:.3f} vs {before:.3f} before the round (tolerance {tol})"
+    prev, tol = rows[0], cfg.gate_tolerance
+    ref = max(rows, key=lambda x: x["accuracy"]) if cfg.gate_against == "best" else prev
+    accepted = accuracy >= ref["accuracy"] - tol
+    basis = "before the round" if ref is prev else f"the best so far (round {ref['round']})"
+    reason = (f"held-out accuracy {accuracy:.3f} vs {ref['accuracy']:.3f} {basis} (tolerance {tol})"
               + ("" if accepted else ": dropped too far, keeping the previous model"))
-    return {"accepted": accepted, "previous": prev[0]["model_version"], "previous_accuracy": before,
-            "previous_round": prev[0]["round"], "reason": reason}
+    return {"accepted": accepted, "previous": prev["model_version"], "previous_accuracy": prev["accuracy"],
+            "previous_round": prev["round"], "against": cfg.gate_against, "reference_accuracy": ref["accuracy"],
+            "reference_round": ref["round"], "reason": reason}

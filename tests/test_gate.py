@@ -69,3 +69,26 @@ def test_rejection_covers_rounds_whose_evaluation_was_skipped(ctx, monkeypatch):
     info = ev.stage(ctx, 2)
     assert info["gate"]["accepted"] is False and info["gate"]["previous_round"] == 0
     assert ctx.current_model() == ("base", None)  # m1 was never gated on its own: rejected with m2
+
+
+BEST_TABLE = [
+    # (gate_against, candidate accuracy, accepted?): accepted history base 0.30 -> m1 0.50 -> m2 0.42
+    ("previous", 0.33, True),    # within 0.1 of the last accepted (0.42)
+    ("best", 0.33, False),       # more than 0.1 below the best (0.50): the slow slide stops here
+    ("best", 0.40, True),        # within 0.1 of the best
+    ("previous", 0.31, False),   # below 0.42 - 0.1 either way
+]
+
+
+@pytest.mark.parametrize("against, acc, accepted", BEST_TABLE)
+def test_gate_against_previous_or_best(ctx, against, acc, accepted):
+    ctx.cfg.evaluate.gate_against = against
+    for version, r, a in (("m1", 1, 0.50), ("m2", 2, 0.42)):
+        _add_model(ctx, version, r)
+        ctx.store.insert_rows("evaluations", [{"run_id": "r", "round": r, "model_version": version,
+                                               "split": "heldout", "accuracy": a}])
+    _add_model(ctx, "m3", 3, parent="m2")
+    g = gate_decision(ctx, "m3", acc, 3)
+    assert g["accepted"] is accepted
+    assert (g["previous"], g["previous_round"]) == ("m2", 2)  # a rejection reverts to the last accepted
+    assert g["reference_accuracy"] == (0.50 if against == "best" else 0.42)
