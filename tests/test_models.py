@@ -49,8 +49,8 @@ def test_converted_embedded_model_ends_turns_with_im_end():
 
 
 def test_tiny_model_has_no_zero_embedding_row():
-    # a zero row (nn.Embedding's padding_idx) on a token every chat turn holds sent TRL's
-    # gradients to NaN in the 28-layer tiny:llama-1.5b
+    # a zero row (nn.Embedding's padding_idx) on a token that every chat turn contains sent
+    # TRL's gradients to NaN in the 28-layer tiny:llama-1.5b
     import torch
     from transformers import AutoModelForCausalLM
     path = resolve_model("tiny:llama")

@@ -112,7 +112,8 @@ class HFSampler:
 
 
 def eos_ids(tok) -> list[int]:
-    """The tokenizer's EOS and ChatML's `<|im_end|>` (the GGUF tokenizer names another EOS)."""
+    """The tokenizer's EOS and ChatML's `<|im_end|>` (a tokenizer may name another EOS, e.g. a
+    base model's `<|endoftext|>`, while its chat template ends turns with `<|im_end|>`)."""
     eos = {tok.eos_token_id}
     im_end = tok.convert_tokens_to_ids("<|im_end|>")
     if isinstance(im_end, int) and im_end != tok.unk_token_id:
