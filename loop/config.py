@@ -174,6 +174,9 @@ class TrainConfig(_Strict):
     # offload = unsloth's (recompute, activations parked in CPU RAM; trl treats it as on).
     # auto: off for trl; unsloth: offload for GRPO, for SFT off below 8 GB of base weights.
     gradient_checkpointing: Literal["auto", "off", "on", "offload"] = "auto"
+    # a command run before `-m loop.train JOB.json`, e.g. "accelerate launch --num_processes 4"
+    # (one process per GPU); None = plain python
+    launcher: str | None = None
     sft: SFTConfig = SFTConfig()
     grpo: GRPOConfig = GRPOConfig()
     lora: LoraConfig = LoraConfig()

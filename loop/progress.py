@@ -33,6 +33,8 @@ def train_callback(description: str):
             self.p = None
 
         def on_train_begin(self, args, state, control, **kw):
+            if not state.is_world_process_zero:  # one bar for a multi-process (accelerate) job
+                return
             self.p = _progress()
             self.p.start()
             self.task = self.p.add_task(description, total=state.max_steps, info="")

@@ -101,31 +101,57 @@ def write_snapshot(examples: list[dict], path: Path) -> None:
     pq.write_table(pa.Table.from_pylist(examples), path)
 
 
-def run_child(job: dict, job_path: Path, threads: int | None) -> dict:
-    """Run the training job in a child process; return its metrics."""
+def run_child(job: dict, job_path: Path, threads: int | None, launcher: str | None = None) -> dict:
+    """Run the training job in a child process (under `launcher`, e.g. `accelerate launch
+    --num_processes 4`, one per GPU); return its metrics."""
     job_path.write_text(json.dumps(job, indent=2))
-    env = dict(os.environ, LOOP_PARENT_PID=str(os.getpid()))
+    # a direct child dies with the daemon by the kernel's parent-death signal; a launcher's
+    # workers are grandchildren, so they watch the daemon's pid instead (die_with_parent)
+    env = {k: v for k, v in os.environ.items() if k not in ("LOOP_PARENT_PID", "LOOP_DAEMON_PID")}
+    env["LOOP_DAEMON_PID" if launcher else "LOOP_PARENT_PID"] = str(os.getpid())
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     # own session: a Ctrl-C at the terminal reaches only the daemon, which finishes this stage
     # gracefully; its hard stop (second Ctrl-C, `loop stop --now`) kills this child's group
-    proc = subprocess.run([sys.executable, "-m", "loop.train", str(job_path)], env=env, start_new_session=True)
+    cmd = [*launch_command(launcher), "-m", "loop.train", str(job_path)]
+    proc = subprocess.run(cmd, env=env, start_new_session=True)
     out = Path(job["out"])
     if proc.returncode != 0 or not (out / "metrics.json").exists():
         raise TrainError(f"training process failed (exit {proc.returncode}); job {job_path}")
     return json.loads((out / "metrics.json").read_text())
 
 
+def launch_command(launcher: str | None) -> list[str]:
+    """`train.launcher` as argv (before `-m loop.train JOB`); its program is looked up next to
+    this Python first (a venv's `accelerate`/`torchrun` need not be on PATH)."""
+    if not launcher:
+        return [sys.executable]
+    import shlex
+    words = shlex.split(launcher)
+    local = Path(sys.executable).parent / words[0]
+    found = str(local) if local.is_file() else shutil.which(words[0])
+    if not found:
+        raise TrainError(f"train.launcher: {words[0]!r} not found next to {sys.executable} or on PATH "
+                         f"(e.g. 'accelerate launch --num_processes 2', 'torchrun --nproc_per_node 2')")
+    return [found, *words[1:]]
+
+
 # --- the child process --------------------------------------------------------------
 def train_job(job: dict) -> dict:
-    """Run one job with its backend; publish adapter + metrics.json atomically."""
+    """Run one job with its backend; publish adapter + metrics.json atomically. Under
+    `accelerate launch` / torchrun every process trains; only rank 0 publishes, the others
+    write to a scratch folder of their own (so no two processes touch the same path)."""
     from loop.trainers import load_backend
-    tmp = Path(job["out"] + ".tmp")
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    tmp = Path(job["out"] + (".tmp" if rank == 0 else f".tmp.rank{rank}"))
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     backend = load_backend(job["backend"])
     metrics = getattr(backend, job["method"])({**job, "tmp": str(tmp)})
-    metrics["backend"] = backend.__name__.rsplit(".", 1)[-1]
+    metrics["backend"], metrics["processes"] = backend.__name__.rsplit(".", 1)[-1], world
+    if rank != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return metrics
     shutil.rmtree(tmp / "trainer", ignore_errors=True)
     (tmp / "metrics.json").write_text(json.dumps(metrics))
     shutil.rmtree(job["out"], ignore_errors=True)
@@ -196,7 +222,7 @@ def _train(ctx, r: int, method: str, examples: list[dict]) -> dict:
            "gradient_checkpointing": cfg.gradient_checkpointing,
            method: getattr(cfg, method).model_dump(mode="json"),
            "rewards": [x.model_dump(mode="json") for x in ctx.cfg.verify.rewards]}
-    metrics = run_child(job, work / "job.json", ctx.cfg.run.threads)
+    metrics = run_child(job, work / "job.json", ctx.cfg.run.threads, cfg.launcher)
     version = model_hash(out)
     info = {"model_version": version, "parent": parent_version, "examples": len(examples), **metrics}
     with ctx.store.transaction():
@@ -219,7 +245,8 @@ def _skip(ctx, r: int, step: str, why: str) -> dict:
 def die_with_parent() -> None:
     """Ask the kernel to SIGKILL this process when its parent dies; exit now if it already has.
     Only a child started by `run_child` (LOOP_PARENT_PID set) checks its parent; the variable
-    is not passed on (e.g. to processes an `accelerate launch` starts)."""
+    is not passed on. Under a launcher (LOOP_DAEMON_PID set) the parent is the launcher, so a
+    thread also watches the daemon and exits when it is gone."""
     if not sys.platform.startswith("linux"):
         return
     import ctypes
@@ -228,6 +255,26 @@ def die_with_parent() -> None:
     expected = os.environ.pop("LOOP_PARENT_PID", None)
     if expected and os.getppid() != int(expected):  # parent died before prctl took effect
         os._exit(1)
+    if os.environ.get("LOOP_DAEMON_PID"):
+        watch_daemon(int(os.environ["LOOP_DAEMON_PID"]))
+
+
+def watch_daemon(pid: int, every_s: float = 1.0) -> None:
+    """Exit this process (no cleanup: the restarted daemon redoes the job) once `pid` is gone."""
+    import threading
+    import time
+
+    def watch():
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # alive, another user's
+                pass
+            time.sleep(every_s)
+
+    threading.Thread(target=watch, name="loop-daemon-watch", daemon=True).start()
 
 
 def _profiled(job: dict, path: str) -> None:

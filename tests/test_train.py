@@ -155,6 +155,57 @@ def test_sft_pad_to_multiple_of_reaches_trl_batches(tmp_path, monkeypatch, multi
     assert widths == [width] * 3
 
 
+@pytest.mark.slow
+def test_launcher_runs_one_job_in_two_processes(tmp_path):
+    """train.launcher (torchrun here, `accelerate launch` on GPUs): both ranks train, rank 0
+    alone publishes the adapter, no rank leaves a scratch folder behind."""
+    from loop.models import resolve_model
+    from loop.train import run_child
+    job = _job(tmp_path, resolve_model("tiny:llama"))
+    m = run_child(job, tmp_path / "job.json", threads=1, launcher="torchrun --nproc_per_node 2")
+    assert m["processes"] == 2 and m["steps"] == 3
+    lora_b = {k: v for k, v in _adapter_tensors(tmp_path / "out").items() if "lora_B" in k}
+    assert lora_b and all(v.abs().sum() > 0 for v in lora_b.values())
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out")) == ["out"]
+
+
+@pytest.mark.parametrize("launcher, first", [
+    (None, "python"),                                  # default: this interpreter
+    ("torchrun --nproc_per_node 2", "torchrun"),       # found next to this interpreter (the venv)
+    ("sh -c", "sh"),                                   # else on PATH
+])
+def test_launch_command(launcher, first):
+    import sys
+    from pathlib import Path
+    from loop.train import launch_command
+    cmd = launch_command(launcher)
+    assert Path(cmd[0]).is_file() and Path(cmd[0]).name.startswith(first)
+    assert cmd[1:] == (launcher.split()[1:] if launcher else [])
+    if launcher and launcher.startswith("torchrun"):
+        assert Path(cmd[0]).parent == Path(sys.executable).parent
+
+
+def test_unknown_launcher_is_a_clear_error():
+    from loop.train import TrainError, launch_command
+    with pytest.raises(TrainError, match="train.launcher: 'no-such-launcher' not found"):
+        launch_command("no-such-launcher --num_processes 2")
+
+
+def test_watch_daemon_exits_when_the_daemon_is_gone(tmp_path):
+    """A launcher's worker is not the daemon's child: it polls the daemon's pid and exits."""
+    import subprocess
+    import sys
+    import time
+    daemon = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    worker = subprocess.Popen([sys.executable, "-c", "import sys, time; from loop.train import watch_daemon; "
+                               f"watch_daemon({daemon.pid}, every_s=0.1); time.sleep(60)"])
+    time.sleep(1.0)
+    assert worker.poll() is None  # the daemon lives: so does the worker
+    daemon.kill()
+    daemon.wait()
+    assert worker.wait(timeout=10) == 1
+
+
 def test_failed_training_raises_and_publishes_nothing(tmp_path):
     from loop.train import TrainError, run_child
     job = _job(tmp_path, tmp_path / "no-such-model")
