@@ -206,6 +206,16 @@ def test_watch_daemon_exits_when_the_daemon_is_gone(tmp_path):
     assert worker.wait(timeout=10) == 1
 
 
+def test_train_profile_env_writes_a_cprofile_of_the_child(tmp_path, monkeypatch):
+    import pstats
+    from loop.models import resolve_model
+    from loop.train import run_child
+    monkeypatch.setenv("LOOP_TRAIN_PROFILE", str(tmp_path / "train.prof"))
+    run_child(_job(tmp_path, resolve_model("tiny:llama")), tmp_path / "job.json", threads=1)
+    funcs = {f[2] for f in pstats.Stats(str(tmp_path / "train.prof")).stats}  # (file, line, name)
+    assert {"train_job", "sft", "training_step"} <= funcs
+
+
 def test_failed_training_raises_and_publishes_nothing(tmp_path):
     from loop.train import TrainError, run_child
     job = _job(tmp_path, tmp_path / "no-such-model")
