@@ -56,7 +56,11 @@ def grpo_environ(varlen: bool) -> dict[str, str]:
     packing and only added ~15 s of compile (bench/results/train_gpu_1p5b_grpo_packing.json)."""
     if varlen:
         return {}
-    wanted = {"UNSLOTH_GRPO_SEQ_PACKING": "0", "UNSLOTH_GRPO_PREFIX_GROUPER": "0"}
+    return _unset_only({"UNSLOTH_GRPO_SEQ_PACKING": "0", "UNSLOTH_GRPO_PREFIX_GROUPER": "0"})
+
+
+def _unset_only(wanted: dict[str, str]) -> dict[str, str]:
+    """The switches the user has not set in the environment (theirs win)."""
     return {k: v for k, v in wanted.items() if k not in os.environ}
 
 
@@ -104,7 +108,7 @@ def sft_environ(job: dict, varlen: bool) -> dict[str, str]:
     wanted = {"UNSLOTH_PADDING_CHOICE": "padded"}
     if job["sft"]["max_steps"] < BLOCK_COMPILE_FROM_STEPS:
         wanted["UNSLOTH_BLOCK_COMPILE"] = "0"
-    return {k: v for k, v in wanted.items() if k not in os.environ}
+    return _unset_only(wanted)
 
 
 def sft(job: dict) -> dict:
