@@ -4,7 +4,8 @@
 # Runs the training-backend benchmark, then a 3-round loop with the unsloth backend, GRPO included.
 # Env: MODEL (default the real GGUF; tiny:llama-1.5b needs LOOP_TINY_TOKENIZER=a folder with the
 # SmolLM2 tokenizer files, e.g. a carried copy), TAG, STEPS, BACKENDS (NAME@GC, e.g. unsloth@off),
-# METHODS. UNSLOTH_PADDING_CHOICE=padded forces unsloth's padded SFT batches. `sft`: SFT-only rows.
+# METHODS. UNSLOTH_PADDING_CHOICE=padded forces unsloth's padded SFT batches. `sft`, `sft7`: SFT-only rows
+# (1.5B, 7B shapes).
 set -uo pipefail
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 cat /tmp/part.aa .m2/part.ab > /tmp/smollm2.gguf
@@ -17,12 +18,15 @@ if [ "$what" = all ] || [ "$what" = bench ]; then
     --backends ${BACKENDS:-unsloth,trl} --methods ${METHODS:-sft,grpo} --json "$OUT/train_gpu_$tag.json" 2>&1 \
     | tee "$OUT/train_gpu_$tag.log" | grep -E 'x faster|│|error|: _prepare_inputs|: transformers' | cut -c1-400
 fi
-if [ "$what" = sft ]; then  # SFT rows: 1.5B short chains (offload, CUDA graphs on 64-token shapes), 7B long chains
-  g='x faster|│|rror'; cg=unsloth+UNSLOTH_PADDING_CHOICE=padded+UNSLOTH_BLOCK_COMPILE=1+UNSLOTH_BLOCK_CUDAGRAPHS=1
+g='x faster|│|rror'
+if [ "$what" = sft ]; then  # SFT rows, 1.5B short chains: offload, CUDA graphs on 64-token shapes
+  cg=unsloth+UNSLOTH_PADDING_CHOICE=padded+UNSLOTH_BLOCK_COMPILE=1+UNSLOTH_BLOCK_CUDAGRAPHS=1
   timeout 280 python bench/train_gpu.py --model tiny:llama-1.5b --steps 30 --methods sft --sft-pad-multiple 64 \
     --backends trl,unsloth,unsloth@offload,$cg --json "$OUT/train_gpu_1p5b_sft_pad64.json" 2>&1 | grep -E "$g"
-  timeout 300 python bench/train_gpu.py --model tiny:llama-7b --steps 20 --methods sft --sft-tokens 384 \
-    --backends trl,unsloth --json "$OUT/train_gpu_7b_sft_long.json" 2>&1 | grep -E "$g"
+fi
+if [ "$what" = sft7 ]; then  # SFT rows, 7B shape, ~460-token chains: compute-bound; 16-bit and 4-bit LoRA
+  timeout 540 python bench/train_gpu.py --model tiny:llama-7b --steps 20 --methods sft --sft-tokens 384 \
+    --backends trl,unsloth,unsloth:4bit --json "$OUT/train_gpu_7b_sft_long.json" 2>&1 | grep -E "$g"
 fi
 if [ "$what" = all ] || [ "$what" = loop ]; then
   [ "${RESUME:-0}" = 1 ] || rm -rf /tmp/gpurun

@@ -9,6 +9,7 @@ rewards, loss), summed and per step. Run on a CUDA machine:
     python bench/train_gpu.py --model tiny:llama-1.5b --steps 6
     python bench/train_gpu.py --model tiny:llama-7b --methods sft --sft-tokens 384 --steps 20
     python bench/train_gpu.py --methods grpo --backends trl,unsloth,unsloth@off+UNSLOTH_GRPO_SEQ_PACKING=1
+    python bench/train_gpu.py --model tiny:llama-7b --methods sft --backends trl,unsloth,unsloth:4bit
 """
 from __future__ import annotations
 
@@ -63,9 +64,11 @@ def run(model: str, steps: int, backends: list[str], methods: list[str], **kw) -
         jobs = _jobs(model, work, steps, **kw)
         for method in methods:
             for i, backend in enumerate(backends):
-                name, gc, env = parse_backend(backend)
+                name, quant, gc, env = parse_backend(backend)
                 job = {**jobs[method], "backend": name, "gradient_checkpointing": gc,
                        "out": str(work / f"{method}-{i}")}
+                if quant:
+                    job["lora"] = {**job["lora"], "quant": quant}
                 try:
                     with mock.patch.dict(os.environ, env):
                         m = run_child(job, work / f"{method}-{i}.json", None)
@@ -86,11 +89,13 @@ def _warm_median(xs: list[float] | None) -> float | None:
     return statistics.median(xs[1:] or xs) if xs else None
 
 
-def parse_backend(spec: str) -> tuple[str, str, dict]:
-    """`unsloth@off+KEY=VAL+...`: backend, train.gradient_checkpointing, extra child environment."""
+def parse_backend(spec: str) -> tuple[str, str | None, str, dict]:
+    """`unsloth:4bit@off+KEY=VAL+...`: backend, train.lora.quant (None: the config's),
+    train.gradient_checkpointing, extra child environment."""
     head, *envs = spec.split("+")
-    name, _, gc = head.partition("@")
-    return name, gc or "auto", dict(e.split("=", 1) for e in envs)
+    head, _, gc = head.partition("@")
+    name, _, quant = head.partition(":")
+    return name, quant or None, gc or "auto", dict(e.split("=", 1) for e in envs)
 
 
 def phase_share(row: dict) -> dict[str, float]:
@@ -116,7 +121,8 @@ def main() -> None:
     ap.add_argument("--model", default="embedded:smollm2-135m-instruct")
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--backends", default="unsloth,trl",
-                    help="comma list; NAME@GC sets train.gradient_checkpointing (off, on, offload); "
+                    help="comma list; NAME:QUANT sets train.lora.quant (16bit, 4bit); NAME@GC sets "
+                         "train.gradient_checkpointing (off, on, offload); "
                          "+KEY=VAL adds to the child's environment")
     ap.add_argument("--methods", default="sft,grpo")
     ap.add_argument("--grpo-batch", type=int, default=64, help="completions per GRPO step")
