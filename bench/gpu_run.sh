@@ -4,8 +4,8 @@
 # Runs the training-backend benchmark, then a 3-round loop with the unsloth backend, GRPO included.
 # Env: MODEL (default the real GGUF; tiny:llama-1.5b needs LOOP_TINY_TOKENIZER=a folder with the
 # SmolLM2 tokenizer files, e.g. a carried copy), TAG, STEPS, BACKENDS (NAME@GC, e.g. unsloth@off),
-# METHODS. UNSLOTH_PADDING_CHOICE=padded forces unsloth's padded SFT batches. `sft`, `sft7`: SFT-only rows
-# (1.5B, 7B shapes).
+# METHODS. UNSLOTH_PADDING_CHOICE=padded forces unsloth's padded SFT batches. `sft`, `sft7`, `sftdef`: SFT-only rows
+# (1.5B, 7B shapes, the defaults); `grpoeager`; `x2`: train.launcher on nvidia-h200-x2.
 set -uo pipefail
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 cat /tmp/part.aa .m2/part.ab > /tmp/smollm2.gguf
@@ -27,6 +27,19 @@ fi
 if [ "$what" = sft7 ]; then  # SFT rows, 7B shape, ~460-token chains: compute-bound; 16-bit and 4-bit LoRA
   timeout 540 python bench/train_gpu.py --model tiny:llama-7b --steps 20 --methods sft --sft-tokens 384 \
     --backends trl,unsloth,unsloth:4bit --json "$OUT/train_gpu_7b_sft_long.json" 2>&1 | grep -E "$g"
+fi
+if [ "$what" = sftdef ]; then  # the code defaults on 120 steps of spread lengths (~80-460 tokens)
+  timeout 300 python bench/train_gpu.py --model tiny:llama-1.5b --steps 120 --methods sft --sft-tokens 384 --sft-spread \
+    --backends trl,unsloth,unsloth@on,unsloth+UNSLOTH_BLOCK_COMPILE=0 --json "$OUT/train_gpu_1p5b_sft_defaults.json" 2>&1 | grep -E "$g"
+fi
+if [ "$what" = grpoeager ]; then  # GRPO's compiled blocks vs eager on a loop-sized job
+  timeout 200 python bench/train_gpu.py --model tiny:llama-1.5b --steps 8 --methods grpo \
+    --backends unsloth,unsloth+UNSLOTH_BLOCK_COMPILE=0 --json "$OUT/train_gpu_1p5b_grpo_eager.json" 2>&1 | grep -E "$g"
+fi
+if [ "$what" = x2 ]; then  # nvidia-h200-x2: one SFT job per backend under train.launcher, both GPUs
+  timeout 240 python bench/train_gpu.py --model tiny:llama-1.5b --steps 30 --methods sft --sft-pad-multiple 64 \
+    --backends trl,unsloth --launcher "torchrun --nproc_per_node 2" --json "$OUT/train_gpu_1p5b_sft_x2.json" 2>&1 \
+    | tee "$OUT/train_gpu_x2.log" | grep -E "$g"
 fi
 if [ "$what" = all ] || [ "$what" = loop ]; then
   [ "${RESUME:-0}" = 1 ] || rm -rf /tmp/gpurun

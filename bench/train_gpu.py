@@ -29,7 +29,7 @@ FILLER = " Check: add the tens, then the ones, and compare with the estimate."  
 
 
 def _jobs(model: str, work: Path, steps: int, grpo_batch: int = 64, completion_len: int = 128,
-          sft_tokens: int = 0, sft_pad_multiple: int | None = None) -> dict:
+          sft_tokens: int = 0, sft_pad_multiple: int | None = None, sft_spread: bool = False) -> dict:
     from loop.config import Config
     from loop.models import resolve_model
     from loop.prompts import format_chain, messages
@@ -37,10 +37,11 @@ def _jobs(model: str, work: Path, steps: int, grpo_batch: int = 64, completion_l
     from loop.train import write_snapshot
     base = resolve_model(model)
     probs = arithmetic(256, [1, 2], seed=11)
+    n = sft_tokens // 15
     sft = [{"problem_id": p.problem_id, "prompt": messages(p.question),
             "completion": [{"role": "assistant", "content": format_chain(
-                f"{p.meta['expression']} = {p.answer}." + FILLER * (sft_tokens // 15), p.answer)}]}
-           for p in probs]
+                f"{p.meta['expression']} = {p.answer}." + FILLER * (i % (n + 1) if sft_spread else n), p.answer)}]}
+           for i, p in enumerate(probs)]
     grpo = [{"problem_id": p.problem_id, "prompt": messages(p.question), "answer": p.answer, "pass_rate": 0.5}
             for p in probs]
     write_snapshot(sft, work / "sft.parquet")
@@ -56,7 +57,8 @@ def _jobs(model: str, work: Path, steps: int, grpo_batch: int = 64, completion_l
             for m in ("sft", "grpo")}
 
 
-def run(model: str, steps: int, backends: list[str], methods: list[str], **kw) -> list[dict]:
+def run(model: str, steps: int, backends: list[str], methods: list[str], launcher: str | None = None,
+        **kw) -> list[dict]:
     from loop.train import run_child
     rows = []
     with tempfile.TemporaryDirectory() as d:
@@ -71,13 +73,14 @@ def run(model: str, steps: int, backends: list[str], methods: list[str], **kw) -
                     job["lora"] = {**job["lora"], "quant": quant}
                 try:
                     with mock.patch.dict(os.environ, env):
-                        m = run_child(job, work / f"{method}-{i}.json", None)
+                        m = run_child(job, work / f"{method}-{i}.json", None, launcher)
                 except Exception as e:  # noqa: BLE001 - one failed backend still reports the other
                     rows.append({"method": method, "backend": backend, "error": str(e)})
                     continue
                 warm = m["step_times"][1:] or m["step_times"]
                 print(json.dumps({"method": method, "backend": backend, **m}), flush=True)
                 rows.append({"method": method, "backend": backend, "steps": m["steps"],
+                             "processes": m.get("processes", 1),
                              "s_per_step": statistics.median(warm), "first_step_s": m["step_times"][0],
                              "peak_memory_gb": m["peak_memory_gb"], "last_loss": m["last_loss"],
                              "phase_s": m.get("phase_s", {}), "total_step_s": sum(m["step_times"]),
@@ -128,22 +131,24 @@ def main() -> None:
     ap.add_argument("--grpo-batch", type=int, default=64, help="completions per GRPO step")
     ap.add_argument("--completion-len", type=int, default=128)
     ap.add_argument("--sft-tokens", type=int, default=0, help="lengthen SFT chains by about this many tokens")
+    ap.add_argument("--sft-spread", action="store_true", help="chain lengths spread evenly up to --sft-tokens")
     ap.add_argument("--sft-pad-multiple", type=int, help="train.sft.pad_to_multiple_of (few batch shapes, "
                     "e.g. with +UNSLOTH_BLOCK_CUDAGRAPHS=1)")
+    ap.add_argument("--launcher", help='train.launcher for every row, e.g. "torchrun --nproc_per_node 2"')
     ap.add_argument("--json", help="write results here")
     a = ap.parse_args()
-    rows = run(a.model, a.steps, a.backends.split(","), a.methods.split(","),
+    rows = run(a.model, a.steps, a.backends.split(","), a.methods.split(","), launcher=a.launcher,
                grpo_batch=a.grpo_batch, completion_len=a.completion_len, sft_tokens=a.sft_tokens,
-               sft_pad_multiple=a.sft_pad_multiple)
-    res = {"model": a.model, "rows": rows, "ratios": ratios(rows)}
+               sft_pad_multiple=a.sft_pad_multiple, sft_spread=a.sft_spread)
+    res = {"model": a.model, "launcher": a.launcher, "rows": rows, "ratios": ratios(rows)}
     from rich.console import Console
     from rich.table import Table
     t = Table(title=f"training backends on {a.model}")
-    for c in ("method", "backend", "s/step (warm)", "generate s/step", "first step s", "peak GiB", "error"):
+    for c in ("method", "backend", "procs", "s/step (warm)", "generate s/step", "first step s", "peak GiB", "error"):
         t.add_column(c)
     for r in rows:
         gen = r.get("generate_s_per_step")
-        t.add_row(r["method"], r["backend"], f"{r.get('s_per_step', 0):.3f}", "" if gen is None else f"{gen:.3f}",
+        t.add_row(r["method"], r["backend"], str(r.get("processes", "")), f"{r.get('s_per_step', 0):.3f}", "" if gen is None else f"{gen:.3f}",
                   f"{r.get('first_step_s', 0):.1f}",
                   f"{r.get('peak_memory_gb', 0):.2f}", r.get("error", "")[:60])
     Console().print(t)

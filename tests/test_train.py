@@ -304,24 +304,38 @@ def test_trl_gradient_checkpointing(mode, cuda, expected):
     assert args["gradient_checkpointing"] is expected
 
 
-P, B = "UNSLOTH_PADDING_CHOICE", "UNSLOTH_BLOCK_COMPILE"
+P, B, G = "UNSLOTH_PADDING_CHOICE", "UNSLOTH_BLOCK_COMPILE", "UNSLOTH_BLOCK_CUDAGRAPHS"
 
 
 @pytest.mark.parametrize("varlen,steps,user_env,expected", [
     # no varlen kernel, a loop-sized job: padded batches, eager blocks (compile would not repay)
     (False, 30, {}, {P: "padded", B: "0"}),
-    (False, 999, {}, {P: "padded", B: "0"}),        # just below break-even
-    (False, 1000, {}, {P: "padded"}),               # long jobs: padded + unsloth's compiled blocks
-    (False, 30, {P: "padding_free"}, {B: "0"}),     # the user's setting wins
-    (True, 30, {}, {}),                             # a varlen kernel: unsloth's own choice
+    (False, 99, {}, {P: "padded", B: "0"}),                     # just below break-even
+    (False, 100, {}, {P: "padded", B: "1", G: "1"}),            # long jobs: compiled blocks + CUDA graphs
+    (False, 30, {P: "padding_free"}, {B: "0"}),                 # the user's setting wins
+    (False, 500, {G: "0"}, {P: "padded", B: "1"}),              # graphs turned off by the user stay off
+    (True, 30, {}, {}),                                         # a varlen kernel: unsloth's own choice
 ])
 def test_unsloth_sft_environ(monkeypatch, varlen, steps, user_env, expected):
     from loop.trainers.unsloth import sft_environ
-    for k in (P, B):
+    for k in (P, B, G):
         monkeypatch.delenv(k, raising=False)
     for k, v in user_env.items():
         monkeypatch.setenv(k, v)
     assert sft_environ({"sft": {"max_steps": steps}}, varlen) == expected
+
+
+@pytest.mark.parametrize("environ,pad,expected", [
+    ({G: "1"}, None, 64),   # graphs on, no multiple set: few shapes
+    ({G: "1"}, 32, 32),     # the user's multiple wins
+    ({G: "0"}, None, None),  # no graphs: batches stay as tight as TRL makes them
+    ({}, None, None),       # eager job
+])
+def test_unsloth_sft_shapes(environ, pad, expected):
+    from loop.trainers.unsloth import sft_shapes
+    job = {"sft": {"max_steps": 100, "pad_to_multiple_of": pad}}
+    assert sft_shapes(job, environ)["sft"]["pad_to_multiple_of"] == expected
+    assert job["sft"]["pad_to_multiple_of"] == pad  # the caller's job is not changed
 
 
 @pytest.mark.parametrize("n,max_pass_rate,expected", [

@@ -93,29 +93,43 @@ def _check_cuda() -> None:
         raise RuntimeError("the unsloth backend needs a CUDA GPU; use train.backend=trl on CPU")
 
 
-BLOCK_COMPILE_FROM_STEPS = 1000  # compiled padded blocks repay their ~19 s compile from here (H200)
+COMPILE_FROM_STEPS = 100  # compiled blocks + CUDA graphs repay their ~5-15 s first step from here (H200)
+GRAPH_PAD = 64  # pad_to_multiple_of under CUDA graphs when unset: few batch shapes, each one graph set
 
 
 def sft_environ(job: dict, varlen: bool) -> dict[str, str]:
     """Unsloth switches for an SFT job. Without a varlen kernel, unsloth's padding-free batches
-    (its choice on sm90) take the same per-length attention path as packed GRPO: on an H200
-    (torch 2.11, 1.5B, 16 x ~80 tokens, 30 steps; bench/results/train_gpu_1p5b_sft30.json)
-    0.51 s/step padding-free, 0.17 padded with compiled blocks (20.7 s first step), 0.19 padded
-    eager (1.7 s first step; 7.5 s for the job vs 26 s compiled). Compiling saves ~0.02 s/step,
-    so it waits for long jobs. A value the user has set is left alone."""
+    (its choice on sm90) take the same per-length attention path as packed GRPO, so batches
+    are padded. On an H200 (torch 2.11, 1.5B, 16 x ~80 tokens; bench/results/train_gpu_1p5b_sft*.json)
+    a step is host-bound: 0.51 s padding-free, 0.19 padded eager, 0.17 compiled, 0.08 compiled
+    with per-block CUDA graphs (trl 0.20-0.22), whose first step costs 5-15 s more. Jobs from
+    COMPILE_FROM_STEPS get compiled blocks with graphs, shorter ones stay eager. A value the
+    user has set is left alone."""
     if varlen:
         return {}
     wanted = {"UNSLOTH_PADDING_CHOICE": "padded"}
-    if job["sft"]["max_steps"] < BLOCK_COMPILE_FROM_STEPS:
+    if job["sft"]["max_steps"] >= COMPILE_FROM_STEPS:
+        wanted |= {"UNSLOTH_BLOCK_COMPILE": "1", "UNSLOTH_BLOCK_CUDAGRAPHS": "1"}
+    else:
         wanted["UNSLOTH_BLOCK_COMPILE"] = "0"
     return _unset_only(wanted)
 
 
+def sft_shapes(job: dict, environ: dict) -> dict:
+    """The job with SFT batches padded to multiples of GRAPH_PAD tokens where per-block CUDA
+    graphs are on and the user set no multiple: unsloth records a graph set per batch shape
+    and turns graphs off past 8 shapes (UNSLOTH_BLOCK_CUDAGRAPHS_MAX_SHAPES)."""
+    cfg = job["sft"]
+    if environ.get("UNSLOTH_BLOCK_CUDAGRAPHS") != "1" or cfg.get("pad_to_multiple_of"):
+        return job
+    return {**job, "sft": {**cfg, "pad_to_multiple_of": GRAPH_PAD}}
+
+
 def sft(job: dict) -> dict:
     _check_cuda()
-    cfg = job["sft"]
     os.environ.update(sft_environ(job, varlen_attention()))  # the training child: nothing else sees it
-    model, tok = _load(job, cfg["max_seq_len"])
+    job = sft_shapes(job, os.environ)
+    model, tok = _load(job, job["sft"]["max_seq_len"])
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
     from loop.progress import train_callback
