@@ -111,6 +111,8 @@ def run_child(job: dict, job_path: Path, threads: int | None, launcher: str | No
     env["LOOP_DAEMON_PID" if launcher else "LOOP_PARENT_PID"] = str(os.getpid())
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    if not launcher:
+        env.update(one_gpu(env))
     # own session: a Ctrl-C at the terminal reaches only the daemon, which finishes this stage
     # gracefully; its hard stop (second Ctrl-C, `loop stop --now`) kills this child's group
     cmd = [*launch_command(launcher), "-m", "loop.train", str(job_path)]
@@ -119,6 +121,16 @@ def run_child(job: dict, job_path: Path, threads: int | None, launcher: str | No
     if proc.returncode != 0 or not (out / "metrics.json").exists():
         raise TrainError(f"training process failed (exit {proc.returncode}); job {job_path}")
     return json.loads((out / "metrics.json").read_text())
+
+
+def one_gpu(env: dict) -> dict[str, str]:
+    """A job without train.launcher trains on one GPU, the first visible: one process seeing
+    several makes Trainer wrap the model in nn.DataParallel, which TRL's trainers refuse
+    (seen on a 2-GPU H200 host). `train.launcher` spreads a job over all of them."""
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return {"CUDA_VISIBLE_DEVICES": "0"}  # harmless without GPUs
+    return {"CUDA_VISIBLE_DEVICES": visible.split(",")[0].strip()}  # "" (no GPU) stays ""
 
 
 def launch_command(launcher: str | None) -> list[str]:

@@ -48,15 +48,22 @@ def varlen_attention() -> bool:
     return "enable_gqa" in params and "window_size" in params and torch.backends.cuda.is_flash_attention_available()
 
 
-def grpo_environ(varlen: bool) -> dict[str, str]:
+GRPO_COMPILE_FROM_STEPS = 500  # compiled GRPO blocks repay their ~22 s extra first step from here (H200)
+
+
+def grpo_environ(job: dict, varlen: bool) -> dict[str, str]:
     """Unsloth switches for a GRPO job. Without a varlen kernel, unsloth's packed GRPO forward
     runs one SDPA call per equal-length run of sequences per layer, and re-checks itself
     against 64 per-row forwards whenever the packed length grows: on an H200 (torch 2.11,
     1.5B, 64 x 128 tokens) 5.8 s/step packed vs 3.6 s padded; the prefix grouper rides on
-    packing and only added ~15 s of compile (bench/results/train_gpu_1p5b_grpo_packing.json)."""
-    if varlen:
-        return {}
-    return _unset_only({"UNSLOTH_GRPO_SEQ_PACKING": "0", "UNSLOTH_GRPO_PREFIX_GROUPER": "0"})
+    packing and only added ~15 s of compile (bench/results/train_gpu_1p5b_grpo_packing.json).
+    Generation dominates a step, so compiled blocks save only ~0.05 s/step for a first step
+    of 31.5 s vs 9.2 s eager (train_gpu_1p5b_grpo_eager.json): jobs below
+    GRPO_COMPILE_FROM_STEPS run eager blocks."""
+    wanted = {} if varlen else {"UNSLOTH_GRPO_SEQ_PACKING": "0", "UNSLOTH_GRPO_PREFIX_GROUPER": "0"}
+    if job["grpo"]["max_steps"] < GRPO_COMPILE_FROM_STEPS:
+        wanted["UNSLOTH_BLOCK_COMPILE"] = "0"
+    return _unset_only(wanted)
 
 
 def _unset_only(wanted: dict[str, str]) -> dict[str, str]:
@@ -102,9 +109,10 @@ def sft_environ(job: dict, varlen: bool) -> dict[str, str]:
     (its choice on sm90) take the same per-length attention path as packed GRPO, so batches
     are padded. On an H200 (torch 2.11, 1.5B, 16 x ~80 tokens; bench/results/train_gpu_1p5b_sft*.json)
     a step is host-bound: 0.51 s padding-free, 0.19 padded eager, 0.17 compiled, 0.08 compiled
-    with per-block CUDA graphs (trl 0.20-0.22), whose first step costs 5-15 s more. Jobs from
-    COMPILE_FROM_STEPS get compiled blocks with graphs, shorter ones stay eager. A value the
-    user has set is left alone."""
+    with per-block CUDA graphs (trl 0.20-0.22), whose first step costs 5-15 s more; on 120
+    steps of ~80-460-token chains 0.10 s vs eager 0.20, trl 0.23 (train_gpu_1p5b_sft_defaults.json).
+    Jobs from COMPILE_FROM_STEPS get compiled blocks with graphs, shorter ones stay eager.
+    A value the user has set is left alone."""
     if varlen:
         return {}
     wanted = {"UNSLOTH_PADDING_CHOICE": "padded"}
@@ -143,7 +151,7 @@ def sft(job: dict) -> dict:
 
 def grpo(job: dict) -> dict:
     _check_cuda()
-    os.environ.update(grpo_environ(varlen_attention()))
+    os.environ.update(grpo_environ(job, varlen_attention()))
     model, tok = _load(job, job["grpo"]["max_completion_length"] + 512)
     return run_grpo(_hf_args(job), model, tok, True, label="GRPO, unsloth")
 
