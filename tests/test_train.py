@@ -245,21 +245,22 @@ def test_grpo_child_process_runs_on_tiny_model(tmp_path):
     assert any("lora_A" in k for k in tensors) and any("lora_B" in k for k in tensors)
 
 
-@pytest.mark.parametrize("method,mode,weights_bytes,expected", [
-    ("sft", "auto", 540 * 2**20, False),       # SmolLM2-135M in fp32: fastest, memory is no issue
-    ("sft", "auto", 6 * 2**30, False),         # a 1.5B model in fp32 (padded: 1.42x trl at 0.42x memory)
-    ("sft", "auto", 14 * 2**30, "unsloth"),    # a 7B model in bf16: park activations in CPU RAM
-    ("grpo", "auto", 540 * 2**20, "unsloth"),  # GRPO: offload costs ~5% per step, saves 3.5x memory
-    ("grpo", "off", 6 * 2**30, False),         # an explicit setting wins
-    ("sft", "off", 14 * 2**30, False),
-    ("sft", "on", 540 * 2**20, True),
-    ("sft", "offload", 540 * 2**20, "unsloth"),
+@pytest.mark.parametrize("method,mode,weights_bytes,steps,expected", [
+    ("sft", "auto", 540 * 2**20, 30, False),       # SmolLM2-135M, a loop-sized eager job: fastest without
+    ("sft", "auto", 6 * 2**30, 30, False),         # a 1.5B model in fp32, eager: offload was slower than trl
+    ("sft", "auto", 6 * 2**30, 100, True),         # compiled + CUDA graphs: 1.59x trl at 0.21x its memory
+    ("sft", "auto", 14 * 2**30, 30, "unsloth"),    # a 7B model in bf16: park activations in CPU RAM
+    ("grpo", "auto", 540 * 2**20, 10, "unsloth"),  # GRPO: offload costs ~5% per step, saves 3.5x memory
+    ("grpo", "off", 6 * 2**30, 10, False),         # an explicit setting wins
+    ("sft", "off", 14 * 2**30, 500, False),
+    ("sft", "on", 540 * 2**20, 30, True),
+    ("sft", "offload", 540 * 2**20, 30, "unsloth"),
 ])
-def test_unsloth_gradient_checkpointing(tmp_path, method, mode, weights_bytes, expected):
+def test_unsloth_gradient_checkpointing(tmp_path, method, mode, weights_bytes, steps, expected):
     from loop.trainers.unsloth import gradient_checkpointing
     with open(tmp_path / "model.safetensors", "wb") as f:
         f.truncate(weights_bytes)        # sparse: no disk used
-    job = {"base": str(tmp_path), "method": method, "gradient_checkpointing": mode}
+    job = {"base": str(tmp_path), "method": method, "gradient_checkpointing": mode, method: {"max_steps": steps}}
     assert gradient_checkpointing(job) == expected
 
 

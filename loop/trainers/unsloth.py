@@ -23,12 +23,17 @@ OFFLOAD_FROM_BYTES = 8 * 2**30  # auto (SFT): offload from this much base weight
 
 def gradient_checkpointing(job: dict) -> str | bool:
     """`auto`: GRPO offloads (H200, 1.5B, 64 x 128 tokens, bench/results/train_gpu_1p5b_grpo_gc.json:
-    3.7 s/step at 6.7 GiB vs 3.6 s at 23 GiB off); SFT is off for small bases (1.5B: 0.19 s/step,
-    0.61-0.69x trl's memory) and offloads from 8 GB of base weights."""
+    3.7 s/step at 6.7 GiB vs 3.6 s at 23 GiB off). SFT offloads from 8 GB of base weights;
+    below, jobs long enough for CUDA graphs (COMPILE_FROM_STEPS) checkpoint (1.5B, 120 steps,
+    train_gpu_1p5b_sft_defaults.json: 0.14 s/step at 4.5 GiB vs 0.10 s at 13 GiB; trl 0.23 s
+    at 22 GiB) and short eager ones do not (offload made eager steps slower than trl's)."""
     mode = job.get("gradient_checkpointing", "auto")
     if mode == "auto":
         size = sum(f.stat().st_size for f in Path(job["base"]).glob("*.safetensors"))
-        mode = "offload" if job.get("method") == "grpo" or size >= OFFLOAD_FROM_BYTES else "off"
+        if job.get("method") == "grpo" or size >= OFFLOAD_FROM_BYTES:
+            mode = "offload"
+        else:
+            mode = "on" if job.get("sft", {}).get("max_steps", 0) >= COMPILE_FROM_STEPS else "off"
     return GC[mode]
 
 
