@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -29,16 +28,16 @@ def _fail(msg: str) -> None:
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from loop.config import ConfigError
-    from loop.models import ModelError
-    from loop.propose import ProposeError
-    from loop.sample import SamplerError
     from loop.daemon import AlreadyRunning, DaemonError
+    from loop.models import ModelError
+    from loop.problems import ProposeError
+    from loop.samplers import SamplerError
     from store.db import StoreError
     return (ConfigError, ModelError, ProposeError, SamplerError, StoreError, ValueError, AlreadyRunning,
             DaemonError, OSError)
 
 
-def _load(config: Optional[Path], sets: Optional[list[str]]):
+def _load(config: Path | None, sets: list[str] | None):
     from loop.config import ConfigError, load_config
     try:
         return load_config(config, sets or [])
@@ -47,11 +46,11 @@ def _load(config: Optional[Path], sets: Optional[list[str]]):
 
 
 @app.command()
-def start(rounds: Optional[int] = typer.Option(None, "--rounds", "-n", min=0,
+def start(rounds: int | None = typer.Option(None, "--rounds", "-n", min=0,
                                               help="Rounds this run has when done (default 5; with --daemon or --every: no limit)."),
           daemon: bool = typer.Option(False, "--daemon", help="Detach and run on a schedule (pid file, loop.log, status.json in the run directory)."),
-          every: Optional[str] = typer.Option(None, "--every", help="Start a round every INTERVAL: 45s, 30m, 2h (--daemon default: daemon.every)."),
-          config: Optional[Path] = ConfigOpt, set: Optional[list[str]] = SetOpt) -> None:
+          every: str | None = typer.Option(None, "--every", help="Start a round every INTERVAL: 45s, 30m, 2h (--daemon default: daemon.every)."),
+          config: Path | None = ConfigOpt, set: list[str] | None = SetOpt) -> None:
     """Run (or resume) the loop: propose, sample, verify, store, train, evaluate.
 
     Ctrl-C or SIGTERM stops after the current stage; a second Ctrl-C stops at once."""
@@ -78,7 +77,7 @@ def _call(fn, *args, **kw):
 
 
 @app.command()
-def status(config: Optional[Path] = ConfigOpt, set: Optional[list[str]] = SetOpt,
+def status(config: Path | None = ConfigOpt, set: list[str] | None = SetOpt,
            as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts.")) -> None:
     """Is a loop running in the run directory? pid, round and stage, last round's numbers, next round."""
     from loop import daemon as lib
@@ -87,7 +86,7 @@ def status(config: Optional[Path] = ConfigOpt, set: Optional[list[str]] = SetOpt
 
 
 @app.command()
-def stop(config: Optional[Path] = ConfigOpt, set: Optional[list[str]] = SetOpt,
+def stop(config: Path | None = ConfigOpt, set: list[str] | None = SetOpt,
          now: bool = typer.Option(False, "--now", help="Kill at once (SIGKILL, the training job too); the next start resumes."),
          timeout: float = typer.Option(600.0, "--timeout", min=0, help="Seconds to wait for a graceful stop.")) -> None:
     """Stop the loop running in the run directory: after its current stage commits (or --now); waits."""
@@ -109,8 +108,8 @@ StoreOpt = typer.Option(None, "--store", help="DuckDB store file (default: from 
 
 # --- loop migrate, loop inspect (library: store/, loop/inspect.py, loop/inspect_view.py) ---------
 @app.command()
-def migrate(config: Optional[Path] = ConfigOpt, set: Optional[list[str]] = SetOpt,
-            store: Optional[Path] = StoreOpt) -> None:
+def migrate(config: Path | None = ConfigOpt, set: list[str] | None = SetOpt,
+            store: Path | None = StoreOpt) -> None:
     """Bring a store's schema up to date (takes the writer lock; `loop start` does this too)."""
     from store.db import migrate_store
     path = store or _load(config, set).store_path
@@ -122,7 +121,7 @@ RunOpt = typer.Option(None, "--run", help="Run id (default: the store's latest r
 JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts.")
 
 
-def _target(ctx: typer.Context) -> tuple[Path, Optional[str], bool]:
+def _target(ctx: typer.Context) -> tuple[Path, str | None, bool]:
     """(store path, run id, --json given on `inspect`) from the inspect callback's options."""
     o = ctx.obj or {}
     path = o.get("store") or _load(o.get("config"), o.get("set")).store_path
@@ -131,7 +130,7 @@ def _target(ctx: typer.Context) -> tuple[Path, Optional[str], bool]:
 
 def _emit(ctx: typer.Context, as_json: bool, fn, render, *args, run_scoped: bool = True, **kw) -> None:
     """Run an inspect library function on the target store; print JSON or `render` it."""
-    from loop import inspect as lib
+    from loop import inspection as lib
     path, run, json_default = _target(ctx)
     data = _call(fn, path, *args, **({"run_id": run} if run_scoped else {}), **kw)
     if as_json or json_default:
@@ -141,14 +140,14 @@ def _emit(ctx: typer.Context, as_json: bool, fn, render, *args, run_scoped: bool
 
 
 def _print_rounds(store_path: Path, run_id: str) -> None:
-    from loop import inspect as lib
-    from loop import inspect_view as view
+    from loop import inspection as lib
+    from loop.inspection import view
     view.render_rounds(lib.rounds(store_path, run_id))
 
 
 @inspect_app.callback()
-def inspect(ctx: typer.Context, config: Optional[Path] = ConfigOpt, set: Optional[list[str]] = SetOpt,
-            store: Optional[Path] = StoreOpt, run: Optional[str] = RunOpt, as_json: bool = JsonOpt) -> None:
+def inspect(ctx: typer.Context, config: Path | None = ConfigOpt, set: list[str] | None = SetOpt,
+            store: Path | None = StoreOpt, run: str | None = RunOpt, as_json: bool = JsonOpt) -> None:
     """Per-round table (problems, samples, verified %, reward, held-out accuracy); subcommands below."""
     ctx.obj = {"config": config, "set": set, "store": store, "run": run, "json": as_json}
     if ctx.invoked_subcommand is None:
@@ -158,37 +157,37 @@ def inspect(ctx: typer.Context, config: Optional[Path] = ConfigOpt, set: Optiona
 @inspect_app.command("rounds")
 def inspect_rounds(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
     """Per-round table (the default): problems, samples, verified %, mean reward, held-out accuracy."""
-    from loop import inspect as lib
-    from loop import inspect_view as view
+    from loop import inspection as lib
+    from loop.inspection import view
     _emit(ctx, as_json, lib.rounds, view.render_rounds)
 
 
 @inspect_app.command("summary")
 def inspect_summary(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
     """Whole-run totals: rounds, unfinished steps, samples, verified, accuracy, writer."""
-    from loop import inspect as lib
-    from loop import inspect_view as view
+    from loop import inspection as lib
+    from loop.inspection import view
     _emit(ctx, as_json, lib.summary, view.render_summary)
 
 
 @inspect_app.command("problems")
 def inspect_problems(ctx: typer.Context,
-                     pass_rate: Optional[str] = typer.Option(None, "--pass-rate", help="Only pass rates in LO..HI, e.g. 0..0.5."),
+                     pass_rate: str | None = typer.Option(None, "--pass-rate", help="Only pass rates in LO..HI, e.g. 0..0.5."),
                      limit: int = typer.Option(20, "--limit", min=1), as_json: bool = JsonOpt) -> None:
     """Problems of the run with their pass rate (verified / judged samples), hardest first."""
-    from loop import inspect as lib
-    from loop import inspect_view as view
+    from loop import inspection as lib
+    from loop.inspection import view
     _emit(ctx, as_json, lib.problems, view.render_problems, pass_rate=pass_rate, limit=limit)
 
 
 @inspect_app.command("samples")
 def inspect_samples(ctx: typer.Context, verified: bool = typer.Option(False, "--verified", help="Only verified."),
-                    round: Optional[int] = typer.Option(None, "--round", help="Only this round."),
-                    problem: Optional[str] = typer.Option(None, "--problem", help="Only this problem id."),
+                    round: int | None = typer.Option(None, "--round", help="Only this round."),
+                    problem: str | None = typer.Option(None, "--problem", help="Only this problem id."),
                     limit: int = typer.Option(10, "--limit", min=1), as_json: bool = JsonOpt) -> None:
     """Print stored chains with their rewards."""
-    from loop import inspect as lib
-    from loop import inspect_view as view
+    from loop import inspection as lib
+    from loop.inspection import view
     _emit(ctx, as_json, lib.samples, view.render_samples, verified=True if verified else None,
           round=round, problem_id=problem, limit=limit)
 
@@ -197,8 +196,8 @@ def inspect_samples(ctx: typer.Context, verified: bool = typer.Option(False, "--
 def inspect_show(ctx: typer.Context, sample_id: str = typer.Argument(..., help="Sample id or a unique prefix."),
                  as_json: bool = JsonOpt) -> None:
     """One sample in full: problem, completion, every reward, provenance, model lineage, its group."""
-    from loop import inspect as lib
-    from loop import inspect_view as view
+    from loop import inspection as lib
+    from loop.inspection import view
     _emit(ctx, as_json, lib.show, view.render_show, sample_id, run_scoped=False)
 
 
@@ -206,17 +205,17 @@ def inspect_show(ctx: typer.Context, sample_id: str = typer.Argument(..., help="
 def inspect_sql(ctx: typer.Context, query: str = typer.Argument(..., help='One SELECT, e.g. "SELECT count(*) FROM samples".'),
                 limit: int = typer.Option(100, "--limit", min=1), as_json: bool = JsonOpt) -> None:
     """Run one read-only SELECT on the store (writes and file access are refused)."""
-    from loop import inspect as lib
-    from loop import inspect_view as view
+    from loop import inspection as lib
+    from loop.inspection import view
     _emit(ctx, as_json, lib.sql, view.render_sql, query, limit=limit, run_scoped=False)
 
 
 @inspect_app.command("curve")
-def inspect_curve(ctx: typer.Context, png: Optional[Path] = typer.Option(None, "--png", help="Also write a PNG chart (needs matplotlib)."),
+def inspect_curve(ctx: typer.Context, png: Path | None = typer.Option(None, "--png", help="Also write a PNG chart (needs matplotlib)."),
                   as_json: bool = JsonOpt) -> None:
     """Held-out accuracy per round as a terminal bar chart (and optionally a PNG)."""
-    from loop import inspect as lib
-    from loop import inspect_view as view
+    from loop import inspection as lib
+    from loop.inspection import view
 
     def curve(path, run_id=None):
         data = lib.curve(path, run_id=run_id)
@@ -237,13 +236,13 @@ def inspect_export(ctx: typer.Context, out: Path = typer.Option(..., "--out", he
                    verified: bool = typer.Option(False, "--verified", help="Only verified samples."),
                    as_json: bool = JsonOpt) -> None:
     """Export samples with problem, completion, rewards and provenance."""
-    from loop import export_samples as lib
-    from loop import inspect_view as view
+    from loop.export import samples as lib
+    from loop.inspection import view
     _emit(ctx, as_json, lib.export, lambda m: view.out.print(f"exported {m['rows']} samples to {m['out']}"),
           out, fmt=format, verified_only=verified)
 
 
-# --- loop export model (library: loop/export.py) ----------------------------------------
+# --- loop export model (library: loop/export/) ----------------------------------------
 export_app = typer.Typer(help="Export from the store: models (`export model`).", no_args_is_help=True)
 app.add_typer(export_app, name="export")
 
@@ -252,18 +251,19 @@ app.add_typer(export_app, name="export")
 def export_model_cmd(
         out: Path = typer.Option(..., "--out", "-o", help="Output directory (absent or empty unless --force)."),
         fmt: str = typer.Option("merged16", "--format", "-f", help="lora | merged16 | gguf."),
-        round: Optional[int] = typer.Option(None, "--round", help="The model trained in this round."),
-        model_version: Optional[str] = typer.Option(None, "--model-version", help="A model version (or unique prefix)."),
-        run: Optional[str] = typer.Option(None, "--run", help="Run id (default: the store's latest run)."),
+        round: int | None = typer.Option(None, "--round", help="The model trained in this round."),
+        model_version: str | None = typer.Option(None, "--model-version", help="A model version (or unique prefix)."),
+        run: str | None = typer.Option(None, "--run", help="Run id (default: the store's latest run)."),
         dtype: str = typer.Option("bfloat16", "--dtype", help="merged16 weights: bfloat16 | float16 | float32."),
         outtype: str = typer.Option("f16", "--outtype", help="gguf tensors: f16 | bf16 | q8_0 | f32."),
-        converter: Optional[str] = typer.Option(None, "--converter", help="llama.cpp convert_hf_to_gguf.py path, "
+        converter: str | None = typer.Option(None, "--converter", help="llama.cpp convert_hf_to_gguf.py path, "
                                                 "or 'builtin' (default: $LOOP_LLAMA_CPP_CONVERT, then PATH, then builtin)."),
         force: bool = typer.Option(False, "--force", help="Replace a non-empty --out directory."),
-        config: Optional[Path] = ConfigOpt, set: Optional[list[str]] = SetOpt,
-        store: Optional[Path] = typer.Option(None, "--store", help="DuckDB store file (default: from the config).")) -> None:
+        config: Path | None = ConfigOpt, set: list[str] | None = SetOpt,
+        store: Path | None = typer.Option(None, "--store", help="DuckDB store file (default: from the config).")) -> None:
     """Export a model version (default: the current accepted model) with a lineage model card."""
-    from loop.export import ExportError, export_model
+    from loop.export.errors import ExportError
+    from loop.export.model import export_model
     path = store or _load(config, set).store_path
     try:
         lin = export_model(path, out, fmt, round=round, version=model_version, run_id=run, dtype=dtype,

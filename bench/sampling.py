@@ -40,8 +40,8 @@ def child(spec: str, args) -> dict:
     from loop.config import load_config
     from loop.models import resolve_model
     from loop.prompts import messages
-    from loop.propose import arithmetic
-    from loop.sample import SamplingParams, build_sampler
+    from loop.problems.procedural import arithmetic
+    from loop.samplers import SamplingParams, build_sampler
     torch.set_num_threads(args.threads)
     t_import = time.perf_counter() - t0
     cfg = load_config(None, [f"sample.dtype={args.dtype}", f"sample.batch_size={args.batch_size}"])

@@ -1,4 +1,4 @@
-"""Store benchmark: batched ingest rate and `loop inspect summary` latency at scale.
+"""Store benchmark: batched ingest rate and `loop.inspection.summary` latency at scale.
 
     python bench/store.py [--sizes 1000000,10000000] [--batch 250000] [--dir DIR] [--json]
 
@@ -14,8 +14,8 @@ size by fresh-key bulk ingest; at each size the marginal rate of both Arrow mode
 is measured on MARGINAL more samples (the ON CONFLICT probe slows down as the key
 index grows). Rates are wall-clock and per CPU-second of this process (the machine
 may be shared: the load average is reported).
-Summary: at each size the store is closed; `loop.inspect.summary` (open read-only
-+ every summary query: what `loop inspect summary` runs) is timed cold, then the
+Summary: at each size the store is closed; `loop.inspection.summary` (open read-only
++ every summary query: what `loop.inspection.summary` runs) is timed cold, then the
 queries alone on an open store; median of 5.
 Batch size: DuckDB writes an insert of at least one row group (122,880 rows) straight
 into the database file ("optimistic writes") instead of the WAL, which is then
@@ -145,7 +145,7 @@ def dict_path(path: Path, n: int, bsize: int, rng) -> dict:
 
 
 def summary_latency(path: Path, reps: int = 5) -> dict:
-    from loop import inspect
+    from loop import inspection as inspect
     from store import queries
     cold = []
     for _ in range(reps):

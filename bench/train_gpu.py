@@ -1,6 +1,6 @@
 """Unsloth vs TRL training backends on the same jobs: seconds per step and peak memory.
 
-Each (backend, method) job runs in its own process through loop.train.run_child, so
+Each (backend, method) job runs in its own process through loop.trainers.launch.run_child, so
 peak GPU memory is per job. Seconds per step is the median after the first step
 (the first includes compilation); each row also has TRL's profiled phases (generation,
 rewards, loss), summed and per step. Run on a CUDA machine:
@@ -33,8 +33,8 @@ def _jobs(model: str, work: Path, steps: int, grpo_batch: int = 64, completion_l
     from loop.config import Config
     from loop.models import resolve_model
     from loop.prompts import format_chain, messages
-    from loop.propose import arithmetic
-    from loop.train import write_snapshot
+    from loop.problems.procedural import arithmetic
+    from loop.trainers.chains import write_snapshot
     base = resolve_model(model)
     probs = arithmetic(256, [1, 2], seed=11)
     n = sft_tokens // 15
@@ -59,7 +59,7 @@ def _jobs(model: str, work: Path, steps: int, grpo_batch: int = 64, completion_l
 
 def run(model: str, steps: int, backends: list[str], methods: list[str], launcher: str | None = None,
         **kw) -> list[dict]:
-    from loop.train import run_child
+    from loop.trainers.launch import run_child
     rows = []
     with tempfile.TemporaryDirectory() as d:
         work = Path(d)

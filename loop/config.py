@@ -4,6 +4,11 @@ Precedence: model defaults < YAML file < `--set key=value` overrides. Every
 level is validated by pydantic with unknown keys rejected, and errors name the
 file and the dotted key. The resolved tree is saved with the run (runs table
 and `config.yaml` in the run directory) so a run can be reproduced.
+
+The root is `Config`; each YAML section is an `XxxSettings` class (named so they never
+collide with TRL's `SFTConfig`/`GRPOConfig` or PEFT's `LoraConfig`). Every field carries
+its documentation as `Field(description=...)`, so `Config.model_json_schema()` documents
+the whole tree.
 """
 from __future__ import annotations
 
@@ -23,34 +28,47 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class RunConfig(_Strict):
-    dir: str = "runs/default"          # run directory: store, models, logs
-    store: str | None = None           # DuckDB file; default <dir>/loop.duckdb
-    seed: int = 0
-    threads: int | None = 1            # torch threads (1: on 2 busy cores, 2 threads ran 10-20x slower); None = torch default
+class RunSettings(_Strict):
+    """`run`: where a run lives and how it is seeded."""
+    dir: str = Field("runs/default", description="Run directory holding the store, trained models and logs.")
+    store: str | None = Field(None, description="DuckDB store file; None = `<run.dir>/loop.duckdb`.")
+    seed: int = Field(0, description="Run seed; every round's stage seeds are hashed from it and the round number.")
+    # why 1: on 2 busy cores more threads ran much slower (bench/results/README.md)
+    threads: int | None = Field(1, description="Torch CPU threads (`torch.set_num_threads`); None = torch's default.")
 
 
-class ModelConfig(_Strict):
-    name: str = "embedded:smollm2-135m-instruct"  # embedded:<id>, tiny:<id>, local dir or hub id
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    cache_dir: str | None = None       # converted models; default ~/.cache/loop/models
+class ModelSettings(_Strict):
+    """`model`: the base model that is sampled and trained."""
+    name: str = Field("embedded:smollm2-135m-instruct",
+                      description="Base model: `embedded:<id>`, `tiny:<id>`, `gguf:<file>`, a local "
+                                  "Hugging Face folder, or a hub id.")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="The model's dtype; the sampler uses it when `sample.dtype` is auto.")
+    cache_dir: str | None = Field(None, description="Where converted/downloaded models are kept; "
+                                                    "None = ~/.cache/loop/models.")
 
 
-class SourceConfig(_Strict):
-    kind: Literal["arithmetic", "jsonl", "self"]
-    count: int = Field(16, ge=0)       # problems drawn from this source per round (self: kept at most)
-    levels: list[int] = [1, 2]         # arithmetic difficulty levels
-    path: str | None = None            # jsonl: GSM8K-format file
-    # self: the current model proposes problems with answer programs (loop/proposer.py)
-    shots: int = Field(4, ge=1)        # few-shot examples in the proposer prompt
-    attempts: int = Field(4, ge=1)     # generations drawn per kept problem, at most
-    temperature: float = Field(0.8, ge=0.0)
-    max_new_tokens: int = Field(96, ge=8)
-    near_dup: float = Field(0.8, gt=0.0, le=1.0)   # NearDupIndex Jaccard threshold
-    eval_paths: list[str] = []         # jsonl eval sets (`question` field) for 13-gram decontamination
+class SourceSettings(_Strict):
+    """`propose.sources[]`: one source of training problems (procedural, a JSONL file, or the model itself)."""
+    kind: Literal["arithmetic", "jsonl", "self"] = Field(
+        description="arithmetic = procedural problems; jsonl = a GSM8K-format file; self = the current "
+                    "model proposes problems with answer programs (loop/proposer/).")
+    count: int = Field(16, ge=0, description="Problems drawn from this source per round (self: kept at most).")
+    levels: list[int] = Field([1, 2], description="arithmetic: difficulty levels to draw from, each 1..4.")
+    path: str | None = Field(None, description="jsonl: path of the GSM8K-format file (required for jsonl).")
+    shots: int = Field(4, ge=1, description="self: few-shot examples in the proposer prompt.")
+    attempts: int = Field(4, ge=1, description="self: generations budgeted per kept problem, at most "
+                                               "(count * attempts in all).")
+    temperature: float = Field(0.8, ge=0.0, description="self: sampling temperature of proposer generations.")
+    max_new_tokens: int = Field(96, ge=8, description="self: token cap per proposer generation.")
+    near_dup: float = Field(0.8, gt=0.0, le=1.0,
+                            description="self: word-3-gram Jaccard similarity (0, 1] at or above which a proposal "
+                                        "counts as a near-duplicate of a stored problem.")
+    eval_paths: list[str] = Field([], description="self: JSONL eval sets (`question` field); proposals sharing "
+                                                  "a 13-gram with them are rejected (decontamination).")
 
     @model_validator(mode="after")
-    def _check(self) -> "SourceConfig":
+    def _check(self) -> "SourceSettings":
         if self.kind == "jsonl" and not self.path:
             raise ValueError("a jsonl source needs 'path'")
         if any(lv not in (1, 2, 3, 4) for lv in self.levels):
@@ -58,143 +76,184 @@ class SourceConfig(_Strict):
         return self
 
 
-class CurriculumConfig(_Strict):
-    band: tuple[float, float] = (0.2, 0.8)  # pass rates resampled next round (and the proposer's target)
-    retire_after: int = Field(3, ge=1)      # rounds always/never solved before a problem is retired
-    resample_max: int = Field(0, ge=0)      # problems re-added per round; 0 = no resampling
+class CurriculumSettings(_Strict):
+    """`propose.curriculum`: which earlier problems are resampled or retired."""
+    band: tuple[float, float] = Field((0.2, 0.8),
+                                      description="Pass-rate band [lo, hi] of problems resampled next round (also "
+                                                  "the proposer's target); 0 <= lo <= hi <= 1.")
+    retire_after: int = Field(3, ge=1, description="Consecutive rounds always or never solved before a problem "
+                                                   "is retired.")
+    resample_max: int = Field(0, ge=0, description="Earlier problems re-added per round, at most; 0 = no resampling.")
 
     @model_validator(mode="after")
-    def _check(self) -> "CurriculumConfig":
+    def _check(self) -> "CurriculumSettings":
         if not 0 <= self.band[0] <= self.band[1] <= 1:
             raise ValueError(f"band must satisfy 0 <= lo <= hi <= 1, got {list(self.band)}")
         return self
 
 
-class ProposeConfig(_Strict):
-    sources: list[SourceConfig] = [SourceConfig(kind="arithmetic", count=32, levels=[1, 2])]
-    curriculum: CurriculumConfig = CurriculumConfig()
+class ProposeSettings(_Strict):
+    """`propose`: where each round's problems come from."""
+    sources: list[SourceSettings] = Field([SourceSettings(kind="arithmetic", count=32, levels=[1, 2])],
+                                          description="Problem sources, all drawn from every round.")
+    curriculum: CurriculumSettings = Field(CurriculumSettings(),
+                                           description="Resampling and retirement of earlier problems.")
 
 
-class OpenAIConfig(_Strict):
-    """An OpenAI-compatible endpoint (`vllm serve`, a hosted teacher) for backend `openai`."""
-    base_url: str = "http://127.0.0.1:8000/v1"
-    model: str | None = None           # None: the first model the endpoint lists
-    api_key_env: str = "OPENAI_API_KEY"  # name of the env var holding the key (unset: no auth)
-    timeout_s: float = Field(120.0, gt=0)
-    max_retries: int = Field(4, ge=0)  # on timeouts, connection errors, 429 and 5xx
-    backoff_s: float = Field(1.0, ge=0)  # first wait; doubles each retry
+class OpenAISettings(_Strict):
+    """`sample.openai`: an OpenAI-compatible endpoint (`vllm serve`, a hosted teacher) for backend `openai`."""
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="Endpoint base URL, up to and including `/v1`.")
+    model: str | None = Field(None, description="Served model name; None = the first model the endpoint lists.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Name of the environment variable holding the API key "
+                                                           "(unset: no auth).")
+    timeout_s: float = Field(120.0, gt=0, description="Per-request timeout, seconds.")
+    max_retries: int = Field(4, ge=0, description="Retries on timeouts, connection errors, 429 and 5xx.")
+    backoff_s: float = Field(1.0, ge=0, description="First wait before a retry, seconds; doubles each retry.")
 
 
-class BudgetConfig(_Strict):
-    """Budget forcing (s1): cap thinking tokens, or suppress the end of thinking N times."""
-    thinking_tokens: int | None = Field(None, ge=1)  # cap before `</reasoning>` is forced
-    waits: int = Field(0, ge=0)        # times "Wait" replaces the model's `</reasoning>`
-    answer_tokens: int = Field(32, ge=1)  # extra tokens for the answer after a forced end
+class BudgetSettings(_Strict):
+    """`sample.budget`: budget forcing (s1): cap thinking tokens, or suppress the end of thinking N times."""
+    thinking_tokens: int | None = Field(None, ge=1, description="Thinking-token cap before `</reasoning>` is "
+                                                                "forced; None = no cap.")
+    waits: int = Field(0, ge=0, description="Times \"Wait\" replaces the model's `</reasoning>`; 0 = never.")
+    answer_tokens: int = Field(32, ge=1, description="Extra tokens allowed for the answer after a forced end "
+                                                     "of thinking.")
 
 
-class SampleConfig(_Strict):
-    backend: Literal["auto", "hf", "vllm", "openai"] = "auto"
-    group_size: int = Field(4, ge=1)
-    temperature: float = Field(0.8, ge=0.0)
-    top_p: float = Field(0.95, gt=0.0, le=1.0)
-    max_new_tokens: int = Field(128, ge=1)
-    batch_size: int = Field(32, ge=1)  # sequences per generate call
-    # auto: model.dtype, except vllm on a CPU with native bf16 (avx512_bf16/amx): bfloat16, 1.7x faster there
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    budget: BudgetConfig = BudgetConfig()
-    openai: OpenAIConfig = OpenAIConfig()
+class SampleSettings(_Strict):
+    """`sample`: how completions are drawn."""
+    backend: Literal["auto", "hf", "vllm", "openai"] = Field(
+        "auto", description="Sampler backend; auto = vllm when importable, else hf.")
+    group_size: int = Field(4, ge=1, description="Completions sampled per problem (the GRPO group size G).")
+    temperature: float = Field(0.8, ge=0.0, description="Sampling temperature; 0 = greedy.")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus-sampling top-p, in (0, 1] (also used by "
+                                                           "the self proposer).")
+    max_new_tokens: int = Field(128, ge=1, description="Token cap per completion.")
+    batch_size: int = Field(32, ge=1, description="Sequences per generate call.")
+    # why: bfloat16 decodes faster than float32 on such CPUs (bench/results/README.md)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Sampling dtype; auto = model.dtype, except vllm on a CPU with native bf16 "
+                            "(avx512_bf16/amx): bfloat16.")
+    budget: BudgetSettings = Field(BudgetSettings(), description="Budget forcing of the thinking section (s1).")
+    openai: OpenAISettings = Field(OpenAISettings(), description="The endpoint used when backend is openai.")
 
 
-class RewardConfig(_Strict):
-    name: str
-    weight: float = 1.0
-    params: dict[str, Any] = {}
+class RewardSettings(_Strict):
+    """`verify.rewards[]`: one reward function and its weight."""
+    name: str = Field(description="Registered reward name (e.g. xmlcount, soft_format, strict_format, int, "
+                                  "correctness).")
+    weight: float = Field(1.0, description="Weight of this reward in the total score and in GRPO's reward sum.")
+    params: dict[str, Any] = Field({}, description="Keyword arguments for the reward's builder "
+                                                   "(e.g. correctness: timeout_s).")
 
 
-def _default_rewards() -> list[RewardConfig]:
-    return [RewardConfig(name="xmlcount", weight=1.0), RewardConfig(name="soft_format", weight=1.0),
-            RewardConfig(name="strict_format", weight=1.0), RewardConfig(name="int", weight=1.0),
-            RewardConfig(name="correctness", weight=2.0, params={"timeout_s": 2.0})]
+def _default_rewards() -> list[RewardSettings]:
+    return [RewardSettings(name="xmlcount", weight=1.0), RewardSettings(name="soft_format", weight=1.0),
+            RewardSettings(name="strict_format", weight=1.0), RewardSettings(name="int", weight=1.0),
+            RewardSettings(name="correctness", weight=2.0, params={"timeout_s": 2.0})]
 
 
-class VerifyConfig(_Strict):
-    rewards: list[RewardConfig] = Field(default_factory=_default_rewards)
-    correctness: str = "correctness"   # the reward whose 1.0 marks a sample verified
+class VerifySettings(_Strict):
+    """`verify`: how completions are scored."""
+    rewards: list[RewardSettings] = Field(default_factory=_default_rewards,
+                                          description="Rewards scored on every completion, summed by weight.")
+    correctness: str = Field("correctness", description="Name of the reward (one of `rewards`) whose score "
+                                                        "of exactly 1.0 marks a sample verified.")
 
 
-class LoraConfig(_Strict):
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.0
-    target_modules: list[str] | str = "all-linear"
-    quant: Literal["16bit", "4bit"] = "16bit"  # unsloth backend: bf16 LoRA or 4-bit QLoRA
+class LoraSettings(_Strict):
+    """`train.lora`: the LoRA adapter trained on the base model."""
+    r: int = Field(16, description="LoRA rank.")
+    alpha: int = Field(32, description="LoRA alpha (scaling = alpha / r).")
+    dropout: float = Field(0.0, description="Dropout on the LoRA layers' input, 0..1.")
+    target_modules: list[str] | str = Field("all-linear", description="Modules given adapters: a list of "
+                                                                      "module names, or \"all-linear\".")
+    quant: Literal["16bit", "4bit"] = Field("16bit", description="unsloth backend only: 16bit = bf16 LoRA, "
+                                                                 "4bit = 4-bit QLoRA.")
 
 
-class SelectConfig(_Strict):
-    """s1-style choice of the SFT set (loop.train.s1_select): quality, difficulty, diversity."""
-    n: int = Field(0, ge=0)            # at most this many problems' chains; 0 = every verified problem
-    quality: bool = True               # only chains already in the answer format (none repaired)
-    max_pass_rate: float = Field(1.0, ge=0.0, le=1.0)  # drop problems solved more often than this
+class SelectSettings(_Strict):
+    """`train.sft.select`: s1-style SFT set by quality, difficulty, diversity (loop.trainers.chains.s1_select)."""
+    n: int = Field(0, ge=0, description="At most this many problems' chains; 0 = every verified problem "
+                                        "(no selection).")
+    quality: bool = Field(True, description="Keep only chains already in the answer format (none repaired).")
+    max_pass_rate: float = Field(1.0, ge=0.0, le=1.0, description="Drop problems solved more often than this "
+                                                                  "pass rate, 0..1.")
 
 
-class SFTConfig(_Strict):
-    every: int = Field(1, ge=0)        # after every N-th round; 0 = never
-    max_steps: int = Field(20, ge=1)
-    batch_size: int = Field(4, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    learning_rate: float = 2e-4
-    max_seq_len: int = 384
-    pad_to_multiple_of: int | None = Field(None, ge=1)  # fewer distinct batch shapes (compiled kernels)
-    replay: bool = True                # also train on verified chains of earlier rounds
-    select: SelectConfig = SelectConfig()
+class SFTSettings(_Strict):
+    """`train.sft`: supervised fine-tuning on verified chains."""
+    every: int = Field(1, ge=0, description="After every N-th round; 0 = never.")
+    max_steps: int = Field(20, ge=1, description="Optimizer steps per SFT run.")
+    batch_size: int = Field(4, ge=1, description="Examples per device step.")
+    grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps per optimizer step.")
+    learning_rate: float = Field(2e-4, description="Learning rate (constant schedule, no warm-up).")
+    max_seq_len: int = Field(384, description="Max tokens per SFT example (prompt + completion; TRL max_length).")
+    pad_to_multiple_of: int | None = Field(None, ge=1, description="Pad batches to a multiple of this many "
+                                                                   "tokens (fewer distinct shapes for compiled "
+                                                                   "kernels); None = no padding.")
+    replay: bool = Field(True, description="Also train on verified chains of earlier rounds, not only this one.")
+    select: SelectSettings = Field(SelectSettings(), description="s1-style selection of the SFT set.")
 
 
-class GRPOConfig(_Strict):
-    every: int = Field(0, ge=0)        # after every N-th round; 0 = never
-    max_steps: int = Field(10, ge=1)
-    batch_size: int = Field(4, ge=1)   # completions per device step (a multiple of num_generations)
-    num_generations: int = Field(4, ge=2)
-    max_completion_length: int = Field(128, ge=1)
-    learning_rate: float = 5e-6
-    beta: float = 0.0                  # KL weight; 0 = no reference model (cheaper)
-    temperature: float = 0.8
-    band: tuple[float, float] = (0.0, 1.0)  # train on problems whose last pass rate lies strictly inside
+class GRPOSettings(_Strict):
+    """`train.grpo`: GRPO on the round's problems with the verify rewards."""
+    every: int = Field(0, ge=0, description="After every N-th round; 0 = never.")
+    max_steps: int = Field(10, ge=1, description="Optimizer steps per GRPO run.")
+    batch_size: int = Field(4, ge=1, description="Completions per device step; a multiple of num_generations.")
+    num_generations: int = Field(4, ge=2, description="Completions generated per prompt (the GRPO group size).")
+    max_completion_length: int = Field(128, ge=1, description="Token cap per generated completion.")
+    learning_rate: float = Field(5e-6, description="Learning rate (constant schedule, no warm-up).")
+    beta: float = Field(0.0, description="KL penalty weight; 0 = no reference model (cheaper).")
+    temperature: float = Field(0.8, description="Sampling temperature of GRPO's generations.")
+    band: tuple[float, float] = Field((0.0, 1.0), description="Train on problems whose last pass rate lies "
+                                                              "strictly inside (lo, hi).")
 
     @model_validator(mode="after")
-    def _check(self) -> "GRPOConfig":
+    def _check(self) -> "GRPOSettings":
         if self.batch_size % self.num_generations:
             raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of num_generations "
                              f"({self.num_generations})")
         return self
 
 
-class TrainConfig(_Strict):
-    backend: Literal["auto", "trl", "unsloth"] = "auto"
-    # Activation recomputation: off = fastest, most memory; on = recompute in backward;
-    # offload = unsloth's (recompute, activations parked in CPU RAM; trl treats it as on).
-    # auto: off for trl; unsloth: offload for GRPO, for SFT off below 8 GB of base weights.
-    gradient_checkpointing: Literal["auto", "off", "on", "offload"] = "auto"
-    # a command run before `-m loop.train JOB.json`, e.g. "accelerate launch --num_processes 4"
-    # (one process per GPU); None = plain python
-    launcher: str | None = None
-    sft: SFTConfig = SFTConfig()
-    grpo: GRPOConfig = GRPOConfig()
-    lora: LoraConfig = LoraConfig()
+class TrainSettings(_Strict):
+    """`train`: the training child (`python -m loop.trainers.child JOB.json`) and its methods."""
+    backend: Literal["auto", "trl", "unsloth"] = Field(
+        "auto", description="Trainer backend; auto = unsloth when it imports and CUDA is there, else trl.")
+    gradient_checkpointing: Literal["auto", "off", "on", "offload"] = Field(
+        "auto", description="Activation recomputation: off = fastest, most memory; on = recompute in backward; "
+                            "offload = unsloth's (recompute, activations parked in CPU RAM; trl treats it as on); "
+                            "auto = off for trl, and for unsloth offload for GRPO, for SFT off below 8 GB of "
+                            "base weights.")
+    launcher: str | None = Field(None, description="Command prefixed to `-m loop.trainers.child JOB.json`, e.g. "
+                                                   "\"accelerate launch --num_processes 4\" (one process per GPU); "
+                                                   "None = plain python.")
+    sft: SFTSettings = Field(SFTSettings(), description="Supervised fine-tuning on verified chains.")
+    grpo: GRPOSettings = Field(GRPOSettings(), description="GRPO on the round's problems.")
+    lora: LoraSettings = Field(LoraSettings(), description="The LoRA adapter both methods train.")
 
 
-class EvalConfig(_Strict):
-    every: int = Field(1, ge=0)        # after every N-th round (round 0 always); 0 = only round 0
-    # the model being trained is evaluated locally: auto = the sample stage's sampler when that runs
-    # the local model (hf/vllm), else (sample.backend openai, a teacher) vllm when installed, else hf
-    backend: Literal["auto", "hf", "vllm"] = "auto"
-    n_problems: int = Field(200, ge=1)  # held-out size: +-3 points of noise at ~20% accuracy
-    levels: list[int] = [1, 2]
-    seed: int = 1_000_003              # held-out seed; training problems never collide with it
-    max_new_tokens: int = Field(128, ge=1)
-    gate_tolerance: float | None = Field(0.1, ge=0.0)  # reject a new model whose accuracy drops more; None = off
-    # what a new model is held against: the last accepted model, or the best accepted so far
-    # (no slow slide of tolerance-sized drops over a long daemon run)
-    gate_against: Literal["previous", "best"] = "previous"
+class EvalSettings(_Strict):
+    """`evaluate`: greedy pass@1 on a fixed held-out set, and the accept/reject gate."""
+    every: int = Field(1, ge=0, description="After every N-th round (round 0 always); 0 = only round 0.")
+    # why: the model being trained is always evaluated locally, also when a teacher endpoint samples
+    backend: Literal["auto", "hf", "vllm"] = Field(
+        "auto", description="Eval sampler backend; auto = the sample stage's backend when it runs the local "
+                            "model (hf/vllm), else (sample.backend openai) vllm when installed, else hf.")
+    n_problems: int = Field(200, ge=1, description="Held-out set size (200: about +-3 points of noise at "
+                                                   "~20% accuracy).")
+    levels: list[int] = Field([1, 2], description="Difficulty levels of the held-out arithmetic problems.")
+    seed: int = Field(1_000_003, description="Held-out set seed; training problems never collide with the "
+                                             "held-out set.")
+    max_new_tokens: int = Field(128, ge=1, description="Token cap per greedy eval completion.")
+    gate_tolerance: float | None = Field(0.1, ge=0.0, description="Reject a new model whose accuracy drops by "
+                                                                  "more than this (fraction, 0.1 = 10 points); "
+                                                                  "None = gate off.")
+    # why best: no slow slide of tolerance-sized drops over a long daemon run
+    gate_against: Literal["previous", "best"] = Field(
+        "previous", description="What a new model is held against: previous = the last accepted model, "
+                                "best = the best accepted so far.")
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
@@ -218,11 +277,13 @@ def parse_duration(text: str | int | float) -> float:
     return seconds
 
 
-class DaemonConfig(_Strict):
-    every: str = "30m"                 # a round starts every ...: 45s, 30m, 2h (`loop start --every`)
-    log_max_bytes: int = Field(10_000_000, ge=1024)  # loop.log rotates at this size
-    log_backups: int = Field(3, ge=0)  # rotated files kept: loop.log.1 ...
-    max_failures: int = Field(3, ge=1)  # consecutive failed round jobs before the daemon exits
+class DaemonSettings(_Strict):
+    """`daemon`: the background loop started by `loop start`."""
+    every: str = Field("30m", description="A round starts every ...: a duration such as 45s, 30m, 2h, 1h30m "
+                                          "or seconds (`loop start --every`).")
+    log_max_bytes: int = Field(10_000_000, ge=1024, description="loop.log rotates at this size, bytes.")
+    log_backups: int = Field(3, ge=0, description="Rotated log files kept: loop.log.1 ...")
+    max_failures: int = Field(3, ge=1, description="Consecutive failed round jobs before the daemon exits.")
 
     @field_validator("every", mode="before")
     @classmethod
@@ -232,14 +293,15 @@ class DaemonConfig(_Strict):
 
 
 class Config(_Strict):
-    run: RunConfig = RunConfig()
-    model: ModelConfig = ModelConfig()
-    propose: ProposeConfig = ProposeConfig()
-    sample: SampleConfig = SampleConfig()
-    verify: VerifyConfig = VerifyConfig()
-    train: TrainConfig = TrainConfig()
-    evaluate: EvalConfig = EvalConfig()
-    daemon: DaemonConfig = DaemonConfig()
+    """The root of the tree: one YAML file, one section per field."""
+    run: RunSettings = Field(RunSettings(), description="Run directory, store, seed and threads.")
+    model: ModelSettings = Field(ModelSettings(), description="The base model.")
+    propose: ProposeSettings = Field(ProposeSettings(), description="Problem sources and curriculum.")
+    sample: SampleSettings = Field(SampleSettings(), description="How completions are drawn.")
+    verify: VerifySettings = Field(VerifySettings(), description="How completions are scored.")
+    train: TrainSettings = Field(TrainSettings(), description="SFT/GRPO training of the LoRA adapter.")
+    evaluate: EvalSettings = Field(EvalSettings(), description="Held-out evaluation and the gate.")
+    daemon: DaemonSettings = Field(DaemonSettings(), description="The background daemon.")
 
     @property
     def store_path(self) -> Path:

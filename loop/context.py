@@ -1,17 +1,34 @@
-"""The state a round's stages share: config, store, run id, current model, sampler.
+"""The state a round's stages share (`RunContext`) and the stage protocol.
 
-The current model version is derived from the store (the newest accepted model
-of this run), never kept only in memory, so a restarted process sees the same.
+Contract:
+- A stage is `stage(ctx, r) -> StageResult`; the result is the step's info as stored in
+  `steps.info`. A stage writes its outputs only through `ctx.commit(r, name, info, *writes)`,
+  which runs the writes and marks the step done in ONE transaction: a kill at any point
+  leaves either all of a stage or none of it.
+- The current model version is derived from the store (the newest accepted model of this
+  run), never kept only in memory, so a restarted process sees the same.
+- The sampler is built once per run and switched to a new adapter in place; `release_gpu`
+  and `reacquire_gpu` let the train stage hand a shared GPU to the training process.
 """
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from loop.config import Config
+from loop.samplers import Sampler, build_sampler, choose_backend, eval_backend
+from store import pipeline, runs
 from store.db import Store
+
+StageResult = dict[str, Any]   # the step's info, as recorded in `steps.info`
+Write = Callable[[Store], None]
+
+
+class Stage(Protocol):
+    def __call__(self, ctx: RunContext, r: int) -> StageResult: ...
 
 
 @dataclass
@@ -22,10 +39,8 @@ class RunContext:
     base_dir: Path                      # resolved base model folder
     base_version: str
     lock: Any = field(default=None, repr=False)  # store.lock.StoreLock held while writing
-    _sampler: Any = field(default=None, repr=False)
-    _sampler_model: str | None = field(default=None, repr=False)
-    _eval_sampler: Any = field(default=None, repr=False)
-    _eval_model: str | None = field(default=None, repr=False)
+    _samplers: dict[str, Sampler] = field(default_factory=dict, repr=False)   # backend -> sampler
+    _loaded: dict[str, str] = field(default_factory=dict, repr=False)         # backend -> model version
 
     @property
     def run_dir(self) -> Path:
@@ -37,72 +52,73 @@ class RunContext:
 
     def current_model(self) -> tuple[str, Path | None]:
         """(model_version, adapter folder or None for the base)."""
-        row = self.store.query(
-            "SELECT model_version, path FROM models WHERE run_id = ? AND kind = 'lora' "
-            "AND coalesce(json_extract_string(metrics, '$.accepted'), 'true') = 'true' "
-            "ORDER BY round DESC, created_at DESC LIMIT 1", [self.run_id])
+        row = pipeline.current_model(self.store, self.run_id)
         if not row:
             return self.base_version, None
-        return row[0]["model_version"], Path(row[0]["path"])
+        return row["model_version"], Path(row["path"])
 
     def model_parent(self, version: str) -> str | None:
         """The parent model version of `version` (None for the base model)."""
-        return self.store.scalar("SELECT parent FROM models WHERE model_version = ?", [version])
+        return pipeline.model_parent(self.store, version)
 
-    def sampler(self):
-        """The sampler loaded with the current model (switched in place when it changes)."""
-        from loop.sample import build_sampler
-        version, adapter = self.current_model()
-        if self._sampler is None:
-            self._sampler = build_sampler(self.cfg.sample.backend, self.base_dir, adapter,
-                                          self.cfg.sample, self.cfg.model)
-        elif self._sampler_model != version:
-            self._sampler.set_adapter(adapter)
-        self._sampler_model = version
-        return self._sampler
+    # --- samplers ------------------------------------------------------------------
+    def sampler(self) -> Sampler:
+        """The sample stage's sampler, loaded with the current model."""
+        return self._sampler_for(choose_backend(self.cfg.sample.backend))
 
-    def eval_sampler(self):
+    def eval_sampler(self) -> Sampler:
         """The sampler that evaluates the trained model: the sample stage's when that runs the
         local model, else (a teacher endpoint samples) a local one of its own."""
-        from loop.sample import build_sampler, choose_backend, eval_backend
         name = eval_backend(self.cfg.evaluate.backend, self.cfg.sample.backend)
-        if choose_backend(name) == choose_backend(self.cfg.sample.backend):
-            return self.sampler()
+        return self._sampler_for(choose_backend(name))
+
+    def use_sampler(self, sampler: Sampler) -> None:
+        """Install `sampler`, already loaded with the current model, as the sample stage's (an
+        embedding application's engine, or a test's scripted one)."""
+        backend = choose_backend(self.cfg.sample.backend)
+        self._samplers[backend] = sampler
+        self._loaded[backend] = self.current_model()[0]
+
+    def _sampler_for(self, backend: str) -> Sampler:
         version, adapter = self.current_model()
-        if self._eval_sampler is None:
-            self._eval_sampler = build_sampler(name, self.base_dir, adapter, self.cfg.sample, self.cfg.model)
-        elif self._eval_model != version:
-            self._eval_sampler.set_adapter(adapter)
-        self._eval_model = version
-        return self._eval_sampler
+        if backend not in self._samplers:
+            self._samplers[backend] = build_sampler(backend, self.base_dir, adapter, self.cfg.sample,
+                                                    self.cfg.model)
+        elif self._loaded.get(backend) != version:
+            self._samplers[backend].set_adapter(adapter)
+        self._loaded[backend] = version
+        return self._samplers[backend]
+
+    def release_gpu(self) -> None:
+        """Before a training process: samplers that can free their device memory do so."""
+        for s in self._samplers.values():
+            if hasattr(s, "sleep"):
+                s.sleep()
+
+    def reacquire_gpu(self) -> None:
+        for s in self._samplers.values():
+            if hasattr(s, "wake"):
+                s.wake()
 
     def close(self) -> None:
-        for s in (self._sampler, self._eval_sampler):
-            if s is not None:
-                s.close()
-        self._sampler = self._eval_sampler = None
+        for s in self._samplers.values():
+            s.close()
+        self._samplers.clear()
         self.store.close()
         if self.lock is not None:
             self.lock.release()
 
-    # --- step bookkeeping ----------------------------------------------------------
-    def mark_running(self, r: int, stage: str) -> None:
-        """Record that a stage starts (its own small transaction, before any output):
-        `inspect` shows it as the unfinished stage if the process dies; attempts > 1 = resumed."""
+    # --- steps ---------------------------------------------------------------------
+    def commit(self, r: int, stage: str, info: StageResult, *writes: Write) -> StageResult:
+        """Run `writes` and mark the step done in one transaction; return `info`."""
         with self.store.transaction():
-            self.store.con.execute(
-                "INSERT INTO steps (run_id, round, stage, status, started_at, finished_at, attempts) "
-                "VALUES (?, ?, ?, 'running', now(), NULL, 1) ON CONFLICT (run_id, round, stage) DO UPDATE "
-                "SET status = 'running', started_at = now(), finished_at = NULL, attempts = steps.attempts + 1 "
-                "WHERE steps.status <> 'done'", [self.run_id, r, stage])
+            for write in writes:
+                write(self.store)
+            runs.mark_done(self.store, self.run_id, r, stage, info)
+        return info
 
-    def mark_done(self, r: int, stage: str, info: dict) -> None:
-        """Call inside the stage's output transaction: outputs and 'done' commit together."""
-        self.store.insert_rows("steps", [{"run_id": self.run_id, "round": r, "stage": stage,
-                                          "status": "done", "info": info, "attempts": 1}],
-                               conflict="(run_id, round, stage) DO UPDATE SET status = excluded.status, "
-                                        "info = excluded.info, finished_at = now()")
+    def mark_running(self, r: int, stage: str) -> None:
+        runs.mark_running(self.store, self.run_id, r, stage)
 
     def is_done(self, r: int, stage: str) -> bool:
-        return bool(self.store.scalar("SELECT count(*) FROM steps WHERE run_id = ? AND round = ? "
-                                      "AND stage = ? AND status = 'done'", [self.run_id, r, stage]))
+        return runs.is_done(self.store, self.run_id, r, stage)

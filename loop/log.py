@@ -18,8 +18,9 @@ import json
 import logging
 import logging.handlers
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 LOG_NAME = "loop.log"
 _logger = logging.getLogger("loop.events")
@@ -32,7 +33,7 @@ class JsonLines(logging.Formatter):
     """Format a record made by `event` as one JSON line."""
 
     def format(self, record: logging.LogRecord) -> str:
-        ts = _dt.datetime.fromtimestamp(record.created, _dt.timezone.utc)
+        ts = _dt.datetime.fromtimestamp(record.created, _dt.UTC)
         line = {"ts": ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                 "level": record.levelname.lower(), "event": record.getMessage(), "pid": record.process}
         line.update(getattr(record, "fields", {}))

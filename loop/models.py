@@ -14,6 +14,7 @@ Every failure raises ModelError naming what was asked for and why it failed.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -82,7 +83,6 @@ def _embedded(key: str, cache_dir: str | None) -> Path:
     if key not in EMBEDDED:
         raise ModelError(f"unknown embedded model {key!r}; valid: {', '.join(sorted(EMBEDDED))}")
     pkg, fname = EMBEDDED[key]
-    import importlib.util
     spec = importlib.util.find_spec(pkg)  # locate without importing: its __init__ needs `llm`
     if spec is None or not spec.submodule_search_locations:
         raise ModelError(f"embedded model {key!r} needs the package {pkg!r}: "

@@ -42,11 +42,15 @@ program imports sympy/mpmath (only then is sympy imported).
 from __future__ import annotations
 
 import ast
+import builtins
+import ctypes
 import functools
 import json
 import math
 import os
+import platform
 import re
+import resource
 import selectors
 import shutil
 import signal
@@ -280,8 +284,8 @@ def _interpret(out: bytes, err: bytes, status: str, rc: int | None) -> dict:
 
 
 def _startup_imports(program: str, allow: frozenset) -> frozenset:
-    """The allowlist minus sympy/mpmath when the program imports neither: the
-    sympy import is ~90% of a run's start-up cost (~0.3 s of ~0.35 s)."""
+    """The allowlist minus sympy/mpmath when the program imports neither: the sympy import
+    is most of a run's start-up cost (bench/results/README.md)."""
     try:
         tree = ast.parse(program)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
@@ -411,8 +415,6 @@ _SECCOMP_DENY = (
 
 def _install_seccomp() -> bool:
     """Kernel-enforced syscall denylist (x86_64 only); True if installed."""
-    import ctypes
-    import platform
     if sys.platform != "linux" or platform.machine() != "x86_64":
         return False
     allow, deny = 0x7FFF0000, 0x00050000 | 1          # RET_ALLOW, RET_ERRNO|EPERM
@@ -512,7 +514,6 @@ def _make_audit_hook(roots: tuple, emit):
 
 def _safe_builtins(allow: frozenset, emit) -> dict:
     """The program's builtins: no eval/exec/open/...; guarded import and getattr."""
-    import builtins
     real_import, real_getattr = builtins.__import__, builtins.getattr
 
     def _import(name, globals=None, locals=None, fromlist=(), level=0):
@@ -603,7 +604,6 @@ def _child_main() -> None:
 def _child_setup(cfg: dict, emit) -> tuple[dict, list[str]]:
     """Limits, imports, guards; the audit hook goes last (it would deny the
     ctypes calls that install seccomp). Returns the program's globals."""
-    import resource
     layers, missing = set(cfg["layers"]), []
     if "rlimit" in layers:
         for res, lim in ((resource.RLIMIT_AS, cfg["memory_mb"] * 2**20),

@@ -9,6 +9,15 @@ Public API::
 
 See ``rewards.verifier`` for the numeric tolerance rules, ``rewards.equivalence``
 for the set/tuple/interval order rules and ``rewards.pool`` for time bounds.
+
+Layers, bottom up (a module imports only from lower ones; no cycles)::
+
+    errors, normalize, extract, pool          no project imports
+    lexer -> _primary -> parse                the answer parser
+    verdict, evaluate -> sympy_bridge         sympy_bridge: loaded by pool workers only
+    scalar -> intervals -> equivalence -> verifier -> funcs -> rewards
+
+Only sympy (via ``sympy_bridge``) and mpmath (in ``evaluate.ctx``) load lazily.
 """
 from .extract import Extraction, extract_answer
 from .funcs import (

@@ -1,9 +1,16 @@
 """Primary expressions for ``rewards.parse`` (numbers, symbols, commands,
-brackets, intervals, sets, matrices).  Same contract as ``parse``: builds
-tuple ASTs, raises ``ParseError``, evaluates nothing."""
+brackets, intervals, sets, matrices).
+
+Contract: same as ``parse``: builds tuple ASTs, raises ``ParseError``,
+evaluates nothing.  Every function takes the parser object ``p`` (a
+``rewards.parse._Parser``) and recurses into the operator grammar only through
+its methods (``p.expr()``, ``p.seq()``, ``p.group()``, ...), so this module
+depends on the lexer's tables, never on ``rewards.parse`` itself.
+"""
 from __future__ import annotations
 
-from .parse import (FUNCS, _GREEK, _MATRIX_ENVS, _WORDS, GuardError, ParseError, _literal)
+from .errors import GuardError, ParseError
+from .lexer import FUNCS, GREEK, MATRIX_ENVS, WORDS, literal
 
 _SINGLE = {"e": ("c", "e"), "i": ("c", "i")}
 _CLOSE_CMD = {"langle": "rangle", "lfloor": "rfloor", "lceil": "rceil", "lvert": "rvert", "vert": "vert"}
@@ -44,7 +51,7 @@ def _items(node) -> tuple:
 
 def _number(p):
     _, text = p.take()
-    node = _literal(text)
+    node = literal(text)
     # "2\frac{1}{2}" is the mixed number 2 1/2 (integer glued to a numeric \frac)
     if p.peek() == ("cmd", "frac") and "." not in text:
         save = p.i
@@ -61,7 +68,7 @@ def _split_num(p):
     kind, text = p.take()
     if len(text) > 1:
         p.toks[p.i - 1 : p.i] = [("num", text[0]), ("num", text[1:])]
-    return _literal(text[0])
+    return literal(text[0])
 
 
 def _arg(p):
@@ -101,8 +108,8 @@ def _flat(node) -> str:
 
 def _word(p):
     _, text = p.take()
-    if text in _WORDS:
-        return _WORDS[text]
+    if text in WORDS:
+        return WORDS[text]
     if text in ("sqrt", "abs"):
         arg = _func_arg(p)
         return ("sqrt", arg, None) if text == "sqrt" else ("abs", arg)
@@ -150,7 +157,7 @@ def _command(p):
         return ("c", "pi") if name == "pi" else ("c", "oo")
     if name in ("imath", "jmath"):
         return ("c", "i")
-    if name in _GREEK:
+    if name in GREEK:
         return ("s", _subscript(p, name))
     if name in FUNCS or name == "log":
         return _function(p, name)
@@ -222,7 +229,7 @@ def _matrix(p):
     while p.peek()[0] == "word":
         env += p.take()[1]
     p.expect("}")
-    if env not in _MATRIX_ENVS:
+    if env not in MATRIX_ENVS:
         raise ParseError(f"unsupported environment {env!r}")
     if env == "array" and p.at("{"):
         while not p.at("}"):

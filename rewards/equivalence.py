@@ -43,11 +43,13 @@ from __future__ import annotations
 
 import re
 
+from . import pool
+from .errors import GuardError, ParseError
 from .evaluate import Budget, free_symbols
 from .intervals import Unsolved, compare_intervals, relation_intervals, to_intervals
-from .parse import GuardError, ParseError, parse
-from .scalar import scalar_eq
-from .verifier import Verdict
+from .parse import parse
+from .scalar import proportional, scalar_eq
+from .verdict import Verdict
 
 SCALAR = {"n", "s", "c", "+", "*", "neg", "/", "^", "sqrt", "f", "log", "!", "abs", "binom", "pm"}
 SETS = {"interval", "union", "reals", "empty"}
@@ -210,8 +212,6 @@ def _match_relation(g, p, budget):
 
 
 def _equation_eq(g, p, budget):
-    from .scalar import proportional
-
     dg = ("+", (g[2][0], ("neg", g[2][1])))
     dp = ("+", (p[2][0], ("neg", p[2][1])))
     return proportional(dg, dp, budget)
@@ -238,9 +238,7 @@ def _as_intervals(node, gold: bool, budget: Budget):
         except Unsolved:
             if not gold:
                 raise
-            from .pool import solve_relation  # [sympy]: gold inequalities in any form
-
-            solved = solve_relation(node, budget)
+            solved = pool.solve_relation(node, budget)  # [sympy]: gold inequalities in any form
             if solved is None:
                 raise
             return solved
@@ -297,7 +295,7 @@ def _ordered(gi, pi, budget, what):
         return False, f"prediction is not a {what}"
     if len(gi) != len(pi):
         return False, f"{len(pi)} entries instead of {len(gi)}"
-    for a, b in zip(gi, pi):
+    for a, b in zip(gi, pi, strict=True):  # lengths checked above
         eq, reason = match(a, b, budget)
         if not eq:
             return eq, reason

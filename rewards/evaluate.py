@@ -19,10 +19,12 @@ import math
 import threading
 import time
 from fractions import Fraction
+from typing import TYPE_CHECKING, cast
 
-from mpmath.ctx_mp import MPContext
+from .errors import GuardError
 
-from .parse import GuardError
+if TYPE_CHECKING:
+    from mpmath.ctx_mp import MPContext
 
 __all__ = ["EvalError", "TooLarge", "Budget", "exact", "numeric", "free_symbols", "has_decimal",
            "DPS", "MAX_LOG10", "ctx", "children"]
@@ -64,6 +66,10 @@ def ctx() -> MPContext:
     """A per-thread mpmath context (the global ``mpmath.mp`` is shared state)."""
     c = getattr(_local, "ctx", None)
     if c is None:
+        # Deferred (once per thread): `import rewards` and the pure-Python fast
+        # path of verify() must not pay for mpmath's import.
+        from mpmath.ctx_mp import MPContext
+
         c = _local.ctx = MPContext()
         c.dps = DPS
     return c
@@ -76,7 +82,7 @@ def free_symbols(node) -> frozenset:
         return frozenset((node[1],))
     if tag in ("n", "c"):
         return frozenset()
-    out = frozenset()
+    out: frozenset[str] = frozenset()
     for child in children(node):
         out |= free_symbols(child)
     return out
@@ -153,9 +159,10 @@ def exact(node, budget: Budget | None = None) -> Fraction | None:
         v = exact(node[1], budget)
         return None if v is None else -v
     if tag in ("+", "*"):
-        vals = [exact(c, budget) for c in node[1]]
-        if any(v is None for v in vals):
+        maybe = [exact(c, budget) for c in node[1]]
+        if any(v is None for v in maybe):
             return None
+        vals = cast("list[Fraction]", maybe)
         out = vals[0]
         for v in vals[1:]:
             out = out + v if tag == "+" else out * v

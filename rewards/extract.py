@@ -107,7 +107,7 @@ def _last_number(text: str) -> str | None:
     # Scan only the tail first: the last number is almost always there.
     for chunk in (text[-_TAIL_WINDOW:], text[-_SCAN_LIMIT:]):
         last = None
-        for last in _NUMBER.finditer(chunk):
+        for last in _NUMBER.finditer(chunk):  # noqa: B007 (we want the final match)
             pass
         if last is not None:
             return last.group(0).replace("−", "-")

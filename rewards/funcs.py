@@ -29,9 +29,10 @@ timed out; weights are the caller's business):
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from .extract import answer_tag_content, candidates, extract_answer
+from .extract import candidates, extract_answer
 from .verifier import DEFAULT_TIMEOUT_S, verify
 
 __all__ = [
@@ -181,7 +182,7 @@ class _VerifiedReward(_Reward):
             golds = [golds] * len(texts)
         if len(golds) != len(texts):
             raise ValueError(f"reward {self.name!r}: {len(golds)} answers for {len(texts)} completions")
-        return [self.judge(g, t) for g, t in zip(golds, texts)]
+        return [self.judge(g, t) for g, t in zip(golds, texts, strict=True)]
 
     def judge(self, gold: Any, text: str) -> float | None:
         raise NotImplementedError

@@ -11,6 +11,7 @@ other sides are constants (``x > 3``, ``-1 <= x < 2``, ``x != 0``,
 from __future__ import annotations
 
 from .evaluate import Budget, EvalError, TooLarge, ctx, free_symbols, numeric
+from .scalar import scalar_eq
 
 NEG_INF = ("neg", ("c", "oo"))
 POS_INF = ("c", "oo")
@@ -77,7 +78,7 @@ def _single(rel) -> tuple[str, list[tuple]]:
     raise Unsolved("not a solved inequality")
 
 
-def relation_intervals(node) -> tuple[str, list[tuple]]:
+def relation_intervals(node) -> tuple[str | None, list[tuple]]:
     rels = node[1] if node[0] == "or" else (node,)
     var, out = None, []
     for rel in rels:
@@ -100,7 +101,7 @@ def _value(node, budget: Budget):
     return c.re(v)
 
 
-def _canonical(ivs, budget: Budget) -> list[tuple]:
+def _canonical(ivs, budget: Budget) -> list[list]:
     """Sort by numeric endpoints and merge overlapping/touching pieces."""
     rows = []
     for lo, lc, hi, rc in ivs:
@@ -124,8 +125,6 @@ def _canonical(ivs, budget: Budget) -> list[tuple]:
 
 
 def compare_intervals(gold: list[tuple], pred: list[tuple], budget: Budget) -> tuple[bool | None, str]:
-    from .scalar import scalar_eq
-
     try:
         g = _canonical(gold, budget)
     except (EvalError, TooLarge) as exc:
@@ -137,7 +136,7 @@ def compare_intervals(gold: list[tuple], pred: list[tuple], budget: Budget) -> t
     if len(g) != len(p):
         return False, f"{len(p)} pieces instead of {len(g)}"
     c = ctx()
-    for a, b in zip(g, p):
+    for a, b in zip(g, p, strict=True):  # lengths checked above
         if (a[1], a[3]) != (b[1], b[3]):
             return False, "different open/closed ends"
         for ga, pa, gv in ((a[4], b[4], a[0]), (a[5], b[5], a[2])):

@@ -2,8 +2,9 @@
 
 Contract: ``parse(s)`` returns an AST or raises ``ParseError`` (including
 ``GuardError`` for inputs over the size/depth limits).  Nothing is evaluated
-here and nothing is handed to ``eval``/``sympify``: the tokenizer accepts a
-whitelist of characters and LaTeX commands and everything else is an error.
+here and nothing is handed to ``eval``/``sympify``: the tokenizer
+(``rewards.lexer``) accepts a whitelist of characters and LaTeX commands and
+everything else is an error.
 Time is linear in the input; nesting deeper than ``MAX_DEPTH`` is refused
 before Python's recursion limit could be reached.
 
@@ -17,88 +18,24 @@ Node shapes (first element is the tag)::
     ('interval', left_closed, a, b, right_closed)
     ('tuple', items)  ('set', items)  ('list', items)  ('matrix', rows)
     ('union', items)  ('or', items)  ('rel', ops, terms)  ('reals',)  ('empty',)
+
+Layers (each imports only those before it): ``errors`` -> ``lexer`` (tokens,
+tables, limits) -> ``_primary`` (numbers, names, commands, brackets, sets,
+matrices) -> this module (operators, relations, the cached entry point).
+``_primary`` calls back into the grammar only through the parser object it is
+given, so it never imports this module.
 """
 from __future__ import annotations
 
-import re
 from fractions import Fraction
 from functools import lru_cache
 
-__all__ = ["parse", "ParseError", "GuardError", "MAX_DEPTH", "MAX_TOKENS"]
+from ._primary import primary as _primary
+from .errors import GuardError, ParseError
+from .lexer import DIV, FUNCS, MAX_DEPTH, MAX_NUMBER_DIGITS, MAX_TOKENS, MUL, REL, tokenize
 
-MAX_DEPTH = 60
-MAX_TOKENS = 1500
-MAX_NUMBER_DIGITS = 300
-
-
-class ParseError(ValueError):
-    pass
-
-
-class GuardError(ParseError):
-    """Input is over a safety limit (too long, too deep, too large)."""
-
-
-FUNCS = {
-    "sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan",
-    "sinh", "cosh", "tanh", "exp", "ln", "floor", "ceil",
-}
-_PLAIN_FUNCS = FUNCS | {"log", "sqrt", "abs", "asin", "acos", "atan"}
-_ALIASES = {"asin": "arcsin", "acos": "arccos", "atan": "arctan", "dfrac": "frac", "tfrac": "frac",
-            "cfrac": "frac", "dbinom": "binom", "tbinom": "binom", "lg": "log"}
-_GREEK = {
-    "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta",
-    "iota", "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "upsilon", "phi", "varphi",
-    "chi", "psi", "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Sigma", "Phi", "Psi", "Omega",
-}
-_REL = {"=": "=", "<": "<", ">": ">", "<=": "<=", ">=": ">=", "!=": "!=", "le": "<=", "leq": "<=",
-        "leqslant": "<=", "ge": ">=", "geq": ">=", "geqslant": ">=", "lt": "<", "gt": ">",
-        "ne": "!=", "neq": "!=", "in": "in"}
-_MUL = {"*", "cdot", "times", "ast"}
-_DIV = {"/", "div"}
-_IGNORED_CMDS = {"left", "right", "displaystyle", "mathrm", "text", "big", "Big", "bigl", "bigr",
-                 "Bigl", "Bigr", "limits", "nolimits"}
-_WORDS = {"pi": ("c", "pi"), "inf": ("c", "oo"), "infty": ("c", "oo"), "infinity": ("c", "oo"),
-          "oo": ("c", "oo")}
-_OPEN = {"(": ")", "[": "]", "{": "}", "\\{": "\\}", "langle": "rangle", "lbrace": "rbrace"}
-_MATRIX_ENVS = {"pmatrix", "bmatrix", "Bmatrix", "matrix", "smallmatrix", "array"}
-
-_KEEP_WORDS = _PLAIN_FUNCS | set(_WORDS) | _MATRIX_ENVS | {"or", "and", "U"}
-_ARRAY_SPEC = re.compile(r"[lcr]+")
-_TOKEN = re.compile(
-    r"\s*(?:(?P<num>\d+(?:\.\d*)?|\.\d+)|(?P<cmd>\\[a-zA-Z]+|\\[{}|,;!: ])|(?P<word>[a-zA-Z]+)"
-    r"|(?P<op><=|>=|!=|\*\*|\\\\|[-+*/^_=<>()\[\]{},;|!&']))"
-)
-
-
-def tokenize(s: str) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    pos, n = 0, len(s)
-    while pos < n:
-        m = _TOKEN.match(s, pos)
-        if m is None or m.end() == pos:
-            if s[pos:].strip() == "":
-                break
-            raise ParseError(f"unexpected character {s[pos]!r}")
-        pos = m.end()
-        kind = m.lastgroup
-        text = m.group(kind)
-        if kind == "cmd":
-            text = text[1:]
-            if text in (",", ";", "!", ":", " ") or text in _IGNORED_CMDS:
-                continue
-            text = _ALIASES.get(text, text)
-            if text in ("{", "}", "|"):
-                kind, text = "op", "\\" + text
-        elif kind == "word" and text not in _KEEP_WORDS:
-            if len(text) > 2 and not _ARRAY_SPEC.fullmatch(text):  # prose ("She sold 72 clips") is not a product of letters
-                raise ParseError(f"unknown word {text!r}")
-            out.extend(("word", ch) for ch in text)  # "xy" is x*y
-            continue
-        out.append((kind, text))
-        if len(out) > MAX_TOKENS:
-            raise GuardError("too many tokens")
-    return out
+# FUNCS, tokenize and the limits are re-exported: they were defined here before the split.
+__all__ = ["parse", "ParseError", "GuardError", "MAX_DEPTH", "MAX_TOKENS", "MAX_NUMBER_DIGITS", "FUNCS", "tokenize"]
 
 
 class _Parser:
@@ -164,8 +101,8 @@ class _Parser:
     def relation(self):
         terms = [self.expr()]
         ops = []
-        while self.peek()[0] in ("op", "cmd") and self.peek()[1] in _REL:
-            ops.append(_REL[self.take()[1]])
+        while self.peek()[0] in ("op", "cmd") and self.peek()[1] in REL:
+            ops.append(REL[self.take()[1]])
             terms.append(self.expr())
         if not ops:
             return terms[0]
@@ -196,10 +133,10 @@ class _Parser:
         factors = [self.unary()]
         while True:
             kind, text = self.peek()
-            if kind != "num" and text in _MUL:
+            if kind != "num" and text in MUL:
                 self.take()
                 factors.append(self.unary())
-            elif kind != "num" and text in _DIV:
+            elif kind != "num" and text in DIV:
                 self.take()
                 den = self.unary()
                 factors.append(("/", factors.pop(), den))
@@ -214,7 +151,7 @@ class _Parser:
         if kind in ("num", "word") and text not in ("or", "and", "U"):
             return True
         if kind == "cmd":
-            return text not in _REL and text not in _MUL and text not in _DIV and text not in (
+            return text not in REL and text not in MUL and text not in DIV and text not in (
                 "pm", "mp", "cup", "end", "rangle", "rbrace", "rfloor", "rceil", "rvert")
         return kind == "op" and text in ("(", "\\{", "[") and text != "["
 
@@ -257,16 +194,7 @@ class _Parser:
         return node
 
     def primary(self):
-        from ._primary import primary  # split for file size; see _primary.py
-
-        return primary(self)
-
-
-def _literal(text: str) -> tuple:
-    digits = text.replace(".", "")
-    if len(digits) > MAX_NUMBER_DIGITS:
-        raise GuardError("number literal too long")
-    return ("n", Fraction(text.rstrip(".") or "0"), "." in text)
+        return _primary(self)  # numbers, names, commands, brackets: rewards._primary
 
 
 @lru_cache(maxsize=16384)

@@ -36,6 +36,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import IO, cast
 
 __all__ = ["run", "configure", "warm", "shutdown", "live_pids", "confirm_equal", "solve_relation"]
 
@@ -54,11 +55,14 @@ class _Worker:
             [sys.executable, "-u", "-c", "from rewards.pool import _worker_main; _worker_main()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, close_fds=True,
         )
+        # Both are PIPEs, so never None (typed handles for the type checker).
+        self.stdin = cast(IO[bytes], self.proc.stdin)
+        self.stdout = cast(IO[bytes], self.proc.stdout)
         self.ready = False
         self.ready_before = False  # set after its first task
 
     def _read_exact(self, n: int, deadline: float) -> bytes | None:
-        fd, buf = self.proc.stdout.fileno(), b""
+        fd, buf = self.stdout.fileno(), b""
         while len(buf) < n:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
@@ -76,8 +80,8 @@ class _Worker:
     def call(self, task: str, args: tuple, timeout_s: float):
         data = pickle.dumps((task, args, timeout_s))
         try:
-            self.proc.stdin.write(_HDR.pack(len(data)) + data)
-            self.proc.stdin.flush()
+            self.stdin.write(_HDR.pack(len(data)) + data)
+            self.stdin.flush()
         except (BrokenPipeError, OSError):
             return None
         deadline = time.monotonic() + timeout_s + GRACE_S
@@ -94,7 +98,7 @@ class _Worker:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
-        for f in (self.proc.stdin, self.proc.stdout):
+        for f in (self.stdin, self.stdout):
             try:
                 f.close()
             except OSError:
@@ -247,6 +251,8 @@ def _on_alarm(signum, frame):
 
 
 def _run_task(task: str, args: tuple, timeout_s: float, use_alarm: bool):
+    # Deferred on purpose: sympy_bridge imports sympy (about a second); only
+    # workers and 'inprocess' mode may pay that, never `import rewards`.
     from . import sympy_bridge
 
     if use_alarm:
@@ -274,6 +280,7 @@ def _worker_main() -> None:
     os.dup2(2, 1)  # stray prints must not corrupt the reply pipe
     inp = sys.stdin.buffer
     import sympy  # noqa: F401  (pay the import before saying ready)
+
     from . import sympy_bridge  # noqa: F401
 
     out.write(b"R")

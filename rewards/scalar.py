@@ -6,9 +6,10 @@ Pure Python except the [sympy] confirmation, which goes through the pool.
 """
 from __future__ import annotations
 
+from . import pool
 from .evaluate import Budget, EvalError, TooLarge, children, ctx, exact, free_symbols, has_decimal, numeric
 from .normalize import Num
-from .verifier import REL_TOL, compare_numbers
+from .verdict import REL_TOL, compare_numbers
 
 EXACT_TOL_DIGITS = 25
 MAX_SYMBOLS = 8
@@ -83,9 +84,7 @@ def scalar_eq(g, p, budget: Budget) -> tuple[bool | None, str]:
     if not checked:
         return None, "gold cannot be evaluated"
     if not approx and _risky(g, p, ge, pe, budget, bool(symbols)):
-        from .pool import confirm_equal  # [sympy]
-
-        confirmed = confirm_equal(g, p, budget)  # raises SympyTimeout -> verdict None
+        confirmed = pool.confirm_equal(g, p, budget)  # [sympy]; raises SympyTimeout -> verdict None
         if confirmed is None:
             return True, "equal to 25 digits (sympy undecided)"
         return confirmed, "sympy confirms" if confirmed else "sympy refutes a numeric match"

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from fractions import Fraction
+from typing import Any
 
 import sympy as sp
 
+from .errors import GuardError
 from .evaluate import exact, free_symbols
-from .parse import GuardError
 
 MAX_EXP = 1000
 _FUNCS = {"sin": sp.sin, "cos": sp.cos, "tan": sp.tan, "cot": sp.cot, "sec": sp.sec, "csc": sp.csc,
@@ -167,4 +169,4 @@ def _stuck(seconds: float) -> None:
 
 
 # Underscored tasks exist for the test-suite (hung/slow workers).
-TASKS = {"equal": equal, "solve": solve, "ping": _ping, "_sleep": time.sleep, "_stuck": _stuck}
+TASKS: dict[str, Callable[..., Any]] = {"equal": equal, "solve": solve, "ping": _ping, "_sleep": time.sleep, "_stuck": _stuck}

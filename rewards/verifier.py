@@ -15,6 +15,9 @@ bounded worker pool).
 
 Numeric tolerance rules
 -----------------------
+(The first two are ``rewards.verdict.compare_numbers``; the rest live in
+``rewards.scalar``.)
+
 * Integers, fractions and decimals are compared *exactly* as rationals:
   ``0.5 == 1/2``, ``72 != 72.0000001``, ``0.50 == 0.5``.
 * A decimal is accepted as an approximation only of a value that has no finite
@@ -34,29 +37,20 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
-from fractions import Fraction
 
-from .normalize import Num, canon_text, normalize, parse_number
+from . import equivalence
+from .normalize import canon_text, normalize, parse_number
+from .verdict import REL_TOL, Verdict, compare_numbers, has_finite_decimal
 
-__all__ = ["Verdict", "verify", "VERIFIER_VERSION", "REL_TOL", "clear_cache"]
+# Verdict, REL_TOL and compare_numbers live in rewards.verdict (below
+# equivalence/scalar, which need them) and are re-exported from here, their old home.
+__all__ = ["Verdict", "verify", "VERIFIER_VERSION", "REL_TOL", "clear_cache", "compare_numbers",
+           "has_finite_decimal"]
 
 VERIFIER_VERSION = "1.0.0"
 MAX_GOLD_CHARS = 2000
 MAX_PRED_CHARS = 2000
-REL_TOL = Fraction(1, 10**6)
 DEFAULT_TIMEOUT_S = 2.0
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    equal: bool | None
-    reason: str
-    method: str = ""
-
-    def __bool__(self) -> bool:
-        # Three-valued: "if verify(...)" would silently treat None as True or False.
-        raise TypeError("a Verdict has no truth value; test verdict.equal is True/False/None")
 
 
 class _Cache:
@@ -92,28 +86,6 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def has_finite_decimal(q: Fraction) -> bool:
-    den = q.denominator
-    for p in (2, 5):
-        while den % p == 0:
-            den //= p
-    return den == 1
-
-
-def compare_numbers(gold: Num, pred: Num) -> Verdict:
-    """Exact rational comparison plus the decimal-approximation rule."""
-    if gold.value == pred.value:
-        return Verdict(True, "equal numbers", "number")
-    if gold.decimal != pred.decimal:
-        exact = pred if gold.decimal else gold
-        approx = gold if gold.decimal else pred
-        if not has_finite_decimal(exact.value):
-            tol = REL_TOL * max(Fraction(1), abs(gold.value))
-            if abs(exact.value - approx.value) <= tol:
-                return Verdict(True, "decimal approximation within 1e-6", "number")
-    return Verdict(False, "different numbers", "number")
-
-
 def _verify_uncached(gold: str, pred: str, timeout_s: float) -> Verdict:
     if len(gold) > MAX_GOLD_CHARS:
         return Verdict(None, "gold too long", "guard")
@@ -122,8 +94,6 @@ def _verify_uncached(gold: str, pred: str, timeout_s: float) -> Verdict:
     g, p = normalize(gold), normalize(pred)
     if not g:
         return Verdict(None, "empty gold", "guard")
-    from . import equivalence  # deferred: keeps the fast path import-light
-
     if not p:  # still "cannot judge" when the gold itself is unreadable
         problem = equivalence.gold_problem(g)
         return problem if problem is not None else Verdict(False, "empty prediction", "unreadable")

@@ -11,6 +11,7 @@ Invariants:
   and the cause (corrupt, disk full, read-only, in use by a running `loop start`);
   a failed write rolls back, so what was committed before stays intact.
 - One writer: `loop start` holds `store.lock.StoreLock` while it writes.
+- `StoreError` lives in `store.errors` (no dependencies) and is re-exported here.
 """
 from __future__ import annotations
 
@@ -23,11 +24,10 @@ from typing import Any, Iterator
 
 import duckdb
 
+from store.errors import StoreError
+from store.lock import StoreLock, describe, holder  # store.lock imports store.errors, never this module
+
 MIGRATION_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
-
-
-class StoreError(RuntimeError):
-    """The store cannot be opened or written; the message names the file."""
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -164,7 +164,7 @@ class Store:
     def append_arrow(self, table: str, batch, conflict: str | None = "DO NOTHING") -> None:
         """Insert an Arrow table (or record batch) whose column names are `table` columns:
         the fast ingest path (no per-row Python). `conflict=None` skips the ON CONFLICT
-        probe (about 2x faster) for keys the caller knows are new, e.g. the outputs of a
+        probe (faster; bench/results/README.md) for keys the caller knows are new, e.g. the outputs of a
         step that is not done; the primary key still refuses a duplicate (StoreError)."""
         cols = list(batch.schema.names)
         on_conflict = f" ON CONFLICT {conflict}" if conflict else ""
@@ -214,7 +214,6 @@ class Store:
 
 def migrate_store(path: str | Path) -> tuple[int, int]:
     """Open for writing under the writer lock, apply missing migrations: (before, after)."""
-    from store.lock import StoreLock
     p = Path(path)
     if not p.exists():
         raise StoreError(f"{p}: no store here")
@@ -244,7 +243,6 @@ def _cause(e: BaseException) -> str:
 
 def _open_error(path: Path, e: BaseException) -> str:
     if "Conflicting lock" in str(e):
-        from store.lock import describe, holder
         info = holder(path)
         if info and info.get("alive"):
             return f"{path}: store is in use by a running `loop start` ({describe(info)}); try again when it stops"

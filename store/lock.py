@@ -12,18 +12,20 @@ Contract:
   by each new holder; `holder(store_path)` reads it without taking the lock.
 - The file descriptor is close-on-exec, so child processes (the training job)
   never inherit the lock.
+The locking itself is `store.filelock.FileLock` (shared with the daemon's pid file).
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
 import time
 from pathlib import Path
 
+from store.errors import StoreError
+from store.filelock import FileLock, pid_alive
 
-from store.db import StoreError
+__all__ = ["StoreLock", "StoreLocked", "StoreError", "lock_path", "holder", "describe", "pid_alive"]
 
 
 class StoreLocked(StoreError):
@@ -41,19 +43,7 @@ def holder(store_path: str | Path) -> dict | None:
     info = _read(path)
     if info is None:
         return None
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return {**info, "alive": None}
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        alive = False
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    except BlockingIOError:
-        alive = True
-    finally:
-        os.close(fd)
-    return {**info, "alive": alive}
+    return {**info, "alive": FileLock.is_held(path)}
 
 
 def describe(info: dict, held: bool = True) -> str:
@@ -65,64 +55,40 @@ def describe(info: dict, held: bool = True) -> str:
     return text
 
 
-def pid_alive(pid: int) -> bool:
-    """True while `pid` runs; a zombie (exited, not yet reaped) counts as gone (Linux /proc)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-    return True
-
-
 class StoreLock:
     def __init__(self, store_path: str | Path):
         self.path = lock_path(store_path)
-        self.fd: int | None = None
+        self._lock = FileLock(self.path)
         self.took_over: dict | None = None   # the dead holder recorded in a stale lock file
+
+    @property
+    def fd(self) -> int | None:
+        """The locked descriptor while held, else None."""
+        return self._lock.fd
 
     def acquire(self, tries: int = 5) -> "StoreLock":
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            locked = self._lock.acquire(tries)
         except OSError as e:
             raise StoreError(f"{self.path}: cannot create the store's lock file: {e.strerror}") from e
-        if not _flock(fd, tries):
-            os.close(fd)
+        if not locked:
             info = _read(self.path) or {}
             raise StoreLocked(f"store {self.path.with_suffix('')} is in use by another `loop start`: "
                               f"{describe(info)} (lock file {self.path})")
         self.took_over = _read(self.path)
-        self.fd = fd
         try:
-            self._write({"pid": os.getpid(), "host": socket.gethostname(),
-                         "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+            self._lock.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                         "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}).encode())
         except OSError as e:
             self.release()
             raise StoreError(f"{self.path}: cannot write the store's lock file: {e.strerror}") from e
         return self
 
-    def _write(self, info: dict) -> None:
-        data = json.dumps(info).encode()
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, data, 0)
-
     def release(self) -> None:
         """Empty the file, then unlock: a file that still names a holder was left by a process
         that died holding the lock (the file itself stays; it is never the lock)."""
-        if self.fd is not None:
-            try:
-                os.ftruncate(self.fd, 0)
-            except OSError:
-                pass  # a read-only or full disk: the record stays; it only describes, never locks
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
+        self._lock.release(unlink=False)
 
     def __enter__(self) -> "StoreLock":
         return self.acquire()
@@ -131,21 +97,12 @@ class StoreLock:
         self.release()
 
 
-def _flock(fd: int, tries: int) -> bool:
-    """Exclusive lock; retried briefly, since a `holder()` probe holds a shared lock for microseconds."""
-    for i in range(tries):
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if i < tries - 1:
-                time.sleep(0.05)
-    return False
-
-
 def _read(path: Path) -> dict | None:
+    raw = FileLock(path).read()
+    if raw is None:
+        return None
     try:
-        info = json.loads(path.read_text() or "null")
-    except (OSError, ValueError):
+        info = json.loads(raw.decode() or "null")
+    except ValueError:
         return None
     return info if isinstance(info, dict) else None

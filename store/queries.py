@@ -6,6 +6,7 @@ values from the user only ever travel as query parameters, never as SQL text.
 from __future__ import annotations
 
 from store.db import Store
+from store.pipeline import PASS_RATES_SQL, pass_rate_params
 
 ROUNDS_SQL = """
 WITH rp AS (SELECT round, count(*) AS problems FROM round_problems WHERE run_id = $run GROUP BY round),
@@ -78,20 +79,19 @@ def unfinished_steps(store: Store, run_id: str) -> list[dict]:
 
 def problems(store: Store, run_id: str, lo: float = 0.0, hi: float = 1.0, limit: int = 20,
              filtered: bool = False) -> list[dict]:
-    """Per problem of the run: judged samples, verified, pass rate (verified / judged).
+    """Per problem of the run: judged samples, verified, pass rate (verified / judged, as
+    `store.pipeline.PASS_RATES_SQL` defines it, over all rounds).
     With `filtered`, only problems whose pass rate lies in [lo, hi] (so never unjudged ones)."""
     return store.query(
         "WITH rp AS (SELECT problem_id, min(round) AS first_round, max(round) AS last_round "
         "            FROM round_problems WHERE run_id = $run GROUP BY problem_id), "
-        "s AS (SELECT problem_id, count(verified) AS judged, count(*) FILTER (WHERE verified) AS verified "
-        "      FROM samples WHERE run_id = $run GROUP BY problem_id) "
+        f"s AS ({PASS_RATES_SQL}) "  # over all the run's rounds
         "SELECT p.problem_id, p.source, p.kind, p.level, p.question, p.answer, rp.first_round, rp.last_round, "
-        "coalesce(s.judged, 0) AS judged, coalesce(s.verified, 0) AS verified, "
-        "CASE WHEN s.judged > 0 THEN s.verified / s.judged END AS pass_rate "
+        "coalesce(s.judged, 0) AS judged, coalesce(s.verified, 0) AS verified, s.pass_rate "
         "FROM rp JOIN problems p USING (problem_id) LEFT JOIN s USING (problem_id) "
-        "WHERE NOT $filtered OR (s.judged > 0 AND s.verified / s.judged BETWEEN $lo AND $hi) "
+        "WHERE NOT $filtered OR s.pass_rate BETWEEN $lo AND $hi "
         "ORDER BY pass_rate NULLS LAST, p.problem_id LIMIT $limit",
-        {"run": run_id, "filtered": filtered, "lo": lo, "hi": hi, "limit": limit})
+        pass_rate_params(run_id, None, None) | {"filtered": filtered, "lo": lo, "hi": hi, "limit": limit})
 
 
 SAMPLE_COLS = ("s.sample_id, s.round, s.problem_id, s.idx, p.question, p.answer, s.completion, s.extracted, "

@@ -55,14 +55,14 @@ def preload() -> None:
     import transformers
     import cli  # noqa: F401
     import rewards  # noqa: F401
-    from loop import evaluate, propose, sample, scheduler, train, verify  # noqa: F401
+    from loop import runner  # noqa: F401  (imports every stage)
     from loop.samplers import hf  # noqa: F401
     transformers.AutoModelForCausalLM, transformers.AutoTokenizer, transformers.LlamaForCausalLM  # noqa: B018
     import peft  # noqa: F401
 
 
 def instances(rounds: int) -> list[tuple[int, str]]:
-    from loop.scheduler import STAGE_NAMES
+    from loop.runner import STAGE_NAMES
     return [(0, "evaluate")] + [(r, s) for r in range(1, rounds + 1) for s in STAGE_NAMES]
 
 

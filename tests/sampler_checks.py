@@ -1,6 +1,6 @@
 """Behaviour checks shared by the real-model tests of every local backend (hf, vllm).
 
-Each check takes a constructed sampler and asserts what the loop.sample contract
+Each check takes a constructed sampler and asserts what the loop.samplers contract
 promises. Prompts are few-shot chats on which SmolLM2-135M-Instruct writes the
 `<reasoning>…</reasoning><answer>…</answer>` format, and whose demonstrations
 end their reasoning with "Wait, check: …", so the model keeps thinking after a
@@ -9,7 +9,7 @@ forced "Wait" and ends its thinking again (the s1 pattern).
 from __future__ import annotations
 
 from loop.prompts import SYSTEM_PROMPT
-from loop.sample import SamplingParams
+from loop.samplers import SamplingParams
 from loop.samplers.budget import ANSWER_OPEN, THINK_END, WAIT
 
 DEMOS = [("What is 2 + 3?", "2 + 3 = 5\nWait, check: 5 - 3 = 2. Yes.", "5"),

@@ -3,7 +3,7 @@ logic, token accounting and seeds, independent of any model; plus its config."""
 import pytest
 
 from loop.config import ConfigError, load_config
-from loop.sample import SamplingParams
+from loop.samplers import SamplingParams
 from loop.samplers.budget import (ANSWER_OPEN, THINK_END, WAIT, Piece, cut_at_stop, group_seed, phase_seed,
                                   run_budgeted)
 

@@ -1,8 +1,7 @@
-"""Known-input tables for loop.curriculum."""
+"""Known-input tables for loop.problems.curriculum."""
 import pytest
 
-from loop.curriculum import (ProblemStats, band_hint, learnability, proposer_learnability,
-                             select_for_resampling, track)
+from loop.problems.curriculum import ProblemStats, band_hint, learnability, proposer_learnability, select_for_resampling, track
 
 
 def test_track_aggregates_rounds_and_orders_history():

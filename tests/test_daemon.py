@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 import cli
 from loop import log
 from loop.config import ConfigError, load_config, parse_duration
-from loop.runfiles import AlreadyRunning, PidFile, children, holder, kill_tree, pid_alive, read_status, \
+from loop.daemon.runfiles import AlreadyRunning, PidFile, children, holder, kill_tree, pid_alive, read_status, \
     wait_gone, write_status
-from loop.scheduler import STAGE_NAMES, StopToken, run_rounds
+from loop.runner import STAGE_NAMES, StopToken, run_rounds
 from store.db import Store
 from tests.conftest import ROOT
 
@@ -305,15 +305,15 @@ def test_sigterm_during_sampling_loses_nothing(tmp_path):
 
 FAKE_TRAIN = """
 import subprocess, sys
-import loop.scheduler
+import loop.runner
 from loop import daemon
 from loop.config import load_config
 
 def run_rounds(cfg, rounds, stop=None, *, max_new=None, on_event=None):  # a train stage's child, no model
     on_event({"event": "stage_start", "round": 1, "stage": "train"})
-    subprocess.run(["sleep", "120"], start_new_session=True)  # like loop.train.run_child
+    subprocess.run(["sleep", "120"], start_new_session=True)  # like loop.trainers.launch.run_child
 
-loop.scheduler.run_rounds = run_rounds
+loop.runner.run_rounds = run_rounds
 daemon.serve(load_config(sys.argv[1], [f"run.dir={sys.argv[2]}"]), 1)
 """
 
@@ -349,7 +349,7 @@ def test_ctrl_c_spares_the_training_child_and_stop_now_kills_it(tmp_path):
                             start_new_session=True)  # its own group, like a terminal's job
     try:
         _poll(lambda: read_status(run).get("stage") == "train", 120)
-        trainer = _poll(lambda: [c for c in children(proc.pid) if b"loop.train" in _cmdline(c)], 60)[0]
+        trainer = _poll(lambda: [c for c in children(proc.pid) if b"loop.trainers.child" in _cmdline(c)], 60)[0]
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group
         _poll(lambda: read_status(run).get("state") == "stopping", 10)
         time.sleep(0.5)

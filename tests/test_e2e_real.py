@@ -20,7 +20,7 @@ def test_real_model_round_end_to_end(tmp_path):
     with Store(tmp_path / "run" / "loop.duckdb", read_only=True) as st:
         rows = st.query("SELECT completion, completion_tokens, rewards, reward_total, backend FROM samples")
         assert len(rows) == 12
-        from loop.sample import choose_backend
+        from loop.samplers import choose_backend
         assert {r["backend"] for r in rows} == {choose_backend("auto")}  # vllm once installed (make test)
         assert all(r["rewards"] and r["reward_total"] is not None for r in rows)  # every sample judged
         assert sum(len(r["completion"].split()) > 3 for r in rows) >= 10  # the real model writes text
@@ -32,11 +32,12 @@ def test_real_model_round_end_to_end(tmp_path):
 def test_real_model_sft_teaches_the_answer_format(tmp_path):
     """Real TRL SFT + LoRA on the real model: from ~0% to mostly strict-format answers."""
     from loop.config import Config
-    from loop.evaluate import evaluate_model
+    from loop.stages.evaluate import evaluate_model
     from loop.models import resolve_model
-    from loop.propose import arithmetic
+    from loop.problems.procedural import arithmetic
     from loop.prompts import format_chain, messages
-    from loop.train import run_child, write_snapshot
+    from loop.trainers.launch import run_child
+    from loop.trainers.chains import write_snapshot
     base = resolve_model("embedded:smollm2-135m-instruct")
     train = arithmetic(24, [1], seed=5)
     ex = [{"problem_id": p.problem_id, "prompt": messages(p.question),
@@ -73,7 +74,8 @@ def test_real_model_grpo_round_moves_every_lora_parameter(tmp_path):
     from loop.config import Config
     from loop.models import resolve_model
     from loop.prompts import messages
-    from loop.train import run_child, write_snapshot
+    from loop.trainers.launch import run_child
+    from loop.trainers.chains import write_snapshot
     from safetensors.torch import load_file
     base = resolve_model("embedded:smollm2-135m-instruct")
     # Easy sums: the model is right on some samples and wrong on others, so groups have spread.

@@ -1,6 +1,6 @@
 """`loop export model`: lora / merged16 / gguf exports of a real store's models, with lineage cards.
 
-The fixture builds a store the way the daemon does (loop.scheduler.open_run, the train stage's
+The fixture builds a store the way the daemon does (loop.runner.open_run, the train stage's
 registration `_train` with real child-process LoRA training, the evaluate stage) on the tiny
 model: two adapters, round 1 from the base and round 2 continuing round 1."""
 import importlib.util
@@ -16,7 +16,7 @@ PROMPTS = ["What is 47 + 38?", "Compute 12 * 3.", "hello"]
 
 
 def _examples(lo, n=6):
-    from loop.train import select_chains
+    from loop.trainers.chains import select_chains
     return select_chains([{"problem_id": f"p{i}", "question": f"What is {i} + {i}?", "answer": str(2 * i),
                            "completion": f"{i} + {i} = {2 * i}", "extracted": str(2 * i), "strict": False}
                           for i in range(lo, lo + n)])
@@ -24,10 +24,10 @@ def _examples(lo, n=6):
 
 @pytest.fixture(scope="module")
 def lineage_store(tmp_path_factory):
-    from loop import evaluate
+    from loop.stages import evaluate
     from loop.config import load_config
-    from loop.scheduler import open_run
-    from loop.train import _train
+    from loop.runner import open_run
+    from loop.stages.train import _train
     from tests.conftest import ROOT
     run_dir = tmp_path_factory.mktemp("export") / "run"
     cfg = load_config(ROOT / "configs" / "tiny.yaml", [f"run.dir={run_dir}", "train.sft.learning_rate=0.05"])
@@ -171,7 +171,7 @@ def test_gguf_builtin_f16_and_q8_0(lineage_store, reference, tmp_path):
 def test_gguf_through_llama_cpp_converter(lineage_store, reference, tmp_path):
     """Runs where llama.cpp's convert_hf_to_gguf.py is configured (README: Export)."""
     import gguf
-    from loop.export_gguf import find_converter
+    from loop.export.gguf import find_converter
     if find_converter() == "builtin":
         pytest.skip("no llama.cpp converter: set LOOP_LLAMA_CPP_CONVERT=.../convert_hf_to_gguf.py")
     if importlib.util.find_spec("sentencepiece") is None:
@@ -257,9 +257,10 @@ def test_real_model_merged_export_equals_adapter(tmp_path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from loop.config import Config
-    from loop.export import write_merged
+    from loop.export.model import write_merged
     from loop.models import load_for_inference, resolve_model
-    from loop.train import train_job, write_snapshot
+    from loop.trainers.child import train_job
+    from loop.trainers.chains import write_snapshot
     base = resolve_model("embedded:smollm2-135m-instruct")
     cfg = Config().train
     cfg.sft.max_steps, cfg.sft.batch_size, cfg.sft.max_seq_len, cfg.sft.learning_rate = 3, 2, 96, 1e-3

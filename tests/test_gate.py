@@ -4,7 +4,7 @@ import pytest
 
 from loop.config import load_config
 from loop.context import RunContext
-from loop.evaluate import gate_decision
+from loop.stages.evaluate import gate_decision
 from store.db import Store
 
 
@@ -45,7 +45,7 @@ def test_no_new_model_no_gate(ctx):
 
 
 def test_rejected_round_reverts_current_model(ctx, monkeypatch):
-    import loop.evaluate as ev
+    import loop.stages.evaluate as ev
     _add_model(ctx, "m1", 1)
     _add_model(ctx, "m1g", 1, parent="m1")  # SFT then GRPO in the same round
     assert ctx.current_model()[0] == "m1g"
@@ -61,7 +61,7 @@ def test_rejected_round_reverts_current_model(ctx, monkeypatch):
 
 
 def test_rejection_covers_rounds_whose_evaluation_was_skipped(ctx, monkeypatch):
-    import loop.evaluate as ev
+    import loop.stages.evaluate as ev
     _add_model(ctx, "m1", 1)             # round 1: trained, evaluation skipped (evaluate.every=2)
     _add_model(ctx, "m2", 2, parent="m1")
     monkeypatch.setattr(ev, "evaluate_model", lambda c: {"n": 10, "correct": 0, "accuracy": 0.05,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from loop.scheduler import STAGE_NAMES
+from loop.runner import STAGE_NAMES
 from store import stats
 from store.db import Store
 from tests.conftest import ROOT

@@ -4,8 +4,11 @@ from fractions import Fraction
 
 import pytest
 
-from loop.propose import ProposeError, arithmetic, heldout, heldout_keys, load_jsonl, propose
-from loop.config import SourceConfig
+from loop.problems import ProposeError
+from loop.problems.procedural import arithmetic, heldout, heldout_keys
+from loop.problems.seeds import load_jsonl
+from loop.problems.sources import propose
+from loop.config import SourceSettings
 from tests.conftest import GSM8K
 
 
@@ -36,7 +39,7 @@ def test_levels_spread_evenly():
 def test_training_proposals_never_hit_heldout_expressions():
     held = heldout(200, [1], seed=99)
     keys = heldout_keys(held)
-    train = propose([SourceConfig(kind="arithmetic", count=300, levels=[1])], seed=1, exclude=keys)
+    train = propose([SourceSettings(kind="arithmetic", count=300, levels=[1])], seed=1, exclude=keys)
     assert not {p.meta["expression"] for p in train} & {p.meta["expression"] for p in held}
 
 
@@ -79,5 +82,5 @@ def test_missing_seed_file(tmp_path):
 def test_jsonl_source_round_trip(tmp_path):
     f = tmp_path / "s.jsonl"
     f.write_text("\n".join(json.dumps({"question": f"q{i}", "answer": f"w #### {i},000"}) for i in range(5)))
-    got = propose([SourceConfig(kind="jsonl", path=str(f), count=3)], seed=0)
+    got = propose([SourceSettings(kind="jsonl", path=str(f), count=3)], seed=0)
     assert len(got) == 3 and all(p.answer.endswith("000") and "," not in p.answer for p in got)

@@ -5,8 +5,7 @@ import json
 
 import pytest
 
-from loop.proposal_checks import (Gate, exactify, executable, parse, program_numbers, render,
-                                  text_numbers)
+from loop.proposer.gate import Gate, exactify, executable, parse, program_numbers, render, text_numbers
 
 P = "<problem>{}</problem>\n<program>\n{}\n</program>"
 
@@ -94,7 +93,7 @@ def test_gate_table(problem, program, reason, answer):
 
 @pytest.mark.parametrize("level", [1, 2, 3, 4])
 def test_arithmetic_programs_compute_their_answers(level):
-    from loop.propose import arithmetic
+    from loop.problems.procedural import arithmetic
     from loop.proposer import run_program
     p = arithmetic(1, [level], seed=level)[0]
     res = run_program(p.meta["program"])
@@ -110,7 +109,7 @@ class CannedSampler:
         self.texts, self.calls = list(texts), []
 
     def generate(self, prompts, params, progress=None):
-        from loop.sample import Completion
+        from loop.samplers import Completion
         self.calls.append((prompts, params))
         out = []
         for _ in prompts:
@@ -172,13 +171,13 @@ def _canned(held_expr):
 
 
 def test_stage_records_every_proposal_with_its_reason(tmp_path):
-    from loop import propose
+    from loop.stages import propose
     eval_file = tmp_path / "eval.jsonl"
     eval_file.write_text(json.dumps({"question": EVAL_TEXT, "answer": "#### 77"}) + "\n")
     ctx = _ctx(tmp_path, [{"kind": "self", "count": 3, "attempts": 6, "eval_paths": [str(eval_file)]}])
     held = propose.heldout(20, [1, 2], ctx.cfg.evaluate.seed)
     ctx.store.insert_rows("problems", [_problem("s1", STORED_SHORT, "21"), _problem("s2", STORED_LONG, "23")])
-    ctx._sampler, ctx._sampler_model = CannedSampler(_canned(held[0].meta["expression"])), "base"
+    ctx.use_sampler(CannedSampler(_canned(held[0].meta["expression"])))
     info = propose.stage(ctx, 1)
     rows = ctx.store.query("SELECT attempt, status, reason, answer, text, problem_id FROM proposals ORDER BY attempt")
     assert [r["reason"] for r in rows] == [
@@ -197,7 +196,7 @@ def test_stage_records_every_proposal_with_its_reason(tmp_path):
         "SELECT meta FROM proposals WHERE reason = 'contaminated' ORDER BY attempt").fetchall()]
     assert [m["match"] for m in meta] == ["eval_13gram", "heldout_key"]
     assert ctx.is_done(1, "propose")
-    prompts, params = ctx._sampler.calls[0]
+    prompts, params = ctx.sampler().calls[0]
     assert params.stop == ["</program>"] and params.n == 4
     assert "solves about 20%-80% of the time" in prompts[0][0]["content"]       # band hint, no stats yet
     assert prompts[0][-1] == {"role": "user", "content": "Write one new math problem."}
@@ -205,13 +204,13 @@ def test_stage_records_every_proposal_with_its_reason(tmp_path):
 
 
 def test_stage_failure_stores_nothing(tmp_path):
-    from loop import propose
+    from loop.stages import propose
 
     class Broken(CannedSampler):
         def generate(self, prompts, params, progress=None):
             raise RuntimeError("sampler died")
     ctx = _ctx(tmp_path, [{"kind": "arithmetic", "count": 2, "levels": [1]}, {"kind": "self", "count": 1}])
-    ctx._sampler, ctx._sampler_model = Broken([]), "base"
+    ctx.use_sampler(Broken([]))
     with pytest.raises(RuntimeError):
         propose.stage(ctx, 1)
     assert ctx.store.scalar("SELECT count(*) FROM problems") == 0
@@ -224,7 +223,7 @@ def _samples(ctx, pid, rnd, n, k):
 
 
 def test_curriculum_resamples_band_and_retires_streaks(tmp_path):
-    from loop import propose
+    from loop.stages import propose
     ctx = _ctx(tmp_path, [{"kind": "arithmetic", "count": 2, "levels": [1]}],
                **{"propose.curriculum": "{band: [0.2, 0.8], retire_after: 3, resample_max: 5}"})
     for pid in ["band", "always", "never", "parked", "fresh0"]:
@@ -248,7 +247,7 @@ def test_curriculum_resamples_band_and_retires_streaks(tmp_path):
 
 
 def test_curriculum_respects_resample_max_most_learnable_first(tmp_path):
-    from loop import propose
+    from loop.stages import propose
     ctx = _ctx(tmp_path, [{"kind": "arithmetic", "count": 1, "levels": [1]}],
                **{"propose.curriculum.resample_max": 1})
     for pid, k in [("half", 2), ("quarter", 1)]:
@@ -274,7 +273,7 @@ def test_fewshot_pool_prefers_verified_problems_with_programs(tmp_path):
 
 # --- the proposer's GRPO rows -----------------------------------------------------------------
 def test_grpo_dataset_rewards_are_learnability(tmp_path):
-    from loop.curriculum import proposer_learnability
+    from loop.problems.curriculum import proposer_learnability
     from loop.proposer import grpo_dataset
     ctx = _ctx(tmp_path, [{"kind": "self", "count": 1}])
     prompt = [{"role": "user", "content": "Write one new math problem."}]
@@ -313,7 +312,7 @@ def test_online_learnability_reward_gates_then_solves():
 def test_real_model_proposes_through_sampler_and_sandbox(tmp_path):
     """SmolLM2-135M writes 8 proposals through the run's sampler (vllm if installed); every one is recorded with a
     reason from the vocabulary, kept ones are stored as problems with their programs."""
-    from loop import propose
+    from loop.stages import propose
     from loop.config import load_config
     from loop.models import model_hash, resolve_model
     from loop.context import RunContext
@@ -347,8 +346,8 @@ def test_grpo_rows_plug_into_trl_grpo_trainer(tmp_path):
     `proposer_learnability` receives each row's pass_rate column (tiny model, 1 step)."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
-    from loop import trl_compat
-    from loop.curriculum import proposer_learnability
+    from loop.trainers import trl_compat
+    from loop.problems.curriculum import proposer_learnability
     from loop.models import resolve_model
     from loop.proposer import STARTERS, build_prompt, grpo_dataset
     trl_compat.install()

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from loop.context import RunContext
-from loop.scheduler import STAGE_NAMES, run_rounds
+from loop.runner import STAGE_NAMES, run_rounds
 from store.db import Store
 
 
@@ -27,8 +27,7 @@ def test_running_then_done_then_restart(ctx):
     assert _step(ctx) == {"status": "running", "attempts": 1, "started": True, "open": True}
     ctx.mark_running(1, "sample")  # killed, restarted: the same step starts again
     assert _step(ctx) == {"status": "running", "attempts": 2, "started": True, "open": True}
-    with ctx.store.transaction():
-        ctx.mark_done(1, "sample", {"samples": 8})
+    ctx.commit(1, "sample", {"samples": 8})
     assert _step(ctx) == {"status": "done", "attempts": 2, "started": True, "open": False}
     assert ctx.is_done(1, "sample")
     ctx.mark_running(1, "sample")  # a done step is never reopened
@@ -37,12 +36,12 @@ def test_running_then_done_then_restart(ctx):
 
 def test_round_whose_stages_all_committed_is_closed_on_restart(tiny_cfg):
     """Killed after the last stage's commit, before the round was marked done."""
-    from loop.scheduler import open_run
+    from loop.runner import open_run
     ctx = open_run(tiny_cfg)
     with ctx.store.transaction():
         ctx.store.insert_rows("rounds", [{"run_id": ctx.run_id, "round": 1, "status": "running"}])
-        for r, stage in [(0, "evaluate")] + [(1, s) for s in STAGE_NAMES]:
-            ctx.mark_done(r, stage, {})
+    for r, stage in [(0, "evaluate")] + [(1, s) for s in STAGE_NAMES]:
+        ctx.commit(r, stage, {})
     ctx.close()
     run_rounds(tiny_cfg, 1)  # nothing left to run: must not sample, only close the round
     with Store(tiny_cfg.store_path, read_only=True) as st:

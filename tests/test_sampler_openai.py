@@ -15,7 +15,7 @@ import pytest
 
 from loop.config import load_config
 from loop.prompts import messages
-from loop.sample import SamplerError, SamplingParams, build_sampler
+from loop.samplers import SamplerError, SamplingParams, build_sampler
 from tests import sampler_checks as checks
 
 MODELS = {"object": "list", "data": [{"id": "teacher", "object": "model"}]}

@@ -87,7 +87,7 @@ def test_group_size_and_seeds(engine):
 
 
 def test_group_does_not_depend_on_batch(engine):
-    from loop.sample import SamplingParams
+    from loop.samplers import SamplingParams
     p = SamplingParams(n=3, temperature=1.0, max_new_tokens=16, seed=5)
     two = engine.generate(checks.QUESTIONS, p)
     three = engine.generate(checks.QUESTIONS + [checks.chat("What is 8 - 5?")], p)
@@ -99,7 +99,7 @@ def test_more_prompt_tokens_than_one_engine_step(engine):
     (16 prompts x 8 x 128 tokens) rewinding a seeded request's generator ("CPU Generator
     does not use offset"), which only a partly prefilled request does. A batch of seeded
     prompts larger than one engine step completes."""
-    from loop.sample import SamplingParams
+    from loop.samplers import SamplingParams
     sched = engine.llm.llm_engine.vllm_config.scheduler_config
     assert not sched.enable_chunked_prefill and sched.max_num_batched_tokens >= engine.llm.llm_engine.vllm_config.model_config.max_model_len
     prompts = [checks.chat(f"What is {k} + {2 * k + 1}?") for k in range(14)]
@@ -148,7 +148,7 @@ def test_lora_mode_matches_merged_weights(cfg, base_dir, adapter, capfd):
 
 def test_unloadable_model_is_a_clear_error_at_construction(cfg, base_dir, tmp_path):
     import json
-    from loop.sample import SamplerError
+    from loop.samplers import SamplerError
     from loop.samplers.vllm import VLLMSampler
     with pytest.raises(SamplerError, match="no config.json"):
         VLLMSampler(tmp_path, None, cfg.sample, cfg.model)
@@ -162,6 +162,6 @@ def test_unloadable_model_is_a_clear_error_at_construction(cfg, base_dir, tmp_pa
 
 
 def test_not_an_adapter_folder(engine, tmp_path):
-    from loop.sample import SamplerError
+    from loop.samplers import SamplerError
     with pytest.raises(SamplerError, match="adapter_config.json"):
         engine.set_adapter(tmp_path)

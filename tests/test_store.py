@@ -137,3 +137,30 @@ def test_append_arrow_fresh_keys_still_refuses_duplicates(tmp_path):
             with st.transaction():
                 st.append_arrow("samples", batch.slice(1), conflict=None)
         assert st.scalar("SELECT count(*) FROM samples") == 2
+
+
+def test_store_at_004_gets_model_verdict_columns_from_metrics(tmp_path):
+    """005 turns the JSON metrics' accepted / rejected_because into real columns."""
+    from store.db import migrations
+    p = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(p))
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR, "
+                "applied_at TIMESTAMP DEFAULT current_timestamp)")
+    for version, name, sql in migrations():
+        if version <= 4:
+            con.execute(sql)
+            con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
+    con.execute("INSERT INTO models (model_version, run_id, round, kind, metrics) VALUES "
+                "('rej', 'r', 1, 'lora', ?), ('ok', 'r', 2, 'lora', ?)",
+                ['{"accepted": false, "rejected_because": "x", "last_loss": 1.5}', '{"last_loss": 0.5}'])
+    con.close()
+    with Store(p) as st:
+        assert st.migrated_from == 4
+        assert st.scalar("SELECT max(version) FROM schema_migrations") == SCHEMA_VERSION == 5
+        got = st.query("SELECT model_version, accepted, rejected_because FROM models ORDER BY round")
+        assert got == [{"model_version": "rej", "accepted": False, "rejected_because": "x"},
+                       {"model_version": "ok", "accepted": True, "rejected_because": None}]
+        st.insert_rows("models", [{"model_version": "new", "run_id": "r", "round": 3, "kind": "lora"}])
+        assert st.scalar("SELECT accepted FROM models WHERE model_version = 'new'") is True  # the default
+        with pytest.raises(duckdb.ConstraintException):
+            st.con.execute("UPDATE models SET accepted = NULL WHERE model_version = 'ok'")  # NOT NULL

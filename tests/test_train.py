@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from loop.train import data_hash, repair, select_chains
+from loop.trainers.chains import data_hash, repair, select_chains
 
 
 def _row(pid, completion, strict, extracted="85", answer="85", q="What is 47 + 38?"):
@@ -56,7 +56,7 @@ S1_TABLE = [
 
 @pytest.mark.parametrize("cands, n, quality, max_pr, expected", S1_TABLE)
 def test_s1_select(cands, n, quality, max_pr, expected):
-    from loop.train import s1_select
+    from loop.trainers.chains import s1_select
     got = s1_select(cands, n, quality, max_pr, seed=3)
     if expected is None:
         assert len(got) == 1 and got[0] in {"a", "b"}
@@ -66,13 +66,13 @@ def test_s1_select(cands, n, quality, max_pr, expected):
 
 
 def test_select_chains_with_s1_config():
-    from loop.config import SelectConfig
+    from loop.config import SelectSettings
     rows = [{**_row(f"p{i}", f"<reasoning>\n{i}\n</reasoning>\n<answer>\n85\n</answer>\n", True),
              "kind": "add" if i < 6 else "mul", "pass_rate": i / 10} for i in range(1, 9)]
-    out = select_chains(rows, SelectConfig(n=3), seed=0)
+    out = select_chains(rows, SelectSettings(n=3), seed=0)
     got = sorted(e["problem_id"] for e in out)
     assert len(got) == 3 and {"p1", "p6"} <= set(got)        # each kind's hardest, then one more
-    assert [e["problem_id"] for e in select_chains(rows, SelectConfig(n=0))] == [f"p{i}" for i in range(1, 9)]
+    assert [e["problem_id"] for e in select_chains(rows, SelectSettings(n=0))] == [f"p{i}" for i in range(1, 9)]
 
 
 def test_repair_without_extraction_keeps_text():
@@ -93,7 +93,7 @@ def _examples(n=8):
 
 def _job(tmp_path, base, parent=None, steps=3, method="sft", examples=None, out=None):
     from loop.config import Config
-    from loop.train import write_snapshot
+    from loop.trainers.chains import write_snapshot
     cfg = Config().train
     cfg.sft.max_steps = cfg.grpo.max_steps = steps
     cfg.sft.batch_size, cfg.sft.max_seq_len, cfg.sft.learning_rate = 2, 128, 1e-2
@@ -115,7 +115,7 @@ def _adapter_tensors(path):
 def test_sft_child_process_trains_every_lora_parameter(tmp_path):
     """Real TRL SFTTrainer + PEFT LoRA on the tiny model, run as the daemon runs it."""
     from loop.models import resolve_model
-    from loop.train import run_child
+    from loop.trainers.launch import run_child
     base = resolve_model("tiny:llama")
     job = _job(tmp_path, base)
     m = run_child(job, tmp_path / "job.json", threads=1)
@@ -160,7 +160,7 @@ def test_launcher_runs_one_job_in_two_processes(tmp_path):
     """train.launcher (torchrun here, `accelerate launch` on GPUs): both ranks train, rank 0
     alone publishes the adapter, no rank leaves a scratch folder behind."""
     from loop.models import resolve_model
-    from loop.train import run_child
+    from loop.trainers.launch import run_child
     job = _job(tmp_path, resolve_model("tiny:llama"))
     m = run_child(job, tmp_path / "job.json", threads=1, launcher="torchrun --nproc_per_node 2")
     assert m["processes"] == 2 and m["steps"] == 3
@@ -177,7 +177,7 @@ def test_launcher_runs_one_job_in_two_processes(tmp_path):
 def test_launch_command(launcher, first):
     import sys
     from pathlib import Path
-    from loop.train import launch_command
+    from loop.trainers.launch import launch_command
     cmd = launch_command(launcher)
     assert Path(cmd[0]).is_file() and Path(cmd[0]).name.startswith(first)
     assert cmd[1:] == (launcher.split()[1:] if launcher else [])
@@ -186,7 +186,7 @@ def test_launch_command(launcher, first):
 
 
 def test_unknown_launcher_is_a_clear_error():
-    from loop.train import TrainError, launch_command
+    from loop.trainers.launch import TrainError, launch_command
     with pytest.raises(TrainError, match="train.launcher: 'no-such-launcher' not found"):
         launch_command("no-such-launcher --num_processes 2")
 
@@ -197,7 +197,7 @@ def test_watch_daemon_exits_when_the_daemon_is_gone(tmp_path):
     import sys
     import time
     daemon = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    worker = subprocess.Popen([sys.executable, "-c", "import sys, time; from loop.train import watch_daemon; "
+    worker = subprocess.Popen([sys.executable, "-c", "import sys, time; from loop.trainers.launch import watch_daemon; "
                                f"watch_daemon({daemon.pid}, every_s=0.1); time.sleep(60)"])
     time.sleep(1.0)
     assert worker.poll() is None  # the daemon lives: so does the worker
@@ -209,7 +209,7 @@ def test_watch_daemon_exits_when_the_daemon_is_gone(tmp_path):
 def test_train_profile_env_writes_a_cprofile_of_the_child(tmp_path, monkeypatch):
     import pstats
     from loop.models import resolve_model
-    from loop.train import run_child
+    from loop.trainers.launch import run_child
     monkeypatch.setenv("LOOP_TRAIN_PROFILE", str(tmp_path / "train.prof"))
     run_child(_job(tmp_path, resolve_model("tiny:llama")), tmp_path / "job.json", threads=1)
     funcs = {f[2] for f in pstats.Stats(str(tmp_path / "train.prof")).stats}  # (file, line, name)
@@ -217,7 +217,7 @@ def test_train_profile_env_writes_a_cprofile_of_the_child(tmp_path, monkeypatch)
 
 
 def test_failed_training_raises_and_publishes_nothing(tmp_path):
-    from loop.train import TrainError, run_child
+    from loop.trainers.launch import TrainError, run_child
     job = _job(tmp_path, tmp_path / "no-such-model")
     with pytest.raises(TrainError, match="training process failed"):
         run_child(job, tmp_path / "job.json", threads=1)
@@ -230,7 +230,7 @@ def test_grpo_child_process_runs_on_tiny_model(tmp_path):
     adapter may not move; the real-model test (test_e2e_real) asserts that it does."""
     from loop.models import resolve_model
     from loop.prompts import messages
-    from loop.train import run_child
+    from loop.trainers.launch import run_child
     base = resolve_model("tiny:llama")
     ex = [{"problem_id": f"p{i}", "prompt": messages(f"What is {i} + {i}?"), "answer": str(2 * i), "pass_rate": 0.5}
           for i in range(10, 14)]
@@ -293,14 +293,14 @@ def test_unsloth_grpo_environ(monkeypatch, varlen, steps, user_env, expected):
     ({"CUDA_VISIBLE_DEVICES": ""}, ""),        # none visible stays none
 ])
 def test_one_gpu_without_launcher(env, expected):
-    from loop.train import one_gpu
+    from loop.trainers.launch import one_gpu
     assert one_gpu(env) == {"CUDA_VISIBLE_DEVICES": expected}
 
 
 def test_run_child_pins_one_gpu_unless_launched(tmp_path, monkeypatch):
     """The child (not the launcher's workers) sees one GPU: checked through the environment it gets."""
     import subprocess
-    from loop import train
+    from loop.trainers import launch as train
     seen = []
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     monkeypatch.setattr(subprocess, "run", lambda cmd, env, **kw: seen.append(env) or subprocess.CompletedProcess(cmd, 1))
@@ -353,7 +353,7 @@ def test_sft_examples_from_store_select(tmp_path, n, max_pass_rate, expected):
     """Pass rates come from the store (tests/storefix.py: p1 1.0, p2 0.75, p3 0.25 over rounds 1-2)."""
     from types import SimpleNamespace
     from loop.config import Config
-    from loop.train import sft_examples
+    from loop.stages.train import sft_examples
     from store.db import Store
     from tests import storefix
     storefix.populate(tmp_path / "s.duckdb")

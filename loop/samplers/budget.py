@@ -22,10 +22,10 @@ depend only on (seed, prompt index, sample index, phase), never on batching.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
-from loop.sample import Completion, SamplingParams
+from loop.samplers import Completion, SamplingParams
 
 THINK_END = "</reasoning>"
 ANSWER_OPEN = "\n<answer>\n"

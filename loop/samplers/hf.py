@@ -10,12 +10,13 @@ grouped by (max_tokens, stop), each batch seeded from its first request.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from loop.models import load_for_inference
-from loop.sample import Completion, SamplingParams
+from loop.samplers import Completion, SamplingParams, sample_dtype
 from loop.samplers.budget import Piece, Request, cut_at_stop, run_budgeted
+from loop.samplers.chat import eos_ids, render
 
 
 class HFSampler:
@@ -23,7 +24,6 @@ class HFSampler:
 
     def __init__(self, model_dir, adapter_dir, sample_cfg, model_cfg):
         self.model_dir = Path(model_dir)
-        from loop.sample import sample_dtype
         self.dtype = sample_dtype("hf", sample_cfg, model_cfg)
         self.batch_size = sample_cfg.batch_size
         self.set_adapter(adapter_dir)
@@ -38,7 +38,7 @@ class HFSampler:
         self.model = None
 
     def _render(self, messages: list[dict]) -> str:
-        return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return render(self.tok, messages)
 
     def _count(self, text: str) -> int:
         return len(self.tok(text, add_special_tokens=False)["input_ids"])
@@ -109,13 +109,3 @@ class HFSampler:
                 break
         text, which = cut_at_stop(self.tok.decode(ids[:n], skip_special_tokens=True), stop)
         return Piece(text=text, tokens=n, finish="stop" if which else finish, stop=which)
-
-
-def eos_ids(tok) -> list[int]:
-    """The tokenizer's EOS and ChatML's `<|im_end|>` (a tokenizer may name another EOS, e.g. a
-    base model's `<|endoftext|>`, while its chat template ends turns with `<|im_end|>`)."""
-    eos = {tok.eos_token_id}
-    im_end = tok.convert_tokens_to_ids("<|im_end|>")
-    if isinstance(im_end, int) and im_end != tok.unk_token_id:
-        eos.add(im_end)
-    return sorted(i for i in eos if i is not None)

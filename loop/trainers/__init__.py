@@ -12,7 +12,7 @@ BACKENDS: dict[str, str] = {
 }
 
 
-def choose_backend(name: str) -> str:
+def choose_trainer(name: str) -> str:
     """`auto`: unsloth when CUDA is there and it imports, else trl."""
     if name != "auto":
         if name not in BACKENDS:
@@ -26,4 +26,4 @@ def choose_backend(name: str) -> str:
 
 
 def load_backend(name: str):
-    return importlib.import_module(BACKENDS[choose_backend(name)])
+    return importlib.import_module(BACKENDS[choose_trainer(name)])

@@ -1,19 +1,23 @@
 """TRL + PEFT backend: SFTTrainer and GRPOTrainer with a LoRA adapter, CPU or GPU.
 
 On CPU: fp32, no gradient checkpointing, `use_cpu=True`, and the pure-torch
-fallback for TRL's Triton-only fused LM head (loop.trl_compat).
+fallback for TRL's Triton-only fused LM head (loop.trainers.trl_compat).
 On CUDA: the frozen base in bf16 (where supported), LoRA weights in fp32 (PEFT's
 default), bf16 autocast: the usual TRL recipe, half the base memory of fp32.
 """
 from __future__ import annotations
 
+import time
+import resource
 from pathlib import Path
+from loop.trainers import trl_compat
+from loop.models import quiet_transformers
+from loop.progress import train_callback
+from rewards import build_reward
 
 
 def _setup(job: dict):
     import torch
-    from loop import trl_compat
-    from loop.models import quiet_transformers
     trl_compat.install()
     quiet_transformers()
     if job.get("threads"):
@@ -55,7 +59,6 @@ def _common_args(job: dict, cfg: dict, cuda: bool) -> dict:
 def step_timer():
     """A TrainerCallback recording each optimizer step's wall time (for s/step after warm-up) and
     the profiled phase totals at its end (per-step phase times are their differences)."""
-    import time
     from transformers import TrainerCallback
 
     class StepTimer(TrainerCallback):
@@ -132,7 +135,6 @@ def _peak_memory() -> float | None:
     import torch
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**30
-    import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # CPU: peak RSS
 
 
@@ -146,7 +148,6 @@ def sft_args(job: dict, cuda: bool) -> dict:
 def sft(job: dict) -> dict:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
-    from loop.progress import train_callback
     cuda = _setup(job)
     model, peft_config, tok = _model_and_peft(job)
     ds = Dataset.from_parquet(job["data"])
@@ -158,7 +159,6 @@ def sft(job: dict) -> dict:
 
 
 def reward_funcs(job: dict) -> tuple[list, list[float]]:
-    from rewards import build_reward
     return [build_reward(r["name"], r["params"]) for r in job["rewards"]], [r["weight"] for r in job["rewards"]]
 
 
@@ -166,7 +166,6 @@ def run_grpo(job: dict, model, tok, cuda: bool, peft_config=None, label: str = "
     """GRPOTrainer on the job's prompts with its rewards and weights (shared by both backends)."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
-    from loop.progress import train_callback
     cfg = job["grpo"]
     ds = Dataset.from_parquet(job["data"])
     funcs, weights = reward_funcs(job)

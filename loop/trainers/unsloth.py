@@ -11,10 +11,14 @@ training child, so nothing else sees them.
 """
 from __future__ import annotations
 
+import importlib.util
+import inspect
 import os
 from pathlib import Path
 
 from loop.trainers.trl import _finish, _quiet, run_grpo, sft_args, step_timer
+from loop.models import quiet_transformers
+from loop.progress import train_callback
 
 
 GC = {"offload": "unsloth", "on": True, "off": False}  # train.gradient_checkpointing -> unsloth's argument
@@ -40,8 +44,6 @@ def gradient_checkpointing(job: dict) -> str | bool:
 def varlen_attention() -> bool:
     """Whether a variable-length attention kernel is there for unsloth's packed batches:
     flash-attn, xformers, or torch's varlen_attn with GQA (torch >= 2.12)."""
-    import importlib.util
-    import inspect
     if importlib.util.find_spec("flash_attn") or importlib.util.find_spec("xformers"):
         return True
     try:
@@ -79,7 +81,6 @@ def _unset_only(wanted: dict[str, str]) -> dict[str, str]:
 def _load(job: dict, max_seq_len: int):
     import unsloth  # noqa: F401 - must be imported before trl/transformers patches apply
     from unsloth import FastLanguageModel
-    from loop.models import quiet_transformers
     quiet_transformers()  # else every GRPO generate warns that max_new_tokens beats max_length
     lora = job["lora"]
     four_bit = lora.get("quant", "16bit") == "4bit"
@@ -145,7 +146,6 @@ def sft(job: dict) -> dict:
     model, tok = _load(job, job["sft"]["max_seq_len"])
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
-    from loop.progress import train_callback
     ds = Dataset.from_parquet(job["data"])
     args = SFTConfig(**sft_args(_hf_args(job), True))
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,

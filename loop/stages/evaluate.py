@@ -11,16 +11,19 @@ round not due records its step as skipped, like train's sub-steps.
 """
 from __future__ import annotations
 
-import json
+from typing import Any
 
+from loop.context import RunContext, StageResult
+from loop.problems.procedural import heldout
 from loop.progress import bar
 from loop.prompts import messages
-from loop.propose import heldout
-from loop.sample import SamplingParams
+from loop.rounds import due
+from loop.samplers import SamplingParams
+from rewards import build_reward
+from store import pipeline
 
 
-def evaluate_model(ctx) -> dict:
-    from rewards import build_reward
+def evaluate_model(ctx: RunContext) -> dict[str, Any]:
     cfg = ctx.cfg.evaluate
     problems = heldout(cfg.n_problems, cfg.levels, cfg.seed)
     sampler = ctx.eval_sampler()
@@ -38,15 +41,12 @@ def evaluate_model(ctx) -> dict:
             "format_rate": sum(1 for s in strict if s and s > 0) / len(problems), "details": details}
 
 
-def stage(ctx, r: int) -> dict:
+def stage(ctx: RunContext, r: int) -> StageResult:
     """Evaluate the current model after round r (r = 0: before the first round), then gate it.
     A round not due by `evaluate.every` is recorded as skipped."""
     every = ctx.cfg.evaluate.every
-    if r > 0 and not (every > 0 and r % every == 0):
-        info = {"skipped": f"evaluate.every={every}"}
-        with ctx.store.transaction():
-            ctx.mark_done(r, "evaluate", info)
-        return info
+    if r > 0 and not due(every, r):
+        return ctx.commit(r, "evaluate", {"skipped": f"evaluate.every={every}"})
     version, _ = ctx.current_model()
     res = evaluate_model(ctx)
     row = {"run_id": ctx.run_id, "round": r, "model_version": version, "split": "heldout",
@@ -56,19 +56,15 @@ def stage(ctx, r: int) -> dict:
     gate = gate_decision(ctx, version, res["accuracy"], r)
     if gate:
         info["gate"] = gate
-    with ctx.store.transaction():
-        ctx.store.insert_rows("evaluations", [row], conflict="DO NOTHING")
+
+    def write(store) -> None:
+        store.insert_rows("evaluations", [row], conflict="DO NOTHING")
         if gate and not gate["accepted"]:  # every model since the last accepted evaluation (evaluate.every)
-            ctx.store.con.execute(
-                "UPDATE models SET metrics = json_merge_patch(metrics, ?) WHERE run_id = ? AND round > ? "
-                "AND round <= ? AND coalesce(json_extract_string(metrics, '$.accepted'), 'true') = 'true'",
-                [json.dumps({"accepted": False, "rejected_because": gate["reason"]}), ctx.run_id,
-                 gate["previous_round"], r])
-        ctx.mark_done(r, "evaluate", info)
-    return info
+            pipeline.reject_models(store, ctx.run_id, gate["previous_round"], r, gate["reason"])
+    return ctx.commit(r, "evaluate", info, write)
 
 
-def gate_decision(ctx, version: str, accuracy: float, r: int) -> dict | None:
+def gate_decision(ctx: RunContext, version: str, accuracy: float, r: int) -> dict[str, Any] | None:
     """Compare the model trained in round r with the last accepted model's held-out accuracy
     (`evaluate.gate_against: best`: the best accepted accuracy so far).
 
@@ -78,10 +74,7 @@ def gate_decision(ctx, version: str, accuracy: float, r: int) -> dict | None:
     `evaluate.every` skipped since that evaluation) is marked rejected, so the current
     model reverts to the last accepted one."""
     cfg = ctx.cfg.evaluate
-    rows = ctx.store.query(
-        "SELECT e.round, e.accuracy, e.model_version FROM evaluations e LEFT JOIN models m USING (model_version) "
-        "WHERE e.run_id = ? AND e.round < ? AND coalesce(json_extract_string(m.metrics, '$.accepted'), 'true') = 'true' "
-        "ORDER BY e.round DESC", [ctx.run_id, r])
+    rows = pipeline.accepted_evaluations(ctx.store, ctx.run_id, r)
     if cfg.gate_tolerance is None or not rows or rows[0]["model_version"] == version:
         return None
     prev, tol = rows[0], cfg.gate_tolerance

@@ -1,4 +1,4 @@
-"""The scheduler: runs rounds of stages, resumably.
+"""The round runner: runs rounds of stages (loop.stages), resumably.
 
 A round is the stages in STAGES order. Each stage commits its outputs together
 with its `steps` row; a stage whose step is done is skipped on restart. So
@@ -26,16 +26,20 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from loop import log
+from loop import __version__, log
 from loop.config import Config
-from loop.context import RunContext
+from loop.context import RunContext, Stage
+from loop.models import model_hash, resolve_model
 from loop.progress import console
+from loop.stages import STAGE_NAMES, STAGES
+from store import runs
+from store.db import Store
+from store.lock import StoreLock, describe
 
-STAGE_NAMES = ["propose", "sample", "verify", "train", "evaluate"]
 EventSink = Callable[[dict], None]
 
 
@@ -59,17 +63,8 @@ class StopToken:
         return self._set.wait(timeout)
 
 
-def _stages() -> dict[str, Callable]:
-    from loop import evaluate, propose, sample, train, verify
-    return {"propose": propose.stage, "sample": sample.stage, "verify": verify.stage,
-            "train": train.stage, "evaluate": evaluate.stage}
-
-
 def open_run(cfg: Config) -> RunContext:
     """Lock and open (or create) the run in the configured store; resolve the base model."""
-    from loop.models import model_hash, resolve_model
-    from store.db import Store
-    from store.lock import StoreLock, describe
     base_dir = resolve_model(cfg.model.name, cfg.model.cache_dir)
     base_version = model_hash(base_dir)
     lock = StoreLock(cfg.store_path).acquire()
@@ -78,7 +73,7 @@ def open_run(cfg: Config) -> RunContext:
             console.print(f"[yellow]took over a stale store lock[/] from a process that is gone "
                           f"({describe(lock.took_over, held=False)})")
         store = Store(cfg.store_path)
-        run_id = _register_run(store, cfg)
+        run_id = runs.register_run(store, cfg.model_dump(mode="json"), __version__)
         run_dir = Path(cfg.run.dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(cfg.to_yaml())
@@ -87,18 +82,6 @@ def open_run(cfg: Config) -> RunContext:
         raise
     return RunContext(cfg=cfg, store=store, run_id=run_id, base_dir=base_dir,
                       base_version=base_version, lock=lock)
-
-
-def _register_run(store, cfg: Config) -> str:
-    """The latest run (resumed) or a new one, with its config, idempotently."""
-    from loop import __version__
-    row = store.query("SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 1")
-    run_id = row[0]["run_id"] if row else f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    with store.transaction():
-        store.insert_rows("runs", [{"run_id": run_id, "config": cfg.model_dump(mode="json"),
-                                    "loop_version": __version__}],
-                          conflict="(run_id) DO UPDATE SET config = excluded.config")
-    return run_id
 
 
 def run_rounds(cfg: Config, rounds: int | None, stop: StopToken | None = None, *,
@@ -110,19 +93,18 @@ def run_rounds(cfg: Config, rounds: int | None, stop: StopToken | None = None, *
     _set_threads(cfg.run.threads)
     emit = _emitter(on_event)
     ctx = open_run(cfg)
-    stages = _stages()
     console.print(f"[bold]run[/] {ctx.run_id}  store {cfg.store_path}  model {cfg.model.name}")
     try:
         done = finished_rounds(ctx.store, ctx.run_id)
         last = min(x for x in (rounds, None if max_new is None else done + max_new) if x is not None)
         emit("run_start", run_id=ctx.run_id, finished=done, target=max(last, done))
-        if not ctx.is_done(0, "evaluate") and not _run_stage(ctx, 0, "evaluate", stages["evaluate"], stop, emit):
+        if not ctx.is_done(0, "evaluate") and not _run_stage(ctx, 0, "evaluate", STAGES["evaluate"], stop, emit):
             return ctx
         for r in range(1, last + 1):
             if not all(ctx.is_done(r, s) for s in STAGE_NAMES):
                 _begin_round(ctx, r)
                 for name in STAGE_NAMES:
-                    if not ctx.is_done(r, name) and not _run_stage(ctx, r, name, stages[name], stop, emit):
+                    if not ctx.is_done(r, name) and not _run_stage(ctx, r, name, STAGES[name], stop, emit):
                         return ctx
             if _end_round(ctx, r):  # also closes a round killed after its last stage committed
                 emit("round_end", round=r, numbers=round_summary(ctx.store, ctx.run_id, r))
@@ -140,7 +122,7 @@ def _emitter(on_event: EventSink | None) -> Callable[..., None]:
     return emit
 
 
-def _run_stage(ctx: RunContext, r: int, name: str, fn: Callable, stop: StopToken | None, emit) -> bool:
+def _run_stage(ctx: RunContext, r: int, name: str, fn: Stage, stop: StopToken | None, emit) -> bool:
     """Run one stage unless a stop was requested (then emit `stopped`, return False)."""
     if stop is not None and stop.stopped:
         emit("stopped", round=r, stage=name, reason=stop.reason)
@@ -161,19 +143,14 @@ def _run_stage(ctx: RunContext, r: int, name: str, fn: Callable, stop: StopToken
     return True
 
 
-def finished_rounds(store, run_id: str) -> int:
+def finished_rounds(store: Store, run_id: str) -> int:
     """How many rounds (1..N) of the run have every stage done."""
-    return store.scalar(
-        "SELECT count(*) FROM (SELECT round FROM steps WHERE run_id = ? AND round >= 1 AND status = 'done' "
-        "AND stage IN (SELECT unnest(?::VARCHAR[])) GROUP BY round HAVING count(DISTINCT stage) = ?)",
-        [run_id, STAGE_NAMES, len(STAGE_NAMES)])
+    return runs.finished_rounds(store, run_id, STAGE_NAMES)
 
 
-def round_summary(store, run_id: str, r: int) -> dict:
+def round_summary(store: Store, run_id: str, r: int) -> dict[str, Any]:
     """A round's numbers from its steps' infos: problems, samples, verified %, held-out accuracy."""
-    info = {row["stage"]: json.loads(row["info"]) if isinstance(row["info"], str) else (row["info"] or {})
-            for row in store.query("SELECT stage, info FROM steps WHERE run_id = ? AND round = ? "
-                                   "AND status = 'done'", [run_id, r])}
+    info = runs.step_infos(store, run_id, r)
     ver, ev = info.get("verify", {}), info.get("evaluate", {})
     out = {"round": r, "problems": info.get("propose", {}).get("problems"), "samples": ver.get("samples"),
            "verified": ver.get("verified"), "verified_frac": None, "heldout_accuracy": ev.get("accuracy"),
@@ -186,19 +163,11 @@ def round_summary(store, run_id: str, r: int) -> dict:
 
 
 def _begin_round(ctx: RunContext, r: int) -> None:
-    version, _ = ctx.current_model()
-    with ctx.store.transaction():
-        ctx.store.insert_rows("rounds", [{"run_id": ctx.run_id, "round": r, "status": "running",
-                                          "model_version": version}])
+    runs.begin_round(ctx.store, ctx.run_id, r, ctx.current_model()[0])
 
 
 def _end_round(ctx: RunContext, r: int) -> bool:
-    """Mark round r done unless it already is (its finish time is kept); True if it changed."""
-    with ctx.store.transaction():
-        changed = ctx.store.con.execute(
-            "UPDATE rounds SET status = 'done', finished_at = current_timestamp "
-            "WHERE run_id = ? AND round = ? AND status <> 'done'", [ctx.run_id, r]).fetchall()
-    return bool(changed and changed[0][0])
+    return runs.end_round(ctx.store, ctx.run_id, r)
 
 
 def _set_threads(n: int | None) -> None:

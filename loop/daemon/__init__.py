@@ -29,8 +29,10 @@ Contract:
 """
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -40,8 +42,11 @@ import time
 from pathlib import Path
 
 from loop import log
+from loop import runner as round_runner  # a module attribute: tests swap round_runner.run_rounds
 from loop.config import Config, parse_duration
-from loop.runfiles import AlreadyRunning, PidFile, holder, kill_tree, read_status, wait_gone, write_status
+from loop.daemon.runfiles import AlreadyRunning, PidFile, holder, kill_tree, read_status, wait_gone, write_status
+from store import queries
+from store.db import Store, StoreError
 
 __all__ = ["serve", "start_daemon", "status", "stop", "DaemonError", "AlreadyRunning", "parse_duration"]
 JOB_ID, OUT_NAME = "run_round", "daemon.out"
@@ -52,17 +57,16 @@ class DaemonError(RuntimeError):
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 class _Runner:
     """One loop process: its jobs, its status file, its signals."""
 
     def __init__(self, cfg: Config, rounds: int | None, every_s: float | None, mode: str):
-        from loop.scheduler import StopToken
         self.cfg, self.rounds, self.every_s = cfg, rounds, every_s
         self.run_dir = Path(cfg.run.dir)
-        self.token = StopToken()
+        self.token = round_runner.StopToken()
         self.finished: int | None = None       # rounds the run has, learned from events
         self.failures = 0
         self.error: BaseException | None = None
@@ -101,13 +105,12 @@ class _Runner:
     # --- jobs -----------------------------------------------------------------------------
     def job(self, max_new: int | None) -> None:
         """Run rounds (one job); errors are counted, logged and kept, never raised."""
-        from loop.scheduler import run_rounds
         if self.token.stopped:
             return
         self._busy.set()
         self.update(state="running")
         try:
-            run_rounds(self.cfg, self.rounds, self.token, max_new=max_new, on_event=self.on_event)
+            round_runner.run_rounds(self.cfg, self.rounds, self.token, max_new=max_new, on_event=self.on_event)
             self.failures = 0
         except BaseException as e:  # noqa: BLE001 - a round's failure must not kill the daemon
             self.failures += 1
@@ -162,7 +165,7 @@ class _Runner:
             return
         if self._overran:
             self._overran = False
-            self.sched.modify_job(JOB_ID, next_run_time=dt.datetime.now(dt.timezone.utc))
+            self.sched.modify_job(JOB_ID, next_run_time=dt.datetime.now(dt.UTC))
         self.update(state="idle", round=None, stage=None, next_run_at=self.next_run_at())
         log.event("scheduled", next_run_at=self.status["next_run_at"])
 
@@ -188,9 +191,8 @@ def _scheduler(runner: _Runner):
     from apscheduler.executors.pool import ThreadPoolExecutor
     from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.triggers.interval import IntervalTrigger
-    import logging
     logging.getLogger("apscheduler").setLevel(logging.ERROR)  # skipped overlaps are our own events
-    utc = dt.timezone.utc
+    utc = dt.UTC
     sched = BackgroundScheduler(executors={"default": ThreadPoolExecutor(1)}, timezone=utc,
                                 job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None})
     sched.add_listener(runner.after_job, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
@@ -312,17 +314,15 @@ def status(cfg: Config) -> dict:
 
 def _from_store(cfg: Config) -> dict | None:
     """The last finished round's numbers, read-only from the store (only when no loop runs)."""
-    from loop.scheduler import finished_rounds, round_summary
-    from store.db import Store, StoreError
     if not cfg.store_path.exists():
         return None
     try:
         with Store(cfg.store_path, read_only=True) as st:
-            run_id = st.scalar("SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 1")
+            run_id = queries.latest_run(st)
             if run_id is None:
                 return None
-            n = finished_rounds(st, run_id)
-            return {"run_id": run_id, "finished_rounds": n, "last_round": round_summary(st, run_id, n)}
+            n = round_runner.finished_rounds(st, run_id)
+            return {"run_id": run_id, "finished_rounds": n, "last_round": round_runner.round_summary(st, run_id, n)}
     except StoreError as e:
         return {"store_error": str(e)}
 
@@ -378,7 +378,6 @@ def stop(cfg: Config, now: bool = False, timeout: float = 600.0) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m loop.daemon --every S [--rounds N]`, the resolved config as JSON on stdin."""
-    import argparse
     ap = argparse.ArgumentParser(prog="python -m loop.daemon",
                                  description="Serve the loop in this process (started by `loop start --daemon`).")
     ap.add_argument("--every", required=True, help="Seconds (or 30m, 2h) between round starts.")
@@ -392,6 +391,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     return 1 if final["state"] == "failed" else 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

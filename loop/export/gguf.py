@@ -31,6 +31,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from loop.export.errors import ExportError
+from loop.models import loop_cache
+
 OUTTYPES = ("f32", "f16", "bf16", "q8_0")
 ENV = "LOOP_LLAMA_CPP_CONVERT"
 SCRIPT = "convert_hf_to_gguf.py"
@@ -44,7 +47,6 @@ PROBE = ("\n \n\n \t\t \t\n  \n   🚀 (normal) 😶\u200d🌫️ ✅ 🦙 3 33 
 
 def installed_converter() -> str | None:
     """The converter scripts/setup.sh unpacks from the llama-cpp-python sdist, if there."""
-    from loop.models import loop_cache
     path = loop_cache() / "llama.cpp" / SCRIPT
     return str(path) if path.is_file() else None
 
@@ -56,7 +58,6 @@ def find_converter(converter: str | None = None) -> str:
         return choice
     path = Path(choice).expanduser()
     if not path.is_file():
-        from loop.export import ExportError
         origin = "--converter" if converter else (ENV if os.environ.get(ENV) else "PATH")
         raise ExportError(f"llama.cpp converter {path} (from {origin}) does not exist; {HOW_TO_GET}, "
                           "or use --converter builtin")
@@ -66,7 +67,6 @@ def find_converter(converter: str | None = None) -> str:
 def write_gguf(merged: Path, dest: Path, outtype: str, converter: str | None, work: Path,
                name: str = "loop export") -> dict:
     """Write `dest` (.gguf) from the merged fp32 folder; return {writer, converter, outtype}."""
-    from loop.export import ExportError
     if outtype not in OUTTYPES:
         raise ExportError(f"unknown GGUF outtype {outtype!r}; valid: {', '.join(OUTTYPES)}")
     which = find_converter(converter)
@@ -79,7 +79,6 @@ def write_gguf(merged: Path, dest: Path, outtype: str, converter: str | None, wo
 
 
 def _run_converter(script: Path, src: Path, dest: Path, outtype: str) -> None:
-    from loop.export import ExportError
     cmd = [sys.executable, str(script), str(src), "--outfile", str(dest), "--outtype", outtype]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode == 0 and dest.is_file():
@@ -141,7 +140,6 @@ def _has(node: dict | None, kind: str) -> bool:
 
 def _check_same_tokenizer(a: dict, b: dict) -> None:
     from tokenizers import Tokenizer
-    from loop.export import ExportError
     ta, tb = Tokenizer.from_str(json.dumps(a)), Tokenizer.from_str(json.dumps(b))
     ids = ta.encode(PROBE).ids
     if tb.encode(PROBE).ids != ids or tb.decode(ids, skip_special_tokens=False) != ta.decode(ids, skip_special_tokens=False):
@@ -183,7 +181,6 @@ def write_builtin(src: Path, dest: Path, outtype: str, name: str = "loop export"
 
 
 def _check_supported(cfg: dict, src: Path) -> None:
-    from loop.export import ExportError
     rope = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
     problems = []
     if cfg.get("model_type") != "llama":
@@ -270,7 +267,6 @@ def _write_tokenizer(w, src: Path, cfg: dict) -> None:
 def _write_tensors(w, src: Path, cfg: dict, outtype: str) -> None:
     import gguf
     from safetensors import safe_open
-    from loop.export import ExportError
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, cfg["num_hidden_layers"])
     heads, kv = cfg["num_attention_heads"], cfg.get("num_key_value_heads") or cfg["num_attention_heads"]
     for f in sorted(src.glob("*.safetensors")):

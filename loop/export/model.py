@@ -19,7 +19,7 @@ Contract:
             (bfloat16 default; float16, float32) with tokenizer, chat template and
             generation config; loads in plain transformers, no peft.
   gguf      the fp32 merge as `model-<outtype>.gguf` (f32|f16|bf16|q8_0); writer choice in
-            loop.export_gguf (llama.cpp's converter when configured, else built-in).
+            loop.export.gguf (llama.cpp's converter when configured, else built-in).
 - Every export has README.md (model card) and lineage.json: the base model, each ancestor
   version (walking models.parent), rounds, method, data counts and hash, the held-out
   accuracy per round up to the model's round, the run's and the exporter's loop version.
@@ -33,13 +33,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from loop import __version__
+from loop.export.errors import ExportError
+from loop.export.gguf import OUTTYPES, find_converter, write_gguf
+from loop.models import ModelError, load_for_inference, model_hash, resolve_model
+from store import lineage as lineage_q
+from store import queries
+from store.db import Store
+
 FORMATS = ("lora", "merged16", "gguf")
 DTYPES = ("bfloat16", "float16", "float32")
-ACCEPTED = "coalesce(json_extract_string(metrics, '$.accepted'), 'true') = 'true'"
-
-
-class ExportError(RuntimeError):
-    """An export request that cannot be served; the message says why and what exists."""
 
 
 def export_model(store_path: str | Path, out: str | Path, fmt: str = "merged16", round: int | None = None,
@@ -51,7 +54,6 @@ def export_model(store_path: str | Path, out: str | Path, fmt: str = "merged16",
     if dtype not in DTYPES:
         raise ExportError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
     if fmt == "gguf":  # a bad outtype or converter fails before any work
-        from loop.export_gguf import OUTTYPES, find_converter
         if outtype not in OUTTYPES:
             raise ExportError(f"unknown GGUF outtype {outtype!r}; valid: {', '.join(OUTTYPES)}")
         converter = find_converter(converter)
@@ -83,7 +85,6 @@ def _write(fmt: str, base: Path, adapter: Path, dest: Path, dtype: str, outtype:
     if fmt == "merged16":
         write_merged(base, adapter, dest, dtype)
         return {"dtype": dtype}
-    from loop.export_gguf import write_gguf
     with tempfile.TemporaryDirectory(prefix="loop-export-") as work:
         merged = Path(work) / "merged"
         write_merged(base, adapter, merged, "float32")
@@ -95,8 +96,6 @@ def _write(fmt: str, base: Path, adapter: Path, dest: Path, dtype: str, outtype:
 def lineage(store_path: str | Path, round: int | None = None, version: str | None = None,
             run_id: str | None = None) -> dict:
     """The selected model, its ancestors (oldest first), the run's base and held-out curve."""
-    from store import queries
-    from store.db import Store
     if round is not None and version is not None:
         raise ExportError("give --round or --model-version, not both")
     with Store(store_path, read_only=True) as st:
@@ -105,23 +104,20 @@ def lineage(store_path: str | Path, round: int | None = None, version: str | Non
             raise ExportError(f"{store_path}: no runs in this store")
         row = _select(st, rid, round, version)
         chain, base_version = _ancestors(st, row)
-        run = st.query("SELECT run_id, config, loop_version FROM runs WHERE run_id = ?", [row["run_id"]])
-        evals = st.query("SELECT round, model_version, n, correct, accuracy, format_rate FROM evaluations "
-                         "WHERE run_id = ? AND split = 'heldout' AND round <= ? ORDER BY round",
-                         [row["run_id"], row["round"]])
-    cfg = _json(run[0]["config"]) if run else {}
+        run = lineage_q.run(st, row["run_id"])
+        evals = lineage_q.heldout_curve(st, row["run_id"], row["round"])
+    cfg = _json(run["config"]) if run else {}
     return {"model": chain[-1], "ancestors": chain,
             "base": {"name": (cfg.get("model") or {}).get("name"), "version": base_version,
                      "path": row["base_path"]},
-            "run": {"run_id": row["run_id"], "loop_version": run[0]["loop_version"] if run else None,
+            "run": {"run_id": row["run_id"], "loop_version": run["loop_version"] if run else None,
                     "dir": (cfg.get("run") or {}).get("dir"), "model_cache": (cfg.get("model") or {}).get("cache_dir")},
             "evaluations": evals}
 
 
 def _select(st, rid: str | None, round: int | None, version: str | None) -> dict:
-    cols = "SELECT * FROM models WHERE kind = 'lora' AND "
     if version is not None:
-        rows = st.query(cols + "starts_with(model_version, ?) ORDER BY created_at", [version])
+        rows = lineage_q.by_version_prefix(st, version)
         if not rows:
             raise ExportError(f"no model version {version!r} in the store; known: {_known_versions(st)}")
         if len({r['model_version'] for r in rows}) > 1:
@@ -129,23 +125,21 @@ def _select(st, rid: str | None, round: int | None, version: str | None) -> dict
                               f"{', '.join(r['model_version'] for r in rows)}")
         return rows[0]
     if round is not None:
-        rows = st.query(cols + f"run_id = ? AND round = ? AND {ACCEPTED} ORDER BY created_at DESC LIMIT 1",
-                        [rid, round])
-        if not rows:
-            have = st.query(f"SELECT DISTINCT round FROM models WHERE run_id = ? AND kind = 'lora' AND {ACCEPTED} "
-                            "ORDER BY round", [rid])
+        row = lineage_q.accepted_in_round(st, rid, round)
+        if row is None:
+            have = lineage_q.rounds_with_model(st, rid)
             raise ExportError(f"no trained model for round {round} in run {rid}; rounds with a model: "
-                              f"{', '.join(str(r['round']) for r in have) or 'none'}")
-        return rows[0]
-    rows = st.query(cols + f"run_id = ? AND {ACCEPTED} ORDER BY round DESC, created_at DESC LIMIT 1", [rid])
-    if not rows:
+                              f"{', '.join(str(r) for r in have) or 'none'}")
+        return row
+    row = lineage_q.latest_accepted(st, rid)
+    if row is None:
         raise ExportError(f"run {rid} has no trained model yet (the current model is the base)")
-    return rows[0]
+    return row
 
 
 def _known_versions(st) -> str:
-    rows = st.query("SELECT model_version, round FROM models WHERE kind = 'lora' ORDER BY created_at DESC LIMIT 10")
-    return ", ".join(f"{r['model_version']} (round {r['round']})" for r in rows[::-1]) or "none"
+    rows = lineage_q.recent_versions(st)
+    return ", ".join(f"{r['model_version']} (round {r['round']})" for r in rows) or "none"
 
 
 def _ancestors(st, row: dict) -> tuple[list[dict], str | None]:
@@ -153,12 +147,12 @@ def _ancestors(st, row: dict) -> tuple[list[dict], str | None]:
     chain, seen = [_entry(row)], {row["model_version"]}
     parent = row["parent"]
     while parent and parent not in seen:
-        rows = st.query("SELECT * FROM models WHERE model_version = ?", [parent])
-        if not rows:
+        found = lineage_q.model(st, parent)
+        if found is None:
             break
         seen.add(parent)
-        chain.append(_entry(rows[0]))
-        parent = rows[0]["parent"]
+        chain.append(_entry(found))
+        parent = found["parent"]
     return chain[::-1], parent
 
 
@@ -177,7 +171,6 @@ def _json(v) -> dict:
 
 def _verified_folders(lin: dict, store_path: Path) -> tuple[Path, Path]:
     """(base folder, adapter folder), each checked against its recorded version."""
-    from loop.models import ModelError, model_hash, resolve_model
     m, run = lin["model"], lin["run"]
     name = Path(m["path"]).name
     cands = [Path(m["path"]), store_path.parent / "models" / name]
@@ -238,7 +231,6 @@ def write_merged(base: Path, adapter: Path, dest: Path, dtype: str) -> None:
     """Base + adapter merged in fp32, saved in `dtype` with tokenizer and chat template."""
     import torch
     from transformers import AutoTokenizer
-    from loop.models import load_for_inference
     model, _ = load_for_inference(base, adapter, "float32")
     model = model.to(getattr(torch, dtype))
     model.config.dtype = dtype
@@ -247,7 +239,6 @@ def write_merged(base: Path, adapter: Path, dest: Path, dtype: str) -> None:
 
 
 def _loop_version() -> str:
-    from loop import __version__
     return __version__
 
 

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import duckdb
 
-from loop.inspect import InspectError, open_store, resolve_run
+from loop.inspection import InspectError, open_store, resolve_run
 from store import queries
+from store.db import SCHEMA_VERSION
 
 FORMATS = ("jsonl", "parquet", "hf")
 BATCH_ROWS = 50_000
@@ -116,7 +117,6 @@ def export(path, out: str | Path, fmt: str = "jsonl", verified_only: bool = Fals
                 raise InspectError(f"{path}: export failed reading the store: {e}") from e
         manifest = {"run_id": rid, "format": fmt, "verified_only": verified_only, "rows": n,
                     "store": str(path), "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        from store.db import SCHEMA_VERSION
         manifest["schema_version"] = SCHEMA_VERSION
         (tmp / "export.json").write_text(json.dumps(manifest, indent=2))
         if out.exists():

@@ -14,8 +14,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from store import queries
-from store.db import Store
+from store.db import SCHEMA_VERSION, Store
+from store.lock import holder
 
 JSON_COLS = ("rewards", "sampling", "meta", "problem_meta", "config", "metrics", "info", "details")
 SQL_ALLOWED = {"SELECT", "EXPLAIN"}
@@ -56,8 +59,6 @@ def dumps(data: Any) -> str:
 
 # --- data ----------------------------------------------------------------------------
 def summary(path: str | Path, run_id: str | None = None) -> dict:
-    from store.db import SCHEMA_VERSION
-    from store.lock import holder
     with open_store(path) as st:
         rid = resolve_run(st, run_id)
         out = queries.summary(st, rid) if rid else {"run_id": None}
@@ -116,7 +117,6 @@ def show(path, sample_id: str) -> dict:
 
 def sql(path, query: str, limit: int = 100) -> dict:
     """Run one read-only SELECT/EXPLAIN; anything else is refused before it runs."""
-    import duckdb
     with open_store(path, safe=True) as st:
         try:
             stmts = st.con.extract_statements(query)

@@ -1,6 +1,6 @@
 """Exact dedup, near-duplicate detection and eval decontamination for problem texts.
 
-Contract: every comparison goes through `normalize`, so two texts that differ
+Contract: every comparison goes through `normalize_text`, so two texts that differ
 only in case, whitespace, unicode form (NFKC) or sentence punctuation are the
 same text. Math operators + - * / ^ = < > ( ) % are kept as tokens because
 "2+3" and "2-3" are different problems; numbers are kept whole ("3.5").
@@ -32,14 +32,14 @@ def tokens(text: str) -> list[str]:
     return _TOKEN.findall(_WORD_HYPHEN.sub(" ", text))
 
 
-def normalize(text: str) -> str:
+def normalize_text(text: str) -> str:
     """Lowercase (casefold), NFKC, punctuation stripped, whitespace collapsed."""
     return " ".join(tokens(text))
 
 
 def text_hash(text: str) -> str:
     """16 hex chars of sha256 over the normalized text: the exact-dup key."""
-    return hashlib.sha256(normalize(text).encode()).hexdigest()[:16]
+    return hashlib.sha256(normalize_text(text).encode()).hexdigest()[:16]
 
 
 def _h64(s: str) -> int:
@@ -53,7 +53,7 @@ def shingles(text: str, kind: str = "word", n: int = 3) -> frozenset[int]:
         toks = tokens(text)
         grams = [" ".join(toks[i:i + n]) for i in range(max(1, len(toks) - n + 1))]
     elif kind == "char":
-        s = normalize(text)
+        s = normalize_text(text)
         grams = [s[i:i + n] for i in range(max(1, len(s) - n + 1))]
     else:
         raise ValueError(f"unknown shingle kind {kind!r}")

@@ -7,6 +7,7 @@ Contract:
   process, raises `AlreadyRunning` naming the holder's pid. The kernel drops the
   lock when the holder dies (even SIGKILL), so a leftover file is stale by
   construction and the next acquire takes it over. `release()` removes the file.
+  The locking itself is `store.filelock.FileLock` (shared with the store's writer lock).
 - `status.json`: written atomically (tmp file + rename), so a reader sees the old
   or the new status, never a torn one; `read_status` returns {} when absent.
 - `pid_alive(pid)` is false for a zombie; `kill_tree(pid)` SIGKILLs a process and
@@ -15,14 +16,13 @@ Contract:
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
 import time
 from pathlib import Path
 
-from store.lock import pid_alive  # one definition; re-exported here for the daemon
+from store.filelock import FileLock, pid_alive  # one definition; re-exported here for the daemon
 
 PID_NAME, STATUS_NAME = "loop.pid", "status.json"
 
@@ -38,47 +38,28 @@ class AlreadyRunning(RuntimeError):
 
 
 class PidFile:
+    """`loop.pid` as a `store.filelock.FileLock`: held while the loop runs, removed on release."""
+
     def __init__(self, run_dir: str | Path):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / PID_NAME
-        self._fd: int | None = None
+        self._lock = FileLock(self.path)
         self.stale_pid: int | None = None  # pid recorded by a holder that died
 
     def acquire(self, tries: int = 5) -> "PidFile":
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        for i in range(tries):  # a `holder()` probe holds a shared lock for microseconds: retry briefly
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                if i == tries - 1:
-                    raise AlreadyRunning(self.run_dir, _read_pid(self.path)) from None
-                time.sleep(0.05)
-                continue
-            if _same_file(fd, self.path):  # not a file its previous holder unlinked meanwhile
-                break
-            os.close(fd)
-        else:
+        if not self._lock.acquire(tries):
             raise AlreadyRunning(self.run_dir, _read_pid(self.path))
         self.stale_pid = _read_pid(self.path)
         try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            self._lock.write(f"{os.getpid()}\n".encode())
         except OSError:
-            os.close(fd)  # e.g. a full disk: never keep holding a pid file we could not write
+            self._lock.release()  # e.g. a full disk: never keep holding a pid file we could not write
             raise
-        self._fd = fd
         return self
 
     def release(self) -> None:
-        if self._fd is None:
-            return
-        try:
-            self.path.unlink(missing_ok=True)
-        finally:
-            os.close(self._fd)
-            self._fd = None
+        self._lock.release(unlink=True)
 
 
 def holder(run_dir: str | Path) -> int | None:
@@ -87,31 +68,17 @@ def holder(run_dir: str | Path) -> int | None:
     pid = _read_pid(path)
     if pid is None or not pid_alive(pid):
         return None
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None  # nobody holds it: the recorded pid is a different, unrelated process
-    except BlockingIOError:
-        return pid
-    finally:
-        os.close(fd)
-
-
-def _same_file(fd: int, path: Path) -> bool:
-    try:
-        return os.path.samestat(os.fstat(fd), os.stat(path))
-    except OSError:
-        return False
+    # not held: the recorded pid is a different, unrelated process
+    return pid if FileLock.is_held(path) else None
 
 
 def _read_pid(path: Path) -> int | None:
+    raw = FileLock(path).read()
+    if raw is None:
+        return None
     try:
-        return int(path.read_text().strip() or 0) or None
-    except (OSError, ValueError):
+        return int(raw.decode().strip() or 0) or None
+    except ValueError:
         return None
 
 

@@ -17,13 +17,13 @@ truncated program (`"length"`) is rejected. Rejections are `parse:<why>`.
 
 `Gate.check(...)` applies the checks in order; the first failure is the reason:
   duplicate        normalized-text hash equals a stored problem's or an earlier
-                   proposal's in this round (`loop.dedup.text_hash`)
+                   proposal's in this round (`loop.problems.dedup.text_hash`)
   near_duplicate   word-3-gram Jaccard >= threshold with any stored problem
-                   (`loop.dedup.NearDupIndex`, exact Jaccard on candidates)
+                   (`loop.problems.dedup.NearDupIndex`, exact Jaccard on candidates)
   contaminated     shares a 13-gram with an eval text (`NgramIndex`); the
                    held-out arithmetic questions are shorter than 13 words, so
                    exact held-out keys (questions and expressions,
-                   `loop.propose.heldout_keys`) are ALSO rejected when their
+                   `loop.problems.procedural.heldout_keys`) are ALSO rejected when their
                    normalized tokens occur in the problem, and after running the
                    program, a problem with a held-out item's numbers and answer
                    (the same sum in words) is rejected too
@@ -46,11 +46,14 @@ from __future__ import annotations
 import ast
 import re
 import textwrap
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Iterable
+from typing import Any
 
-from loop.dedup import NearDupIndex, NgramIndex, normalize, text_hash
+from loop.problems.dedup import NearDupIndex, NgramIndex, text_hash
+from loop.problems.procedural import heldout_keys
+from rewards import verify
 
 PRELUDE = "from sympy import *\n"
 MAX_PROBLEM_CHARS = 600
@@ -186,7 +189,6 @@ def text_numbers(text: str) -> set[Fraction]:
 
 def answer_reason(answer: str) -> str | None:
     """Why `answer` cannot be a gold answer, or None."""
-    from rewards import verify
     if len(answer) > MAX_ANSWER_CHARS:
         return "bad_answer:too_long"
     if not _ANSWER_RE.fullmatch(answer.strip()):
@@ -198,7 +200,7 @@ def answer_reason(answer: str) -> str | None:
 
 # --- the gate -------------------------------------------------------------------------
 @dataclass
-class Verdict:
+class Check:
     reason: str                      # 'ok' or the first failed check
     answer: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
@@ -210,7 +212,6 @@ class Gate:
 
     def __init__(self, stored: Iterable[tuple[str, str]], eval_texts: Iterable[str] = (),
                  heldout: Iterable[Any] = (), near_dup: float = 0.8):
-        from loop.propose import heldout_keys
         heldout = list(heldout)
         self.hashes: dict[str, str] = {}
         self.near = NearDupIndex(threshold=near_dup)
@@ -239,26 +240,26 @@ class Gate:
             return "contaminated", {"match": "eval_13gram", "count": k}
         return None
 
-    def check(self, parsed: Parsed, run_program) -> Verdict:
+    def check(self, parsed: Parsed, run_program) -> Check:
         """All checks for a parsed proposal; `run_program(program) -> SandboxResult`."""
         if not parsed.ok:
-            return Verdict(parsed.reason)
+            return Check(parsed.reason)
         if hit := self.text_reason(parsed.problem):
-            return Verdict(hit[0], detail=hit[1])
+            return Check(hit[0], detail=hit[1])
         extra = program_numbers(parsed.program) - text_numbers(parsed.problem) - FREE_NUMBERS
         if extra:
-            return Verdict("program_mismatch", detail={"numbers": sorted(str(x) for x in extra)})
+            return Check("program_mismatch", detail={"numbers": sorted(str(x) for x in extra)})
         if why := trivial_reason(parsed.problem, parsed.program):
-            return Verdict(why)
+            return Check(why)
         res = run_program(parsed.program)
         detail = {"sandbox_s": round(res.elapsed_s, 3), "sandbox_detail": res.detail[:300]}
         if not res.ok:
-            return Verdict(res.reason, detail=detail)
+            return Check(res.reason, detail=detail)
         answer = res.output.strip()
         if why := answer_reason(answer):
-            return Verdict(why, answer, detail)
+            return Check(why, answer, detail)
         if Fraction(answer) in {Fraction(m.group().replace(",", "")) for m in _TEXT_NUM.finditer(parsed.problem)}:
-            return Verdict("trivial:answer_given", answer, detail)
+            return Check("trivial:answer_given", answer, detail)
         if (frozenset(text_numbers(parsed.problem)), answer) in self.held_answers:
-            return Verdict("contaminated", answer, {**detail, "match": "heldout_answer"})
-        return Verdict("ok", answer, detail)
+            return Check("contaminated", answer, {**detail, "match": "heldout_answer"})
+        return Check("ok", answer, detail)

@@ -1,6 +1,6 @@
 """Rendering for `loop inspect`: rich tables/panels and the accuracy curve.
 
-Contract: every `render_*` takes exactly what the matching `loop.inspect` function
+Contract: every `render_*` takes exactly what the matching `loop.inspection` function
 returns and only prints (to stdout); `curve_png` writes one PNG with matplotlib,
 which is optional: without it, a clear InspectError says what to install.
 """
@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from loop.inspect import InspectError
+from loop.inspection import InspectError
 
 out = Console()          # stdout: tables are the command's output (progress goes to stderr)
 BAR_WIDTH = 40

@@ -11,6 +11,11 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
+from loop.context import RunContext, StageResult
+from loop.prompts import messages
+from rewards import VERIFIER_VERSION, build_reward, extract_answer
+from store import pipeline, stats
+
 EPS = 1e-4
 
 
@@ -27,7 +32,6 @@ class RewardSet:
     """The configured rewards, built once from `{name, weight, params}` entries."""
 
     def __init__(self, verify_cfg):
-        from rewards import build_reward
         self.entries = [(r.name, r.weight, build_reward(r.name, r.params)) for r in verify_cfg.rewards]
         names = [n for n, _, _ in self.entries]
         if len(set(names)) != len(names):
@@ -37,7 +41,6 @@ class RewardSet:
         self.correctness = verify_cfg.correctness
 
     def score(self, prompts: list[Any], completions: list[str], answers: list[str]) -> list[Scored]:
-        from rewards import extract_answer
         values = {name: fn(prompts, completions, answer=answers) for name, _, fn in self.entries}
         out = []
         for i, text in enumerate(completions):
@@ -72,17 +75,10 @@ def verify_groups(reward_set: RewardSet, groups: dict[str, list[dict]]) -> dict[
 
 
 # --- the stage ------------------------------------------------------------------
-def stage(ctx, r: int) -> dict:
+def stage(ctx: RunContext, r: int) -> StageResult:
     """Score round r's samples and write every verdict in one transaction."""
-    from rewards import VERIFIER_VERSION
-    from loop.prompts import messages
-    from store import stats
-    rows = ctx.store.query(
-        "SELECT s.sample_id, s.problem_id, s.completion, p.question, p.answer FROM samples s "
-        "JOIN problems p USING (problem_id) WHERE s.run_id = ? AND s.round = ? "
-        "ORDER BY s.problem_id, s.idx", [ctx.run_id, r])
     groups: dict[str, list[dict]] = {}
-    for row in rows:
+    for row in pipeline.round_samples(ctx.store, ctx.run_id, r):
         groups.setdefault(row["problem_id"], []).append({**row, "prompt": messages(row["question"])})
     scored = verify_groups(RewardSet(ctx.cfg.verify), groups)
     updates = []
@@ -93,8 +89,8 @@ def stage(ctx, r: int) -> dict:
                             "verifier_version": VERIFIER_VERSION})
     info = {"samples": len(updates), "verified": sum(u["verified"] for u in updates),
             "problems_solved": sum(any(s.verified for s in g) for g in scored.values())}
-    with ctx.store.transaction():
-        ctx.store.update_samples(updates)
-        stats.refresh_round(ctx.store, ctx.run_id, r)
-        ctx.mark_done(r, "verify", info)
-    return info
+
+    def write(store) -> None:
+        store.update_samples(updates)
+        stats.refresh_round(store, ctx.run_id, r)
+    return ctx.commit(r, "verify", info, write)

@@ -1,0 +1,140 @@
+"""The proposer's generations: few-shot prompts, waves of completions, each one gated.
+
+Every completion is parsed and gated (loop.proposer.gate) and becomes one Proposal, kept
+or rejected with its reason; `proposal_rows` turns them into kept Problems and `proposals`
+rows. Nothing is written here.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from loop import sandbox
+from loop.problems import Problem
+from loop.problems.curriculum import band_hint, track
+from loop.problems.procedural import arithmetic
+from loop.progress import bar
+from loop.proposer.gate import Gate, Parsed, executable, parse, render
+from loop.samplers import SamplingParams
+from store import proposals
+
+PROPOSER_VERSION = "proposer-v1"
+GEN_PER_PROMPT = 4
+WAVE_FACTOR = 3          # a wave draws about 3x the problems still needed (at most sample.batch_size)
+SANDBOX_TIMEOUT_S = 5.0
+SYSTEM = ("You write short math word problems. Each problem comes with a one-line Python program "
+          "that computes its answer. Reply in exactly this format:\n"
+          "<problem>...</problem>\n<program>\nanswer = ...\n</program>")
+ASK = "Write one new math problem."
+STARTERS = [  # (problem, program): word problems in the format the proposer should copy
+    ("Tom has 12 apples and buys 7 more. How many apples does he have?", "answer = 12 + 7"),
+    ("A box holds 6 pens. How many pens are in 4 boxes?", "answer = 6 * 4"),
+    ("Sara had 30 stickers and gave away 9. How many stickers are left?", "answer = 30 - 9"),
+    ("A pizza is cut into 8 slices. Ben eats 3 slices. What fraction of the pizza is left?",
+     "answer = Rational(8 - 3, 8)"),
+    ("There are 5 rows of chairs with 9 chairs in each row. How many chairs are there?", "answer = 5 * 9"),
+    ("Mia reads 15 pages a day. How many pages does she read in 6 days?", "answer = 15 * 6"),
+]
+
+
+def build_prompt(shots: list[tuple[str, str]], hint: str = "") -> list[dict]:
+    """Chat messages: system (format + hint), one user/assistant turn per shot, the ask."""
+    msgs = [{"role": "system", "content": SYSTEM + (f"\n{hint}" if hint else "")}]
+    for question, program in shots:
+        msgs += [{"role": "user", "content": ASK}, {"role": "assistant", "content": render(question, program)}]
+    return msgs + [{"role": "user", "content": ASK}]
+
+
+def fewshot_pool(store, run_id: str, shots: int, seed: int, exclude=frozenset()) -> list[tuple[str, str]]:
+    """Verified problems with a program (this run); topped up with fallbacks when short."""
+    pool = proposals.verified_programs(store, run_id)
+    if len(pool) < shots:
+        procedural = arithmetic(len(STARTERS), [1, 2], seed, exclude)
+        pool += [(p.question, p.meta["program"]) for p in procedural] + STARTERS
+    return pool
+
+
+def steering_hint(store, run_id: str, r: int, band: tuple[float, float]) -> str:
+    stats = track(proposals.pass_rate_rows(store, run_id, r, source="self"))
+    texts = proposals.question_texts(store, "self") if stats else {}
+    return band_hint(stats, band, examples=texts)
+
+
+# --- one proposal -----------------------------------------------------------------------
+@dataclass
+class Proposal:
+    attempt: int
+    raw: str
+    prompt: list[dict]
+    parsed: Parsed
+    reason: str
+    answer: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kept(self) -> bool:
+        return self.reason == "ok"
+
+
+def run_program(program: str):
+    """The proposal's answer program through the sandbox (twice, must agree)."""
+    return sandbox.run(executable(program), timeout_s=SANDBOX_TIMEOUT_S, runs=2)
+
+
+def judge(gate: Gate, attempt: int, raw: str, finish: str, prompt: list[dict],
+          room: bool, runner: Callable = run_program) -> Proposal:
+    """Parse and gate one completion; a valid one when the quota is full is 'quota'."""
+    parsed = parse(raw, finish)
+    if parsed.ok and not room and gate.text_reason(parsed.problem) is None:
+        return Proposal(attempt, raw, prompt, parsed, "quota")
+    v = gate.check(parsed, runner)
+    return Proposal(attempt, raw, prompt, parsed, v.reason, v.answer, {**v.detail, "finish_reason": finish})
+
+
+def generate(ctx, src, gate: Gate, pool: list[tuple[str, str]], hint: str, seed: int,
+             runner: Callable = run_program) -> list[Proposal]:
+    """Waves of proposer generations until `src.count` are kept or the budget is spent."""
+    rng, out, kept = random.Random(seed), [], 0
+    budget, wave = src.count * src.attempts, 0
+    per_wave = max(GEN_PER_PROMPT, ctx.cfg.sample.batch_size // GEN_PER_PROMPT * GEN_PER_PROMPT)
+    sampler = ctx.sampler()
+    while kept < src.count and len(out) < budget:
+        want = min(per_wave, budget - len(out), WAVE_FACTOR * (src.count - kept))
+        n_prompts = -(-want // GEN_PER_PROMPT)
+        prompts = [build_prompt(rng.sample(pool, min(src.shots, len(pool))), hint) for _ in range(n_prompts)]
+        params = SamplingParams(n=GEN_PER_PROMPT, temperature=src.temperature, top_p=ctx.cfg.sample.top_p,
+                                max_new_tokens=src.max_new_tokens, seed=seed + wave, stop=["</program>"])
+        with bar(f"propose (self, wave {wave + 1})", n_prompts * GEN_PER_PROMPT) as advance:
+            groups = sampler.generate(prompts, params, advance)
+        for prompt, group in zip(prompts, groups):
+            for c in group:
+                p = judge(gate, len(out), c.text, c.finish_reason, prompt, kept < src.count, runner)
+                if p.kept:
+                    kept += 1
+                    gate.add(f"self:{seed}:{p.attempt}", p.parsed.problem)
+                out.append(p)
+        wave += 1
+    return out
+
+
+# --- rows for the store -----------------------------------------------------------------
+def proposal_rows(ctx, r: int, drawn: list[Proposal], version: str, salt: str):
+    """(kept Problems, proposals rows) for one self source."""
+    problems, rows = [], []
+    for p in drawn:
+        pid = hashlib.sha256(f"{ctx.run_id}:{r}:{salt}:{p.attempt}:{version}:{p.raw}".encode()).hexdigest()[:20]
+        problem = None
+        if p.kept:
+            problem = Problem(question=p.parsed.problem, answer=p.answer, source="self", kind="self",
+                              meta={"program": p.parsed.program, "proposal_id": pid, "round": r,
+                                    "model_version": version, "proposer": PROPOSER_VERSION})
+            problems.append(problem)
+        rows.append({"proposal_id": pid, "run_id": ctx.run_id, "round": r, "model_version": version,
+                     "attempt": p.attempt, "text": p.parsed.problem,
+                     "problem_id": problem.problem_id if problem else None, "program": p.parsed.program,
+                     "answer": p.answer, "status": "kept" if p.kept else "rejected", "reason": p.reason,
+                     "raw": p.raw, "prompt": p.prompt, "meta": p.detail})
+    return problems, rows

@@ -1,0 +1,84 @@
+"""Train stage: distillation SFT and GRPO after a round, each its own recorded step.
+
+The stage picks the training set from the store (loop.trainers.chains for SFT; problems
+whose pass rate in the round lay strictly inside `train.grpo.band` for GRPO), writes it as
+a Parquet snapshot, runs the job in a child process (loop.trainers.launch) and registers
+the adapter as a new model version (parent, data hash, config, metrics) in the same
+transaction that marks the step done. A sampler holding the GPU releases it meanwhile.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from loop.context import RunContext, StageResult
+from loop.models import model_hash
+from loop.prompts import messages
+from loop.rounds import due
+from loop.trainers.chains import data_hash, select_chains, write_snapshot
+from loop.trainers.job import TrainJob
+from loop.trainers.launch import run_child
+from store import pipeline
+
+
+def stage(ctx: RunContext, r: int) -> StageResult:
+    """SFT then GRPO after round r, each when due; each method is its own recorded step."""
+    cfg = ctx.cfg.train
+    info: StageResult = {}
+    for method, every in (("sft", cfg.sft.every), ("grpo", cfg.grpo.every)):
+        step = f"train.{method}"
+        if ctx.is_done(r, step):
+            continue
+        if not due(every, r):
+            info[method] = ctx.commit(r, step, {"skipped": f"train.{method}.every={every}"})
+            continue
+        examples = sft_examples(ctx, r) if method == "sft" else grpo_examples(ctx, r)
+        if not examples:
+            why = "no verified chains" if method == "sft" else "no problem in band"
+            info[method] = ctx.commit(r, step, {"skipped": why})
+            continue
+        info[method] = _train(ctx, r, method, examples)
+    return ctx.commit(r, "train", info)
+
+
+def sft_examples(ctx: RunContext, r: int) -> list[dict[str, Any]]:
+    first = 1 if ctx.cfg.train.sft.replay else r
+    rows = pipeline.verified_chains(ctx.store, ctx.run_id, first, r)
+    return select_chains(rows, ctx.cfg.train.sft.select, ctx.round_seed(r, "select"))
+
+
+def grpo_examples(ctx: RunContext, r: int) -> list[dict[str, Any]]:
+    lo, hi = ctx.cfg.train.grpo.band
+    rows = pipeline.problems_in_band(ctx.store, ctx.run_id, r, lo, hi)
+    return [{"problem_id": x["problem_id"], "prompt": messages(x["question"]), "answer": x["answer"],
+             "pass_rate": x["pass_rate"]} for x in rows]
+
+
+def _job(ctx: RunContext, r: int, method: str, data: str, out: str) -> TrainJob:
+    cfg = ctx.cfg.train
+    _, parent_adapter = ctx.current_model()
+    return TrainJob(method=method, backend=cfg.backend, base=str(ctx.base_dir),  # type: ignore[typeddict-item]
+                    parent_adapter=str(parent_adapter) if parent_adapter else None, data=data, out=out,
+                    seed=ctx.round_seed(r, method), threads=ctx.cfg.run.threads,
+                    lora=cfg.lora.model_dump(mode="json"), gradient_checkpointing=cfg.gradient_checkpointing,
+                    rewards=[x.model_dump(mode="json") for x in ctx.cfg.verify.rewards],
+                    **{method: getattr(cfg, method).model_dump(mode="json")})
+
+
+def _train(ctx: RunContext, r: int, method: str, examples: list[dict[str, Any]]) -> StageResult:
+    parent_version, _ = ctx.current_model()
+    work = ctx.run_dir / "train" / f"round-{r:03d}-{method}"
+    write_snapshot(examples, work / "data.parquet")
+    out = ctx.run_dir / "models" / f"round-{r:03d}-{method}"
+    job = _job(ctx, r, method, str(work / "data.parquet"), str(out))
+    ctx.release_gpu()  # a sampler sharing the GPU frees it for the training process
+    try:
+        metrics = run_child(job, work / "job.json", ctx.cfg.run.threads, ctx.cfg.train.launcher)
+    finally:
+        ctx.reacquire_gpu()
+    version = model_hash(out)
+    info = {"model_version": version, "parent": parent_version, "examples": len(examples), **metrics}
+    row = {"model_version": version, "parent": parent_version, "run_id": ctx.run_id, "round": r,
+           "kind": "lora", "base_path": str(ctx.base_dir), "path": str(out), "data_hash": data_hash(examples),
+           "config": {k: job[k] for k in ("method", "backend", "lora", method)},  # type: ignore[literal-required]
+           "metrics": {**metrics, "accepted": True}}
+    return ctx.commit(r, f"train.{method}", info, lambda store: store.insert_rows("models", [row]))

@@ -1,0 +1,27 @@
+"""The training job: what the train stage hands the training process, as JSON (`job.json`).
+
+A job names its method and backend, the base model folder and the adapter it continues,
+the Parquet snapshot it trains on, the folder it publishes, and the settings of its
+method; backends read it as a plain dict (`job["sft"]["max_steps"]`). `tmp` is added by
+the child: the scratch folder the adapter is written to before it is renamed into `out`.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal, TypedDict
+
+
+class TrainJob(TypedDict, total=False):
+    method: Literal["sft", "grpo"]
+    backend: str                        # train.backend: auto | trl | unsloth
+    base: str                           # the base model folder
+    parent_adapter: str | None          # the current adapter, continued; None = a fresh LoRA
+    data: str                           # Parquet snapshot of the examples
+    out: str                            # where the adapter and metrics.json are published
+    tmp: str                            # scratch folder (set by the child)
+    seed: int
+    threads: int | None
+    lora: dict[str, Any]                # train.lora
+    gradient_checkpointing: str
+    sft: dict[str, Any]                 # train.sft, for method sft
+    grpo: dict[str, Any]                # train.grpo, for method grpo
+    rewards: list[dict[str, Any]]       # verify.rewards, for GRPO

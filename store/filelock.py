@@ -1,0 +1,135 @@
+"""An exclusive, non-blocking `flock` on a file: the one lock behind `store.lock.StoreLock`
+(the store's writer lock) and `loop.daemon.runfiles.PidFile` (one loop per run directory).
+
+Contract:
+- `FileLock(path).acquire(tries)` opens `path` (created 0o644 if missing, O_CLOEXEC so
+  children never inherit the lock) and takes `LOCK_EX | LOCK_NB`; it retries `tries`
+  times, 50 ms apart, since an `is_held()` probe holds a shared lock for microseconds.
+  True: held (`fd` is set). False: another open file description holds it (any process,
+  this one included, so acquiring a held FileLock again fails too). An `OSError`
+  opening the file propagates.
+- A lock taken on a file that was unlinked meanwhile (its previous holder released it
+  with `unlink=True` between our open and our flock) is not a lock anyone else can see:
+  acquire checks the locked descriptor is still the file at `path`, else reopens
+  (each reopen counts as a try).
+- The lock is the kernel's, not the file: a holder that dies (even SIGKILL) releases it,
+  so a file left behind is stale by construction and the next acquire takes it.
+- `write(data)` replaces the file's content (a record for readers: pid, host, ...);
+  `read()` returns the content without taking the lock (None when unreadable).
+- `release(unlink)` removes the file (`unlink=True`) or empties it (`unlink=False`,
+  errors ignored: the record only describes, never locks), then unlocks and closes.
+  A no-op when not held.
+- `FileLock.is_held(path)` probes with a shared non-blocking lock: True held, False free,
+  None when the file cannot be opened (absent).
+- `pid_alive(pid)`: True while `pid` runs; a zombie counts as gone (Linux /proc).
+Dependency-free (standard library only).
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from pathlib import Path
+
+RETRY_S = 0.05
+
+
+class FileLock:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.fd is not None
+
+    def acquire(self, tries: int = 5) -> bool:
+        """Take the exclusive lock (see the module docstring); True when taken."""
+        for i in range(tries):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                if i < tries - 1:
+                    time.sleep(RETRY_S)
+                continue
+            except BaseException:
+                os.close(fd)
+                raise
+            if _same_file(fd, self.path):
+                self.fd = fd
+                return True
+            os.close(fd)  # a file its previous holder unlinked meanwhile: reopen
+        return False
+
+    def write(self, data: bytes) -> None:
+        """Replace the file's content with `data` (held only; OSError propagates)."""
+        if self.fd is None:
+            raise RuntimeError(f"{self.path}: write without holding the lock")
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, data, 0)
+
+    def read(self) -> bytes | None:
+        """The file's content, read by path without locking; None when it cannot be read."""
+        try:
+            return self.path.read_bytes()
+        except OSError:
+            return None
+
+    def release(self, unlink: bool = False) -> None:
+        """Remove (`unlink`) or empty the file, then unlock and close; no-op when not held.
+        An error removing the file propagates (after the lock is dropped); one emptying it is ignored."""
+        if self.fd is None:
+            return
+        fd, self.fd = self.fd, None
+        try:
+            if unlink:
+                self.path.unlink(missing_ok=True)
+            else:
+                try:
+                    os.ftruncate(fd, 0)
+                except OSError:
+                    pass  # a read-only or full disk: the record stays; it only describes, never locks
+        finally:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+    @staticmethod
+    def is_held(path: str | Path) -> bool | None:
+        """Whether some process holds the lock on `path` now (None: the file cannot be opened)."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+
+def pid_alive(pid: int) -> bool:
+    """True while `pid` runs; a zombie (exited, not yet reaped) counts as gone (Linux /proc)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except OSError:
+        return False
