@@ -7,7 +7,6 @@ seed file, model, store) are printed without a traceback and exit with code 2.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import typer
@@ -26,14 +25,15 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
-def _known_errors() -> tuple[type[BaseException], ...]:
+def _known_errors(*extra: type[BaseException]) -> tuple[type[BaseException], ...]:
+    """Errors a command reports as a clear message (exit 2): `extra` and the library's known ones."""
     from loop.config import ConfigError
     from loop.daemon import AlreadyRunning, DaemonError
     from loop.models import ModelError
     from loop.problems import ProposeError
     from loop.samplers import SamplerError
     from store.db import StoreError
-    return (ConfigError, ModelError, ProposeError, SamplerError, StoreError, ValueError, AlreadyRunning,
+    return (*extra, ConfigError, ModelError, ProposeError, SamplerError, StoreError, ValueError, AlreadyRunning,
             DaemonError, OSError)
 
 
@@ -47,9 +47,12 @@ def _load(config: Path | None, sets: list[str] | None):
 
 @app.command()
 def start(rounds: int | None = typer.Option(None, "--rounds", "-n", min=0,
-                                              help="Rounds this run has when done (default 5; with --daemon or --every: no limit)."),
-          daemon: bool = typer.Option(False, "--daemon", help="Detach and run on a schedule (pid file, loop.log, status.json in the run directory)."),
-          every: str | None = typer.Option(None, "--every", help="Start a round every INTERVAL: 45s, 30m, 2h (--daemon default: daemon.every)."),
+                                            help="Rounds this run has when done (default 5; with --daemon or "
+                                                 "--every: no limit)."),
+          daemon: bool = typer.Option(False, "--daemon", help="Detach and run on a schedule (pid file, loop.log, "
+                                                               "status.json in the run directory)."),
+          every: str | None = typer.Option(None, "--every", help="Start a round every INTERVAL: 45s, 30m, 2h "
+                                                                 "(--daemon default: daemon.every)."),
           config: Path | None = ConfigOpt, set: list[str] | None = SetOpt) -> None:
     """Run (or resume) the loop: propose, sample, verify, store, train, evaluate.
 
@@ -87,7 +90,8 @@ def status(config: Path | None = ConfigOpt, set: list[str] | None = SetOpt,
 
 @app.command()
 def stop(config: Path | None = ConfigOpt, set: list[str] | None = SetOpt,
-         now: bool = typer.Option(False, "--now", help="Kill at once (SIGKILL, the training job too); the next start resumes."),
+         now: bool = typer.Option(False, "--now", help="Kill at once (SIGKILL, the training job too); "
+                                                       "the next start resumes."),
          timeout: float = typer.Option(600.0, "--timeout", min=0, help="Seconds to wait for a graceful stop.")) -> None:
     """Stop the loop running in the run directory: after its current stage commits (or --now); waits."""
     from loop import daemon as lib
@@ -104,6 +108,39 @@ def stop(config: Path | None = ConfigOpt, set: list[str] | None = SetOpt,
 
 
 StoreOpt = typer.Option(None, "--store", help="DuckDB store file (default: from the config).")
+
+
+# --- loop config show / schema (library: loop/config_docs.py) --------------------------------------
+config_app = typer.Typer(help="The resolved config and its documented schema.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(config: Path | None = ConfigOpt, set: list[str] | None = SetOpt,
+                as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts.")) -> None:
+    """Every config key with its resolved value (defaults < YAML < --set) and its description.
+
+    Example: loop config show -c configs/gpu.yaml --set sample.group_size=16"""
+    from loop.config_docs import rows
+    table = rows(_load(config, set))
+    if as_json:
+        typer.echo(json.dumps([{"key": k, "value": v, "description": d} for k, v, d in table], default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+    t = Table("key", "value", "description", show_lines=False)
+    for k, v, d in table:
+        t.add_row(k, json.dumps(v, default=str), d)
+    Console().print(t)
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """The config's JSON schema, every field with its description (for editors and validators).
+
+    Example: loop config schema > loop-config.schema.json"""
+    from loop.config_docs import schema
+    typer.echo(json.dumps(schema(), indent=2))
 
 
 # --- loop migrate, loop inspect (library: store/, loop/inspect.py, loop/inspect_view.py) ---------
@@ -172,7 +209,8 @@ def inspect_summary(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
 
 @inspect_app.command("problems")
 def inspect_problems(ctx: typer.Context,
-                     pass_rate: str | None = typer.Option(None, "--pass-rate", help="Only pass rates in LO..HI, e.g. 0..0.5."),
+                     pass_rate: str | None = typer.Option(None, "--pass-rate",
+                                                          help="Only pass rates in LO..HI, e.g. 0..0.5."),
                      limit: int = typer.Option(20, "--limit", min=1), as_json: bool = JsonOpt) -> None:
     """Problems of the run with their pass rate (verified / judged samples), hardest first."""
     from loop import inspection as lib
@@ -202,7 +240,8 @@ def inspect_show(ctx: typer.Context, sample_id: str = typer.Argument(..., help="
 
 
 @inspect_app.command("sql")
-def inspect_sql(ctx: typer.Context, query: str = typer.Argument(..., help='One SELECT, e.g. "SELECT count(*) FROM samples".'),
+def inspect_sql(ctx: typer.Context,
+                query: str = typer.Argument(..., help='One SELECT, e.g. "SELECT count(*) FROM samples".'),
                 limit: int = typer.Option(100, "--limit", min=1), as_json: bool = JsonOpt) -> None:
     """Run one read-only SELECT on the store (writes and file access are refused)."""
     from loop import inspection as lib
@@ -211,7 +250,8 @@ def inspect_sql(ctx: typer.Context, query: str = typer.Argument(..., help='One S
 
 
 @inspect_app.command("curve")
-def inspect_curve(ctx: typer.Context, png: Path | None = typer.Option(None, "--png", help="Also write a PNG chart (needs matplotlib)."),
+def inspect_curve(ctx: typer.Context,
+                  png: Path | None = typer.Option(None, "--png", help="Also write a PNG chart (needs matplotlib)."),
                   as_json: bool = JsonOpt) -> None:
     """Held-out accuracy per round as a terminal bar chart (and optionally a PNG)."""
     from loop import inspection as lib
@@ -232,7 +272,8 @@ def inspect_curve(ctx: typer.Context, png: Path | None = typer.Option(None, "--p
 
 @inspect_app.command("export")
 def inspect_export(ctx: typer.Context, out: Path = typer.Option(..., "--out", help="New directory to write."),
-                   format: str = typer.Option("jsonl", "--format", help="jsonl | parquet | hf (datasets.load_from_disk)."),
+                   format: str = typer.Option("jsonl", "--format",
+                                              help="jsonl | parquet | hf (datasets.load_from_disk)."),
                    verified: bool = typer.Option(False, "--verified", help="Only verified samples."),
                    as_json: bool = JsonOpt) -> None:
     """Export samples with problem, completion, rewards and provenance."""
@@ -257,10 +298,12 @@ def export_model_cmd(
         dtype: str = typer.Option("bfloat16", "--dtype", help="merged16 weights: bfloat16 | float16 | float32."),
         outtype: str = typer.Option("f16", "--outtype", help="gguf tensors: f16 | bf16 | q8_0 | f32."),
         converter: str | None = typer.Option(None, "--converter", help="llama.cpp convert_hf_to_gguf.py path, "
-                                                "or 'builtin' (default: $LOOP_LLAMA_CPP_CONVERT, then PATH, then builtin)."),
+                                                "or 'builtin' (default: $LOOP_LLAMA_CPP_CONVERT, then PATH, "
+                                                "then builtin)."),
         force: bool = typer.Option(False, "--force", help="Replace a non-empty --out directory."),
         config: Path | None = ConfigOpt, set: list[str] | None = SetOpt,
-        store: Path | None = typer.Option(None, "--store", help="DuckDB store file (default: from the config).")) -> None:
+        store: Path | None = typer.Option(None, "--store",
+                                          help="DuckDB store file (default: from the config).")) -> None:
     """Export a model version (default: the current accepted model) with a lineage model card."""
     from loop.export.errors import ExportError
     from loop.export.model import export_model
@@ -268,7 +311,7 @@ def export_model_cmd(
     try:
         lin = export_model(path, out, fmt, round=round, version=model_version, run_id=run, dtype=dtype,
                            outtype=outtype, converter=converter, force=force)
-    except (ExportError, *_known_errors()) as e:
+    except _known_errors(ExportError) as e:
         _fail(str(e))
     m = lin["model"]
     typer.echo(f"exported model {m['version']} (round {m['round']}, run {m['run_id']}) as {fmt} to {out}")
@@ -279,4 +322,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

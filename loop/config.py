@@ -68,7 +68,7 @@ class SourceSettings(_Strict):
                                                   "a 13-gram with them are rejected (decontamination).")
 
     @model_validator(mode="after")
-    def _check(self) -> "SourceSettings":
+    def _check(self) -> SourceSettings:
         if self.kind == "jsonl" and not self.path:
             raise ValueError("a jsonl source needs 'path'")
         if any(lv not in (1, 2, 3, 4) for lv in self.levels):
@@ -86,7 +86,7 @@ class CurriculumSettings(_Strict):
     resample_max: int = Field(0, ge=0, description="Earlier problems re-added per round, at most; 0 = no resampling.")
 
     @model_validator(mode="after")
-    def _check(self) -> "CurriculumSettings":
+    def _check(self) -> CurriculumSettings:
         if not 0 <= self.band[0] <= self.band[1] <= 1:
             raise ValueError(f"band must satisfy 0 <= lo <= hi <= 1, got {list(self.band)}")
         return self
@@ -210,7 +210,7 @@ class GRPOSettings(_Strict):
                                                               "strictly inside (lo, hi).")
 
     @model_validator(mode="after")
-    def _check(self) -> "GRPOSettings":
+    def _check(self) -> GRPOSettings:
         if self.batch_size % self.num_generations:
             raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of num_generations "
                              f"({self.num_generations})")
@@ -270,7 +270,7 @@ def parse_duration(text: str | int | float) -> float:
         s = str(text).strip().lower()
         parts = _DURATION_PART.findall(s)
         if not parts or "".join(n + u for n, u in parts) != s:
-            raise ValueError(f"invalid duration {text!r}: expected e.g. 45s, 30m, 2h, 1h30m")
+            raise ValueError(f"invalid duration {text!r}: expected e.g. 45s, 30m, 2h, 1h30m") from None
         seconds = sum(float(n) * _UNIT_S[u] for n, u in parts)
     if not 0 < seconds < float("inf"):
         raise ValueError(f"invalid duration {text!r}: must be a finite number > 0")

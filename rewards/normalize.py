@@ -41,8 +41,10 @@ _WRAPPERS = re.compile(
     r"\\(?:text|textrm|textbf|textit|texttt|mathrm|mathbf|mathit|mathsf|mbox|"
     r"operatorname|boldsymbol|bm|hbox)\s*\{([^{}]*)\}"
 )
-_TEXT_UNIT = re.compile(r"^([-+]?\s*\d+(?:\.\d+)?)\s*\\(?:text|mbox)\s*\{\s*[a-zA-Z][a-zA-Z .]*\}(?:\s*\^\s*\{?[23]\}?)?$")
-_SPACING = re.compile(r"(?<!\\)\\(?:[,;:! ]|quad|qquad|displaystyle|textstyle|left|right|big|Big|bigg|Bigg)(?![a-zA-Z])")
+_TEXT_UNIT = re.compile(r"^([-+]?\s*\d+(?:\.\d+)?)\s*\\(?:text|mbox)\s*\{\s*[a-zA-Z][a-zA-Z .]*\}"
+                        r"(?:\s*\^\s*\{?[23]\}?)?$")
+_SPACING = re.compile(r"(?<!\\)\\(?:[,;:! ]|quad|qquad|displaystyle|textstyle|left|right|big|Big|bigg|Bigg)"
+                      r"(?![a-zA-Z])")
 _DEGREE = re.compile(r"\bdegrees?\b|\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree|\^\s*\{\s*\\text\{o\}\s*\}")
 _PERCENT = re.compile(r"\\?%|\bpercent\b")
 _CURRENCY = re.compile(r"\\\$|\$|\bUSD\b|\bdollars?\b|\bcents?\b|\\euro|\\pounds", re.I)
@@ -129,7 +131,8 @@ class Num:
 
 _INT = r"\d+"
 _DEC = r"(?:\d+\.\d*|\.\d+|\d+)"
-_PLAIN = re.compile(rf"^([-+]?)\s*({_DEC})(?:\s*(?:e|E|\\times\s*10\s*\^|\*\s*10\s*\*\*|\\cdot\s*10\s*\^)\s*\{{?\s*([-+]?\d{{1,3}})\s*\}}?)?$")
+_PLAIN = re.compile(rf"^([-+]?)\s*({_DEC})"
+                    r"(?:\s*(?:e|E|\\times\s*10\s*\^|\*\s*10\s*\*\*|\\cdot\s*10\s*\^)\s*\{?\s*([-+]?\d{1,3})\s*\}?)?$")
 _SLASH = re.compile(rf"^([-+]?)\s*({_INT})\s*/\s*({_INT})$")
 _FRAC = re.compile(r"^([-+]?)\s*(\d+)?\s*\\frac\s*(?:\{\s*(\d+)\s*\}|(\d))\s*(?:\{\s*(\d+)\s*\}|(\d))$")
 _MAX_DIGITS = 400  # beyond this, numbers go to the guarded slow path

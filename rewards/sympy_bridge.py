@@ -169,4 +169,5 @@ def _stuck(seconds: float) -> None:
 
 
 # Underscored tasks exist for the test-suite (hung/slow workers).
-TASKS: dict[str, Callable[..., Any]] = {"equal": equal, "solve": solve, "ping": _ping, "_sleep": time.sleep, "_stuck": _stuck}
+TASKS: dict[str, Callable[..., Any]] = {"equal": equal, "solve": solve, "ping": _ping,
+                                        "_sleep": time.sleep, "_stuck": _stuck}

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import duckdb
 
@@ -59,7 +60,8 @@ class Store:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise StoreError(f"{self.path.parent}: cannot create store directory: {e.strerror}") from e
-        config = {} if external_access else {"enable_external_access": False, "lock_configuration": True}
+        config: dict[str, str | bool | int | float | list[str]] = (
+            {} if external_access else {"enable_external_access": False, "lock_configuration": True})
         try:
             self.con = duckdb.connect(str(self.path), read_only=read_only, config=config)
         except (duckdb.Error, OSError) as e:
@@ -80,7 +82,7 @@ class Store:
     def close(self) -> None:
         self.con.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -218,6 +220,7 @@ def migrate_store(path: str | Path) -> tuple[int, int]:
     if not p.exists():
         raise StoreError(f"{p}: no store here")
     with StoreLock(p), Store(p) as st:
+        assert st.migrated_from is not None  # a writable open always migrates
         return st.migrated_from, st._version()
 
 

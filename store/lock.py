@@ -66,7 +66,7 @@ class StoreLock:
         """The locked descriptor while held, else None."""
         return self._lock.fd
 
-    def acquire(self, tries: int = 5) -> "StoreLock":
+    def acquire(self, tries: int = 5) -> StoreLock:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             locked = self._lock.acquire(tries)
@@ -90,7 +90,7 @@ class StoreLock:
         that died holding the lock (the file itself stays; it is never the lock)."""
         self._lock.release(unlink=False)
 
-    def __enter__(self) -> "StoreLock":
+    def __enter__(self) -> StoreLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

@@ -100,7 +100,8 @@ SAMPLE_COLS = ("s.sample_id, s.round, s.problem_id, s.idx, p.question, p.answer,
 
 def samples(store: Store, run_id: str, verified: bool | None = None, round: int | None = None,
             problem_id: str | None = None, limit: int = 10) -> list[dict]:
-    where, params = ["s.run_id = ?"], [run_id]
+    where: list[str] = ["s.run_id = ?"]
+    params: list[object] = [run_id]
     if verified is not None:
         where.append("s.verified = ?")
         params.append(verified)

@@ -70,3 +70,13 @@ def test_resolved_config_round_trips_through_yaml(tmp_path):
 def test_builtin_defaults_equal_default_yaml():
     # `loop start` without --config must run the same job as configs/default.yaml
     assert load_config(ROOT / "configs" / "default.yaml") == Config()
+
+
+def test_config_show_rows_name_every_leaf_with_its_description():
+    from loop.config_docs import rows
+    cfg = load_config(None, ["propose.sources=[{kind: arithmetic, count: 3}, {kind: arithmetic, count: 5}]"])
+    table = {k: (v, d) for k, v, d in rows(cfg)}
+    assert table["sample.group_size"][0] == cfg.sample.group_size          # a resolved leaf
+    assert table["propose.sources.1.count"][0] == 5                        # list items by index
+    assert "propose.sources" not in table and "sample" not in table        # sections are not leaves
+    assert all(d for d in (d for _, d in table.values()))                   # every leaf documented

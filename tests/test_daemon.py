@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 import cli
 from loop import log
 from loop.config import ConfigError, load_config, parse_duration
-from loop.daemon.runfiles import AlreadyRunning, PidFile, children, holder, kill_tree, pid_alive, read_status, \
+from loop.daemon.runfiles import AlreadyRunning, PidFile, children, kill_tree, pid_alive, read_status, running_pid, \
     wait_gone, write_status
 from loop.runner import STAGE_NAMES, StopToken, run_rounds
 from store.db import Store
@@ -120,16 +120,16 @@ def test_daemon_and_evaluate_config():
 
 def test_pid_file_one_holder_and_stale_takeover(tmp_path):
     first = PidFile(tmp_path).acquire()
-    assert holder(tmp_path) == os.getpid()
+    assert running_pid(tmp_path) == os.getpid()
     with pytest.raises(AlreadyRunning, match=f"already running here \\(pid {os.getpid()}\\)"):
         PidFile(tmp_path).acquire()  # a second open file description conflicts, even in one process
     first.release()
-    assert holder(tmp_path) is None and not (tmp_path / "loop.pid").exists()
+    assert running_pid(tmp_path) is None and not (tmp_path / "loop.pid").exists()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     (tmp_path / "loop.pid").write_text(dead.stdout)  # left by a process that died
-    assert holder(tmp_path) is None
+    assert running_pid(tmp_path) is None
     again = PidFile(tmp_path).acquire()
-    assert again.stale_pid == int(dead.stdout) and holder(tmp_path) == os.getpid()
+    assert again.stale_pid == int(dead.stdout) and running_pid(tmp_path) == os.getpid()
     again.release()
 
 
@@ -233,7 +233,7 @@ def test_scheduled_jobs_retry_then_give_up_after_max_failures(tmp_path):
     events = log.read(tmp_path / "run")
     assert [e["failures"] for e in events if e["event"] == "job_error"] == [1, 2]
     assert "scheduled" in [e["event"] for e in events]  # the first failure was followed by another run
-    assert read_status(tmp_path / "run")["state"] == "failed" and holder(tmp_path / "run") is None
+    assert read_status(tmp_path / "run")["state"] == "failed" and running_pid(tmp_path / "run") is None
 
 
 @pytest.mark.parametrize("cmd", [["status"], ["stop"]])
@@ -333,7 +333,7 @@ def test_second_ctrl_c_stops_at_once_and_kills_the_child(tmp_path):
         assert proc.poll() is None and pid_alive(child)  # ...but not the child in its own session
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(10) == 130
-        assert wait_gone(child, 10) and holder(run) is None
+        assert wait_gone(child, 10) and running_pid(run) is None
     finally:
         kill_tree(proc.pid)
     err = proc.stderr.read()
@@ -360,7 +360,7 @@ def test_ctrl_c_spares_the_training_child_and_stop_now_kills_it(tmp_path):
     finally:
         kill_tree(proc.pid)
     done = assert_consistent(run / "loop.duckdb")
-    assert (1, "train") not in done and holder(run) is None
+    assert (1, "train") not in done and running_pid(run) is None
     assert _invoke_start(run, 1, *grpo).exit_code == 0  # a restart resumes at the train stage
     done = assert_consistent(run / "loop.duckdb")
     assert {(1, "train.grpo"), (1, "evaluate")} <= done

@@ -84,7 +84,16 @@ def test_malformed_seed_line_is_named(tmp_path):
         assert st.scalar("SELECT count(*) FROM problems") == 0
 
 
-@pytest.mark.parametrize("cmd", [[], ["start"], ["inspect"], ["inspect", "samples"]])
+def _commands(group=None, path=()):
+    """Every command path of the CLI, groups included (walks typer's click tree)."""
+    import typer.main
+    group = group or typer.main.get_command(cli.app)
+    yield list(path)
+    for name, sub in getattr(group, "commands", {}).items():
+        yield from _commands(sub, (*path, name))
+
+
+@pytest.mark.parametrize("cmd", list(_commands()), ids=lambda c: " ".join(c) or "loop")
 def test_every_command_has_help(cmd):
     res = runner.invoke(cli.app, [*cmd, "--help"])
     assert res.exit_code == 0 and "Usage" in res.output

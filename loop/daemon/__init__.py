@@ -40,13 +40,17 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loop import log
 from loop import runner as round_runner  # a module attribute: tests swap round_runner.run_rounds
 from loop.config import Config, parse_duration
-from loop.daemon.runfiles import AlreadyRunning, PidFile, holder, kill_tree, read_status, wait_gone, write_status
+from loop.daemon.runfiles import AlreadyRunning, PidFile, kill_tree, read_status, running_pid, wait_gone, write_status
 from store import queries
 from store.db import Store, StoreError
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.background import BackgroundScheduler
 
 __all__ = ["serve", "start_daemon", "status", "stop", "DaemonError", "AlreadyRunning", "parse_duration"]
 JOB_ID, OUT_NAME = "run_round", "daemon.out"
@@ -70,7 +74,7 @@ class _Runner:
         self.finished: int | None = None       # rounds the run has, learned from events
         self.failures = 0
         self.error: BaseException | None = None
-        self.sched = None
+        self.sched: BackgroundScheduler | None = None
         self._busy = threading.Event()
         self._overran = False
         self._lock = threading.Lock()
@@ -132,11 +136,11 @@ class _Runner:
         worker.join()
 
     def run_scheduled(self) -> None:
-        self.sched = _scheduler(self)
-        self.sched.start()
+        self.sched = sched = _scheduler(self)
+        sched.start()
         self.update(next_run_at=self.next_run_at())  # the first job starts at once
         self._wait_stop(lambda: not self.token.stopped)
-        self.sched.shutdown(wait=True)  # the running job (if any) has finished its stage by now
+        sched.shutdown(wait=True)  # the running job (if any) has finished its stage by now
 
     def _wait_stop(self, alive) -> None:
         """Wait (taking signals) while `alive()`; once a stop is requested, wait for the job."""
@@ -165,6 +169,7 @@ class _Runner:
             return
         if self._overran:
             self._overran = False
+            assert self.sched is not None  # a listener of the running scheduler
             self.sched.modify_job(JOB_ID, next_run_time=dt.datetime.now(dt.UTC))
         self.update(state="idle", round=None, stage=None, next_run_at=self.next_run_at())
         log.event("scheduled", next_run_at=self.status["next_run_at"])
@@ -186,7 +191,7 @@ class _Runner:
             os.write(2, b"\nloop: stopping after the current stage (Ctrl-C again to stop at once)\n")
 
 
-def _scheduler(runner: _Runner):
+def _scheduler(runner: _Runner) -> BackgroundScheduler:
     from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES
     from apscheduler.executors.pool import ThreadPoolExecutor
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -256,7 +261,7 @@ def _restore_signals(old: dict | None) -> None:
 def start_daemon(cfg: Config, rounds: int | None, every: float | str, wait_s: float = 60.0) -> dict:
     """Detach a daemon on this config; return its status once it holds the run directory."""
     run_dir = Path(cfg.run.dir)
-    pid = holder(run_dir)
+    pid = running_pid(run_dir)
     if pid is not None:
         raise AlreadyRunning(run_dir, pid)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -266,6 +271,7 @@ def start_daemon(cfg: Config, rounds: int | None, every: float | str, wait_s: fl
     with open(run_dir / OUT_NAME, "ab") as out:
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
                                 cwd=os.getcwd(), start_new_session=True)
+    assert proc.stdin is not None  # stdin=PIPE
     proc.stdin.write(json.dumps(cfg.model_dump(mode="json")).encode())
     proc.stdin.close()
     end = time.monotonic() + wait_s
@@ -300,7 +306,7 @@ def status(cfg: Config) -> dict:
     """Running or not, pid, round and stage, last round's numbers, next run time."""
     run_dir = Path(cfg.run.dir)
     st = read_status(run_dir)
-    pid = holder(run_dir)
+    pid = running_pid(run_dir)
     keep = ("mode", "state", "round", "stage", "stage_started_at", "next_run_at", "started_at", "updated_at",
             "run_id", "rounds_target", "every_s", "finished_rounds", "last_round", "last_stage", "last_error")
     out = {"running": pid is not None, "pid": pid, "run_dir": str(run_dir),
@@ -357,7 +363,7 @@ def describe(st: dict) -> str:
 def stop(cfg: Config, now: bool = False, timeout: float = 600.0) -> dict:
     """Stop the loop running in the run directory: SIGTERM (graceful) or, `now`, SIGKILL; wait."""
     run_dir = Path(cfg.run.dir)
-    pid = holder(run_dir)
+    pid = running_pid(run_dir)
     if pid is None:
         return {"was_running": False, "run_dir": str(run_dir)}
     before = read_status(run_dir)

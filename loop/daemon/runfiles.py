@@ -46,7 +46,7 @@ class PidFile:
         self._lock = FileLock(self.path)
         self.stale_pid: int | None = None  # pid recorded by a holder that died
 
-    def acquire(self, tries: int = 5) -> "PidFile":
+    def acquire(self, tries: int = 5) -> PidFile:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if not self._lock.acquire(tries):
             raise AlreadyRunning(self.run_dir, _read_pid(self.path))
@@ -62,7 +62,7 @@ class PidFile:
         self._lock.release(unlink=True)
 
 
-def holder(run_dir: str | Path) -> int | None:
+def running_pid(run_dir: str | Path) -> int | None:
     """The pid of the live loop holding `run_dir`, or None (no pid file, or its holder died)."""
     path = Path(run_dir) / PID_NAME
     pid = _read_pid(path)

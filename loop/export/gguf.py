@@ -142,7 +142,8 @@ def _check_same_tokenizer(a: dict, b: dict) -> None:
     from tokenizers import Tokenizer
     ta, tb = Tokenizer.from_str(json.dumps(a)), Tokenizer.from_str(json.dumps(b))
     ids = ta.encode(PROBE).ids
-    if tb.encode(PROBE).ids != ids or tb.decode(ids, skip_special_tokens=False) != ta.decode(ids, skip_special_tokens=False):
+    if (tb.encode(PROBE).ids != ids
+            or tb.decode(ids, skip_special_tokens=False) != ta.decode(ids, skip_special_tokens=False)):
         raise ExportError("cannot normalize the tokenizer for GGUF: dropping its byte fallback changes tokenization")
 
 

@@ -124,6 +124,7 @@ def _select(st, rid: str | None, round: int | None, version: str | None) -> dict
             raise ExportError(f"model version prefix {version!r} is ambiguous: "
                               f"{', '.join(r['model_version'] for r in rows)}")
         return rows[0]
+    assert rid is not None  # lineage() resolves the run when no version is given
     if round is not None:
         row = lineage_q.accepted_in_round(st, rid, round)
         if row is None:
@@ -290,7 +291,8 @@ def _usage(ex: dict, b: dict) -> str:
                 "model = PeftModel.from_pretrained(base, 'THIS_DIR')\ntok = AutoTokenizer.from_pretrained('THIS_DIR')")
     if ex["format"] == "merged16":
         return ("from transformers import AutoModelForCausalLM, AutoTokenizer\n"
-                "model = AutoModelForCausalLM.from_pretrained('THIS_DIR')\ntok = AutoTokenizer.from_pretrained('THIS_DIR')")
+                "model = AutoModelForCausalLM.from_pretrained('THIS_DIR')\n"
+                "tok = AutoTokenizer.from_pretrained('THIS_DIR')")
     f = f"model-{ex['outtype']}.gguf"
     return (f"# llama.cpp: llama-cli -m THIS_DIR/{f}\nfrom transformers import AutoModelForCausalLM\n"
             f"model = AutoModelForCausalLM.from_pretrained('THIS_DIR', gguf_file={f!r})")

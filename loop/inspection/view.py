@@ -7,6 +7,7 @@ which is optional: without it, a clear InspectError says what to install.
 from __future__ import annotations
 
 import json
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 from rich import box
@@ -35,7 +36,7 @@ def short(v, n: int = 10) -> str:
 WRAP = {"question", "value", "sample", "problem"}  # long text columns wrap; the rest are cut with an ellipsis
 
 
-def _table(title: str | None, cols: list[str], rows: list[list[str]], right: set[str] = frozenset(),
+def _table(title: str | None, cols: list[str], rows: list[list[str]], right: AbstractSet[str] = frozenset(),
            compact: bool = False) -> Table:
     t = Table(title=title, box=box.SIMPLE_HEAD, padding=0, pad_edge=False) if compact else Table(title=title)
     for c in cols:
@@ -85,8 +86,8 @@ def render_rounds(data: dict) -> None:
              num(r["train_examples"]), pct(r["heldout_accuracy"]), pct(r["format_rate"]),
              KEPT[r.get("accepted")], short(r["model_version"], 6)] for r in data["rounds"]]
     out.print(_table(f"run {data['run_id']}\nacc = held-out accuracy (round 0: before training); "
-                     "kept = the evaluation gate kept the round's model", cols, rows, right=set(cols) - {"kept", "model"},
-                     compact=True))
+                     "kept = the evaluation gate kept the round's model", cols, rows,
+                     right=set(cols) - {"kept", "model"}, compact=True))
 
 
 def render_problems(rows: list[dict]) -> None:

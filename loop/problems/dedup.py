@@ -123,7 +123,7 @@ class NearDupIndex:
 
     def query(self, text: str) -> list[tuple[Any, float]]:
         sh = shingles(text, self.kind, self.n)
-        candidates = set()
+        candidates: set[Any] = set()
         for bucket, key in zip(self._buckets, self._band_keys(self.signature(sh))):
             candidates.update(bucket.get(key, ()))
         scored = [(cid, jaccard(sh, self._sets[cid])) for cid in candidates]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Set as AbstractSet
 
 import sympy
 
@@ -54,7 +55,7 @@ LEVELS = {1: _level1, 2: _level2, 3: _level3, 4: _level4}
 TEMPLATES = ["What is {e}?", "Compute {e}.", "Calculate {e}.", "What is the value of {e}?"]
 
 
-def arithmetic(count: int, levels: list[int], seed: int, exclude: set[str] = frozenset()) -> list[Problem]:
+def arithmetic(count: int, levels: list[int], seed: int, exclude: AbstractSet[str] = frozenset()) -> list[Problem]:
     """`count` distinct problems, levels spread evenly, none whose expression is in `exclude`."""
     r = random.Random(seed)
     out: dict[str, Problem] = {}

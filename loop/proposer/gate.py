@@ -244,22 +244,24 @@ class Gate:
         """All checks for a parsed proposal; `run_program(program) -> SandboxResult`."""
         if not parsed.ok:
             return Check(parsed.reason)
-        if hit := self.text_reason(parsed.problem):
+        problem, program = parsed.problem, parsed.program
+        assert problem is not None and program is not None  # an ok parse has both
+        if hit := self.text_reason(problem):
             return Check(hit[0], detail=hit[1])
-        extra = program_numbers(parsed.program) - text_numbers(parsed.problem) - FREE_NUMBERS
+        extra = program_numbers(program) - text_numbers(problem) - FREE_NUMBERS
         if extra:
             return Check("program_mismatch", detail={"numbers": sorted(str(x) for x in extra)})
-        if why := trivial_reason(parsed.problem, parsed.program):
+        if why := trivial_reason(problem, program):
             return Check(why)
-        res = run_program(parsed.program)
+        res = run_program(program)
         detail = {"sandbox_s": round(res.elapsed_s, 3), "sandbox_detail": res.detail[:300]}
         if not res.ok:
             return Check(res.reason, detail=detail)
         answer = res.output.strip()
         if why := answer_reason(answer):
             return Check(why, answer, detail)
-        if Fraction(answer) in {Fraction(m.group().replace(",", "")) for m in _TEXT_NUM.finditer(parsed.problem)}:
+        if Fraction(answer) in {Fraction(m.group().replace(",", "")) for m in _TEXT_NUM.finditer(problem)}:
             return Check("trivial:answer_given", answer, detail)
-        if (frozenset(text_numbers(parsed.problem)), answer) in self.held_answers:
+        if (frozenset(text_numbers(problem)), answer) in self.held_answers:
             return Check("contaminated", answer, {**detail, "match": "heldout_answer"})
         return Check("ok", answer, detail)

@@ -88,8 +88,10 @@ def judge(gate: Gate, attempt: int, raw: str, finish: str, prompt: list[dict],
           room: bool, runner: Callable = run_program) -> Proposal:
     """Parse and gate one completion; a valid one when the quota is full is 'quota'."""
     parsed = parse(raw, finish)
-    if parsed.ok and not room and gate.text_reason(parsed.problem) is None:
-        return Proposal(attempt, raw, prompt, parsed, "quota")
+    if parsed.ok and not room:
+        assert parsed.problem is not None  # an ok parse has a problem
+        if gate.text_reason(parsed.problem) is None:
+            return Proposal(attempt, raw, prompt, parsed, "quota")
     v = gate.check(parsed, runner)
     return Proposal(attempt, raw, prompt, parsed, v.reason, v.answer, {**v.detail, "finish_reason": finish})
 
@@ -97,7 +99,8 @@ def judge(gate: Gate, attempt: int, raw: str, finish: str, prompt: list[dict],
 def generate(ctx, src, gate: Gate, pool: list[tuple[str, str]], hint: str, seed: int,
              runner: Callable = run_program) -> list[Proposal]:
     """Waves of proposer generations until `src.count` are kept or the budget is spent."""
-    rng, out, kept = random.Random(seed), [], 0
+    rng, kept = random.Random(seed), 0
+    out: list[Proposal] = []
     budget, wave = src.count * src.attempts, 0
     per_wave = max(GEN_PER_PROMPT, ctx.cfg.sample.batch_size // GEN_PER_PROMPT * GEN_PER_PROMPT)
     sampler = ctx.sampler()
@@ -114,6 +117,7 @@ def generate(ctx, src, gate: Gate, pool: list[tuple[str, str]], hint: str, seed:
                 p = judge(gate, len(out), c.text, c.finish_reason, prompt, kept < src.count, runner)
                 if p.kept:
                     kept += 1
+                    assert p.parsed.problem is not None  # a kept proposal parsed ok
                     gate.add(f"self:{seed}:{p.attempt}", p.parsed.problem)
                 out.append(p)
         wave += 1
@@ -128,6 +132,7 @@ def proposal_rows(ctx, r: int, drawn: list[Proposal], version: str, salt: str):
         pid = hashlib.sha256(f"{ctx.run_id}:{r}:{salt}:{p.attempt}:{version}:{p.raw}".encode()).hexdigest()[:20]
         problem = None
         if p.kept:
+            assert p.parsed.problem is not None and p.answer is not None  # kept: parsed ok, sandbox answered
             problem = Problem(question=p.parsed.problem, answer=p.answer, source="self", kind="self",
                               meta={"program": p.parsed.program, "proposal_id": pid, "round": r,
                                     "model_version": version, "proposer": PROPOSER_VERSION})

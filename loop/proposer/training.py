@@ -38,5 +38,9 @@ class LearnabilityReward:
         for c in completions:
             parsed = parse(c if isinstance(c, str) else c[-1]["content"])
             v = self.gate.check(parsed, self.runner)
-            out.append(learnability(self.solve(parsed.problem, v.answer)) if v.reason == "ok" else 0.0)
+            if v.reason != "ok":
+                out.append(0.0)
+                continue
+            assert parsed.problem is not None and v.answer is not None  # passed: parsed ok, sandbox answered
+            out.append(learnability(self.solve(parsed.problem, v.answer)))
         return out

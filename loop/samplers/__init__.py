@@ -21,6 +21,7 @@ import importlib
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 
@@ -63,7 +64,7 @@ class Sampler(Protocol):
 
     def generate(self, prompts: list[list[dict]], params: SamplingParams,
                  progress: Callable[[int], None] | None = None) -> list[list[Completion]]: ...
-    def set_adapter(self, adapter_dir: str | None) -> None: ...
+    def set_adapter(self, adapter_dir: str | Path | None) -> None: ...
     def close(self) -> None: ...
 
 

@@ -29,6 +29,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from typing import Any
 
 from loop.samplers import Completion, SamplerError, SamplingParams
 from loop.samplers.budget import group_seed
@@ -65,7 +66,8 @@ class OpenAISampler:
             body = self._call("GET", "/models", None, [], timeout=min(self.cfg.timeout_s, 10.0))
         except SamplerError as e:
             raise SamplerError(f"openai backend: endpoint {self.base} is not usable: {e}") from None
-        return [m.get("id") for m in body.get("data", []) if isinstance(m, dict)]
+        # an entry without a string id names no model (None would become the model name)
+        return [m["id"] for m in body.get("data", []) if isinstance(m, dict) and isinstance(m.get("id"), str)]
 
     def _pick_model(self, served: list[str]) -> str:
         if self.cfg.model is None:
@@ -109,7 +111,7 @@ class OpenAISampler:
         texts = [(c.get("message") or {}).get("content") or "" for c in choices]
         tokens = _split_tokens(int(usage.get("completion_tokens") or 0), texts,
                                [c.get("finish_reason") == "length" for c in choices], params.max_new_tokens)
-        meta = {"retries": retries} if retries else {}
+        meta: dict[str, Any] = {"retries": retries} if retries else {}
         if params.n > 1:
             meta["tokens_estimated"] = True
         return [Completion(text=t, prompt_tokens=int(usage.get("prompt_tokens") or 0), completion_tokens=k,

@@ -16,10 +16,12 @@ vLLM's own. Only on the CPU platform: GPUs have their own kernels.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 FIRST_K = 64          # most rows at T<=1 have their nucleus within the top 64 tokens
 MARGIN = 1e-4         # mass beyond p that makes a row's cut certain despite rounding
-_original = None
+_original: Callable[..., Any] | None = None  # vLLM's own apply_top_k_top_p, kept by install()
 
 
 def top_k_top_p(logits, k, p, *, first_k: int = FIRST_K):
@@ -27,7 +29,7 @@ def top_k_top_p(logits, k, p, *, first_k: int = FIRST_K):
     import torch
     vocab = logits.shape[-1]
     if p is None or first_k >= vocab or (k is not None and bool((k > first_k).any())):
-        return _original(logits, k, p)
+        return _vllm(logits, k, p)
     vals, idx = logits.topk(first_k, dim=-1)                    # descending
     if k is not None:                                           # top-k first, renormalized (as vLLM)
         vals = vals.masked_fill(torch.arange(first_k).unsqueeze(0) >= k.unsqueeze(1), float("-inf"))
@@ -45,9 +47,15 @@ def top_k_top_p(logits, k, p, *, first_k: int = FIRST_K):
     out.scatter_(1, idx, vals.masked_fill(~keep, float("-inf")))
     if not bool(covered.all()):                                 # the rest: vLLM's sort, row by row subset
         rows = (~covered).nonzero().squeeze(1)
-        out[rows] = _original(logits[rows].clone(), None, p[rows])
+        out[rows] = _vllm(logits[rows].clone(), None, p[rows])
     logits.copy_(out)
     return logits
+
+
+def _vllm(logits, k, p):
+    """vLLM's own apply_top_k_top_p, which install() keeps before patching ours in."""
+    assert _original is not None, "vllm_topp.install() has not run"
+    return _original(logits, k, p)
 
 
 def install() -> bool:

@@ -15,7 +15,7 @@ from loop.models import model_hash
 from loop.prompts import messages
 from loop.rounds import due
 from loop.trainers.chains import data_hash, select_chains, write_snapshot
-from loop.trainers.job import TrainJob
+from loop.trainers.job import Method, TrainJob
 from loop.trainers.launch import run_child
 from store import pipeline
 
@@ -24,7 +24,8 @@ def stage(ctx: RunContext, r: int) -> StageResult:
     """SFT then GRPO after round r, each when due; each method is its own recorded step."""
     cfg = ctx.cfg.train
     info: StageResult = {}
-    for method, every in (("sft", cfg.sft.every), ("grpo", cfg.grpo.every)):
+    methods: tuple[tuple[Method, int], ...] = (("sft", cfg.sft.every), ("grpo", cfg.grpo.every))
+    for method, every in methods:
         step = f"train.{method}"
         if ctx.is_done(r, step):
             continue
@@ -53,18 +54,19 @@ def grpo_examples(ctx: RunContext, r: int) -> list[dict[str, Any]]:
              "pass_rate": x["pass_rate"]} for x in rows]
 
 
-def _job(ctx: RunContext, r: int, method: str, data: str, out: str) -> TrainJob:
+def _job(ctx: RunContext, r: int, method: Method, data: str, out: str) -> TrainJob:
     cfg = ctx.cfg.train
     _, parent_adapter = ctx.current_model()
-    return TrainJob(method=method, backend=cfg.backend, base=str(ctx.base_dir),  # type: ignore[typeddict-item]
-                    parent_adapter=str(parent_adapter) if parent_adapter else None, data=data, out=out,
-                    seed=ctx.round_seed(r, method), threads=ctx.cfg.run.threads,
-                    lora=cfg.lora.model_dump(mode="json"), gradient_checkpointing=cfg.gradient_checkpointing,
-                    rewards=[x.model_dump(mode="json") for x in ctx.cfg.verify.rewards],
-                    **{method: getattr(cfg, method).model_dump(mode="json")})
+    job = TrainJob(method=method, backend=cfg.backend, base=str(ctx.base_dir),
+                   parent_adapter=str(parent_adapter) if parent_adapter else None, data=data, out=out,
+                   seed=ctx.round_seed(r, method), threads=ctx.cfg.run.threads,
+                   lora=cfg.lora.model_dump(mode="json"), gradient_checkpointing=cfg.gradient_checkpointing,
+                   rewards=[x.model_dump(mode="json") for x in ctx.cfg.verify.rewards])
+    job[method] = getattr(cfg, method).model_dump(mode="json")  # the method's own settings: job["sft"] or job["grpo"]
+    return job
 
 
-def _train(ctx: RunContext, r: int, method: str, examples: list[dict[str, Any]]) -> StageResult:
+def _train(ctx: RunContext, r: int, method: Method, examples: list[dict[str, Any]]) -> StageResult:
     parent_version, _ = ctx.current_model()
     work = ctx.run_dir / "train" / f"round-{r:03d}-{method}"
     write_snapshot(examples, work / "data.parquet")
@@ -79,6 +81,6 @@ def _train(ctx: RunContext, r: int, method: str, examples: list[dict[str, Any]])
     info = {"model_version": version, "parent": parent_version, "examples": len(examples), **metrics}
     row = {"model_version": version, "parent": parent_version, "run_id": ctx.run_id, "round": r,
            "kind": "lora", "base_path": str(ctx.base_dir), "path": str(out), "data_hash": data_hash(examples),
-           "config": {k: job[k] for k in ("method", "backend", "lora", method)},  # type: ignore[literal-required]
+           "config": {"method": job["method"], "backend": job["backend"], "lora": job["lora"], method: job[method]},
            "metrics": {**metrics, "accepted": True}}
     return ctx.commit(r, f"train.{method}", info, lambda store: store.insert_rows("models", [row]))

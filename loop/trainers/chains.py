@@ -66,7 +66,7 @@ def s1_select(best: list[dict], n: int, quality: bool, max_pass_rate: float, see
 def repair(text: str, extracted: str | None, gold: str) -> str:
     """Wrap a verified but unformatted chain: reasoning up to the answer, then the answer."""
     cut = text.rfind(extracted) if extracted else -1
-    reasoning = text[:cut + len(extracted)] if cut >= 0 else text
+    reasoning = text[:cut + len(extracted)] if extracted and cut >= 0 else text  # cut >= 0 only when extracted
     return format_chain(reasoning or f"The answer is {gold}.", gold)
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypedDict
 
+Method = Literal["sft", "grpo"]
+
 
 class TrainJob(TypedDict, total=False):
-    method: Literal["sft", "grpo"]
+    method: Method
     backend: str                        # train.backend: auto | trl | unsloth
     base: str                           # the base model folder
     parent_adapter: str | None          # the current adapter, continued; None = a fresh LoRA

@@ -21,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+from loop.trainers.job import TrainJob
+
 CHILD_MODULE = "loop.trainers.child"
 
 
@@ -28,7 +30,7 @@ class TrainError(RuntimeError):
     pass
 
 
-def run_child(job: dict, job_path: Path, threads: int | None, launcher: str | None = None) -> dict:
+def run_child(job: TrainJob, job_path: Path, threads: int | None, launcher: str | None = None) -> dict:
     """Run the training job in a child process (under `launcher`, e.g. `accelerate launch
     --num_processes 4`, one per GPU); return its metrics."""
     job_path.write_text(json.dumps(job, indent=2))

@@ -46,6 +46,6 @@ def install() -> bool:
     """Patch TRL where its Triton kernel is missing; True when the fallback is active."""
     import trl.trainer.utils as tu
     if getattr(tu, "_ChunkedLogProbFunction", None) is None:
-        tu._ChunkedLogProbFunction = TorchChunkedLogProb
+        tu._ChunkedLogProbFunction = TorchChunkedLogProb  # type: ignore[misc,assignment]  # monkeypatch: same .apply
         return True
     return False
