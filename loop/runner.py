@@ -14,7 +14,9 @@ start/end/stop go to the structured log (`loop.log`) and to `on_event(dict)`.
 
 Invariants:
 - One writer: `open_run` takes the store's lock (`store.lock`) before opening it and
-  holds it until `RunContext.close()`; a second `loop start` is refused.
+  holds it until `RunContext.close()`; a second `loop start` is refused. The DuckDB file
+  itself is held only inside the writer's queries and transactions (`Store(hold=False)`),
+  so `loop inspect` reads it mid-round.
 - A stage is marked 'running' (own transaction) before it starts and 'done' in the
   same transaction as its outputs; a round is marked done, idempotently, whenever
   all its stages are done, so a kill between the last stage and that mark heals.
@@ -72,7 +74,7 @@ def open_run(cfg: Config) -> RunContext:
         if lock.took_over:
             console.print(f"[yellow]took over a stale store lock[/] from a process that is gone "
                           f"({describe(lock.took_over, held=False)})")
-        store = Store(cfg.store_path)
+        store = Store(cfg.store_path, hold=False)  # the file only inside its transactions: readers get in
         run_id = runs.register_run(store, cfg.model_dump(mode="json"), __version__)
         run_dir = Path(cfg.run.dir)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -101,11 +103,13 @@ def run_rounds(cfg: Config, rounds: int | None, stop: StopToken | None = None, *
         if not ctx.is_done(0, "evaluate") and not _run_stage(ctx, 0, "evaluate", STAGES["evaluate"], stop, emit):
             return ctx
         for r in range(1, last + 1):
-            if not all(ctx.is_done(r, s) for s in STAGE_NAMES):
-                _begin_round(ctx, r)
-                for name in STAGE_NAMES:
-                    if not ctx.is_done(r, name) and not _run_stage(ctx, r, name, STAGES[name], stop, emit):
-                        return ctx
+            with ctx.store.session():  # one open for the round's bookkeeping
+                todo = [s for s in STAGE_NAMES if not ctx.is_done(r, s)]
+                if todo:
+                    _begin_round(ctx, r)
+            for name in todo:
+                if not _run_stage(ctx, r, name, STAGES[name], stop, emit):
+                    return ctx
             if _end_round(ctx, r):  # also closes a round killed after its last stage committed
                 emit("round_end", round=r, numbers=round_summary(ctx.store, ctx.run_id, r))
         emit("run_end", run_id=ctx.run_id, finished=max(last, done))

@@ -11,12 +11,22 @@ Invariants:
   and the cause (corrupt, disk full, read-only, in use by a running `loop start`);
   a failed write rolls back, so what was committed before stays intact.
 - One writer: `loop start` holds `store.lock.StoreLock` while it writes.
+- Readers while a run writes: DuckDB admits one read-write process OR any number of
+  read-only ones. The run's writer opens the store with `hold=False`: it holds the
+  file only inside `session()` (each `transaction()`, `query()`, `scalar()` opens one
+  when none is open, closing it, and so checkpointing, at the end), never across a
+  stage's sampling or training. A reader (`read_only=True`) that finds the file locked
+  retries for up to `READ_WAIT_S`; the writer that finds it held by readers retries
+  for up to `WRITE_WAIT_S`, saying on stderr whom it waits for. A reader sees the store
+  as of the writer's last commit: a committed stage, never half of one.
 - `StoreError` lives in `store.errors` (no dependencies) and is re-exported here.
 """
 from __future__ import annotations
 
 import json
 import re
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -42,6 +52,9 @@ def migrations() -> list[tuple[int, str, str]]:
 
 
 SCHEMA_VERSION = migrations()[-1][0]
+READ_WAIT_S = 30.0    # a reader waits this long for the writer's transaction to end
+WRITE_WAIT_S = 600.0  # the writer waits this long for readers (a stage's outputs wait to commit)
+RETRY_S = (0.01, 0.2)  # first and longest pause between tries
 DAMAGE_ERRORS = (duckdb.IOException, duckdb.SerializationException, duckdb.FatalException,
                  duckdb.InternalException)
 
@@ -50,8 +63,10 @@ class Store:
     """A DuckDB store file. `read_only` never writes; `external_access=False` also
     forbids the SQL from touching any other file (for user-typed queries)."""
 
-    def __init__(self, path: str | Path, read_only: bool = False, external_access: bool = True):
+    def __init__(self, path: str | Path, read_only: bool = False, external_access: bool = True,
+                 hold: bool = True):
         self.path = Path(path)
+        self.read_only = read_only
         self.migrated_from: int | None = None  # schema version before this open migrated it
         if read_only and not self.path.exists():
             raise StoreError(f"{self.path}: no store here (run `loop start` first)")
@@ -60,12 +75,9 @@ class Store:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise StoreError(f"{self.path.parent}: cannot create store directory: {e.strerror}") from e
-        config: dict[str, str | bool | int | float | list[str]] = (
+        self._config: dict[str, str | bool | int | float | list[str]] = (
             {} if external_access else {"enable_external_access": False, "lock_configuration": True})
-        try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only, config=config)
-        except (duckdb.Error, OSError) as e:
-            raise StoreError(_open_error(self.path, e)) from e
+        self._con: duckdb.DuckDBPyConnection | None = self._connect()
         try:
             self._check_intact()
             if read_only:
@@ -73,14 +85,54 @@ class Store:
             else:
                 self.migrate()
         except duckdb.Error as e:
-            self.con.close()
+            self.close()
             raise StoreError(_open_error(self.path, e)) from e
         except BaseException:
-            self.con.close()
+            self.close()
             raise
+        if not hold:
+            self.close()  # from now on only inside session(): readers may open the file between
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The open connection (inside `session()`/`transaction()`, or for a holding store)."""
+        if self._con is None:
+            raise StoreError(f"{self.path}: no connection open (use Store.session())")
+        return self._con
 
     def close(self) -> None:
-        self.con.close()
+        if self._con is not None:
+            con, self._con = self._con, None
+            con.close()
+
+    @contextmanager
+    def session(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Hold the file for this block (reentrant); a store opened with hold=False closes it after."""
+        if self._con is not None:
+            yield self._con
+            return
+        self._con = self._connect()
+        try:
+            yield self._con
+        finally:
+            self.close()
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        """Open the file, retrying while another process holds a conflicting DuckDB lock."""
+        wait = READ_WAIT_S if self.read_only else WRITE_WAIT_S
+        t0, pause, told = time.monotonic(), RETRY_S[0], False
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=self.read_only, config=self._config)
+            except (duckdb.Error, OSError) as e:
+                waited = time.monotonic() - t0
+                if "Conflicting lock" not in str(e) or waited >= wait:
+                    raise StoreError(_open_error(self.path, e, waited)) from e
+                if not self.read_only and not told and waited > 5:
+                    told = True
+                    sys.stderr.write(f"loop: waiting for a reader of {self.path} to close it ({_lock_pid(e)})\n")
+            time.sleep(pause)
+            pause = min(pause * 2, RETRY_S[1])
 
     def __enter__(self) -> Store:
         return self
@@ -137,17 +189,18 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """All or nothing; a database failure (disk full, read-only) becomes StoreError."""
-        try:
-            self.con.execute("BEGIN TRANSACTION")
+        with self.session() as con:
             try:
-                yield self.con
-            except BaseException:
-                _rollback(self.con)
-                raise
-            self.con.execute("COMMIT")
-        except duckdb.Error as e:
-            _rollback(self.con)
-            raise StoreError(_write_error(self.path, e)) from e
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    yield con
+                except BaseException:
+                    _rollback(con)
+                    raise
+                con.execute("COMMIT")
+            except duckdb.Error as e:
+                _rollback(con)
+                raise StoreError(_write_error(self.path, e)) from e
 
     def insert_rows(self, table: str, rows: list[dict[str, Any]], conflict: str = "DO NOTHING") -> None:
         """Batched insert of dicts sharing keys; JSON-able dict/list values are encoded."""
@@ -156,12 +209,13 @@ class Store:
         import pyarrow as pa
         cols = list(rows[0])
         batch = pa.table({c: [_enc(r[c]) for r in rows] for c in cols})
-        self.con.register("_loop_batch", batch)  # Arrow scan: one vectorized insert, not N statements
-        try:
-            self.con.execute(f"INSERT INTO {table} ({', '.join(cols)}) "
-                             f"SELECT {', '.join(cols)} FROM _loop_batch ON CONFLICT {conflict}")
-        finally:
-            _unregister(self.con, "_loop_batch")
+        with self.session():
+            self.con.register("_loop_batch", batch)  # Arrow scan: one vectorized insert, not N statements
+            try:
+                self.con.execute(f"INSERT INTO {table} ({', '.join(cols)}) "
+                                 f"SELECT {', '.join(cols)} FROM _loop_batch ON CONFLICT {conflict}")
+            finally:
+                _unregister(self.con, "_loop_batch")
 
     def append_arrow(self, table: str, batch, conflict: str | None = "DO NOTHING") -> None:
         """Insert an Arrow table (or record batch) whose column names are `table` columns:
@@ -170,12 +224,13 @@ class Store:
         step that is not done; the primary key still refuses a duplicate (StoreError)."""
         cols = list(batch.schema.names)
         on_conflict = f" ON CONFLICT {conflict}" if conflict else ""
-        self.con.register("_loop_arrow", batch)
-        try:
-            self.con.execute(f"INSERT INTO {table} ({', '.join(cols)}) "
-                             f"SELECT {', '.join(cols)} FROM _loop_arrow{on_conflict}")
-        finally:
-            _unregister(self.con, "_loop_arrow")
+        with self.session():
+            self.con.register("_loop_arrow", batch)
+            try:
+                self.con.execute(f"INSERT INTO {table} ({', '.join(cols)}) "
+                                 f"SELECT {', '.join(cols)} FROM _loop_arrow{on_conflict}")
+            finally:
+                _unregister(self.con, "_loop_arrow")
 
     def update_samples(self, rows: list[dict[str, Any]]) -> None:
         """Set verdict columns of existing samples, keyed by sample_id (one statement)."""
@@ -184,22 +239,23 @@ class Store:
         import pyarrow as pa
         cols = [c for c in rows[0] if c != "sample_id"]
         batch = pa.table({c: [_enc(r[c]) for r in rows] for c in ["sample_id", *cols]})
-        self.con.register("_loop_upd", batch)
-        try:
-            sets = ", ".join(f"{c} = u.{c}" for c in cols)
-            self.con.execute(f"UPDATE samples SET {sets} FROM _loop_upd u WHERE samples.sample_id = u.sample_id")
-        finally:
-            _unregister(self.con, "_loop_upd")
+        with self.session():
+            self.con.register("_loop_upd", batch)
+            try:
+                sets = ", ".join(f"{c} = u.{c}" for c in cols)
+                self.con.execute(f"UPDATE samples SET {sets} FROM _loop_upd u WHERE samples.sample_id = u.sample_id")
+            finally:
+                _unregister(self.con, "_loop_upd")
 
     # --- reading --------------------------------------------------------------
     def query(self, sql: str, params: list | dict | None = None) -> list[dict[str, Any]]:
-        with self._reading():
+        with self.session(), self._reading():
             cur = self.con.execute(sql, params or [])
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row)) for row in cur.fetchall()]
 
     def scalar(self, sql: str, params: list | dict | None = None) -> Any:
-        with self._reading():
+        with self.session(), self._reading():
             rows = self.con.execute(sql, params or []).fetchall()  # drain: duckdb 2 refuses new work otherwise
         return rows[0][0] if rows else None
 
@@ -244,12 +300,19 @@ def _cause(e: BaseException) -> str:
     return type(e).__name__
 
 
-def _open_error(path: Path, e: BaseException) -> str:
+def _open_error(path: Path, e: BaseException, waited: float = 0.0) -> str:
     if "Conflicting lock" in str(e):
         info = holder(path)
+        held = f"held it open for {waited:.0f} s ({_lock_pid(e)})"
         if info and info.get("alive"):
-            return f"{path}: store is in use by a running `loop start` ({describe(info)}); try again when it stops"
+            return f"{path}: store is in use by a running `loop start` ({describe(info)}) that {held}; try again"
+        return f"{path}: another process {held}; try again when it closes the store"
     return f"{path}: cannot open store ({_cause(e)}): {e}"
+
+
+def _lock_pid(e: BaseException) -> str:
+    m = re.search(r"\(PID (\d+)\)", str(e))
+    return f"pid {m.group(1)}" if m else "pid unknown"
 
 
 def _write_error(path: Path, e: BaseException) -> str:

@@ -47,10 +47,15 @@ def test_second_start_is_refused_naming_the_holder(writer, tmp_path):
     assert f"pid {p.pid} on host {socket.gethostname()}" in res.output and "in use" in res.output
 
 
-def test_inspect_while_running_names_the_writer(writer):
-    store, p = writer
-    res = runner.invoke(cli.app, ["inspect", "--store", str(store), "summary"])
+def test_inspect_blocked_past_the_wait_names_the_writer(writer, monkeypatch):
+    """A writer that keeps the DuckDB file open past READ_WAIT_S (a run holds it only inside its
+    transactions) is named; the reader retried meanwhile."""
+    import store.db
+    monkeypatch.setattr(store.db, "READ_WAIT_S", 0.3)
+    path, p = writer
+    res = runner.invoke(cli.app, ["inspect", "--store", str(path), "summary"])
     assert res.exit_code == 2 and f"running `loop start` (pid {p.pid}" in res.output
+    assert f"held it open for 0 s (pid {p.pid})" in res.output
 
 
 def test_lock_of_a_killed_process_is_taken_over(writer):
