@@ -6,18 +6,51 @@ seed file, model, store) are printed without a traceback and exit with code 2.
 """
 from __future__ import annotations
 
+import functools
+import inspect as pyinspect
 import json
+from enum import Enum
 from pathlib import Path
 
 import typer
 
+from loop import __version__
+
+# rich_markup_mode=None: click's plain help, where a flag shows as `--verified` and a choice as
+# `[lora|merged16|gguf]` (typer's rich panels print `--verified <bool>`)
+PLAIN: dict = {"rich_markup_mode": None}
 app = typer.Typer(help="loop: a self-improving RL data-synthesis daemon.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
-inspect_app = typer.Typer(help="Query what the loop has stored.", invoke_without_command=True)
+                  pretty_exceptions_enable=False, add_completion=False, **PLAIN)
+inspect_app = typer.Typer(help="Query what the loop has stored (also while a run writes). Alone: the per-round "
+                               "table. -c/--set/--store/--run/--json work before or after the subcommand.\n\n"
+                               "Example: loop inspect --store runs/tiny/loop.duckdb samples --limit 3",
+                          invoke_without_command=True, **PLAIN)
 app.add_typer(inspect_app, name="inspect")
 
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"loop {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print loop's version and exit.")) -> None:
+    """loop: a self-improving RL data-synthesis daemon.
+
+    Example: loop start --rounds 5 -c configs/tiny.yaml"""
+
+
+# choices as Enums: typer lists them in the help and rejects anything else, naming the valid ones
+SampleFormat = Enum("SampleFormat", {n: n for n in ("jsonl", "parquet", "hf")}, type=str)  # type: ignore[misc]
+ModelFormat = Enum("ModelFormat", {n: n for n in ("lora", "merged16", "gguf")}, type=str)  # type: ignore[misc]
+DType = Enum("DType", {n: n for n in ("bfloat16", "float16", "float32")}, type=str)  # type: ignore[misc]
+OutType = Enum("OutType", {n: n for n in ("f16", "bf16", "q8_0", "f32")}, type=str)  # type: ignore[misc]
+
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file (default: built-in defaults).")
-SetOpt = typer.Option(None, "--set", "-s", help="Override a config key: --set sample.group_size=8 (repeatable).")
+SetOpt = typer.Option(None, "--set", "-s", metavar="KEY=VALUE",
+                      help="Override a config key: --set sample.group_size=8 (repeatable).")
 
 
 def _fail(msg: str) -> None:
@@ -53,12 +86,23 @@ def start(rounds: int | None = typer.Option(None, "--rounds", "-n", min=0,
                                                                "status.json in the run directory)."),
           every: str | None = typer.Option(None, "--every", help="Start a round every INTERVAL: 45s, 30m, 2h "
                                                                  "(--daemon default: daemon.every)."),
+          new_run: bool = typer.Option(False, "--new-run", help="Start a fresh run in the same store instead "
+                                                                 "of resuming the latest one."),
           config: Path | None = ConfigOpt, set: list[str] | None = SetOpt) -> None:
     """Run (or resume) the loop: propose, sample, verify, store, train, evaluate.
 
-    Ctrl-C or SIGTERM stops after the current stage; a second Ctrl-C stops at once."""
+    Ctrl-C or SIGTERM stops after the current stage; a second Ctrl-C stops at once. Resuming a
+    run with a config that changes its results (model, sources, sampling, rewards, evaluation)
+    is refused naming the changed keys; --new-run starts a fresh run instead.
+
+    Example: loop start --rounds 8 -c configs/tiny.yaml --set sample.group_size=4"""
     cfg = _load(config, set)
     from loop import daemon as lib
+    from loop import runner
+    if new_run:
+        typer.echo(f"new run {_call(runner.new_run, cfg)} in {cfg.store_path}", err=True)
+    else:
+        _call(runner.check_resume, cfg)  # before a daemon is spawned: the refusal reaches this terminal
     if daemon:
         st = _call(lib.start_daemon, cfg, rounds, every or cfg.daemon.every)
         typer.echo(f"started daemon pid {st['pid']} in {cfg.run.dir} (log {st.get('log')}); "
@@ -79,23 +123,34 @@ def _call(fn, *args, **kw):
         _fail(str(e))
 
 
+RunDirOpt = typer.Option(None, "--run-dir", help="The run directory (overrides run.dir of the config).")
+
+
+def _load_dir(config: Path | None, sets: list[str] | None, run_dir: Path | None):
+    return _load(config, [*(sets or []), *([f"run.dir={run_dir}"] if run_dir else [])])
+
+
 @app.command()
-def status(config: Path | None = ConfigOpt, set: list[str] | None = SetOpt,
+def status(config: Path | None = ConfigOpt, set: list[str] | None = SetOpt, run_dir: Path | None = RunDirOpt,
            as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts.")) -> None:
-    """Is a loop running in the run directory? pid, round and stage, last round's numbers, next round."""
+    """Is a loop running in the run directory? pid, round and stage, last round's numbers, next round.
+
+    Example: loop status --run-dir runs/tiny"""
     from loop import daemon as lib
-    st = _call(lib.status, _load(config, set))
+    st = _call(lib.status, _load_dir(config, set, run_dir))
     typer.echo(json.dumps(st, default=str, indent=2) if as_json else lib.describe(st))
 
 
 @app.command()
-def stop(config: Path | None = ConfigOpt, set: list[str] | None = SetOpt,
+def stop(config: Path | None = ConfigOpt, set: list[str] | None = SetOpt, run_dir: Path | None = RunDirOpt,
          now: bool = typer.Option(False, "--now", help="Kill at once (SIGKILL, the training job too); "
                                                        "the next start resumes."),
          timeout: float = typer.Option(600.0, "--timeout", min=0, help="Seconds to wait for a graceful stop.")) -> None:
-    """Stop the loop running in the run directory: after its current stage commits (or --now); waits."""
+    """Stop the loop running in the run directory: after its current stage commits (or --now); waits.
+
+    Example: loop stop --run-dir runs/tiny --timeout 60"""
     from loop import daemon as lib
-    res = _call(lib.stop, _load(config, set), now=now, timeout=timeout)
+    res = _call(lib.stop, _load_dir(config, set, run_dir), now=now, timeout=timeout)
     if not res["was_running"]:
         typer.echo(f"no loop running in {res['run_dir']}")
     elif res["gone"]:
@@ -111,7 +166,7 @@ StoreOpt = typer.Option(None, "--store", help="DuckDB store file (default: from 
 
 
 # --- loop config show / schema (library: loop/config_docs.py) --------------------------------------
-config_app = typer.Typer(help="The resolved config and its documented schema.", no_args_is_help=True)
+config_app = typer.Typer(help="The resolved config and its documented schema.", no_args_is_help=True, **PLAIN)
 app.add_typer(config_app, name="config")
 
 
@@ -147,7 +202,9 @@ def config_schema() -> None:
 @app.command()
 def migrate(config: Path | None = ConfigOpt, set: list[str] | None = SetOpt,
             store: Path | None = StoreOpt) -> None:
-    """Bring a store's schema up to date (takes the writer lock; `loop start` does this too)."""
+    """Bring a store's schema up to date (takes the writer lock; `loop start` does this too).
+
+    Example: loop migrate --store runs/tiny/loop.duckdb"""
     from store.db import migrate_store
     path = store or _load(config, set).store_path
     before, after = _call(migrate_store, path)
@@ -156,6 +213,27 @@ def migrate(config: Path | None = ConfigOpt, set: list[str] | None = SetOpt,
 
 RunOpt = typer.Option(None, "--run", help="Run id (default: the store's latest run).")
 JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts.")
+
+
+def _target_options(fn):
+    """Give an inspect subcommand inspect's target options too, so they work after the subcommand
+    (`loop inspect summary --store FILE`) as well as before it; given twice, the later wins."""
+    sig = pyinspect.signature(fn)
+    extra = {"config": ("Path | None", ConfigOpt), "set": ("list[str] | None", SetOpt),
+             "store": ("Path | None", StoreOpt), "run": ("str | None", RunOpt)}
+
+    @functools.wraps(fn)
+    def wrapper(ctx: typer.Context, *args, config=None, set=None, store=None, run=None, **kw):
+        o = dict(ctx.obj or {})
+        o.update({k: v for k, v in (("config", config), ("store", store), ("run", run)) if v is not None})
+        o["set"] = [*(o.get("set") or []), *(set or [])]
+        ctx.obj = o
+        return fn(ctx, *args, **kw)
+    params = [*sig.parameters.values(), *(pyinspect.Parameter(k, pyinspect.Parameter.KEYWORD_ONLY, default=d,
+                                                              annotation=a) for k, (a, d) in extra.items())]
+    wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {**fn.__annotations__, **{k: a for k, (a, _) in extra.items()}}
+    return wrapper
 
 
 def _target(ctx: typer.Context) -> tuple[Path, str | None, bool]:
@@ -185,45 +263,59 @@ def _print_rounds(store_path: Path, run_id: str) -> None:
 @inspect_app.callback()
 def inspect(ctx: typer.Context, config: Path | None = ConfigOpt, set: list[str] | None = SetOpt,
             store: Path | None = StoreOpt, run: str | None = RunOpt, as_json: bool = JsonOpt) -> None:
-    """Per-round table (problems, samples, verified %, reward, held-out accuracy); subcommands below."""
+    """Per-round table (problems, samples, verified %, reward, held-out accuracy); subcommands below.
+
+    The options here also work after the subcommand. Example: loop inspect --run run-1 samples --limit 3"""
     ctx.obj = {"config": config, "set": set, "store": store, "run": run, "json": as_json}
-    if ctx.invoked_subcommand is None:
-        inspect_rounds(ctx, as_json)
+    if ctx.invoked_subcommand is None:  # `loop inspect` alone: the rounds table
+        inspect_rounds.__wrapped__(ctx, as_json)  # type: ignore[attr-defined]
 
 
 @inspect_app.command("rounds")
+@_target_options
 def inspect_rounds(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
-    """Per-round table (the default): problems, samples, verified %, mean reward, held-out accuracy."""
+    """Per-round table (the default): problems, samples, verified %, mean reward, held-out accuracy.
+
+    Example: loop inspect rounds --json"""
     from loop import inspection as lib
     from loop.inspection import view
     _emit(ctx, as_json, lib.rounds, view.render_rounds)
 
 
 @inspect_app.command("summary")
+@_target_options
 def inspect_summary(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
-    """Whole-run totals: rounds, unfinished steps, samples, verified, accuracy, writer."""
+    """Whole-run totals: rounds, unfinished steps, samples, verified, accuracy, writer.
+
+    Example: loop inspect summary --store runs/tiny/loop.duckdb"""
     from loop import inspection as lib
     from loop.inspection import view
     _emit(ctx, as_json, lib.summary, view.render_summary)
 
 
 @inspect_app.command("problems")
+@_target_options
 def inspect_problems(ctx: typer.Context,
                      pass_rate: str | None = typer.Option(None, "--pass-rate",
                                                           help="Only pass rates in LO..HI, e.g. 0..0.5."),
                      limit: int = typer.Option(20, "--limit", min=1), as_json: bool = JsonOpt) -> None:
-    """Problems of the run with their pass rate (verified / judged samples), hardest first."""
+    """Problems of the run with their pass rate (verified / judged samples), hardest first.
+
+    Example: loop inspect problems --pass-rate 0..0.25 --limit 10"""
     from loop import inspection as lib
     from loop.inspection import view
     _emit(ctx, as_json, lib.problems, view.render_problems, pass_rate=pass_rate, limit=limit)
 
 
 @inspect_app.command("samples")
+@_target_options
 def inspect_samples(ctx: typer.Context, verified: bool = typer.Option(False, "--verified", help="Only verified."),
                     round: int | None = typer.Option(None, "--round", help="Only this round."),
                     problem: str | None = typer.Option(None, "--problem", help="Only this problem id."),
                     limit: int = typer.Option(10, "--limit", min=1), as_json: bool = JsonOpt) -> None:
-    """Print stored chains with their rewards."""
+    """Print stored chains with their rewards.
+
+    Example: loop inspect samples --verified --round 2 --limit 5"""
     from loop import inspection as lib
     from loop.inspection import view
     _emit(ctx, as_json, lib.samples, view.render_samples, verified=True if verified else None,
@@ -231,29 +323,38 @@ def inspect_samples(ctx: typer.Context, verified: bool = typer.Option(False, "--
 
 
 @inspect_app.command("show")
+@_target_options
 def inspect_show(ctx: typer.Context, sample_id: str = typer.Argument(..., help="Sample id or a unique prefix."),
                  as_json: bool = JsonOpt) -> None:
-    """One sample in full: problem, completion, every reward, provenance, model lineage, its group."""
+    """One sample in full: problem, completion, every reward, provenance, model lineage, its group.
+
+    Example: loop inspect show 3fa9c2"""
     from loop import inspection as lib
     from loop.inspection import view
     _emit(ctx, as_json, lib.show, view.render_show, sample_id, run_scoped=False)
 
 
 @inspect_app.command("sql")
+@_target_options
 def inspect_sql(ctx: typer.Context,
                 query: str = typer.Argument(..., help='One SELECT, e.g. "SELECT count(*) FROM samples".'),
                 limit: int = typer.Option(100, "--limit", min=1), as_json: bool = JsonOpt) -> None:
-    """Run one read-only SELECT on the store (writes and file access are refused)."""
+    """Run one read-only SELECT on the store (writes and file access are refused).
+
+    Example: loop inspect sql 'SELECT round, count(*) FROM samples GROUP BY ALL'"""
     from loop import inspection as lib
     from loop.inspection import view
     _emit(ctx, as_json, lib.sql, view.render_sql, query, limit=limit, run_scoped=False)
 
 
 @inspect_app.command("curve")
+@_target_options
 def inspect_curve(ctx: typer.Context,
                   png: Path | None = typer.Option(None, "--png", help="Also write a PNG chart (needs matplotlib)."),
                   as_json: bool = JsonOpt) -> None:
-    """Held-out accuracy per round as a terminal bar chart (and optionally a PNG)."""
+    """Held-out accuracy per round as a terminal bar chart (and optionally a PNG).
+
+    Example: loop inspect curve --png acc.png"""
     from loop import inspection as lib
     from loop.inspection import view
 
@@ -271,32 +372,38 @@ def inspect_curve(ctx: typer.Context,
 
 
 @inspect_app.command("export")
+@_target_options
 def inspect_export(ctx: typer.Context, out: Path = typer.Option(..., "--out", help="New directory to write."),
-                   format: str = typer.Option("jsonl", "--format",
-                                              help="jsonl | parquet | hf (datasets.load_from_disk)."),
+                   format: SampleFormat = typer.Option("jsonl", "--format",
+                                              help="hf: a datasets.load_from_disk folder."),
                    verified: bool = typer.Option(False, "--verified", help="Only verified samples."),
                    as_json: bool = JsonOpt) -> None:
-    """Export samples with problem, completion, rewards and provenance."""
+    """Export samples with problem, completion, rewards and provenance.
+
+    Example: loop inspect export --format hf --verified --out data/"""
     from loop.export import samples as lib
     from loop.inspection import view
     _emit(ctx, as_json, lib.export, lambda m: view.out.print(f"exported {m['rows']} samples to {m['out']}"),
-          out, fmt=format, verified_only=verified)
+          out, fmt=format.value, verified_only=verified)
 
 
 # --- loop export model (library: loop/export/) ----------------------------------------
-export_app = typer.Typer(help="Export from the store: models (`export model`).", no_args_is_help=True)
+export_app = typer.Typer(help="Export from the store: models (`export model`).", no_args_is_help=True, **PLAIN)
 app.add_typer(export_app, name="export")
 
 
 @export_app.command("model")
 def export_model_cmd(
         out: Path = typer.Option(..., "--out", "-o", help="Output directory (absent or empty unless --force)."),
-        fmt: str = typer.Option("merged16", "--format", "-f", help="lora | merged16 | gguf."),
+        fmt: ModelFormat = typer.Option("merged16", "--format", "-f",
+                                help="lora: the PEFT adapter; merged16: base + adapter merged; gguf: for llama.cpp."),
         round: int | None = typer.Option(None, "--round", help="The model trained in this round."),
         model_version: str | None = typer.Option(None, "--model-version", help="A model version (or unique prefix)."),
         run: str | None = typer.Option(None, "--run", help="Run id (default: the store's latest run)."),
-        dtype: str = typer.Option("bfloat16", "--dtype", help="merged16 weights: bfloat16 | float16 | float32."),
-        outtype: str = typer.Option("f16", "--outtype", help="gguf tensors: f16 | bf16 | q8_0 | f32."),
+        dtype: DType = typer.Option("bfloat16", "--dtype",
+                                  help="merged16 weights."),
+        outtype: OutType = typer.Option("f16", "--outtype",
+                                    help="gguf tensors."),
         converter: str | None = typer.Option(None, "--converter", help="llama.cpp convert_hf_to_gguf.py path, "
                                                 "or 'builtin' (default: $LOOP_LLAMA_CPP_CONVERT, then PATH, "
                                                 "then builtin)."),
@@ -304,17 +411,19 @@ def export_model_cmd(
         config: Path | None = ConfigOpt, set: list[str] | None = SetOpt,
         store: Path | None = typer.Option(None, "--store",
                                           help="DuckDB store file (default: from the config).")) -> None:
-    """Export a model version (default: the current accepted model) with a lineage model card."""
+    """Export a model version (default: the current accepted model) with a lineage model card.
+
+    Example: loop export model --round 3 --format lora --out out/lora"""
     from loop.export.errors import ExportError
     from loop.export.model import export_model
     path = store or _load(config, set).store_path
     try:
-        lin = export_model(path, out, fmt, round=round, version=model_version, run_id=run, dtype=dtype,
-                           outtype=outtype, converter=converter, force=force)
+        lin = export_model(path, out, fmt.value, round=round, version=model_version, run_id=run, dtype=dtype.value,
+                           outtype=outtype.value, converter=converter, force=force)
     except _known_errors(ExportError) as e:
         _fail(str(e))
     m = lin["model"]
-    typer.echo(f"exported model {m['version']} (round {m['round']}, run {m['run_id']}) as {fmt} to {out}")
+    typer.echo(f"exported model {m['version']} (round {m['round']}, run {m['run_id']}) as {fmt.value} to {out}")
 
 
 def main() -> None:

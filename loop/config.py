@@ -12,6 +12,7 @@ the whole tree.
 """
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -316,8 +317,25 @@ def _format_errors(err: ValidationError, origin: str) -> str:
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "<root>"
         msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg += _did_you_mean(list(e["loc"]))
         lines.append(f"{origin}: {key}: {msg}")
     return "\n".join(lines)
+
+
+def _did_you_mean(loc: list) -> str:
+    """'; did you mean `sample.group_size`?' for the valid key closest to an unknown one ('' if none is)."""
+    model: Any = Config
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue  # a list item: same model as the list
+        ann = model.model_fields[part].annotation if part in getattr(model, "model_fields", {}) else None
+        model = next((a for a in (ann, *getattr(ann, "__args__", ())) if isinstance(a, type)
+                      and issubclass(a, BaseModel)), None)
+        if model is None:
+            return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6)
+    return f"; did you mean `{'.'.join(str(p) for p in [*loc[:-1], close[0]])}`?" if close else ""
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -334,15 +352,37 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def _apply(tree: dict, path: list[str], value: Any) -> None:
-    node = tree
-    for part in path[:-1]:
-        nxt = node.get(part)
-        if not isinstance(nxt, dict):
+def _apply(tree: dict, path: list[str], value: Any, item: str = "") -> None:
+    """Set `path` in `tree`; a digit part indexes a list (`propose.sources.0.count`): the list is
+    first copied from the resolved config when the tree does not have it yet (defaults)."""
+    node: Any = tree
+    for i, part in enumerate(path):
+        last = i == len(path) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"--set {item}: {'.'.join(path[:i])} has {len(node)} item(s); "
+                                  f"{part!r} is not an index 0..{len(node) - 1}")
+            key: Any = int(part)
+        else:
+            key = part
+        if last:
+            node[key] = value
+            return
+        nxt = node[key] if isinstance(node, list) else node.get(key)
+        if path[i + 1].isdigit() and not isinstance(nxt, list):
+            nxt = _resolved(tree, path[:i + 1])
+        elif not isinstance(nxt, (dict, list)):
             nxt = {}
-            node[part] = nxt
+        node[key] = nxt
         node = nxt
-    node[path[-1]] = value
+
+
+def _resolved(tree: dict, path: list[str]) -> Any:
+    """The value at `path` of the config `tree` resolves to (defaults filled in), as plain data."""
+    node: Any = Config.model_validate(tree).model_dump(mode="json")
+    for part in path:
+        node = node[int(part)] if isinstance(node, list) else node.get(part)
+    return node
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
@@ -369,7 +409,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise ConfigError(_format_errors(e, origin)) from None
     for item in overrides or []:
         keys, value = parse_override(item)
-        _apply(tree, keys, value)
+        _apply(tree, keys, value, item)
         try:
             Config.model_validate(tree)
         except ValidationError as e:

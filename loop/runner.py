@@ -37,6 +37,7 @@ from loop.config import Config
 from loop.context import RunContext, Stage
 from loop.models import model_hash, resolve_model
 from loop.progress import console
+from loop.run_config import ConfigChanged, changed_keys, config_hash, describe_change, result_config
 from loop.stages import STAGE_NAMES, STAGES
 from store import runs
 from store.db import Store
@@ -65,8 +66,10 @@ class StopToken:
         return self._set.wait(timeout)
 
 
-def open_run(cfg: Config) -> RunContext:
-    """Lock and open (or create) the run in the configured store; resolve the base model."""
+def open_run(cfg: Config, new_run: bool = False) -> RunContext:
+    """Lock and open (or create) the run in the configured store; resolve the base model.
+    Resuming a run whose result config (loop.run_config) differs raises ConfigChanged, before
+    the run is written; `new_run` starts a fresh run in the same store instead."""
     base_dir = resolve_model(cfg.model.name, cfg.model.cache_dir)
     base_version = model_hash(base_dir)
     lock = StoreLock(cfg.store_path).acquire()
@@ -75,7 +78,9 @@ def open_run(cfg: Config) -> RunContext:
             console.print(f"[yellow]took over a stale store lock[/] from a process that is gone "
                           f"({describe(lock.took_over, held=False)})")
         store = Store(cfg.store_path, hold=False)  # the file only inside its transactions: readers get in
-        run_id = runs.register_run(store, cfg.model_dump(mode="json"), __version__)
+        pinned = result_config(cfg)
+        run_id = runs.register_run(store, cfg.model_dump(mode="json"), __version__, pinned, config_hash(pinned),
+                                   new_run=new_run, check=lambda rid, old: check_same(rid, old, cfg))
         run_dir = Path(cfg.run.dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(cfg.to_yaml())
@@ -84,6 +89,32 @@ def open_run(cfg: Config) -> RunContext:
         raise
     return RunContext(cfg=cfg, store=store, run_id=run_id, base_dir=base_dir,
                       base_version=base_version, lock=lock)
+
+
+def check_same(run_id: str, pinned: dict[str, Any], cfg: Config) -> None:
+    """Raise ConfigChanged naming the keys where `cfg` differs from the run's pinned config."""
+    changes = changed_keys(result_config(pinned), result_config(cfg))
+    if changes:
+        raise ConfigChanged(f"{cfg.store_path}: {describe_change(run_id, changes)}")
+
+
+def check_resume(cfg: Config) -> str | None:
+    """Before anything is started: the run `loop start` would resume (None: a fresh store), read-only;
+    ConfigChanged when its pinned config differs from `cfg`."""
+    if not cfg.store_path.exists():
+        return None
+    with Store(cfg.store_path, read_only=True) as st:
+        row = runs.latest_pinned(st)
+    if row:
+        check_same(row["run_id"], row["pinned"], cfg)
+    return row["run_id"] if row else None
+
+
+def new_run(cfg: Config) -> str:
+    """Register a fresh run in the configured store (the next `loop start` resumes it)."""
+    ctx = open_run(cfg, new_run=True)
+    ctx.close()
+    return ctx.run_id
 
 
 def run_rounds(cfg: Config, rounds: int | None, stop: StopToken | None = None, *,
@@ -100,6 +131,9 @@ def run_rounds(cfg: Config, rounds: int | None, stop: StopToken | None = None, *
         done = finished_rounds(ctx.store, ctx.run_id)
         last = min(x for x in (rounds, None if max_new is None else done + max_new) if x is not None)
         emit("run_start", run_id=ctx.run_id, finished=done, target=max(last, done))
+        if rounds is not None and done >= rounds and ctx.is_done(0, "evaluate"):
+            console.print(f"run {ctx.run_id} already has {done} finished rounds (--rounds {rounds}): nothing to do; "
+                          f"`--rounds {done + 1}` adds a round")
         if not ctx.is_done(0, "evaluate") and not _run_stage(ctx, 0, "evaluate", STAGES["evaluate"], stop, emit):
             return ctx
         for r in range(1, last + 1):

@@ -17,7 +17,10 @@ Invariants:
   when none is open, closing it, and so checkpointing, at the end), never across a
   stage's sampling or training. A reader (`read_only=True`) that finds the file locked
   retries for up to `READ_WAIT_S`; the writer that finds it held by readers retries
-  for up to `WRITE_WAIT_S`, saying on stderr whom it waits for. A reader sees the store
+  for up to `WRITE_WAIT_S`, saying on stderr whom it waits for. Writers come first: a `hold=False`
+  store closes `<store>.gate` (store.filelock.Gate) while it has the file open or waits to,
+  and a reader passes that gate before opening, so back-to-back readers cannot starve the
+  writer (bench/store_readers.py). A reader sees the store
   as of the writer's last commit: a committed stage, never half of one.
 - `StoreError` lives in `store.errors` (no dependencies) and is re-exported here.
 """
@@ -36,6 +39,7 @@ from typing import Any
 import duckdb
 
 from store.errors import StoreError
+from store.filelock import Gate
 from store.lock import StoreLock, describe, holder  # store.lock imports store.errors, never this module
 
 MIGRATION_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
@@ -77,6 +81,7 @@ class Store:
                 raise StoreError(f"{self.path.parent}: cannot create store directory: {e.strerror}") from e
         self._config: dict[str, str | bool | int | float | list[str]] = (
             {} if external_access else {"enable_external_access": False, "lock_configuration": True})
+        self._gate = Gate(self.path.with_name(self.path.name + ".gate"), enabled=not hold and not read_only)
         self._con: duckdb.DuckDBPyConnection | None = self._connect()
         try:
             self._check_intact()
@@ -103,7 +108,10 @@ class Store:
     def close(self) -> None:
         if self._con is not None:
             con, self._con = self._con, None
-            con.close()
+            try:
+                con.close()
+            finally:
+                self._gate.reopen()
 
     @contextmanager
     def session(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -121,16 +129,22 @@ class Store:
         """Open the file, retrying while another process holds a conflicting DuckDB lock."""
         wait = READ_WAIT_S if self.read_only else WRITE_WAIT_S
         t0, pause, told = time.monotonic(), RETRY_S[0], False
+        if self.read_only and not Gate.pass_through(self._gate.path, wait):
+            raise StoreError(_open_error(self.path, duckdb.IOException("Conflicting lock (the writer's gate)"), wait))
+        elif not self.read_only:
+            self._gate.close()
         while True:
             try:
                 return duckdb.connect(str(self.path), read_only=self.read_only, config=self._config)
             except (duckdb.Error, OSError) as e:
                 waited = time.monotonic() - t0
                 if "Conflicting lock" not in str(e) or waited >= wait:
+                    self._gate.reopen()
                     raise StoreError(_open_error(self.path, e, waited)) from e
                 if not self.read_only and not told and waited > 5:
                     told = True
-                    sys.stderr.write(f"loop: waiting for a reader of {self.path} to close it ({_lock_pid(e)})\n")
+                    who = _lock_pid(e) or "pid unknown"
+                    sys.stderr.write(f"loop: waiting for a reader of {self.path} to close it ({who})\n")
             time.sleep(pause)
             pause = min(pause * 2, RETRY_S[1])
 
@@ -303,7 +317,8 @@ def _cause(e: BaseException) -> str:
 def _open_error(path: Path, e: BaseException, waited: float = 0.0) -> str:
     if "Conflicting lock" in str(e):
         info = holder(path)
-        held = f"held it open for {waited:.0f} s ({_lock_pid(e)})"
+        pid = _lock_pid(e)
+        held = f"held it open for {waited:.0f} s" + (f" ({pid})" if pid else "")
         if info and info.get("alive"):
             return f"{path}: store is in use by a running `loop start` ({describe(info)}) that {held}; try again"
         return f"{path}: another process {held}; try again when it closes the store"
@@ -312,7 +327,7 @@ def _open_error(path: Path, e: BaseException, waited: float = 0.0) -> str:
 
 def _lock_pid(e: BaseException) -> str:
     m = re.search(r"\(PID (\d+)\)", str(e))
-    return f"pid {m.group(1)}" if m else "pid unknown"
+    return f"pid {m.group(1)}" if m else ""
 
 
 def _write_error(path: Path, e: BaseException) -> str:

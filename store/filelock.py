@@ -133,3 +133,53 @@ def _same_file(fd: int, path: Path) -> bool:
         return os.path.samestat(os.fstat(fd), os.stat(path))
     except OSError:
         return False
+
+
+class Gate:
+    """Writer priority for a file many readers open (the DuckDB store): the writer closes the
+    gate (exclusive `flock` on `path`, blocking: readers hold it only for an instant) before it
+    opens the file and reopens it after; a reader passes the gate (a shared lock taken and
+    dropped at once) before it opens the file, so while the writer waits for the readers
+    already in, no new reader gets in ahead of it."""
+
+    def __init__(self, path: str | Path, enabled: bool = True):
+        self.path = Path(path)
+        self.enabled = enabled  # False: close() is a no-op (a writer that holds the file throughout)
+        self.fd: int | None = None
+
+    def close(self) -> None:
+        if self.enabled and self.fd is None:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError:
+                return  # e.g. a read-only directory: no gate; opening the store itself reports the cause
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self.fd = fd
+
+    def reopen(self) -> None:
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+    @staticmethod
+    def pass_through(path: str | Path, timeout: float) -> bool:
+        """Wait (up to `timeout` s) until the gate is open; True once passed (or no gate file)."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return True  # no writer ever closed it
+        try:
+            end = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    return True
+                except BlockingIOError:
+                    if time.monotonic() >= end:
+                        return False
+                    time.sleep(0.005)
+        finally:
+            os.close(fd)  # closing drops the shared lock

@@ -2,7 +2,10 @@
 
 Contract:
 - A run is registered idempotently (`register_run`): the latest run is resumed, its
-  config row rewritten; otherwise a new id is made.
+  config row rewritten; otherwise (or with `new_run`) a new id is made. The run's
+  result config and its hash are pinned when the run is made and never rewritten;
+  `check` (a callable given the pinned tree, or the old `config` for runs from before
+  migration 006) runs first and may raise: nothing is written then.
 - A stage's step is `running` from `mark_running` (its own small transaction, before any
   output) and `done` from `mark_done`, which the caller runs inside the transaction that
   writes the stage's outputs, so outputs and the mark commit together.
@@ -13,19 +16,39 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from store.db import Store
 
 
-def register_run(store: Store, config: dict[str, Any], loop_version: str) -> str:
+def register_run(store: Store, config: dict[str, Any], loop_version: str, result_config: dict[str, Any] | None = None,
+                 config_hash: str | None = None, new_run: bool = False,
+                 check: Callable[[str, dict[str, Any]], None] | None = None) -> str:
     """The latest run (resumed) or a new one, with its config, idempotently."""
-    row = store.query("SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 1")
-    run_id = row[0]["run_id"] if row else f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    with store.transaction():
-        store.insert_rows("runs", [{"run_id": run_id, "config": config, "loop_version": loop_version}],
-                          conflict="(run_id) DO UPDATE SET config = excluded.config")
+    with store.session():
+        row = None if new_run else latest_pinned(store)
+        if row and check is not None:
+            check(row["run_id"], row["pinned"])
+        run_id = row["run_id"] if row else f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        with store.transaction():
+            store.insert_rows("runs", [{"run_id": run_id, "config": config, "loop_version": loop_version,
+                                        "result_config": result_config, "config_hash": config_hash}],
+                              conflict="(run_id) DO UPDATE SET config = excluded.config, result_config = "
+                                       "coalesce(runs.result_config, excluded.result_config), config_hash = "
+                                       "coalesce(runs.config_hash, excluded.config_hash)")
     return run_id
+
+
+def latest_pinned(store: Store) -> dict[str, Any] | None:
+    """{run_id, pinned, hashed}: the latest run and the config it pinned (its result_config, or
+    for a run from before migration 006 its last `config`); None for an empty store."""
+    rows = store.query("SELECT run_id, result_config, config FROM runs ORDER BY created_at DESC LIMIT 1")
+    if not rows:
+        return None
+    raw = rows[0]["result_config"] or rows[0]["config"]
+    pinned = json.loads(raw) if isinstance(raw, str) else (raw or {})
+    return {"run_id": rows[0]["run_id"], "pinned": pinned, "hashed": rows[0]["result_config"] is not None}
 
 
 def mark_running(store: Store, run_id: str, r: int, stage: str) -> None:

@@ -95,8 +95,14 @@ def _commands(group=None, path=()):
 
 @pytest.mark.parametrize("cmd", list(_commands()), ids=lambda c: " ".join(c) or "loop")
 def test_every_command_has_help(cmd):
+    import typer.main
     res = runner.invoke(cli.app, [*cmd, "--help"])
     assert res.exit_code == 0 and "Usage" in res.output
+    node = typer.main.get_command(cli.app)
+    for name in cmd:
+        node = node.commands[name]
+    if not getattr(node, "commands", None) or node.name == "inspect":  # a leaf (inspect runs alone too)
+        assert "Example" in res.output
 
 
 def test_help_is_instant_and_imports_nothing_heavy():

@@ -156,7 +156,7 @@ def test_store_at_004_gets_model_verdict_columns_from_metrics(tmp_path):
     con.close()
     with Store(p) as st:
         assert st.migrated_from == 4
-        assert st.scalar("SELECT max(version) FROM schema_migrations") == SCHEMA_VERSION == 5
+        assert st.scalar("SELECT max(version) FROM schema_migrations") == SCHEMA_VERSION
         got = st.query("SELECT model_version, accepted, rejected_because FROM models ORDER BY round")
         assert got == [{"model_version": "rej", "accepted": False, "rejected_because": "x"},
                        {"model_version": "ok", "accepted": True, "rejected_because": None}]
