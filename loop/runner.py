@@ -41,7 +41,7 @@ from loop.run_config import ConfigChanged, changed_keys, config_hash, describe_c
 from loop.stages import STAGE_NAMES, STAGES
 from store import runs
 from store.db import Store
-from store.lock import StoreLock, describe
+from store.lock import StoreLock, describe, holder
 
 EventSink = Callable[[dict], None]
 
@@ -100,8 +100,10 @@ def check_same(run_id: str, pinned: dict[str, Any], cfg: Config) -> None:
 
 def check_resume(cfg: Config) -> str | None:
     """Before anything is started: the run `loop start` would resume (None: a fresh store), read-only;
-    ConfigChanged when its pinned config differs from `cfg`."""
-    if not cfg.store_path.exists():
+    ConfigChanged when its pinned config differs from `cfg`. Skipped while another process holds
+    the writer lock (that start is refused anyway; open_run checks again under the lock)."""
+    info = holder(cfg.store_path)
+    if not cfg.store_path.exists() or (info and info.get("alive")):
         return None
     with Store(cfg.store_path, read_only=True) as st:
         row = runs.latest_pinned(st)

@@ -21,6 +21,10 @@ Contract:
   A no-op when not held.
 - `FileLock.is_held(path)` probes with a shared non-blocking lock: True held, False free,
   None when the file cannot be opened (absent).
+- A holder on its way out is not a holder: when every try fails and every process holding
+  the lock (Linux /proc/locks) is exiting (SIGKILL pending, or in do_exit), acquire keeps trying
+  for up to EXIT_GRACE_S: a process killed with SIGKILL keeps its locks until the kernel has
+  torn down its memory, which for a loaded model takes a noticeable moment.
 - `pid_alive(pid)`: True while `pid` runs; a zombie counts as gone (Linux /proc).
 Dependency-free (standard library only).
 """
@@ -32,6 +36,8 @@ import time
 from pathlib import Path
 
 RETRY_S = 0.05
+EXIT_GRACE_S = 10.0
+PF_EXITING = 0x4  # include/linux/sched.h: the task is in do_exit
 
 
 class FileLock:
@@ -45,6 +51,16 @@ class FileLock:
 
     def acquire(self, tries: int = 5) -> bool:
         """Take the exclusive lock (see the module docstring); True when taken."""
+        if self._try(tries):
+            return True
+        end = time.monotonic() + EXIT_GRACE_S
+        while time.monotonic() < end and (pids := lock_holders(self.path)) and all(map(exiting, pids)):
+            if self._try(1):
+                return True
+            time.sleep(RETRY_S / 5)
+        return self._try(1)
+
+    def _try(self, tries: int) -> bool:
         for i in range(tries):
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
@@ -126,6 +142,38 @@ def pid_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def lock_holders(path: str | Path) -> list[int]:
+    """Pids holding a flock on `path` (Linux /proc/locks; [] when unknown)."""
+    try:
+        st = os.stat(path)
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return []
+    pids = []
+    for line in lines:
+        f = line.split()
+        if len(f) >= 6 and f[1] == "FLOCK" and f[-3].rsplit(":", 1)[-1] == str(st.st_ino) and f[4].isdigit():
+            pids.append(int(f[4]))
+    return pids
+
+
+def exiting(pid: int) -> bool:
+    """True while `pid` is on its way out: in do_exit or with a SIGKILL pending. A process already
+    gone (or a zombie) has dropped its locks, so a lock still held after it is someone else's
+    (a process it forked): False, not worth waiting for."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (OSError, IndexError):
+        return False
+    if fields[0] in ("Z", "X"):
+        return False
+    if int(fields[6]) & PF_EXITING:
+        return True
+    pending = [int(ln.split()[1], 16) for ln in status.splitlines() if ln.startswith(("SigPnd:", "ShdPnd:"))]
+    return any(mask & (1 << (9 - 1)) for mask in pending)  # SIGKILL = 9
 
 
 def _same_file(fd: int, path: Path) -> bool:

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -120,3 +121,48 @@ def test_clean_release_leaves_no_stale_record(tmp_path):
     assert holder(store) is None and lock_path(store).exists()
     with StoreLock(store) as again:
         assert again.took_over is None
+
+
+GOING = """
+import sys, time
+from store.filelock import FileLock
+assert FileLock(sys.argv[1]).acquire()
+print("ready", flush=True)
+time.sleep(float(sys.argv[2]))  # then exit: the kernel drops the lock
+"""
+
+
+@pytest.mark.parametrize("going, expect", [
+    (True, True),    # the holder is on its way out (as after SIGKILL): waited for, then taken
+    (False, False),  # a live holder: refused after the usual tries
+])
+def test_a_holder_on_its_way_out_is_waited_for(tmp_path, monkeypatch, going, expect):
+    import store.filelock as fl
+    path = tmp_path / "loop.pid"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    p = subprocess.Popen([sys.executable, "-c", GOING, str(path), "0.8"], stdout=subprocess.PIPE, text=True,
+                         env=env, cwd=ROOT)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        assert fl.lock_holders(path) == [p.pid]
+        monkeypatch.setattr(fl, "exiting", lambda pid: going and pid == p.pid)  # as if a SIGKILL were pending
+        lock = fl.FileLock(path)
+        assert lock.acquire() is expect  # the 5 usual tries span 0.25 s of the holder's 0.8 s
+        lock.release()
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_exiting():
+    import store.filelock as fl
+    zombie = subprocess.Popen(["true"])
+    while not Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+        pass  # not reaped yet: a zombie
+    table = [(os.getpid(), False),      # this process, alive
+             (zombie.pid, False),       # exited, not reaped: its locks are already dropped
+             (2 ** 22 + 12345, False)]  # no such process
+    try:
+        assert [fl.exiting(pid) for pid, _ in table] == [want for _, want in table]
+    finally:
+        zombie.wait()

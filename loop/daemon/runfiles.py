@@ -22,7 +22,7 @@ import signal
 import time
 from pathlib import Path
 
-from store.filelock import FileLock, pid_alive  # one definition; re-exported here for the daemon
+from store.filelock import EXIT_GRACE_S, FileLock, exiting, pid_alive  # one definition; re-exported here
 
 PID_NAME, STATUS_NAME = "loop.pid", "status.json"
 
@@ -63,9 +63,15 @@ class PidFile:
 
 
 def running_pid(run_dir: str | Path) -> int | None:
-    """The pid of the live loop holding `run_dir`, or None (no pid file, or its holder died)."""
+    """The pid of the live loop holding `run_dir`, or None (no pid file, or its holder died).
+    A holder on its way out (killed, exiting) is waited for, up to EXIT_GRACE_S: the lock
+    decides once it is released, not the pid of a process that is going."""
     path = Path(run_dir) / PID_NAME
     pid = _read_pid(path)
+    end = time.monotonic() + EXIT_GRACE_S
+    while pid is not None and pid_alive(pid) and FileLock.is_held(path) and exiting(pid) \
+            and time.monotonic() < end:
+        time.sleep(0.01)
     if pid is None or not pid_alive(pid):
         return None
     # not held: the recorded pid is a different, unrelated process
