@@ -160,20 +160,26 @@ def lock_holders(path: str | Path) -> list[int]:
 
 
 def exiting(pid: int) -> bool:
-    """True while `pid` is on its way out: in do_exit or with a SIGKILL pending. A process already
-    gone (or a zombie) has dropped its locks, so a lock still held after it is someone else's
-    (a process it forked): False, not worth waiting for."""
+    """True while `pid` is on its way out: one of its threads in do_exit or a SIGKILL pending (a
+    killed multi-threaded process can show a zombie leader while its other threads still exit,
+    holding the open files). A process wholly gone (or a lone zombie) has dropped its locks, so a
+    lock still held after it is someone else's (a process it forked): False, not worth waiting for."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        status = Path(f"/proc/{pid}/status").read_text()
-    except (OSError, IndexError):
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
         return False
-    if fields[0] in ("Z", "X"):
-        return False
-    if int(fields[6]) & PF_EXITING:
-        return True
-    pending = [int(ln.split()[1], 16) for ln in status.splitlines() if ln.startswith(("SigPnd:", "ShdPnd:"))]
-    return any(mask & (1 << (9 - 1)) for mask in pending)  # SIGKILL = 9
+    for tid in tasks:
+        try:
+            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+            status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+        except (OSError, IndexError):
+            continue  # that thread is gone
+        if fields[0] in ("Z", "X"):
+            continue
+        pending = [int(ln.split()[1], 16) for ln in status.splitlines() if ln.startswith(("SigPnd:", "ShdPnd:"))]
+        if int(fields[6]) & PF_EXITING or any(mask & (1 << (9 - 1)) for mask in pending):  # SIGKILL = 9
+            return True
+    return False
 
 
 def _same_file(fd: int, path: Path) -> bool:

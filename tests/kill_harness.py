@@ -1,6 +1,7 @@
 """Kill harness: SIGKILL `loop start` at seeded random points spread over every stage.
 
     python -m tests.kill_harness REPORT.json --config C --ref-dir A --kill-dir B --rounds N --kills K --seed S
+                                [--sigterm]
 
 To afford 20+ kills in CI this process is a zygote: it imports the loop and its
 heavy dependencies once (torch, transformers, duckdb: ~10 s on a busy CPU), then
@@ -15,12 +16,17 @@ it is safe.
 2. kills into B: a seeded plan of at least K targets, every stage instance (round 0
    evaluate, then round 1..N x propose..evaluate) at least once, in run order. An
    attempt waits for its target's `started` line, sleeps a random delay and
-   SIGKILLs. The steps table then says what was really interrupted (status
-   'running'). The delay is U(0, 1.2 x the target's reference duration); a target
-   already done when its turn comes (an earlier kill landed after its commit) is
-   replaced by the next stage instance left. A stage name not yet interrupted is
-   retried (at most MAX_RETRIES extra kills per target), so even millisecond
-   stages get interrupted.
+   SIGKILLs; the next attempt starts at once, before the killed one is reaped (a
+   restart right after a kill must not be refused while the killed process exits;
+   a refused attempt is reported and retried). What was interrupted is the stage
+   whose `started` line had no end line yet. The delay is U(0, 1.2 x the target's
+   reference duration); a target already done when its turn comes is replaced by the
+   next stage instance left (an attempt that starts a later stage than its target
+   is killed there). A stage name not yet interrupted is retried (at most
+   MAX_RETRIES extra kills per target), so even millisecond stages get interrupted.
+   With --sigterm, one stage instance of each stage name (round 0 evaluate, round 2's
+   others) also gets a SIGTERM at a random moment instead: the attempt must finish
+   that stage and exit 0.
 3. finish: a real `python -m cli start` subprocess completes B.
 The report (JSON) lists every kill; tests/test_kill.py compares A and B.
 """
@@ -164,41 +170,87 @@ def plan(all_inst: list, kills: int, rng: random.Random) -> list[tuple]:
     return sorted(all_inst + extra, key=all_inst.index)
 
 
-def kill_once(cfg, run_dir, rounds, target, window: tuple[float, float], rng) -> dict:
-    """Start an attempt, SIGKILL it inside `target` after U(window); report what the steps table says."""
-    store = run_dir / "loop.duckdb"
+def kill_once(cfg, run_dir, rounds, target, window: tuple[float, float], rng, prev: Attempt | None,
+              order: list, sig: int = signal.SIGKILL) -> tuple[dict, Attempt | None]:
+    """Start an attempt (right away, before reaping `prev`, the attempt killed last), signal it
+    inside `target` after U(window); returns its report and the attempt still to reap (SIGKILL)."""
     delay = rng.uniform(*window)
     att = Attempt(start_args(cfg, run_dir, rounds), run_dir.with_suffix(".log"))
-    killed = False
+    prev_rc = prev.wait() if prev is not None else None
+    sent, running, ended, first = False, None, [], None
     for _, kind, payload in att.events(timeout=300):
-        if kind == "start" and payload == target:
-            time.sleep(delay)
-            att.kill()
-            killed = True
-            break
-    rc = att.wait()
-    done_after, running = read_steps(store)
-    return {"target": list(target), "delay_s": round(delay, 4), "killed": killed, "rc": rc,
-            "interrupted": [list(x) for x in running], "done_after": len(done_after)}
+        if kind == "start":
+            running, first = payload, first or payload
+            if payload == target or order.index(payload) > order.index(target):
+                time.sleep(delay)
+                os.kill(att.pid, sig)
+                sent = True
+                if sig == signal.SIGKILL:
+                    break
+        elif kind == "end":
+            ended.append(list(payload))
+            running = None
+    rep = {"target": list(target), "signal": signal.Signals(sig).name, "delay_s": round(delay, 4),
+           "killed": sent, "interrupted": [list(running)] if running and sig == signal.SIGKILL else [],
+           "ended": ended, "first_started": list(first) if first else None, "prev_rc": prev_rc}
+    if sig == signal.SIGKILL and sent:
+        return rep, att
+    rep["rc"] = att.wait()
+    return rep, None
 
 
-def kill_all(cfg, run_dir, rounds, kills, seed, durations) -> list[dict]:
+def refused(log: Path, since: int) -> bool:
+    text = log.read_bytes()[since:].decode(errors="replace")
+    return "already running" in text or "in use by another" in text
+
+
+def quotas(order: list, kills: int, rng: random.Random) -> dict[tuple, int]:
+    """SIGKILLs per stage instance: every instance one, the rest to random instances."""
+    q = dict.fromkeys(order, 1)
+    for _ in range(max(0, kills - len(order))):
+        q[rng.choice(order)] += 1
+    return q
+
+
+def kill_all(cfg, run_dir, rounds, kills, seed, durations, sigterm: bool = False) -> list[dict]:
+    """Per stage instance in run order: a SIGTERM (with `sigterm`: round 0's evaluate and round 2's
+    stages, or a later round's same stage when that one is done), then its SIGKILL quota; the quota of
+    an instance found done (a kill landed after its commit) carries over to the next, and a stage name
+    not yet interrupted gets up to MAX_RETRIES extra kills, so at least `kills` are sent."""
     rng = random.Random(seed)
     order = instances(rounds)
-    report, covered = [], set()
-    for target in plan(order, kills, rng):
-        done, _ = read_steps(run_dir / "loop.duckdb")
-        if target in done:  # an earlier kill landed after it committed: take the next one left
-            target = next((i for i in order[order.index(target):] if i not in done), None)
-            if target is None:
-                break
-        for _ in range(1 + MAX_RETRIES):
-            k = kill_once(cfg, run_dir, rounds, target, (0.0, 1.2 * durations[target]), rng)
-            report.append(k)
-            covered |= {s for _, s in k["interrupted"]}
-            done, _ = read_steps(run_dir / "loop.duckdb")
-            if target[1] in covered or target in done:
-                break
+    quota = quotas(order, kills, rng)
+    terms = [(0, "evaluate")] + [(min(2, rounds), st) for _, st in order[1:6]] if sigterm else []
+    report, covered, done, prev, carry = [], set(), set(), None, 0
+    log = run_dir.with_suffix(".log")
+
+    def attempt(target, sig, window):
+        nonlocal prev
+        since = log.stat().st_size if log.exists() else 0
+        k, prev = kill_once(cfg, run_dir, rounds, target, window, rng, prev, order, sig)
+        k["refused"] = not k["killed"] and refused(log, since)
+        report.append(k)
+        done.update(tuple(e) for e in k["ended"])
+        if k["first_started"]:  # a resumed attempt skips what is done: everything before its first stage
+            done.update(order[:order.index(tuple(k["first_started"]))])
+        covered.update(st for _, st in k["interrupted"])
+
+    for i, target in enumerate(order):
+        pending_terms = [t for t in terms if t[1] == target[1] and t[0] <= target[0]]
+        if pending_terms and target not in done:
+            terms.remove(pending_terms[0])
+            attempt(target, signal.SIGTERM, (0.0, 0.9 * durations[target]))
+        carry += quota[target]
+        extra = 0
+        while target not in done and (carry > 0 or (target[1] not in covered and extra < MAX_RETRIES)):
+            behind = carry > len(order) - i  # more kills left than instances: stay inside the stage
+            attempt(target, signal.SIGKILL, (0.0, (0.9 if behind else 1.2) * durations[target]))
+            if carry > 0:
+                carry -= 1
+            else:
+                extra += 1
+    if prev is not None:
+        report[-1]["last_rc"] = prev.wait()
     return report
 
 
@@ -221,13 +273,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--kills", type=int, default=24)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sigterm", action="store_true", help="also SIGTERM one instance of every stage")
     a = ap.parse_args()
     t0 = time.monotonic()
     preload()
     t_pre = time.monotonic()
     durations = reference(a.config, a.ref_dir, a.rounds)
     t_ref = time.monotonic()
-    kills = kill_all(a.config, a.kill_dir, a.rounds, a.kills, a.seed, durations)
+    kills = kill_all(a.config, a.kill_dir, a.rounds, a.kills, a.seed, durations, a.sigterm)
     t_kill = time.monotonic()
     final = finish(a.config, a.kill_dir, a.rounds)
     Path(a.report).write_text(json.dumps({

@@ -80,24 +80,34 @@ def check_ids(path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_sigkill_anywhere_then_resume_equals_uninterrupted(tmp_path):
-    rounds, kills, seed = 3, 20, 1234
+    """50 SIGKILLs at random moments over every stage of a 3-round run, each restart started the
+    moment the kill is sent (before the killed process is reaped), and a SIGTERM in each stage;
+    then the store equals an uninterrupted run's."""
+    rounds, kills, seed = 3, 50, 1234
     report = tmp_path / "report.json"
     subprocess.run([sys.executable, "-m", "tests.kill_harness", str(report), "--config", str(TINY),
                     "--ref-dir", str(tmp_path / "ref"), "--kill-dir", str(tmp_path / "kill"),
-                    "--rounds", str(rounds), "--kills", str(kills), "--seed", str(seed)],
+                    "--rounds", str(rounds), "--kills", str(kills), "--seed", str(seed), "--sigterm"],
                    cwd=ROOT, env=ENV, check=True, timeout=850)
     rep = json.loads(report.read_text())
-    print(json.dumps(rep["timing_s"]))
-    assert rep["final"]["rc"] == 0
-    killed = [k for k in rep["kills"] if k["killed"]]
-    assert len(killed) >= kills and all(k["rc"] == -signal.SIGKILL for k in killed)
-    hit = {stage for k in killed for _, stage in k["interrupted"]}
-    assert hit == set(STAGE_NAMES), f"stages never interrupted: {set(STAGE_NAMES) - hit}"
-
     ref, got = tmp_path / "ref" / "loop.duckdb", tmp_path / "kill" / "loop.duckdb"
     a, b = snapshot(ref), snapshot(got)
+    killed = [k for k in rep["kills"] if k["killed"] and k["signal"] == "SIGKILL"]
+    termed = [k for k in rep["kills"] if k["killed"] and k["signal"] == "SIGTERM"]
+    print(json.dumps({"timing_s": rep["timing_s"], "sigkills": len(killed), "sigterms": len(termed),
+                      "refused": sum(k["refused"] for k in rep["kills"]), "counts": b["counts"],
+                      "accuracies": [e[3] for e in b["evaluations"]]}))
+    assert rep["final"]["rc"] == 0
+    assert [k for k in rep["kills"] if k["refused"]] == []       # no restart refused, right after a kill
+    assert len(killed) >= kills and all(k["prev_rc"] in (None, -signal.SIGKILL) for k in rep["kills"])
+    hit = {stage for k in killed for _, stage in k["interrupted"]}
+    assert hit == set(STAGE_NAMES), f"stages never interrupted: {set(STAGE_NAMES) - hit}"
+    assert {k["target"][1] for k in termed} == set(STAGE_NAMES)  # SIGTERM in every stage ...
+    for k in termed:  # ... finishes that stage, then exits cleanly
+        assert k["rc"] == 0 and k["target"] in k["ended"], k
+
     assert b["counts"] == a["counts"]
-    for key in a:  # contents: the same problems, samples, verdicts, models, evaluations
+    for key in a:  # contents: the same problems, samples, verdicts, models, evaluations (so accuracies)
         assert b[key] == a[key], key
     assert a["counts"]["samples"] == rounds * 4 * 2 and a["counts"]["runs"] == 1
     assert all(status == "done" for _, _, status in b["steps"])       # nothing left running
