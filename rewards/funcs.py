@@ -192,12 +192,19 @@ class _VerifiedReward(_Reward):
         return None if equal is None else (1.0 if equal else 0.0)
 
 
+def gold_answer(gold: Any) -> str:
+    """The gold answer as text; a GSM8K gold string (`<solution> #### 72`, as TRL users pass the
+    dataset's `answer` column) gives what follows its last `####`."""
+    text = str(gold)
+    return text.rsplit("####", 1)[1].strip() if "####" in text else text
+
+
 class CorrectnessReward(_VerifiedReward):
     name = "correctness"
 
     def judge(self, gold: Any, text: str) -> float | None:
         ext = extract_answer(text)
-        return self._reward(verify(str(gold), ext.value or "", timeout_s=self.timeout_s).equal)
+        return self._reward(verify(gold_answer(gold), ext.value or "", timeout_s=self.timeout_s).equal)
 
 
 class AccuracyReward(_VerifiedReward):
@@ -206,9 +213,10 @@ class AccuracyReward(_VerifiedReward):
     max_candidates = 5
 
     def judge(self, gold: Any, text: str) -> float | None:
-        verdict = verify(str(gold), "", timeout_s=self.timeout_s)
+        gold = gold_answer(gold)
+        verdict = verify(gold, "", timeout_s=self.timeout_s)
         for ext in candidates(text)[: self.max_candidates]:
-            verdict = verify(str(gold), ext.value or "", timeout_s=self.timeout_s)
+            verdict = verify(gold, ext.value or "", timeout_s=self.timeout_s)
             if verdict.method != "unreadable":
                 break
         return self._reward(verdict.equal)

@@ -95,6 +95,10 @@ def test_lora_export_loads_with_peft(lineage_store, reference, lora_out):
               "README.md", "lineage.json"):
         assert (lora_out / f).is_file(), f
     assert model_hash(lora_out) == lineage_store["v2"]  # the adapter weights, byte for byte
+    cfg = json.loads((lora_out / "adapter_config.json").read_text())
+    assert cfg["base_model_name_or_path"] == "tiny:llama"  # the model the user gave, not a cache path
+    modes = {f.name: f.stat().st_mode & 0o777 for f in lora_out.iterdir()}
+    assert set(modes.values()) == {0o644}, modes  # readable by others
     base = AutoModelForCausalLM.from_pretrained(lineage_store["base"])
     model = PeftModel.from_pretrained(base, lora_out).eval()
     assert _greedy(model, AutoTokenizer.from_pretrained(lora_out)) == reference["adapter"]
@@ -147,6 +151,7 @@ def test_gguf_builtin_f32_roundtrips_through_transformers(lineage_store, referen
     assert res.exit_code == 0, res.output
     fields = gguf.GGUFReader(tmp_path / "g" / "model-f32.gguf").fields
     assert fields["tokenizer.ggml.model"].contents() == "gpt2"
+    assert fields["general.name"].contents() == f"loop {lineage_store['v2']} (tiny:llama)"
     model, tok = _load_gguf(tmp_path / "g", "model-f32.gguf")
     assert _chat_ids(tok) == _chat_ids(reference["tok"])  # the tokenizer survives, chat template included
     assert _greedy(model, tok) == reference["adapter"]
@@ -181,6 +186,7 @@ def test_gguf_through_llama_cpp_converter(lineage_store, reference, tmp_path):
     assert "llama.cpp" in json.loads((tmp_path / "g" / "lineage.json").read_text())["export"]["writer"]
     fields = gguf.GGUFReader(tmp_path / "g" / "model-f32.gguf").fields
     assert fields["tokenizer.ggml.model"].contents() == "gpt2" and fields["tokenizer.ggml.pre"].contents() == "smollm"
+    assert fields["general.name"].contents() == f"loop {lineage_store['v2']} (tiny:llama)"  # not 'Gguf Src'
     model, tok = _load_gguf(tmp_path / "g", "model-f32.gguf")
     assert _chat_ids(tok) == _chat_ids(reference["tok"])
     assert _greedy(model, tok) == reference["adapter"]
@@ -201,6 +207,7 @@ def test_export_help():
 def test_card_names_every_ancestor(lineage_store, lora_out):
     st = lineage_store
     card = (lora_out / "README.md").read_text()
+    assert card.splitlines()[:3] == ["---", "library_name: peft", 'base_model: "tiny:llama"']  # hub metadata
     lin = json.loads((lora_out / "lineage.json").read_text())
     assert [a["version"] for a in lin["ancestors"]] == [st["v1"], st["v2"]]
     assert lin["ancestors"][1]["parent"] == st["v1"] and lin["ancestors"][0]["parent"] == st["base_version"]

@@ -200,3 +200,23 @@ def test_missing_store_is_a_clear_error(tmp_path):
 def test_every_new_command_has_help(cmd):
     res = runner.invoke(cli.app, [*cmd, "--help"])
     assert res.exit_code == 0 and "Usage" in res.output
+
+
+def test_problems_table_fits_80_columns(monkeypatch):
+    from rich.console import Console
+    from loop.inspection import view
+    console = Console(width=80, record=True, force_terminal=False)
+    monkeypatch.setattr(view, "out", console)
+    long_q = "Natalia sold clips to 48 of her friends in April, and then she sold half as many in May. " * 2
+    rows = [{"problem_id": "3fa9c2d81b7e4a6f9c0d", "source": "gsm8k-train-jsonl", "kind": "seed", "level": None,
+             "question": long_q, "answer": "72", "first_round": 1, "last_round": 3, "judged": 12, "verified": 5,
+             "pass_rate": 5 / 12},
+            {"problem_id": "p0001", "source": "arithmetic", "kind": "add", "level": 1, "question": "What is 2 + 2?",
+             "answer": "4", "first_round": 2, "last_round": 2, "judged": 4, "verified": 4, "pass_rate": 1.0}]
+    view.render_problems(rows)
+    text = console.export_text()
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80, text
+    body = [line for line in lines if "3fa9c2d8" in line]
+    assert len(body) == 1 and "…" in body[0] and "3fa9c2d81" not in body[0], text  # one line, id cut, question cut
+    assert any("What is 2 + 2?" in line for line in lines)  # a short question stays whole

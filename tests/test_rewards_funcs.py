@@ -58,6 +58,10 @@ TABLE = [
     ("accuracy", "no numbers here", "72", 0.0),          # nothing to extract
     ("accuracy", GOOD, "", None),                        # no gold: cannot judge
     ("correctness", "<answer>\\frac{1}{2}</answer>", "0.5", 1.0),  # fraction vs decimal
+    ("correctness", GOOD, "Natalia sold 48/2 = 24 clips in May.\n#### 72", 1.0),  # a GSM8K gold string
+    ("correctness", WRONG, "48 + 24 = 72\n#### 72", 0.0),             # ... its number is the gold, not 24
+    ("correctness", "<answer>1000</answer>", "#### 1,000", 1.0),      # ... with a thousands separator
+    ("accuracy", WORDY, "She sold 72.\n#### 72", 1.0),                # accuracy takes GSM8K golds too
 ]
 
 

@@ -74,12 +74,14 @@ def write_gguf(merged: Path, dest: Path, outtype: str, converter: str | None, wo
     if which == "builtin":
         write_builtin(src, dest, outtype, name)
         return {"writer": "builtin (gguf package)", "outtype": outtype}
-    _run_converter(Path(which), src, dest, outtype)
+    _run_converter(Path(which), src, dest, outtype, name)
     return {"writer": "llama.cpp convert_hf_to_gguf.py", "converter": which, "outtype": outtype}
 
 
-def _run_converter(script: Path, src: Path, dest: Path, outtype: str) -> None:
-    cmd = [sys.executable, str(script), str(src), "--outfile", str(dest), "--outtype", outtype]
+def _run_converter(script: Path, src: Path, dest: Path, outtype: str, name: str | None = None) -> None:
+    # --model-name: else general.name comes from the staging folder's name ('Gguf Src')
+    cmd = [sys.executable, str(script), str(src), "--outfile", str(dest), "--outtype", outtype,
+           *(["--model-name", name] if name else [])]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode == 0 and dest.is_file():
         return

@@ -71,6 +71,7 @@ def export_model(store_path: str | Path, out: str | Path, fmt: str = "merged16",
                          "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                          "files": sorted(p.name for p in tmp.iterdir()) + ["README.md", "lineage.json"]}
         write_card(tmp, lin)
+        _readable(tmp)
         _publish(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -80,7 +81,7 @@ def export_model(store_path: str | Path, out: str | Path, fmt: str = "merged16",
 def _write(fmt: str, base: Path, adapter: Path, dest: Path, dtype: str, outtype: str,
            converter: str | None, lin: dict) -> dict:
     if fmt == "lora":
-        write_lora(base, adapter, dest)
+        write_lora(base, adapter, dest, lin["base"]["name"])
         return {}
     if fmt == "merged16":
         write_merged(base, adapter, dest, dtype)
@@ -210,6 +211,14 @@ def _guard(out: Path, keep: list[Path]) -> None:
             raise ExportError(f"--out {out} holds {p}; choose another directory")
 
 
+def _readable(folder: Path) -> None:
+    """Files 0644 and folders 0755 (a trainer's temporary files can be 0600): an export is for sharing."""
+    folder.chmod(0o755)
+    for p in folder.rglob("*"):
+        if not p.is_symlink():
+            p.chmod(0o755 if p.is_dir() else 0o644)
+
+
 def _publish(tmp: Path, out: Path) -> None:
     old = out.with_name(f".{out.name}.old{os.getpid()}")
     if out.exists():
@@ -219,12 +228,18 @@ def _publish(tmp: Path, out: Path) -> None:
 
 
 # --- the formats ---------------------------------------------------------------------
-def write_lora(base: Path, adapter: Path, dest: Path) -> None:
-    """The adapter folder as trained (PEFT's own README excepted) + the base tokenizer."""
+def write_lora(base: Path, adapter: Path, dest: Path, base_name: str | None = None) -> None:
+    """The adapter folder as trained (PEFT's own README excepted) + the base tokenizer; its
+    `base_model_name_or_path` names the model the user gave (`model.name`), not our cache path."""
     from transformers import AutoTokenizer
     for f in adapter.iterdir():
         if f.is_file() and f.name != "README.md":
             shutil.copy2(f, dest / f.name)
+    cfg_path = dest / "adapter_config.json"
+    if base_name and cfg_path.is_file():
+        cfg = json.loads(cfg_path.read_text())
+        cfg["base_model_name_or_path"] = base_name
+        cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
     AutoTokenizer.from_pretrained(base).save_pretrained(dest)
 
 
@@ -254,7 +269,8 @@ def card(lin: dict) -> str:
     m, b, ex, run = lin["model"], lin["base"], lin["export"], lin["run"]
     lib = {"lora": "peft", "merged16": "transformers", "gguf": "gguf"}[ex["format"]]
     how = ex.get("dtype") or " ".join(x for x in (ex.get("outtype"), ex.get("writer") and f"via {ex['writer']}") if x)
-    lines = ["---", f"library_name: {lib}", f"tags: [loop, {ex['format']}]", "---", "",
+    lines = ["---", f"library_name: {lib}", *([f"base_model: {json.dumps(b['name'])}"] if b["name"] else []),
+             f"tags: [loop, {ex['format']}]", "---", "",
              f"# loop model `{m['version']}`", "",
              f"Exported by loop {ex['loop_version']} on {ex['exported_at']} as **{ex['format']}**"
              + (f" ({how})" if how else "") + ".", "",

@@ -37,11 +37,11 @@ WRAP = {"question", "value", "sample", "problem"}  # long text columns wrap; the
 
 
 def _table(title: str | None, cols: list[str], rows: list[list[str]], right: AbstractSet[str] = frozenset(),
-           compact: bool = False) -> Table:
+           compact: bool = False, wrap: AbstractSet[str] = WRAP) -> Table:
     t = Table(title=title, box=box.SIMPLE_HEAD, padding=0, pad_edge=False) if compact else Table(title=title)
     for c in cols:
         t.add_column(c, justify="right" if c in right else "left",
-                     overflow="fold" if c in WRAP else "ellipsis", no_wrap=c not in WRAP)
+                     overflow="fold" if c in wrap else "ellipsis", no_wrap=c not in wrap)
     for r in rows:
         t.add_row(*r)
     return t
@@ -91,11 +91,27 @@ def render_rounds(data: dict) -> None:
 
 
 def render_problems(rows: list[dict]) -> None:
-    cols = ["problem", "source", "level", "question", "answer", "rounds", "judged", "verified", "pass %"]
-    body = [[r["problem_id"], r["source"], num(r["level"]), r["question"], r["answer"],
-             f"{r['first_round']}-{r['last_round']}", str(r["judged"]), str(r["verified"]), pct(r["pass_rate"])]
-            for r in rows]
-    out.print(_table(f"{len(rows)} problems", cols, body, right={"level", "judged", "verified", "pass %"}))
+    """Readable at 80 columns: ids cut to 8 characters (a unique prefix in practice; --json has them
+    whole), one line per problem, the question cut with an ellipsis to what the terminal leaves."""
+    cols = ["problem", "source", "lvl", "question", "answer", "rounds", "judged", "ok", "pass %"]
+    body = [[_cut(r["problem_id"], 8, ""), _cut(r["source"], 10), num(r["level"]), _one_line(r["question"]),
+             _cut(r["answer"], 10), f"{r['first_round']}-{r['last_round']}", str(r["judged"]), str(r["verified"]),
+             pct(r["pass_rate"])] for r in rows]
+    t = _table(f"{len(rows)} problems", cols, body, right={"lvl", "judged", "ok", "pass %"}, compact=True,
+               wrap=frozenset())
+    for i, col in enumerate(t.columns):  # every column keeps its width; the question gets what is left
+        if cols[i] != "question":
+            col.min_width = max(len(cols[i]), *(len(b[i]) for b in body)) if body else len(cols[i])
+    out.print(t)
+
+
+def _one_line(text: str | None) -> str:
+    return " ".join(str(text or "").split())
+
+
+def _cut(text: str | None, n: int, mark: str = "…") -> str:
+    t = _one_line(text)
+    return t if len(t) <= n else t[: n - len(mark)] + mark
 
 
 def render_samples(rows: list[dict]) -> None:
