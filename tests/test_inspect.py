@@ -220,3 +220,4 @@ def test_problems_table_fits_80_columns(monkeypatch):
     body = [line for line in lines if "3fa9c2d8" in line]
     assert len(body) == 1 and "…" in body[0] and "3fa9c2d81" not in body[0], text  # one line, id cut, question cut
     assert any("What is 2 + 2?" in line for line in lines)  # a short question stays whole
+    assert "pass %" in text and "41.7" in body[0] and "100.0" in text  # no column dropped or cut

@@ -97,12 +97,13 @@ def render_problems(rows: list[dict]) -> None:
     body = [[_cut(r["problem_id"], 8, ""), _cut(r["source"], 10), num(r["level"]), _one_line(r["question"]),
              _cut(r["answer"], 10), f"{r['first_round']}-{r['last_round']}", str(r["judged"]), str(r["verified"]),
              pct(r["pass_rate"])] for r in rows]
-    t = _table(f"{len(rows)} problems", cols, body, right={"lvl", "judged", "ok", "pass %"}, compact=True,
-               wrap=frozenset())
-    for i, col in enumerate(t.columns):  # every column keeps its width; the question gets what is left
-        if cols[i] != "question":
-            col.min_width = max(len(cols[i]), *(len(b[i]) for b in body)) if body else len(cols[i])
-    out.print(t)
+    q = cols.index("question")
+    widths = [max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(cols)]
+    room = max(12, out.width - sum(w for i, w in enumerate(widths) if i != q) - (len(cols) - 1) - 4)
+    for b in body:
+        b[q] = _cut(b[q], room)
+    out.print(_table(f"{len(rows)} problems", cols, body, right={"lvl", "judged", "ok", "pass %"}, compact=True,
+                     wrap=frozenset()))
 
 
 def _one_line(text: str | None) -> str:
