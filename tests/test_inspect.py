@@ -204,6 +204,7 @@ def test_every_new_command_has_help(cmd):
 
 def test_problems_table_fits_80_columns(monkeypatch):
     from rich.console import Console
+
     from loop.inspection import view
     console = Console(width=80, record=True, force_terminal=False)
     monkeypatch.setattr(view, "out", console)
