@@ -4,11 +4,14 @@ time with and without a reader polling.
     python bench/store_readers.py [--rounds 3] [--config configs/tiny.yaml] [--preload 0]
                                   [--interval 0] [--out bench/results/store_readers.json]
 
-Two runs of `loop start --rounds N` in fresh run directories, in their own process (as a
+Three runs of `loop start --rounds N` in fresh run directories, in their own process (as a
 user runs them): `quiet` with no reader; `polled` with a reader process calling every
 inspect library function (`summary`, `rounds`, `problems`, `samples`, `curve`; what
 `loop inspect ...` runs after its imports) in turn, `--interval` seconds apart, until the
-run ends. Each call's latency (open read-only + queries + close, the wait for the writer's
+run ends; `polled_copy`, the control, with the same reader on a copy of the quiet run's store
+(the same reads and CPU, but no lock between them and the writer): polled minus polled_copy is
+what sharing the file costs the writer, polled_copy minus quiet what the reader's CPU does.
+Each call's latency (open read-only + queries + close, the wait for the writer's
 transaction included) and every refusal are recorded. Round time = the sum of a round's
 `stage_end` seconds in `loop.log`. `--preload N` first puts N synthetic samples into the
 store (bench/store.py's rows, under a run id of their own) so the writer's opens and
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -66,7 +70,8 @@ def preload(store: Path, n: int) -> None:
                 st.append_arrow("samples", batch(start, min(250_000, n - start), rng), conflict=None)
 
 
-def one_run(cfg: str, rounds: int, polled: bool, interval: float, n_preload: int) -> dict:
+def one_run(cfg: str, rounds: int, polled: bool, interval: float, n_preload: int,
+            read_path: Path | None = None) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="loop-readers-"))
     run, store, stop = tmp / "run", tmp / "run" / "loop.duckdb", tmp / "stop"
     run.mkdir()
@@ -78,9 +83,9 @@ def one_run(cfg: str, rounds: int, polled: bool, interval: float, n_preload: int
                                "--set", f"run.dir={run}"], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if polled:
-        while not store.exists():
+        while read_path is None and not store.exists():
             time.sleep(0.01)
-        reader = subprocess.Popen([sys.executable, "-c", READER, str(store), str(stop), str(interval)],
+        reader = subprocess.Popen([sys.executable, "-c", READER, str(read_path or store), str(stop), str(interval)],
                                   cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     err = writer.communicate()[1]
     wall = time.time() - t0
@@ -93,7 +98,8 @@ def one_run(cfg: str, rounds: int, polled: bool, interval: float, n_preload: int
         ev = json.loads(line)
         if ev.get("event") == "stage_end" and ev.get("round", 0) >= 1:
             per_round[ev["round"]] = per_round.get(ev["round"], 0.0) + ev["seconds"]
-    return {"wall_s": round(wall, 2), "round_s": [round(per_round[r], 2) for r in sorted(per_round)],
+    return {"store": str(store), "wall_s": round(wall, 2),
+            "round_s": [round(per_round[r], 2) for r in sorted(per_round)],
             "median_round_s": round(statistics.median(per_round.values()), 2), "reader": _latency(calls)}
 
 
@@ -124,8 +130,12 @@ def main() -> None:
            "cpus": os.cpu_count(), "loadavg_before": os.getloadavg()}
     res["quiet"] = one_run(a.config, a.rounds, False, a.interval, a.preload)
     res["polled"] = one_run(a.config, a.rounds, True, a.interval, a.preload)
+    copy = Path(tempfile.mkdtemp(prefix="loop-readers-copy-")) / "loop.duckdb"
+    shutil.copy(res["quiet"]["store"], copy)
+    res["polled_copy"] = one_run(a.config, a.rounds, True, a.interval, a.preload, read_path=copy)
     res["loadavg_after"] = os.getloadavg()
-    res["round_slowdown"] = round(res["polled"]["median_round_s"] / res["quiet"]["median_round_s"], 3)
+    q = res["quiet"]["median_round_s"]
+    res["round_slowdown"] = {k: round(res[k]["median_round_s"] / q, 3) for k in ("polled", "polled_copy")}
     text = json.dumps(res, indent=1)
     print(text)
     if a.out:

@@ -40,7 +40,7 @@ from loop.progress import console
 from loop.run_config import ConfigChanged, changed_keys, config_hash, describe_change, result_config
 from loop.stages import STAGE_NAMES, STAGES
 from store import runs
-from store.db import Store
+from store.db import Store, StoreError
 from store.lock import StoreLock, describe, holder
 
 EventSink = Callable[[dict], None]
@@ -105,8 +105,11 @@ def check_resume(cfg: Config) -> str | None:
     info = holder(cfg.store_path)
     if not cfg.store_path.exists() or (info and info.get("alive")):
         return None
-    with Store(cfg.store_path, read_only=True) as st:
-        row = runs.latest_pinned(st)
+    try:
+        with Store(cfg.store_path, read_only=True) as st:
+            row = runs.latest_pinned(st)
+    except StoreError:
+        return None  # e.g. an older schema a read-only open cannot migrate: open_run migrates, then checks
     if row:
         check_same(row["run_id"], row["pinned"], cfg)
     return row["run_id"] if row else None

@@ -67,3 +67,19 @@ def test_changed_config_refused_then_new_run_then_rounds_done(tmp_path):
         assert st.scalar("SELECT count(*) FROM evaluations WHERE run_id = ?", [runs[1]["run_id"]]) == 2
     res = _start(run, "--rounds", "1")  # the latest run is now the n_problems=8 one
     assert res.exit_code == 2 and "evaluate.n_problems: 8 -> 4" in res.output
+
+
+def test_run_from_before_migration_006_is_checked_against_its_config(tmp_path):
+    """A store at schema 005 (no pinned result config): `loop start` migrates it, compares against
+    the run's saved `config`, and pins the result config from then on."""
+    run = tmp_path / "run"
+    assert _start(run, "--rounds", "0").exit_code == 0
+    with Store(run / "loop.duckdb") as st, st.transaction():
+        st.con.execute("ALTER TABLE runs DROP COLUMN config_hash")
+        st.con.execute("ALTER TABLE runs DROP COLUMN result_config")
+        st.con.execute("DELETE FROM schema_migrations WHERE version = 6")
+    res = _start(run, "--rounds", "0", "--set", "evaluate.n_problems=8")
+    assert res.exit_code == 2 and "evaluate.n_problems: 4 -> 8" in res.output
+    assert _start(run, "--rounds", "0").exit_code == 0
+    with Store(run / "loop.duckdb", read_only=True) as st:
+        assert st.scalar("SELECT count(*) FROM runs WHERE config_hash IS NOT NULL") == 1
