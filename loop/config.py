@@ -92,6 +92,39 @@ class BudgetConfig(_Strict):
     answer_tokens: int = Field(32, ge=1)  # extra tokens for the answer after a forced end
 
 
+class VLLMSettings(_Strict):
+    """Engine settings of the vllm sampler (`sample.vllm`; loop/samplers/vllm_engine.py builds the
+    engine arguments from them). `None`/`auto` means: the platform's default (CPU or CUDA)."""
+    gpu_memory_utilization: float = Field(0.5, gt=0.0, lt=1.0, description=(
+        "CUDA: fraction of the GPU's memory the engine may take (weights, CUDA graphs, KV cache); "
+        "must lie in (0, 1). Ignored on CPU."))
+    max_model_len: int | None = Field(None, ge=64, description=(
+        "Longest prompt + completion in tokens; None: min(4096, the model's limit) "
+        "(LOOP_VLLM_MAX_MODEL_LEN overrides)."))
+    enforce_eager: bool | None = Field(None, description=(
+        "True: no CUDA graphs / torch.compile. None: eager on CPU (its compile cache does not load "
+        "back), graphs on CUDA."))
+    enable_prefix_caching: bool | None = Field(None, description=(
+        "Reuse the KV blocks of a shared prompt (a group's n samples compute it once). None: on for CUDA "
+        "and CPU."))
+    enable_chunked_prefill: bool | None = Field(None, description=(
+        "Split long prefills across engine steps. None: on for CUDA; off on CPU (vLLM-CPU cannot rewind "
+        "a seeded request's CPU generator)."))
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one engine's weights are split over.")
+    data_parallel_size: int = Field(1, ge=1, description=(
+        "Engine replicas, each on tensor_parallel_size GPUs; requests are spread over them."))
+    sleep_level: Literal[0, 1, 2] | None = Field(None, description=(
+        "Sleep mode while a training job runs on the same GPU: 1 = weights parked in CPU RAM and the KV "
+        "cache freed, 2 = both freed (reloaded on wake), 0 = off. None: 1 on CUDA, 0 on CPU."))
+    adapter: Literal["auto", "merge", "lora"] = Field("auto", description=(
+        "How a new adapter reaches the running engine: merge (merged weights reloaded in place) or lora "
+        "(a LoRARequest). auto: LOOP_VLLM_ADAPTER, else merge on CPU, the measured faster one on CUDA."))
+    max_lora_rank: int = Field(64, ge=1, description="lora mode: the largest adapter rank the engine accepts.")
+    kv_cache_gib: float | None = Field(None, gt=0.0, description=(
+        "An explicit KV-cache size in GiB instead of a memory fraction. None: 2 on CPU "
+        "(LOOP_VLLM_KV_CACHE_GIB overrides), the gpu_memory_utilization share on CUDA."))
+
+
 class SampleConfig(_Strict):
     backend: Literal["auto", "hf", "vllm", "openai"] = "auto"
     group_size: int = Field(4, ge=1)
@@ -103,6 +136,7 @@ class SampleConfig(_Strict):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     budget: BudgetConfig = BudgetConfig()
     openai: OpenAIConfig = OpenAIConfig()
+    vllm: VLLMSettings = VLLMSettings()
 
 
 class RewardConfig(_Strict):
@@ -149,6 +183,19 @@ class SFTConfig(_Strict):
     select: SelectConfig = SelectConfig()
 
 
+class GRPOGeneration(_Strict):
+    """How a GRPO training job generates its completions (`train.grpo.generation`; loop/trainers/gpu.py)."""
+    engine: Literal["auto", "hf", "vllm"] = Field("auto", description=(
+        "hf: Hugging Face generate; vllm: a vLLM engine inside the training job (unsloth: "
+        "fast_inference, trl: TRL's colocated vLLM). auto: vllm on CUDA when it imports, else hf."))
+    gpu_memory_utilization: float | None = Field(None, gt=0.0, lt=1.0, description=(
+        "The job's vLLM engine's share of GPU memory; None: sized from the model and the step's "
+        "sequences (weights + KV cache + 2 GiB)."))
+    standby: bool = Field(False, description=(
+        "Sleep the job's engine during each optimizer step (unsloth UNSLOTH_VLLM_STANDBY, trl "
+        "vllm_enable_sleep_mode): less memory, slower steps."))
+
+
 class GRPOConfig(_Strict):
     every: int = Field(0, ge=0)        # after every N-th round; 0 = never
     max_steps: int = Field(10, ge=1)
@@ -159,6 +206,7 @@ class GRPOConfig(_Strict):
     beta: float = 0.0                  # KL weight; 0 = no reference model (cheaper)
     temperature: float = 0.8
     band: tuple[float, float] = (0.0, 1.0)  # train on problems whose last pass rate lies strictly inside
+    generation: GRPOGeneration = GRPOGeneration()
 
     @model_validator(mode="after")
     def _check(self) -> "GRPOConfig":

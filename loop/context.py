@@ -76,6 +76,12 @@ class RunContext:
         self._eval_model = version
         return self._eval_sampler
 
+    def gpu_released(self):
+        """A context: the loaded samplers free their GPU memory (vLLM sleep mode) for the block
+        (a training child on the same GPU) and take it back after (loop.samplers.share)."""
+        from loop.samplers.share import released
+        return released([self._sampler, self._eval_sampler])
+
     def close(self) -> None:
         for s in (self._sampler, self._eval_sampler):
             if s is not None:

@@ -70,7 +70,9 @@ def open_run(cfg: Config) -> RunContext:
     from loop.models import model_hash, resolve_model
     from store.db import Store
     from store.lock import StoreLock, describe
+    from loop.samplers.gpu_check import check_run
     base_dir = resolve_model(cfg.model.name, cfg.model.cache_dir)
+    check_run(cfg, base_dir)  # vllm installed? the model fits the GPU share? (before round 0)
     base_version = model_hash(base_dir)
     lock = StoreLock(cfg.store_path).acquire()
     try:

@@ -234,7 +234,8 @@ def _train(ctx, r: int, method: str, examples: list[dict]) -> dict:
            "gradient_checkpointing": cfg.gradient_checkpointing,
            method: getattr(cfg, method).model_dump(mode="json"),
            "rewards": [x.model_dump(mode="json") for x in ctx.cfg.verify.rewards]}
-    metrics = run_child(job, work / "job.json", ctx.cfg.run.threads, cfg.launcher)
+    with ctx.gpu_released():  # a sleeping vLLM engine leaves the GPU to the training child
+        metrics = run_child(job, work / "job.json", ctx.cfg.run.threads, cfg.launcher)
     version = model_hash(out)
     info = {"model_version": version, "parent": parent_version, "examples": len(examples), **metrics}
     with ctx.store.transaction():

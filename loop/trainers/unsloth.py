@@ -76,8 +76,10 @@ def _unset_only(wanted: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in wanted.items() if k not in os.environ}
 
 
-def _load(job: dict, max_seq_len: int):
+def _load(job: dict, max_seq_len: int, **fast):
     import unsloth  # noqa: F401 - must be imported before trl/transformers patches apply
+    from loop.trainers.trl import watch_device_memory
+    watch_device_memory()
     from unsloth import FastLanguageModel
     from loop.models import quiet_transformers
     quiet_transformers()  # else every GRPO generate warns that max_new_tokens beats max_length
@@ -86,7 +88,8 @@ def _load(job: dict, max_seq_len: int):
     src = job.get("parent_adapter") or job["base"]
     gc = gradient_checkpointing(job)
     model, tok = FastLanguageModel.from_pretrained(model_name=src, max_seq_length=max_seq_len,
-                                                   load_in_4bit=four_bit, dtype=None, use_gradient_checkpointing=gc)
+                                                   load_in_4bit=four_bit, dtype=None, use_gradient_checkpointing=gc,
+                                                   **fast)
     if not job.get("parent_adapter"):
         targets = lora["target_modules"]
         if targets == "all-linear":
@@ -154,11 +157,33 @@ def sft(job: dict) -> dict:
     return _finish(trainer, trainer.train(), len(ds), job["tmp"])
 
 
+def fast_inference(job: dict) -> dict:
+    """from_pretrained arguments for GRPO generation through unsloth's vLLM engine (the course
+    notebook's fast_inference=True; its LoRA weights are shared with the engine, not copied), or
+    {} for Hugging Face generate (loop.trainers.gpu.generation_engine decides)."""
+    from loop.trainers import gpu
+    if gpu.generation_engine(job, True) != "vllm":
+        return {}
+    import torch
+    from loop.samplers.vllm import set_env
+    set_env()  # in-process engine core, quiet logs
+    if (job["grpo"].get("generation") or {}).get("standby"):
+        os.environ.update(_unset_only({"UNSLOTH_VLLM_STANDBY": "1"}))
+    share = gpu.engine_share(job["base"], job, torch.cuda.mem_get_info()[1])
+    rank = job["lora"]["r"]
+    if job.get("parent_adapter"):
+        import json
+        rank = json.loads((Path(job["parent_adapter"]) / "adapter_config.json").read_text()).get("r", rank)
+    return dict(fast_inference=True, gpu_memory_utilization=share, max_lora_rank=rank)
+
+
 def grpo(job: dict) -> dict:
     _check_cuda()
     os.environ.update(grpo_environ(job, varlen_attention()))
-    model, tok = _load(job, job["grpo"]["max_completion_length"] + 512)
-    return run_grpo(_hf_args(job), model, tok, True, label="GRPO, unsloth")
+    fast = fast_inference(job)
+    model, tok = _load(job, job["grpo"]["max_completion_length"] + 512, **fast)
+    generation = ("vllm-unsloth", {"use_vllm": True}) if fast else ("hf", {})
+    return run_grpo(_hf_args(job), model, tok, True, label="GRPO, unsloth", generation=generation)
 
 
 def _hf_args(job: dict) -> dict:
