@@ -55,7 +55,7 @@ if [ "$what" = vgrpo ]; then  # (b) GRPO, 1.5B shape, 64 completions x 128 token
   for_tiny
   h=LOOP_GRPO_GENERATION=hf; v=LOOP_GRPO_GENERATION=vllm
   timeout ${GRPO_TIMEOUT:-540} python bench/train_gpu.py --model tiny:llama-1.5b --steps ${STEPS:-5} --methods grpo \
-    --baseline "trl+$h" --backends ${GBACKENDS:-trl+$h,unsloth+$h,unsloth+$v,trl+$v} \
+    --baseline "trl+$h" --backends ${GBACKENDS:-trl+$h,unsloth+$h,unsloth+$v,trl+$v,unsloth+$v+LOOP_GRPO_VLLM_EAGER=0} \
     --json "$OUT/train_gpu_1p5b_grpo_vllm.json" 2>&1 | tee "$OUT/train_gpu_grpo_vllm.log" \
     | grep -E 'x faster|│|rror|Traceback' | cut -c1-400
 fi

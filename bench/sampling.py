@@ -73,7 +73,7 @@ def child(spec: str, args) -> dict:
            "adapter_mode": getattr(sampler, "mode", None)}
     if args.device == "cuda" and hasattr(sampler, "release"):
         row |= sleep_wake(sampler)
-    if args.adapter_swap:
+    if args.adapter_swap and backend == "vllm":
         row |= adapter_swap(sampler, prompts, params, args.adapter_swap)
     return row
 

@@ -27,6 +27,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 from unittest import mock
 from pathlib import Path
 
@@ -79,6 +80,7 @@ def run(model: str, steps: int, backends: list[str], methods: list[str], launche
                        "out": str(work / f"{method}-{i}")}
                 if quant:
                     job["lora"] = {**job["lora"], "quant": quant}
+                t0 = time.perf_counter()
                 try:
                     with mock.patch.dict(os.environ, env):
                         m = run_child(job, work / f"{method}-{i}.json", None, launcher)
@@ -88,6 +90,7 @@ def run(model: str, steps: int, backends: list[str], methods: list[str], launche
                 warm = m["step_times"][1:] or m["step_times"]
                 print(json.dumps({"method": method, "backend": backend, **m}), flush=True)
                 rows.append({"method": method, "backend": backend, "steps": m["steps"],
+                             "job_s": round(time.perf_counter() - t0, 1),  # imports, load, engine start, steps
                              "processes": m.get("processes", 1),
                              "s_per_step": statistics.median(warm), "first_step_s": m["step_times"][0],
                              "peak_memory_gb": m["peak_memory_gb"], "last_loss": m["last_loss"],

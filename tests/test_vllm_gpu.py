@@ -301,3 +301,17 @@ def test_engine_share_sized_from_the_model(tmp_path):
     share = gpu.engine_share(tmp_path, job(), 140 * GIB)
     assert 0.06 < share < 0.075
     assert gpu.engine_share(tmp_path, job(gpu_memory_utilization=0.3), 140 * GIB) == 0.3  # as set
+
+
+@pytest.mark.parametrize("steps, env, expected", [
+    (10, None, True),     # a loop round's job: eager (no graph capture / compile at start)
+    (500, None, False),   # long jobs: CUDA graphs
+    (10, "0", False),     # LOOP_GRPO_VLLM_EAGER wins
+    (500, "1", True),
+])
+def test_grpo_vllm_eager(steps, env, expected, monkeypatch):
+    from loop.trainers import unsloth
+    monkeypatch.delenv("LOOP_GRPO_VLLM_EAGER", raising=False)
+    if env is not None:
+        monkeypatch.setenv("LOOP_GRPO_VLLM_EAGER", env)
+    assert unsloth.vllm_eager({"grpo": {"max_steps": steps}}) is expected

@@ -174,7 +174,20 @@ def fast_inference(job: dict) -> dict:
     if job.get("parent_adapter"):
         import json
         rank = json.loads((Path(job["parent_adapter"]) / "adapter_config.json").read_text()).get("r", rank)
-    return dict(fast_inference=True, gpu_memory_utilization=share, max_lora_rank=rank)
+    return dict(fast_inference=True, gpu_memory_utilization=share, max_lora_rank=rank, enforce_eager=vllm_eager(job))
+
+
+GRPO_VLLM_GRAPHS_FROM_STEPS = 50  # the engine's CUDA graphs + compile repay their start-up from here
+
+
+def vllm_eager(job: dict) -> bool:
+    """The GRPO job's vLLM engine without CUDA graphs / torch.compile: LOOP_GRPO_VLLM_EAGER (1/0),
+    else for jobs below GRPO_VLLM_GRAPHS_FROM_STEPS steps (a loop round's 10 steps generate for
+    seconds; capturing graphs and compiling costs tens of seconds at every job's start)."""
+    env = os.environ.get("LOOP_GRPO_VLLM_EAGER")
+    if env in ("0", "1"):
+        return env == "1"
+    return job["grpo"]["max_steps"] < GRPO_VLLM_GRAPHS_FROM_STEPS
 
 
 def grpo(job: dict) -> dict:
