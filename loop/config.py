@@ -187,7 +187,9 @@ class GRPOGeneration(_Strict):
     """How a GRPO training job generates its completions (`train.grpo.generation`; loop/trainers/gpu.py)."""
     engine: Literal["auto", "hf", "vllm"] = Field("auto", description=(
         "hf: Hugging Face generate; vllm: a vLLM engine inside the training job (unsloth: "
-        "fast_inference, trl: TRL's colocated vLLM). auto: vllm on CUDA when it imports, else hf."))
+        "fast_inference, trl: TRL's colocated vLLM). auto, on CUDA with vllm installed: the backend's "
+        "measured faster one (trl: vllm, 6.1x its HF steps; unsloth: hf, its vLLM path was no faster); "
+        "else hf."))
     gpu_memory_utilization: float | None = Field(None, gt=0.0, lt=1.0, description=(
         "The job's vLLM engine's share of GPU memory; None: sized from the model and the step's "
         "sequences (weights + KV cache + 3 GiB)."))
@@ -207,6 +209,9 @@ class GRPOConfig(_Strict):
     temperature: float = 0.8
     band: tuple[float, float] = (0.0, 1.0)  # train on problems whose last pass rate lies strictly inside
     generation: GRPOGeneration = GRPOGeneration()
+    backend: Literal["auto", "trl", "unsloth"] | None = Field(None, description=(
+        "The training backend of GRPO jobs; None: train.backend. trl on a GPU: generation through "
+        "its colocated vLLM, the fastest GRPO step measured (bench/results/train_gpu_1p5b_grpo_vllm.json)."))
 
     @model_validator(mode="after")
     def _check(self) -> "GRPOConfig":

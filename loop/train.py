@@ -227,7 +227,8 @@ def _train(ctx, r: int, method: str, examples: list[dict]) -> dict:
     work = ctx.run_dir / "train" / f"round-{r:03d}-{method}"
     write_snapshot(examples, work / "data.parquet")
     out = ctx.run_dir / "models" / f"round-{r:03d}-{method}"
-    job = {"method": method, "backend": cfg.backend, "base": str(ctx.base_dir),
+    job = {"method": method, "backend": getattr(getattr(cfg, method), "backend", None) or cfg.backend,
+           "base": str(ctx.base_dir),
            "parent_adapter": str(parent_adapter) if parent_adapter else None,
            "data": str(work / "data.parquet"), "out": str(out), "seed": ctx.round_seed(r, method),
            "threads": ctx.cfg.run.threads, "lora": cfg.lora.model_dump(mode="json"),

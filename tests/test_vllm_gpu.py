@@ -279,6 +279,36 @@ def test_generation_engine(gen, env, cuda, has_vllm, expected, monkeypatch):
     assert gpu.generation_engine(job(**gen), cuda, spec) == expected
 
 
+@pytest.mark.parametrize("backend, expected", [
+    ("trl", "vllm"),      # TRL's colocated vLLM: 6.1x its HF-generate steps
+    ("unsloth", "hf"),    # unsloth's vLLM path was no faster than its HF generate
+])
+def test_generation_auto_per_backend(backend, expected, monkeypatch):
+    monkeypatch.delenv("LOOP_GRPO_GENERATION", raising=False)
+    assert gpu.generation_engine(job(), True, lambda n: object(), auto=gpu.AUTO[backend]) == expected
+
+
+def test_grpo_backend_key_reaches_the_job(tiny_cfg, monkeypatch):
+    """train.grpo.backend picks the GRPO job's backend; SFT keeps train.backend."""
+    from loop import train
+    from loop.scheduler import open_run
+    seen = {}
+
+    def child(job, job_path, threads, launcher=None):
+        seen[job["method"]] = job["backend"]
+        raise train.TrainError("stop here")
+    monkeypatch.setattr(train, "run_child", child)
+    tiny_cfg.train.backend, tiny_cfg.train.grpo.backend = "unsloth", "trl"
+    ctx = open_run(tiny_cfg)
+    try:
+        for method in ("sft", "grpo"):
+            with pytest.raises(train.TrainError):
+                train._train(ctx, 1, method, [{"problem_id": "p", "prompt": [], "completion": [], "answer": "1"}])
+    finally:
+        ctx.close()
+    assert seen == {"sft": "unsloth", "grpo": "trl"}
+
+
 def test_generation_vllm_missing_is_an_error(monkeypatch):
     monkeypatch.delenv("LOOP_GRPO_GENERATION", raising=False)
     with pytest.raises(RuntimeError, match="pip install -e"):
@@ -304,7 +334,7 @@ def test_engine_share_sized_from_the_model(tmp_path):
 
 
 @pytest.mark.parametrize("steps, env, expected", [
-    (10, None, True),     # a loop round's job: eager (no graph capture / compile at start)
+    (10, None, False),    # graphs by default: eager decode was 5x slower per step (H200)
     (500, None, False),   # long jobs: CUDA graphs
     (10, "0", False),     # LOOP_GRPO_VLLM_EAGER wins
     (500, "1", True),

@@ -198,7 +198,7 @@ def colocated_vllm(job: dict, cuda: bool) -> tuple[str, dict]:
     """GRPO generation for this backend: TRL's colocated vLLM engine on CUDA when
     loop.trainers.gpu.generation_engine says vllm, else Hugging Face generate."""
     from loop.trainers import gpu
-    if gpu.generation_engine(job, cuda) != "vllm":
+    if gpu.generation_engine(job, cuda, auto=gpu.AUTO["trl"]) != "vllm":
         return "hf", {}
     import torch
     from loop.samplers.vllm import set_env

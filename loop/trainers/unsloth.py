@@ -162,7 +162,7 @@ def fast_inference(job: dict) -> dict:
     notebook's fast_inference=True; its LoRA weights are shared with the engine, not copied), or
     {} for Hugging Face generate (loop.trainers.gpu.generation_engine decides)."""
     from loop.trainers import gpu
-    if gpu.generation_engine(job, True) != "vllm":
+    if gpu.generation_engine(job, True, auto=gpu.AUTO["unsloth"]) != "vllm":
         return {}
     import torch
     from loop.samplers.vllm import set_env
@@ -177,13 +177,14 @@ def fast_inference(job: dict) -> dict:
     return dict(fast_inference=True, gpu_memory_utilization=share, max_lora_rank=rank, enforce_eager=vllm_eager(job))
 
 
-GRPO_VLLM_GRAPHS_FROM_STEPS = 50  # the engine's CUDA graphs + compile repay their start-up from here
+GRPO_VLLM_GRAPHS_FROM_STEPS = 0  # always graphs: eager decode made steps 5x slower (below)
 
 
 def vllm_eager(job: dict) -> bool:
     """The GRPO job's vLLM engine without CUDA graphs / torch.compile: LOOP_GRPO_VLLM_EAGER (1/0),
-    else for jobs below GRPO_VLLM_GRAPHS_FROM_STEPS steps (a loop round's 10 steps generate for
-    seconds; capturing graphs and compiling costs tens of seconds at every job's start)."""
+    else for jobs below GRPO_VLLM_GRAPHS_FROM_STEPS steps. On an H200 (1.5B, 4 steps of 64 x 128
+    tokens) eager took 20.2 s/step against 3.96 with graphs, for the same 180 s job start
+    (bench/results/train_gpu_1p5b_grpo_vllm.json, _unsloth_vllm_graphs.json): graphs always."""
     env = os.environ.get("LOOP_GRPO_VLLM_EAGER")
     if env in ("0", "1"):
         return env == "1"
