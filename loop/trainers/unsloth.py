@@ -174,7 +174,11 @@ def fast_inference(job: dict) -> dict:
     if job.get("parent_adapter"):
         import json
         rank = json.loads((Path(job["parent_adapter"]) / "adapter_config.json").read_text()).get("r", rank)
-    return dict(fast_inference=True, gpu_memory_utilization=share, max_lora_rank=rank, enforce_eager=vllm_eager(job))
+    # unsloth sizes max_num_seqs from the share (32 at the 6 % of an H200 that a 1.5B job gets, so a
+    # 64-completion step ran in two waves, bench/results/train_gpu_grpo_vllm.log): one wave per step
+    seqs = max(job["grpo"]["batch_size"], job["grpo"]["num_generations"])
+    return dict(fast_inference=True, gpu_memory_utilization=share, max_lora_rank=rank, enforce_eager=vllm_eager(job),
+                max_num_seqs=seqs)
 
 
 GRPO_VLLM_GRAPHS_FROM_STEPS = 0  # always graphs: eager decode made steps 5x slower (below)
