@@ -345,3 +345,97 @@ def test_grpo_vllm_eager(steps, env, expected, monkeypatch):
     if env is not None:
         monkeypatch.setenv("LOOP_GRPO_VLLM_EAGER", env)
     assert unsloth.vllm_eager({"grpo": {"max_steps": steps}}) is expected
+
+
+# --- data parallelism: replicas of the engine ----------------------------------------------
+from loop.samplers import vllm_dp  # noqa: E402
+
+
+@pytest.mark.parametrize("count, parts, expected", [
+    (10, 2, [(0, 5), (5, 10)]),            # even split
+    (5, 2, [(0, 3), (3, 5)]),              # the first shards take the remainder
+    (1, 4, [(0, 1)]),                      # more replicas than prompts: empty shards dropped
+    (0, 2, []),                            # nothing to sample
+])
+def test_shards(count, parts, expected):
+    assert vllm_dp.shards(count, parts) == expected
+
+
+class EchoSampler:
+    """A stand-in for VLLMSampler: each completion names its prompt's global index."""
+    dtype = "bfloat16"
+
+    def __init__(self, model_dir=None, adapter_dir=None, sample_cfg=None, model_cfg=None):
+        import os
+        self.devices, self.calls = os.environ.get("CUDA_VISIBLE_DEVICES"), []
+
+    def generate(self, prompts, params, progress=None, first_index=0):
+        return [[f"{first_index + i}:{p}@{self.devices}"] * params.n for i, p in enumerate(prompts)]
+
+    def set_adapter(self, adapter_dir):
+        self.calls.append(("set_adapter", adapter_dir))
+        return self.calls
+
+    def release(self):
+        self.calls.append(("release",))
+
+    def reacquire(self):
+        self.calls.append(("reacquire",))
+
+    def close(self):
+        pass
+
+
+class LocalReplica:
+    """In-process replica with ProcessReplica's submit/result protocol."""
+
+    def __init__(self, devices):
+        import os
+        os.environ["CUDA_VISIBLE_DEVICES"] = devices
+        self.sampler, self.pending = EchoSampler(), None
+        del os.environ["CUDA_VISIBLE_DEVICES"]
+
+    def submit(self, method, *a, **kw):
+        self.pending = getattr(self.sampler, method)(*a, **kw)
+
+    def result(self):
+        return self.pending
+
+    def stop(self):
+        pass
+
+
+def test_data_parallel_generate_keeps_order_and_global_indices():
+    from loop.sample import SamplingParams
+    dp = vllm_dp.DataParallelSampler(None, None, Config().sample, None, replicas=[LocalReplica("0"), LocalReplica("1")])
+    seen = []
+    out = dp.generate(["a", "b", "c"], SamplingParams(n=2), progress=seen.append)
+    assert out == [["0:a@0"] * 2, ["1:b@0"] * 2, ["2:c@1"] * 2]  # shards (0..1), (2): prompt 2 keeps index 2
+    assert seen == [4, 2] and dp.dtype == "bfloat16"
+    dp.set_adapter("/adapters/r1")
+    dp.release()
+    dp.reacquire()
+    assert [r.sampler.calls for r in dp.replicas] == [[("set_adapter", "/adapters/r1"), ("release",), ("reacquire",)]] * 2
+
+
+def test_data_parallel_replicas_run_in_their_own_processes():
+    """Two spawned replicas pinned to their devices answer generate and close."""
+    from loop.sample import SamplingParams
+    cfg = load_config(None, ["sample.vllm.data_parallel_size=2"])
+    reps = [vllm_dp.ProcessReplica("tests.test_vllm_gpu:EchoSampler", d, (None, None, cfg.sample, None))
+            for d in ("4", "5")]
+    dp = vllm_dp.DataParallelSampler(None, None, cfg.sample, None, replicas=reps)
+    try:
+        assert dp.generate(["x", "y"], SamplingParams(n=1)) == [["0:x@4"], ["1:y@5"]]
+    finally:
+        dp.close()
+    assert all(not r.proc.is_alive() for r in reps)
+
+
+def test_data_parallel_is_chosen_by_the_config_key(monkeypatch):
+    from loop.samplers import vllm as vllm_backend
+    made = []
+    monkeypatch.setattr(vllm_dp.DataParallelSampler, "__init__", lambda self, *a, **kw: made.append(a))
+    cfg = load_config(None, ["sample.vllm.data_parallel_size=2"])
+    s = vllm_backend.VLLMSampler("/m", None, cfg.sample, cfg.model)
+    assert isinstance(s, vllm_dp.DataParallelSampler) and made

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Callable
 
 from loop.sample import Completion, SamplerError, SamplingParams
-from loop.samplers.budget import Piece, Request, group_seed, run_budgeted
+from loop.samplers.budget import Piece, Request, group_seed, phase_seed, run_budgeted
 from loop.samplers.hf import eos_ids
 
 ENV_DEFAULTS = {
@@ -100,6 +100,14 @@ def start_engine(model: Path, dtype: str, settings=None, **kw):
 
 class VLLMSampler:
     name = "vllm"
+
+    def __new__(cls, model_dir=None, adapter_dir=None, sample_cfg=None, model_cfg=None, **kw):
+        """`sample.vllm.data_parallel_size` > 1: replicas in their own processes (loop.samplers.vllm_dp)."""
+        dp = getattr(getattr(sample_cfg, "vllm", None), "data_parallel_size", 1)
+        if cls is VLLMSampler and dp > 1 and os.environ.get("LOOP_VLLM_REPLICA") != "1":
+            from loop.samplers.vllm_dp import DataParallelSampler
+            return DataParallelSampler(model_dir, adapter_dir, sample_cfg, model_cfg)
+        return super().__new__(cls)
 
     def __init__(self, model_dir, adapter_dir, sample_cfg, model_cfg, *, adapter_mode: str | None = None):
         self.model_dir = Path(model_dir)
@@ -234,7 +242,9 @@ class VLLMSampler:
         return len(self._encode(text))
 
     def generate(self, prompts: list[list[dict]], params: SamplingParams,
-                 progress: Callable[[int], None] | None = None) -> list[list[Completion]]:
+                 progress: Callable[[int], None] | None = None, first_index: int = 0) -> list[list[Completion]]:
+        """`first_index`: the index of prompts[0] in the whole batch (a data-parallel shard), so
+        seeds are those of one engine sampling all of it."""
         if self.llm is None:
             raise SamplerError("vllm: generate() after close()")
         self.reacquire()
@@ -243,12 +253,15 @@ class VLLMSampler:
 
         def first(max_tokens: int, stop: list[str], prog) -> list[list[Piece]]:
             n = 1 if params.temperature == 0 else params.n  # greedy: one request, copied n times
-            sps = [self._sp(params, n, max_tokens, stop, group_seed(params.seed, i)) for i in range(len(ids))]
+            sps = [self._sp(params, n, max_tokens, stop, group_seed(params.seed, first_index + i))
+                   for i in range(len(ids))]
             outs = self._run([{"prompt_token_ids": x} for x in ids], sps, prog, params.n)
             return [[self._piece(c) for c in o.outputs] * (params.n // n) for o in outs]
 
         def cont(reqs: list[Request], phase: int) -> list[Piece]:
-            sps = [self._sp(params, 1, r.max_tokens, r.stop, r.seed) for r in reqs]
+            sps = [self._sp(params, 1, r.max_tokens, r.stop,
+                            phase_seed(params.seed, first_index + r.key[0], r.key[1], phase) if first_index else r.seed)
+                   for r in reqs]
             outs = self._run([{"prompt_token_ids": self._encode(r.prompt)} for r in reqs], sps, None, 1)
             return [self._piece(o.outputs[0]) for o in outs]
 
