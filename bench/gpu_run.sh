@@ -12,6 +12,9 @@
 # unsloth/trl/..., /tmp/smollm2.gguf) and any of: `vsample` (bench/sampling.py --device cuda, 1.5B
 # shape then the real model), `vgrpo` (GRPO rows: trl and unsloth, HF generate vs vLLM), `vloop`
 # (3-round configs/gpu.yaml loops, sample.backend vllm then hf; PROBLEMS problems a round).
+# Seen on 2026-12-01: each vllm sampling row takes 2-3 min (engine start 76-97 s: CUDA graphs and
+# compile), so `vsample` needs a call of its own (its 1.5B part ~8 min) and `vgrpo` ~8 min for 4 rows;
+# `vloop` has not been run on a GPU yet (device time ran out).
 set -uo pipefail
 export PYTHONPATH=/tmp/vsite:/tmp/site:$PWD PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false VLLM_USE_FLASHINFER_SAMPLER=0
 what=${1:-all}
@@ -44,10 +47,10 @@ for_tiny() {  # the real model converted once; its tokenizer builds tiny:llama-1
 }
 if [ "$what" = vsample ]; then  # (a) vllm vs HF generate on the same 1,024 sequences; adapter swap both ways
   for_tiny
-  timeout ${SAMPLE_TIMEOUT:-330} python bench/sampling.py --device cuda --model tiny:llama-1.5b --prompts 128 --n 8 \
+  timeout ${SAMPLE_TIMEOUT:-560} python bench/sampling.py --device cuda --model tiny:llama-1.5b --prompts 128 --n 8 \
     --max-new-tokens 256 --batch-size 1024 --backends ${SBACKENDS:-vllm@merge,vllm@lora,hf} --adapter-swap \
     --out "$OUT/sampling_gpu_1p5b.json" 2>&1 | tee "$OUT/sampling_gpu_1p5b.log" | grep -E '^\{|│|speed|rror' | cut -c1-700
-  timeout ${SAMPLE2_TIMEOUT:-200} python bench/sampling.py --device cuda --model gguf:/tmp/smollm2.gguf --prompts 128 --n 8 \
+  timeout ${SAMPLE2_TIMEOUT:-240} python bench/sampling.py --device cuda --model gguf:/tmp/smollm2.gguf --prompts 128 --n 8 \
     --max-new-tokens 256 --batch-size 1024 --backends vllm,hf --out "$OUT/sampling_gpu_smollm2.json" 2>&1 | tee "$OUT/sampling_gpu_smollm2.log" \
     | grep -E '^\{|│|speed|rror' | cut -c1-700
 fi
