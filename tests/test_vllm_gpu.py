@@ -466,3 +466,24 @@ def test_cpu_engine_takes_the_new_keys_and_sleep_is_a_no_op():
         assert [[c.text for c in g] for g in s.generate(prompts, params)] == before
     finally:
         s.close()
+
+
+def test_gpu_loop_report_reads_stage_seconds_and_accuracy(tmp_path):
+    """bench/gpu_loop_report.py: per-round stage seconds, total and accuracy from loop.log lines."""
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("rep", Path(__file__).parents[1] / "bench" / "gpu_loop_report.py")
+    rep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rep)
+    for name, sample_s in (("vllm", 2.0), ("hf", 10.0)):
+        d = tmp_path / name
+        d.mkdir()
+        lines = [{"event": "stage_end", "round": 0, "stage": "evaluate", "seconds": 1.0, "counts": {"accuracy": 0.1}},
+                 {"event": "stage_end", "round": 1, "stage": "sample", "seconds": sample_s, "counts": {"backend": name}},
+                 {"event": "stage_end", "round": 1, "stage": "train", "seconds": 4.0, "counts": {"grpo.generation": "hf"}},
+                 {"event": "stage_end", "round": 1, "stage": "evaluate", "seconds": 1.0, "counts": {"accuracy": 0.3}}]
+        (d / "loop.log").write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n")
+    res = rep.report({"vllm": tmp_path / "vllm", "hf": tmp_path / "hf"})
+    r1 = res["runs"]["vllm"][1]
+    assert (r1["round_s"], r1["heldout_accuracy"], r1["sample_backend"], r1["grpo_generation"]) == (7.0, 0.3, "vllm", "hf")
+    assert res["speedup"]["round_s"] == round(15.0 / 7.0, 2)
