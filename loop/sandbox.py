@@ -67,6 +67,7 @@ import hashlib
 import hmac
 import json
 import math
+import operator
 import os
 import platform
 import re
@@ -634,9 +635,7 @@ def _safe_builtins(allow: frozenset, emit) -> dict:
 
 def _guard_operator(emit) -> None:
     """attrgetter/methodcaller take attribute names as run-time strings
-    (``chr(95) * 2 + 'class'``): replaced by denials."""
-    import operator
-
+    (``chr(95) * 2 + 'class'``): replaced by denials (the module the program imports is this one)."""
     def denied(what):
         def refuse(*args, **kwargs):
             emit({"reason": f"denied:{what}", "detail": repr(args)[:300]})
