@@ -47,6 +47,7 @@ def migrations() -> list[tuple[int, str, str]]:
 
 
 SCHEMA_VERSION = migrations()[-1][0]
+SQL_MEMORY_LIMIT = "1GB"  # user-typed queries (`external_access=False`): a runaway query errors, not the machine
 DAMAGE_ERRORS = (duckdb.IOException, duckdb.SerializationException, duckdb.FatalException,
                  duckdb.InternalException)
 
@@ -66,7 +67,8 @@ class Store:
             except OSError as e:
                 raise StoreError(f"{self.path.parent}: cannot create store directory: {e.strerror}") from e
         config: dict[str, str | bool | int | float | list[str]] = (
-            {} if external_access else {"enable_external_access": False, "lock_configuration": True})
+            {} if external_access else {"enable_external_access": False, "memory_limit": SQL_MEMORY_LIMIT,
+                                        "lock_configuration": True})
         config |= {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
         existed = self.path.exists()
         _refuse_foreign(self.path)
