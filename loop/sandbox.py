@@ -35,9 +35,10 @@ stopped by at least two of them (the tests switch layers off to show it):
             format_map/string.Formatter are denied attributes: all of them
             traverse attributes named by run-time strings).
   cpu_timer ITIMER_PROF kills the child after `timeout_s` CPU seconds; the
-            parent kills the process group at the wall-clock deadline, which
-            is `timeout_s` + PROGRAM_GRACE_S after the program started (so
-            `pause()`/sleeping ends at the CPU limit), `wall_s` overall.
+            parent kills the process group at the wall-clock deadline:
+            `timeout_s` + PROGRAM_GRACE_S after the program started for a
+            child that is idle (so `pause()`/sleeping ends at the CPU limit;
+            a busy one runs to its CPU limit), `wall_s` overall.
 
 Result channel: the child reports on a pipe of its own (not stdout), each line
 authenticated with an HMAC whose per-run key the parent sends on stdin; the
@@ -119,6 +120,7 @@ DENY_ATTRS = DENY_NAMES | frozenset({
 _HEAVY = frozenset({"sympy", "mpmath"})   # imported only if the program imports them
 MAX_PROGRAM_CHARS = 20_000
 PROGRAM_GRACE_S = 0.5   # wall seconds past timeout_s from the program's start
+IDLE_CPU_SHARE = 0.2    # a child using less of a core than this since its start is idle (sleeping)
 _CHILD_ARG = "--sandbox-child"
 _ALL_LAYERS = ("static", "netns", "rlimit", "seccomp", "audit", "builtins", "cpu_timer")
 
@@ -238,20 +240,27 @@ def _child_paths() -> tuple[list[str], list[str]]:
 def _collect(proc: subprocess.Popen, result_fd: int, key: bytes, deadline: float, program_s: float,
              cap: int) -> tuple[bytes, bytes, bytes, str]:
     """Read stdout/stderr/result pipe until EOF, deadline or `cap` bytes (never
-    unbounded). Once the child's authenticated "started" line arrives, the
-    deadline tightens to `program_s` from then."""
+    unbounded). Once the child's authenticated "started" line arrives, a program
+    deadline `program_s` from then applies to a child that is idle (sleeping,
+    paused: under IDLE_CPU_SHARE of a core since it started); a busy one runs on
+    to its CPU limit (a loaded machine must not turn cpu_limit into timeout)."""
     assert proc.stdout is not None and proc.stderr is not None  # spawned with stdout/stderr=PIPE
     out, err, res = bytearray(), bytearray(), bytearray()
-    started = False
+    started, program_deadline, t_start, cpu_start = False, float("inf"), 0.0, 0.0
     with selectors.DefaultSelector() as sel:
         sel.register(proc.stdout, selectors.EVENT_READ, out)
         sel.register(proc.stderr, selectors.EVENT_READ, err)
         sel.register(result_fd, selectors.EVENT_READ, res)
         while sel.get_map():
-            left = deadline - time.monotonic()
-            if left <= 0:
+            now = time.monotonic()
+            if now >= deadline:
                 return bytes(out), bytes(err), bytes(res), "timeout"
-            for key_, _ in sel.select(left):
+            if now >= program_deadline:
+                cpu = _proc_cpu_s(proc.pid)
+                if cpu is None or cpu - cpu_start < IDLE_CPU_SHARE * (now - t_start):
+                    return bytes(out), bytes(err), bytes(res), "timeout"
+                program_deadline = now + PROGRAM_GRACE_S  # busy: look again shortly
+            for key_, _ in sel.select(min(deadline, program_deadline) - now):
                 chunk = os.read(key_.fd, 65536)
                 if not chunk:
                     sel.unregister(key_.fileobj)
@@ -261,9 +270,19 @@ def _collect(proc: subprocess.Popen, result_fd: int, key: bytes, deadline: float
                 if len(buf) > cap:
                     return bytes(out), bytes(err), bytes(res), "overflow"
                 if buf is res and not started and _verified_lines(bytes(res), key)[0]:
-                    started = True
-                    deadline = min(deadline, time.monotonic() + program_s)
+                    started, t_start, cpu_start = True, time.monotonic(), _proc_cpu_s(proc.pid) or 0.0
+                    program_deadline = t_start + program_s
     return bytes(out), bytes(err), bytes(res), "eof"
+
+
+def _proc_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) of a live child from /proc; None where there is no /proc."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _mac(key: bytes, data: bytes) -> str:
