@@ -211,7 +211,7 @@ def inspect_summary(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
 def inspect_problems(ctx: typer.Context,
                      pass_rate: str | None = typer.Option(None, "--pass-rate",
                                                           help="Only pass rates in LO..HI, e.g. 0..0.5."),
-                     limit: int = typer.Option(20, "--limit", min=1), as_json: bool = JsonOpt) -> None:
+                     limit: int = typer.Option(20, "--limit", min=1, max=10_000), as_json: bool = JsonOpt) -> None:
     """Problems of the run with their pass rate (verified / judged samples), hardest first."""
     from loop import inspection as lib
     from loop.inspection import view
@@ -222,7 +222,7 @@ def inspect_problems(ctx: typer.Context,
 def inspect_samples(ctx: typer.Context, verified: bool = typer.Option(False, "--verified", help="Only verified."),
                     round: int | None = typer.Option(None, "--round", help="Only this round."),
                     problem: str | None = typer.Option(None, "--problem", help="Only this problem id."),
-                    limit: int = typer.Option(10, "--limit", min=1), as_json: bool = JsonOpt) -> None:
+                    limit: int = typer.Option(10, "--limit", min=1, max=10_000), as_json: bool = JsonOpt) -> None:
     """Print stored chains with their rewards."""
     from loop import inspection as lib
     from loop.inspection import view
@@ -242,7 +242,7 @@ def inspect_show(ctx: typer.Context, sample_id: str = typer.Argument(..., help="
 @inspect_app.command("sql")
 def inspect_sql(ctx: typer.Context,
                 query: str = typer.Argument(..., help='One SELECT, e.g. "SELECT count(*) FROM samples".'),
-                limit: int = typer.Option(100, "--limit", min=1), as_json: bool = JsonOpt) -> None:
+                limit: int = typer.Option(100, "--limit", min=1, max=10_000), as_json: bool = JsonOpt) -> None:
     """Run one read-only SELECT on the store (writes and file access are refused)."""
     from loop import inspection as lib
     from loop.inspection import view
