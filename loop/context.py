@@ -7,19 +7,21 @@ Contract:
   leaves either all of a stage or none of it.
 - The current model version is derived from the store (the newest accepted model of this
   run), never kept only in memory, so a restarted process sees the same.
-- The sampler is built once per run and switched to a new adapter in place; `release_gpu`
-  and `reacquire_gpu` let the train stage hand a shared GPU to the training process.
+- Samplers are built once per run and switched to a new adapter in place; `gpu_released()`
+  lets the train stage hand a shared GPU to the training process (loop.samplers.share).
 """
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from loop.config import Config
 from loop.samplers import Sampler, build_sampler, choose_backend, eval_backend
+from loop.samplers.share import released
 from store import pipeline, runs
 from store.db import Store
 
@@ -89,16 +91,10 @@ class RunContext:
         self._loaded[backend] = version
         return self._samplers[backend]
 
-    def release_gpu(self) -> None:
-        """Before a training process: samplers that can free their device memory do so."""
-        for s in self._samplers.values():
-            if hasattr(s, "sleep"):
-                s.sleep()
-
-    def reacquire_gpu(self) -> None:
-        for s in self._samplers.values():
-            if hasattr(s, "wake"):
-                s.wake()
+    def gpu_released(self) -> AbstractContextManager[list[Sampler]]:
+        """A context: the loaded samplers free their GPU memory (vLLM sleep mode) for the block
+        (a training child on the same GPU) and take it back after (loop.samplers.share)."""
+        return released(list(self._samplers.values()))
 
     def close(self) -> None:
         for s in self._samplers.values():

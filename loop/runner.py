@@ -6,9 +6,11 @@ with its `steps` row; a stage whose step is done is skipped on restart. So
 unfinished stage, and `--rounds N` means "this run has N rounds when done".
 Round 0 holds only the baseline evaluation.
 
-Stopping: `run_rounds(..., stop=StopToken())` checks the token before each stage;
-once it is set, the current stage finishes and commits, and run_rounds returns
-(nothing half-done: a stage commits its outputs and its step in one transaction).
+Stopping: `run_rounds(..., stop=StopToken())` checks the token before each stage, and
+setting it also cancels the running stage within seconds (`loop.cancel`: checked in
+sampling, scoring and budget loops); run_rounds returns with that stage uncommitted
+(nothing half-done: a stage commits its outputs and its step in one transaction), so
+the next start reruns it. The training child is left to finish its stage.
 Events: every stage start/end/error, round end (with the round's numbers) and run
 start/end/stop go to the structured log (`loop.log`) and to `on_event(dict)`.
 
@@ -32,12 +34,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from loop import __version__, log
+from loop import __version__, cancel, log
 from loop.config import Config
 from loop.context import RunContext, Stage
 from loop.models import model_hash, resolve_model
 from loop.progress import console
 from loop.run_config import ConfigChanged, changed_keys, config_hash, describe_change, result_config
+from loop.samplers import gpu_check
 from loop.stages import STAGE_NAMES, STAGES
 from store import runs
 from store.db import Store, StoreError
@@ -57,6 +60,8 @@ class StopToken:
         if not self._set.is_set():
             self.reason = reason
             self._set.set()
+            if reason not in ("done", "failed"):  # a real request: the running stage ends within seconds
+                cancel.request(reason)
 
     @property
     def stopped(self) -> bool:
@@ -71,6 +76,7 @@ def open_run(cfg: Config, new_run: bool = False) -> RunContext:
     Resuming a run whose result config (loop.run_config) differs raises ConfigChanged, before
     the run is written; `new_run` starts a fresh run in the same store instead."""
     base_dir = resolve_model(cfg.model.name, cfg.model.cache_dir)
+    gpu_check.check_run(cfg, base_dir)  # vllm installed? the model fits the GPU share? (before round 0)
     base_version = model_hash(base_dir)
     lock = StoreLock(cfg.store_path).acquire()
     try:
@@ -129,6 +135,8 @@ def run_rounds(cfg: Config, rounds: int | None, stop: StopToken | None = None, *
     if rounds is None and max_new is None:
         raise ValueError("run_rounds: give rounds, max_new or both")
     _set_threads(cfg.run.threads)
+    if stop is None or not stop.stopped:  # a new run is not cancelled by an earlier stop
+        cancel.clear()
     emit = _emitter(on_event)
     ctx = open_run(cfg)
     console.print(f"[bold]run[/] {ctx.run_id}  store {cfg.store_path}  model {cfg.model.name}")
@@ -176,6 +184,10 @@ def _run_stage(ctx: RunContext, r: int, name: str, fn: Stage, stop: StopToken | 
     console.print(f"  round {r} {name:<8} started", style="dim", highlight=False)
     try:
         info = fn(ctx, r)
+    except cancel.Cancelled:  # stopped mid-stage: nothing of it was committed, the next start reruns it
+        emit("stopped", round=r, stage=name, reason=stop.reason if stop else "requested",
+             seconds=round(time.time() - t0, 3), during=True)
+        return False
     except BaseException as e:
         emit("stage_error", "error", round=r, stage=name, seconds=round(time.time() - t0, 3),
              error=f"{type(e).__name__}: {e}")

@@ -15,19 +15,37 @@ stopped by at least two of them (the tests switch layers off to show it):
 
   static    AST check before any process starts (imports, dunders, names).
   netns     `unshare -n`: the child has no network at all (when permitted).
-  rlimit    RLIMIT_AS (memory), RLIMIT_FSIZE=0, RLIMIT_CPU backstop, NOFILE,
-            NPROC=1 (ignored for root, hence seccomp below).
+  rlimit    RLIMIT_AS (memory), RLIMIT_FSIZE=0, RLIMIT_CPU (soft = hard, so the
+            kernel SIGKILLs at the limit: ignoring SIGPROF/SIGXCPU buys
+            nothing), NOFILE, NPROC=1 (ignored for root, hence seccomp below).
   seccomp   x86_64 BPF syscall denylist: no fork/clone/exec, no sockets, no
             open for writing, no unlink/rename/chmod/..., no kill/ptrace/mount/
-            setrlimit. Reading files is only stopped by the audit hook.
+            setrlimit, no access/readlink. Reading files is only stopped by the
+            audit hook.
   audit     sys.addaudithook: denies open-for-write, reads outside the Python
             install, os.*/subprocess/socket/ctypes/thread events; the first
-            denial reports `denied:...` and hard-exits (not catchable).
+            denial reports `denied:...` and hard-exits (not catchable). With
+            it, os.stat/lstat/access/readlink/statvfs answer PermissionError
+            for any path outside the scratch folder and the Python install
+            (Python has no audit event for them).
   builtins  the program's builtins lack eval/exec/open/...; `import` is
             allowlisted; sympify/parse_expr of strings only accepts plain math
-            and evaluates it without builtins.
+            and evaluates it without builtins; operator.attrgetter/methodcaller
+            are replaced by denials (statically, they and str.format/
+            format_map/string.Formatter are denied attributes: all of them
+            traverse attributes named by run-time strings).
   cpu_timer ITIMER_PROF kills the child after `timeout_s` CPU seconds; the
-            parent kills the process group at the wall-clock deadline.
+            parent kills the process group at the wall-clock deadline:
+            `timeout_s` + PROGRAM_GRACE_S after the program started for a
+            child that is idle (so `pause()`/sleeping ends at the CPU limit;
+            a busy one runs to its CPU limit), `wall_s` overall.
+
+Result channel: the child reports on a pipe of its own (not stdout), each line
+authenticated with an HMAC whose per-run key the parent sends on stdin; the
+child announces "program starts" before executing it.  A line that fails the
+check (a raw os.write by the program), or a started run that ends without a
+valid result (the program dup2'd over or closed the pipe, or exited), is the
+program's failure `denied:result_channel`, never `ok` and never `sandbox:`.
 
 `SandboxResult.reason` vocabulary: 'ok', 'static:<what>' (syntax, too_long,
 import X, dunder X, private X, name X, attribute X, string __x), 'denied:<what>'
@@ -35,6 +53,7 @@ import X, dunder X, private X, name X, attribute X, string __x), 'denied:<what>'
 ctypes, import X, getattr X, setattr X, sympify, file_size, <audit event> such
 as os.remove), 'timeout', 'cpu_limit', 'memory_limit', 'nondeterministic',
 'no_answer', 'output_too_long', 'error:<ExceptionType>', 'crash:<SIGNAL>',
+'denied:result_channel', 'denied:attrgetter', 'denied:methodcaller',
 'sandbox:<why>' (startup X, spawn X, bad_result, no_result: the sandbox itself
 failed, not the program). Start-up cost: ~0.05 s CPU per run, ~0.35 s when the
 program imports sympy/mpmath (only then is sympy imported).
@@ -45,8 +64,11 @@ import ast
 import builtins
 import ctypes
 import functools
+import hashlib
+import hmac
 import json
 import math
+import operator
 import os
 import platform
 import re
@@ -81,6 +103,7 @@ DENY_NAMES = frozenset({
     "memoryview", "copyright", "credits", "license", "lambdify", "preview",
     "init_session", "init_printing", "parse_expr", "parse_latex",
     "import_module", "autowrap", "ufuncify", "codegen",
+    "attrgetter", "methodcaller",   # attribute traversal by run-time strings
 })
 # Attribute names that lead to modules, frames or code objects.
 DENY_ATTRS = DENY_NAMES | frozenset({
@@ -92,11 +115,12 @@ DENY_ATTRS = DENY_NAMES | frozenset({
     "gi_code", "cr_frame", "cr_code", "ag_frame", "ag_code", "tb_frame",
     "tb_next", "co_code", "func_globals", "func_code", "external", "utilities",
     "testing", "interactive", "parsing", "runtests", "doctest", "test",
-    "pkgdata",
+    "pkgdata", "format", "format_map", "vformat", "get_field", "Formatter",
 })
 _HEAVY = frozenset({"sympy", "mpmath"})   # imported only if the program imports them
 MAX_PROGRAM_CHARS = 20_000
-_RESULT_MARK = "\x1eSANDBOX_RESULT "
+PROGRAM_GRACE_S = 0.5   # wall seconds past timeout_s from the program's start
+IDLE_CPU_SHARE = 0.2    # a child using less of a core than this since its start is idle (sleeping)
 _CHILD_ARG = "--sandbox-child"
 _ALL_LAYERS = ("static", "netns", "rlimit", "seccomp", "audit", "builtins", "cpu_timer")
 
@@ -207,31 +231,80 @@ def _child_paths() -> tuple[list[str], list[str]]:
         if spec and spec.origin:
             site.append(os.path.dirname(os.path.dirname(spec.origin)))
     paths = sysconfig.get_paths()
-    roots = {os.path.realpath(d) for d in [paths["stdlib"], paths["platstdlib"], *site]}
+    dirs = [paths["stdlib"], paths["platstdlib"], *site]
+    # both spellings: the child resolves paths lexically when it may not lstat above a root
+    roots = {os.path.realpath(d) for d in dirs} | {os.path.abspath(d) for d in dirs}
     return sorted(set(site)), sorted(roots)
 
 
-def _collect(proc: subprocess.Popen, deadline: float, cap: int) -> tuple[bytes, bytes, str]:
-    """Read stdout/stderr until EOF, deadline or `cap` bytes (never unbounded)."""
+def _collect(proc: subprocess.Popen, result_fd: int, key: bytes, deadline: float, program_s: float,
+             cap: int) -> tuple[bytes, bytes, bytes, str]:
+    """Read stdout/stderr/result pipe until EOF, deadline or `cap` bytes (never
+    unbounded). Once the child's authenticated "started" line arrives, a program
+    deadline `program_s` from then applies to a child that is idle (sleeping,
+    paused: under IDLE_CPU_SHARE of a core since it started); a busy one runs on
+    to its CPU limit (a loaded machine must not turn cpu_limit into timeout)."""
     assert proc.stdout is not None and proc.stderr is not None  # spawned with stdout/stderr=PIPE
-    out, err = bytearray(), bytearray()
+    out, err, res = bytearray(), bytearray(), bytearray()
+    started, program_deadline, t_start, cpu_start = False, float("inf"), 0.0, 0.0
     with selectors.DefaultSelector() as sel:
         sel.register(proc.stdout, selectors.EVENT_READ, out)
         sel.register(proc.stderr, selectors.EVENT_READ, err)
+        sel.register(result_fd, selectors.EVENT_READ, res)
         while sel.get_map():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return bytes(out), bytes(err), "timeout"
-            for key, _ in sel.select(left):
-                chunk = os.read(key.fd, 65536)
+            now = time.monotonic()
+            if now >= deadline:
+                return bytes(out), bytes(err), bytes(res), "timeout"
+            if now >= program_deadline:
+                cpu = _proc_cpu_s(proc.pid)
+                if cpu is None or cpu - cpu_start < IDLE_CPU_SHARE * (now - t_start):
+                    return bytes(out), bytes(err), bytes(res), "timeout"
+                program_deadline = now + PROGRAM_GRACE_S  # busy: look again shortly
+            for key_, _ in sel.select(min(deadline, program_deadline) - now):
+                chunk = os.read(key_.fd, 65536)
                 if not chunk:
-                    sel.unregister(key.fileobj)
+                    sel.unregister(key_.fileobj)
                     continue
-                buf: bytearray = key.data  # the stream's own buffer, given at register()
+                buf: bytearray = key_.data  # the stream's own buffer, given at register()
                 buf += chunk
                 if len(buf) > cap:
-                    return bytes(out), bytes(err), "overflow"
-    return bytes(out), bytes(err), "eof"
+                    return bytes(out), bytes(err), bytes(res), "overflow"
+                if buf is res and not started and _verified_lines(bytes(res), key)[0]:
+                    started, t_start, cpu_start = True, time.monotonic(), _proc_cpu_s(proc.pid) or 0.0
+                    program_deadline = t_start + program_s
+    return bytes(out), bytes(err), bytes(res), "eof"
+
+
+def _proc_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) of a live child from /proc; None where there is no /proc."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _mac(key: bytes, data: bytes) -> str:
+    return hmac.new(key, data, hashlib.sha256).hexdigest()
+
+
+def _verified_lines(raw: bytes, key: bytes) -> tuple[bool, dict | None, bool]:
+    """(started seen, the result dict or None, some line failed authentication)."""
+    started, result, forged = False, None, False
+    lines = raw.split(b"\n")
+    for line in lines[:-1]:  # the last piece is incomplete (or empty)
+        body, _, mac = line.rpartition(b" ")
+        if not body or not hmac.compare_digest(mac, _mac(key, body).encode()):
+            forged = True
+        elif body == b"S":
+            started = True
+        elif body.startswith(b"R ") and result is None:
+            try:
+                result = json.loads(body[2:])
+            except ValueError:
+                forged = True
+    return started, result, forged or bool(lines[-1])
 
 
 def _reap(proc: subprocess.Popen) -> float:
@@ -258,18 +331,16 @@ _SIGNAL_REASONS = {signal.SIGPROF: "cpu_limit", signal.SIGXCPU: "cpu_limit",
                    signal.SIGKILL: "cpu_limit", signal.SIGXFSZ: "denied:file_size"}
 
 
-def _interpret(out: bytes, err: bytes, status: str, rc: int | None) -> dict:
+def _interpret(out: bytes, err: bytes, res_raw: bytes, key: bytes, status: str, rc: int | None) -> dict:
     """Turn one child's raw streams and exit status into a result dict."""
     if status == "timeout":
         return {"reason": "timeout"}
     if status == "overflow":
         return {"reason": "output_too_long"}
-    text = out.decode("utf-8", "replace")
-    if _RESULT_MARK in text:
-        try:
-            res = json.loads(text.rsplit(_RESULT_MARK, 1)[1].splitlines()[0])
-        except (ValueError, IndexError):
-            res = None
+    started, res, forged = _verified_lines(res_raw, key)
+    if forged:
+        return {"reason": "denied:result_channel", "detail": "a result line failed authentication"}
+    if res is not None:
         if (not isinstance(res, dict) or not isinstance(res.get("reason"), str)
                 or (res["reason"] == "ok") != isinstance(res.get("output"), str)):
             return {"reason": "sandbox:bad_result"}
@@ -282,6 +353,8 @@ def _interpret(out: bytes, err: bytes, status: str, rc: int | None) -> dict:
         return {"reason": _SIGNAL_REASONS.get(sig, f"crash:{sig.name}")}
     if b"MemoryError" in err:
         return {"reason": "memory_limit"}
+    if started:  # the program ran and the channel went quiet: it closed, redirected or bypassed it
+        return {"reason": "denied:result_channel", "detail": f"no result after the program started, rc={rc}"}
     return {"reason": f"sandbox:no_result rc={rc}"}
 
 
@@ -305,8 +378,10 @@ def run(program: str, *, timeout_s: float = 5.0, memory_mb: int = 512, runs: int
     """Run `program` `runs` times (concurrently, each in a fresh process).
 
     timeout_s: CPU seconds for the program itself (interpreter + sympy start-up,
-    ~0.35 s, is not counted); wall_s: wall-clock kill, default 3*timeout_s + 5
-    (generous: on a loaded machine CPU-bound programs should hit cpu_limit).
+    ~0.35 s, is not counted); wall_s: wall-clock kill of the whole call, default
+    3*timeout_s + 5 (start-up on a loaded machine); once the program starts it
+    has timeout_s + PROGRAM_GRACE_S wall seconds (or wall_s, when given: tests
+    on a loaded machine pass a far wall_s so CPU-bound programs report cpu_limit).
     `_disable` switches layers off and exists only so tests can prove each
     layer contains an attack on its own; never use it in production.
     """
@@ -318,11 +393,11 @@ def run(program: str, *, timeout_s: float = 5.0, memory_mb: int = 512, runs: int
         return SandboxResult(False, None, reason, time.monotonic() - t0, layers=tuple(layers))
     if "netns" in layers and not _netns_available():
         layers.remove("netns")
-    payload = json.dumps({
+    base = {
         "program": program, "timeout_s": timeout_s, "memory_mb": memory_mb,
         "max_output": max_output, "allow": sorted(_startup_imports(program, allow_imports)),
         "path": _child_paths()[0], "roots": _child_paths()[1], "layers": layers,
-    }).encode()
+    }
     cmd = [sys.executable, "-I", "-S", "-B", os.path.abspath(__file__), _CHILD_ARG]
     if "netns" in layers:
         unshare = shutil.which("unshare")
@@ -330,32 +405,45 @@ def run(program: str, *, timeout_s: float = 5.0, memory_mb: int = 512, runs: int
         cmd = [unshare, "-n", "--"] + cmd
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1"}
     deadline = t0 + (wall_s if wall_s is not None else 3 * timeout_s + 5)
+    program_s = wall_s if wall_s is not None else timeout_s + PROGRAM_GRACE_S
     cap = max_output * 8 + 65536
     results, cpu = [], 0.0
     with tempfile.TemporaryDirectory(prefix="loop-sandbox-") as cwd:
-        procs = []
+        procs: list[subprocess.Popen] = []
+        chans: list[tuple[int, bytes]] = []  # (read end of the result pipe, HMAC key) per run
         try:
             for _ in range(runs):
-                procs.append(subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.PIPE,
-                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                              start_new_session=True))
-                stdin = procs[-1].stdin
-                assert stdin is not None  # stdin=PIPE
+                r, w = os.pipe()
+                chans.append((r, os.urandom(32)))
                 try:
-                    stdin.write(payload)
-                    stdin.close()
-                except BrokenPipeError:
-                    pass
-            raw = [_collect(p, deadline, cap) for p in procs]
+                    procs.append(subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.PIPE,
+                                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                  start_new_session=True, pass_fds=(w,)))
+                finally:
+                    os.close(w)
+                _send(procs[-1], {**base, "result_fd": w, "key": chans[-1][1].hex()})
+            raw = [_collect(p, r, k, deadline, program_s, cap) for p, (r, k) in zip(procs, chans)]
         except OSError as e:  # could not spawn (EAGAIN, ENOMEM, ...): not the program's fault
             return SandboxResult(False, None, f"sandbox:spawn {type(e).__name__}",
                                  time.monotonic() - t0, detail=str(e), layers=tuple(layers))
         finally:
             cpus = [_reap(p) for p in procs]
+            for r, _ in chans:
+                os.close(r)
         cpu = max(cpus)
-        for p, (out, err, status) in zip(procs, raw):
-            results.append((_interpret(out, err, status, p.returncode), err))
+        for p, (_, k), (out, err, res, status) in zip(procs, chans, raw):
+            results.append((_interpret(out, err, res, k, status, p.returncode), err))
     return _combine(results, layers, cpu, time.monotonic() - t0)
+
+
+def _send(proc: subprocess.Popen, cfg: dict) -> None:
+    stdin = proc.stdin
+    assert stdin is not None  # stdin=PIPE
+    try:
+        stdin.write(json.dumps(cfg).encode())
+        stdin.close()
+    except BrokenPipeError:
+        pass
 
 
 def _combine(results: list[tuple[dict, bytes]], layers: list[str], cpu: float,
@@ -416,6 +504,7 @@ _SECCOMP_DENY = (
     433, 442, 303, 304, 103, 163, 164, 167, 168, 170, 171, 179, 227, 159, 300,
     305, 153, 134, 154, 443, 452, 460, 463, 466, 467, 469,   # clock_adjtime vhangup uselib ldt ...
     141, 142, 144, 203, 251, 256, 279,       # priority/scheduling/memory of *other* processes
+    21, 269, 439, 89, 267,                   # access faccessat faccessat2 readlink readlinkat
 )
 
 
@@ -458,26 +547,41 @@ def _install_seccomp() -> bool:
     return libc.prctl(22, ul(2), ctypes.byref(fprog), ul(0), ul(0)) == 0  # SECCOMP_MODE_FILTER
 
 
-def _make_emitter(fd: int):
-    """Write one result line to the result pipe and exit at once (no cleanup,
-    no atexit: nothing of the program runs after a result is written)."""
-    def emit(res: dict, _w=os.write, _d=json.dumps, _exit=os._exit, _fd=fd) -> None:
-        data = memoryview(("\n" + _RESULT_MARK + _d(res) + "\n").encode())
+def _make_emitter(fd: int, key: bytes):
+    """(emit, started): write one authenticated line to the result pipe; emit
+    exits at once after (no cleanup, no atexit: nothing of the program runs
+    after a result is written). The key lives only in these closures."""
+    def line(body: bytes, _w=os.write, _fd=fd, _mac=hmac.new, _k=key, _h=hashlib.sha256) -> None:
+        data = memoryview(body + b" " + _mac(_k, body, _h).hexdigest().encode() + b"\n")
         while data:
             data = data[_w(_fd, data):]
+
+    def emit(res: dict, _line=line, _d=json.dumps, _exit=os._exit) -> None:
+        try:
+            _line(b"R " + _d(res).encode())
+        except BaseException:  # noqa: BLE001 - the channel was tampered with: the parent sees no result
+            _exit(3)
         _exit(0)
-    return emit
+
+    def started(_line=line) -> None:
+        _line(b"S")
+    return emit, started
 
 
 def _make_audit_hook(roots: tuple, emit):
     """Build the hook. Everything it uses is bound as a default argument
     (rebinding those is itself a denied event), so a program that tampers with
     module globals or builtins cannot disarm it; hooks cannot be removed."""
-    def inside(path, _rp=os.path.realpath, _fs=os.fsdecode, _roots=roots):
+    def inside(path, _rp=os.path.realpath, _np=os.path.normpath, _ap=os.path.abspath,
+               _fs=os.fsdecode, _roots=roots):
         try:
-            p = _rp(_fs(path))
+            p = _fs(path)
         except Exception:  # noqa: BLE001 - unreadable path: not inside
             return False
+        try:
+            p = _rp(p)
+        except Exception:  # noqa: BLE001 - readlink refused (seccomp): lexical, the program makes no links
+            p = _np(_ap(p))
         return any(p == r or p.startswith(r + "/") for r in _roots)
 
     def hook(event, args, _emit=emit, _inside=inside, _deny=_DENY_EVENTS,
@@ -548,6 +652,42 @@ def _safe_builtins(allow: frozenset, emit) -> dict:
     return safe
 
 
+def _guard_operator(emit) -> None:
+    """attrgetter/methodcaller take attribute names as run-time strings
+    (``chr(95) * 2 + 'class'``): replaced by denials (the module the program imports is this one)."""
+    def denied(what):
+        def refuse(*args, **kwargs):
+            emit({"reason": f"denied:{what}", "detail": repr(args)[:300]})
+        return refuse
+    operator.attrgetter = denied("attrgetter")      # type: ignore[assignment,misc]
+    operator.methodcaller = denied("methodcaller")  # type: ignore[assignment,misc]
+
+
+_META_FUNCS = ("stat", "lstat", "access", "readlink", "statvfs")
+
+
+def _guard_metadata(allowed: tuple) -> None:
+    """os.stat & co. raise no audit event: wrap them to answer PermissionError
+    outside the scratch folder and the Python install (``allowed``)."""
+    def wrap(fn, _np=os.path.normpath, _ap=os.path.abspath, _fs=os.fsdecode, _allowed=allowed,
+             _isinst=isinstance, _int=int):
+        def guarded(path, *args, **kwargs):
+            ok = False
+            if not _isinst(path, _int) and not kwargs.get("dir_fd"):
+                try:
+                    p = _np(_ap(_fs(path)))
+                    ok = any(p == r or p.startswith(r + "/") for r in _allowed)
+                except Exception:  # noqa: BLE001 - not a path
+                    ok = False
+            if not ok:
+                raise PermissionError(1, "sandbox: no file metadata outside the scratch folder", str(path)[:200])
+            return fn(path, *args, **kwargs)
+        return guarded
+    for name in _META_FUNCS:
+        if hasattr(os, name):
+            setattr(os, name, wrap(getattr(os, name)))
+
+
 def _guard_sympify(emit) -> None:
     """sympify/parse_expr eval strings with full builtins: accept only plain
     math (no quotes, attributes, dunders, denied names) and eval it without."""
@@ -594,7 +734,7 @@ class _CappedText:
 
 def _child_main() -> None:
     cfg = json.loads(sys.stdin.buffer.read())
-    emit = _make_emitter(os.dup(1))
+    emit, started = _make_emitter(cfg.pop("result_fd"), bytes.fromhex(cfg.pop("key")))
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)    # stray writes to fd 1 vanish
     try:
         glb, missing = _child_setup(cfg, emit)
@@ -603,6 +743,7 @@ def _child_main() -> None:
     out = sys.stdout = sys.stderr = _CappedText(cfg["max_output"])
     if "cpu_timer" in cfg["layers"]:
         signal.setitimer(signal.ITIMER_PROF, cfg["timeout_s"])
+    started()                                       # the parent's program wall clock starts now
     res = _execute(cfg["program"], glb, cfg["max_output"])
     res.update(stdout=out.text()[:1000], guards=missing)
     emit(res)
@@ -626,13 +767,16 @@ def _child_setup(cfg: dict, emit) -> tuple[dict, list[str]]:
             pass
     if "builtins" in layers and "sympy" in allow:
         _guard_sympify(emit)
+    if "builtins" in layers:
+        _guard_operator(emit)
     builtins_ = _safe_builtins(allow, emit) if "builtins" in layers else __builtins__
-    if "rlimit" in layers:                          # CPU backstop if SIGPROF is ignored
-        soft = math.ceil(time.process_time() + cfg["timeout_s"])
-        resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 1))
+    if "rlimit" in layers:  # soft = hard: the kernel SIGKILLs at the limit, no signal to ignore
+        limit = math.ceil(time.process_time() + cfg["timeout_s"])
+        resource.setrlimit(resource.RLIMIT_CPU, (limit, limit))
     if "seccomp" in layers and not _install_seccomp():
         missing.append("seccomp")
     if "audit" in layers:
+        _guard_metadata((os.getcwd(), *cfg["roots"]))
         sys.addaudithook(_make_audit_hook(tuple(cfg["roots"]), emit))
     return {"__builtins__": builtins_, "__name__": "__program__"}, missing
 

@@ -9,13 +9,12 @@ cooperative deadline); sympy runs only in the bounded worker pool
 
 Gold vs prediction rules (the check is asymmetric where that blocks hacks):
 
-* Values: exact rationals are compared exactly; other constants must agree to
-  25 significant digits at 40-digit precision; expressions with variables must
-  agree at three fixed sample points (real values, negatives included, so
-  ``\\sqrt{x^2} != x``).  With a decimal literal on either side the decimal
-  tolerance of ``rewards.verifier`` applies (``1e-6`` relative).  [sympy]
-  confirms a numeric match when one side is rational and the other is not, or
-  when literals/magnitudes are large enough that digits could be faked.
+* Values: the scalar rules of ``rewards.verifier`` (rules 2-7) as
+  implemented in ``rewards.scalar``: exact rationals exactly; a bare decimal
+  approximates a non-rational value only to its stated precision; variables
+  at random rational points of both signs (so ``\\sqrt{x^2} != x``), exactly
+  where possible, then [sympy]; a numeric gold never equals an expression in
+  a variable.
 * Text answers (``\\text{Tuesday}``, choice letters ``(B)``) compare
   case-insensitively; a choice letter matches with or without parentheses.
 * ``a \\pm b`` is the set ``{a+b, a-b}``.

@@ -26,11 +26,11 @@ from .errors import GuardError
 if TYPE_CHECKING:
     from mpmath.ctx_mp import MPContext
 
-__all__ = ["EvalError", "TooLarge", "Budget", "exact", "numeric", "free_symbols", "has_decimal",
+__all__ = ["EvalError", "TooLarge", "Budget", "exact", "numeric", "free_symbols", "has_decimal", "literal_unit",
            "DPS", "MAX_LOG10", "ctx", "children"]
 
 DPS = 40
-MAX_BITS = 20_000          # exact results larger than ~6000 digits are refused
+MAX_BITS = 1 << 18         # exact results larger than ~79000 digits are refused (2^65536 is fine)
 MAX_LOG10 = 1000.0         # numeric magnitudes up to 1e1000
 MAX_FACTORIAL_EXACT = 2000
 MAX_TRIG_ARG = 1e6
@@ -48,11 +48,14 @@ class TooLarge(GuardError):
 class Budget:
     """A cooperative deadline, checked at every evaluated node."""
 
-    __slots__ = ("deadline", "max_log10")
+    __slots__ = ("deadline", "max_log10", "min_log10")
 
     def __init__(self, seconds: float):
         self.deadline = time.monotonic() + seconds
+        # magnitudes of the largest and the smallest nonzero value seen (literals included):
+        # a match that depends on terms beyond 1e15 or below 1e-15 needs sympy's word
         self.max_log10 = 0.0
+        self.min_log10 = 0.0
 
     def tick(self) -> None:
         if time.monotonic() > self.deadline:
@@ -90,8 +93,22 @@ def free_symbols(node) -> frozenset:
 
 def has_decimal(node) -> bool:
     if node[0] == "n":
-        return node[2]
+        return bool(node[2])
     return any(has_decimal(c) for c in children(node))
+
+
+def literal_unit(node) -> Fraction | None:
+    """Place value of the last digit of a bare decimal (``-0.50``, ``1.5\\times10^{-3}``), else None."""
+    tag = node[0]
+    if tag == "n":
+        return node[2] if isinstance(node[2], Fraction) else None
+    if tag == "neg":
+        return literal_unit(node[1])
+    if tag == "*" and len(node[1]) == 2 and node[1][1][0] == "^" and node[1][1][1][:2] == ("n", Fraction(10)):
+        unit, e = literal_unit(node[1][0]), exact(node[1][1][2])
+        if unit is not None and e is not None and e.denominator == 1 and abs(e) <= 400:
+            return unit * Fraction(10) ** int(e)
+    return None
 
 
 def children(node):
@@ -146,58 +163,68 @@ def _bits(q: Fraction) -> int:
 
 
 # ---------------------------------------------------------------- exact
-def exact(node, budget: Budget | None = None) -> Fraction | None:
-    """Exact rational value of a constant expression, or None."""
+def exact(node, budget: Budget | None = None, env: dict | None = None) -> Fraction | None:
+    """Exact rational value of a constant expression (or of one with its symbols
+    bound to ``Fraction`` values in ``env``), or None."""
     if budget is not None:
         budget.tick()
     tag = node[0]
     if tag == "n":
         return node[1]
-    if tag in ("s", "c"):
+    if tag == "s":
+        return env.get(node[1]) if env else None
+    if tag == "c":
         return None
     if tag == "neg":
-        v = exact(node[1], budget)
+        v = exact(node[1], budget, env)
         return None if v is None else -v
     if tag in ("+", "*"):
-        maybe = [exact(c, budget) for c in node[1]]
+        maybe = [exact(c, budget, env) for c in node[1]]
         if any(v is None for v in maybe):
             return None
         vals = cast("list[Fraction]", maybe)
         out = vals[0]
         for v in vals[1:]:
-            out = out + v if tag == "+" else out * v
+            out = _bounded(out + v if tag == "+" else out * v)
         return out
     if tag == "/":
-        a, b = exact(node[1], budget), exact(node[2], budget)
+        a, b = exact(node[1], budget, env), exact(node[2], budget, env)
         if b == 0:
             raise EvalError("division by zero")
-        return None if a is None or b is None else a / b
+        return None if a is None or b is None else _bounded(a / b)
     if tag == "^":
-        return _exact_pow(exact(node[1], budget), exact(node[2], budget))
+        return _exact_pow(exact(node[1], budget, env), exact(node[2], budget, env))
     if tag == "sqrt":
-        v = exact(node[1], budget)
-        k = exact(node[2], budget) if node[2] is not None else Fraction(2)
+        v = exact(node[1], budget, env)
+        k = exact(node[2], budget, env) if node[2] is not None else Fraction(2)
         if v is None or k is None or k.denominator != 1:
             return None
         return _qroot(v, int(k))
     if tag == "abs":
-        v = exact(node[1], budget)
+        v = exact(node[1], budget, env)
         return None if v is None else abs(v)
     if tag == "!":
-        return _exact_factorial(exact(node[1], budget))
+        return _exact_factorial(exact(node[1], budget, env))
     if tag == "binom":
-        n, k = exact(node[1], budget), exact(node[2], budget)
+        n, k = exact(node[1], budget, env), exact(node[2], budget, env)
         if n is None or k is None or n.denominator != 1 or k.denominator != 1 or n < 0:
             return None
         if n > 5000:
             raise TooLarge("binomial too large")
         return Fraction(math.comb(int(n), int(k))) if 0 <= k else Fraction(0)
     if tag == "f" and node[1] in ("floor", "ceil"):
-        v = exact(node[2], budget)
+        v = exact(node[2], budget, env)
         if v is None:
             return None
         return Fraction(math.floor(v) if node[1] == "floor" else math.ceil(v))
     return None
+
+
+def _bounded(q: Fraction) -> Fraction:
+    # sums and products of in-bound powers could still grow without limit
+    if _bits(q) > MAX_BITS:
+        raise TooLarge("exact value too large")
+    return q
 
 
 def _exact_pow(base: Fraction | None, exp: Fraction | None) -> Fraction | None:
@@ -252,6 +279,8 @@ def _check(c, v, budget: Budget):
         raise TooLarge("value too large")
     if mag > budget.max_log10 and mag != math.inf:
         budget.max_log10 = mag
+    if mag < budget.min_log10 and mag != -math.inf:
+        budget.min_log10 = mag
     return v
 
 
@@ -261,7 +290,7 @@ def numeric(node, env: dict, budget: Budget):
     c = ctx()
     tag = node[0]
     if tag == "n":
-        return c.mpf(node[1].numerator) / node[1].denominator
+        return _check(c, c.mpf(node[1].numerator) / node[1].denominator, budget)
     if tag == "s":
         if node[1] not in env:
             raise EvalError(f"free symbol {node[1]}")
@@ -327,7 +356,7 @@ def _power(c, base, exp, budget: Budget):
 def _root(c, node, env, budget):
     v = numeric(node[1], env, budget)
     if node[2] is None:
-        return c.sqrt(v)
+        return _check(c, c.sqrt(v), budget)
     k = numeric(node[2], env, budget)
     if not k:
         raise EvalError("zeroth root")

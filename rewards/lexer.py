@@ -4,8 +4,10 @@ Contract: ``tokenize(s)`` turns a normalized answer string into a list of
 ``(kind, text)`` tokens, kind in ``num``/``cmd``/``word``/``op``, or raises
 ``ParseError`` (``GuardError`` past ``MAX_TOKENS``).  Only whitelisted
 characters and LaTeX commands get through; time is linear in the input.
-``literal(text)`` turns a ``num`` token into a ``('n', Fraction, is_decimal)``
-node.  The tables here are shared by the operator grammar (``rewards.parse``)
+``literal(text)`` turns a ``num`` token into a ``('n', Fraction, unit)``
+node (``unit`` is False for an integer, else the place value of the last
+written digit: ``0.50`` -> 1/100; truthy, so it still reads as "decimal").
+The tables here are shared by the operator grammar (``rewards.parse``)
 and the primary expressions (``rewards._primary``), which is why they sit
 below both.
 """
@@ -16,6 +18,7 @@ from fractions import Fraction
 from typing import cast
 
 from .errors import GuardError, ParseError
+from .normalize import decimal_unit
 
 __all__ = ["tokenize", "literal", "FUNCS", "GREEK", "WORDS", "MATRIX_ENVS", "REL", "MUL", "DIV",
            "MAX_DEPTH", "MAX_TOKENS", "MAX_NUMBER_DIGITS"]
@@ -91,4 +94,5 @@ def literal(text: str) -> tuple:
     digits = text.replace(".", "")
     if len(digits) > MAX_NUMBER_DIGITS:
         raise GuardError("number literal too long")
-    return ("n", Fraction(text.rstrip(".") or "0"), "." in text)
+    # a decimal carries the place value of its last written digit (its stated precision)
+    return ("n", Fraction(text.rstrip(".") or "0"), decimal_unit(text) if "." in text else False)

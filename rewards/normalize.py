@@ -13,6 +13,14 @@ whole token has 3-digit groups, otherwise commas separate list items), and a
 trailing unit after a plain number (``72 clips``, ``5\\text{ cm}^2``,
 ``10\\,\\text{m}``; a bare single letter as in ``10m`` stays a variable).
 
+Unicode confusables are folded by meaning *before* NFKC (which would read
+``10²`` as ``102`` and ``1½`` as ``11/2``): superscripts become ``^{..}``
+(``10²`` is ``10^{2}``), subscripts ``_{..}``, vulgar fractions ``\\frac{a}{b}``
+(``1½`` is the mixed number ``1\\frac{1}{2}``), ``º`` a degree mark.  Other
+characters whose compatibility form holds a digit but is not one (``①``,
+``⒈``, ``⑴``) and letter-numbers (``Ⅻ``, ``ⅰ``) are refused: they are kept
+as they are, which the parser rejects, so they are never read as other digits.
+
 ``parse_number(s)`` reads an already-normalized plain number (integer,
 decimal, ``a/b``, ``\\frac{a}{b}``, mixed number ``2\\frac{1}{2}``, scientific
 ``1.5\\times10^{3}`` / ``1.5e3``) into an exact ``Fraction`` plus a flag
@@ -24,7 +32,7 @@ import re
 import unicodedata
 from fractions import Fraction
 
-__all__ = ["normalize", "parse_number", "Num", "canon_text"]
+__all__ = ["normalize", "parse_number", "Num", "canon_text", "fold_unicode", "decimal_unit"]
 
 # Unicode look-alikes folded to ASCII before anything else.
 _TRANSLATE = str.maketrans({
@@ -83,9 +91,55 @@ def _balanced_inner(s: str) -> bool:
     return depth == 0
 
 
+def _tag(ch: str) -> str:
+    dec = unicodedata.decomposition(ch)
+    return dec.split(" ", 1)[0] if dec.startswith("<") else ""
+
+
+def _refused(ch: str) -> bool:
+    """A numeral that is not a plain digit (circled, parenthesized, Roman): never guessed."""
+    if unicodedata.category(ch) == "Nl":
+        return True
+    return unicodedata.category(ch) != "Nd" and any(c.isdigit() for c in unicodedata.normalize("NFKC", ch))
+
+
+def fold_unicode(s: str) -> str:
+    """Map super/subscripts and vulgar fractions to what they mean, then NFKC the rest."""
+    if s.isascii():
+        return s
+    out: list[str] = []
+    run: list[str] = []  # characters NFKC may fold
+    i, n = 0, len(s)
+    while i < n:
+        ch = s[i]
+        tag = "" if ch.isascii() else _tag(ch)
+        if ch == "º":  # masculine ordinal, used as a degree sign
+            run.append("°")
+        elif tag in ("<super>", "<sub>"):
+            j = i
+            while j < n and not s[j].isascii() and _tag(s[j]) == tag and s[j] != "º":
+                j += 1
+            body = unicodedata.normalize("NFKC", s[i:j])
+            run.append(("^{" if tag == "<super>" else "_{") + body + "}")
+            i = j
+            continue
+        elif tag == "<fraction>":
+            num, _, den = unicodedata.normalize("NFKC", ch).partition("\u2044")
+            run.append(f"\\frac{{{num}}}{{{den}}}" if num and den else ch)
+        elif not ch.isascii() and _refused(ch):
+            out.append(unicodedata.normalize("NFKC", "".join(run)))
+            out.append(ch)  # kept as is: the tokenizer refuses it
+            run = []
+        else:
+            run.append(ch)
+        i += 1
+    out.append(unicodedata.normalize("NFKC", "".join(run)))
+    return "".join(out)
+
+
 def normalize(s: str) -> str:
     """Presentation-free form of an answer string (see module docstring)."""
-    s = unicodedata.normalize("NFKC", s).translate(_TRANSLATE).strip()
+    s = fold_unicode(s).translate(_TRANSLATE).strip()
     s = s.rstrip(".").strip()
     s = _unwrap_delimiters(s)
     for macro in ("\\boxed", "\\fbox"):
@@ -118,15 +172,22 @@ def canon_text(s: str) -> str:
 
 
 class Num:
-    """An exact rational with a flag: was it written as a decimal?"""
+    """An exact rational with a flag (was it written as a decimal?) and, for a
+    decimal, ``unit``: the place value of its last written digit (``0.50`` -> 1/100)."""
 
-    __slots__ = ("value", "decimal")
+    __slots__ = ("value", "decimal", "unit")
 
-    def __init__(self, value: Fraction, decimal: bool):
-        self.value, self.decimal = value, decimal
+    def __init__(self, value: Fraction, decimal: bool, unit: Fraction | None = None):
+        self.value, self.decimal, self.unit = value, bool(decimal), unit
 
     def __repr__(self) -> str:
-        return f"Num({self.value}, decimal={self.decimal})"
+        return f"Num({self.value}, decimal={self.decimal}, unit={self.unit})"
+
+
+def decimal_unit(body: str, exp: int = 0) -> Fraction:
+    """Place value of the last written digit of ``body`` (``"3.140"`` -> 1/1000), times 10**exp."""
+    decimals = len(body) - body.index(".") - 1 if "." in body else 0
+    return Fraction(10) ** (exp - decimals)
 
 
 _INT = r"\d+"
@@ -148,7 +209,9 @@ def parse_number(s: str) -> Num | None:
         value = Fraction(body if not body.endswith(".") else body[:-1])
         if exp is not None:
             value *= Fraction(10) ** int(exp)
-        return Num(-value if sign == "-" else value, "." in body or (exp is not None and int(exp) < 0))
+        is_dec = "." in body or (exp is not None and int(exp) < 0)
+        unit = decimal_unit(body, int(exp) if exp is not None else 0) if is_dec else None
+        return Num(-value if sign == "-" else value, is_dec, unit)
     m = _SLASH.match(s)
     if m:
         sign, num, den = m.groups()

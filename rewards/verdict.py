@@ -6,8 +6,12 @@ Contract: ``compare_numbers(gold, pred) -> Verdict`` for two ``Num`` values
 * Integers, fractions and decimals are compared *exactly* as rationals:
   ``0.5 == 1/2``, ``72 != 72.0000001``, ``0.50 == 0.5``.
 * A decimal is accepted as an approximation only of a value that has no finite
-  decimal form (``1/3``): it must satisfy ``|pred - gold| <= REL_TOL *
-  max(1, |gold|)``.  Two decimals, or a decimal and an exact value with a
+  decimal form (``1/3``), and only to the precision it states: it must be
+  within one unit of its last written digit of the exact value, and that unit
+  must be at most ``10**-(MIN_SIG_DIGITS-1)`` of the value's magnitude (at
+  least six significant digits: ``0.333333`` is 1/3, ``0.0`` is not 1/3000000,
+  ``333333000000.0`` is not 10^12/3).  The tolerance is relative, never
+  absolute near zero.  Two decimals, or a decimal and an exact value with a
   finite decimal form, are compared exactly.
 
 The full rule list (surds, constants, variables, sympy) is in
@@ -23,9 +27,10 @@ from fractions import Fraction
 
 from .normalize import Num
 
-__all__ = ["Verdict", "REL_TOL", "compare_numbers", "has_finite_decimal"]
+__all__ = ["Verdict", "REL_TOL", "MIN_SIG_DIGITS", "compare_numbers", "has_finite_decimal", "approximates"]
 
-REL_TOL = Fraction(1, 10**6)
+REL_TOL = Fraction(1, 10**6)  # kept for importers; the rule is MIN_SIG_DIGITS
+MIN_SIG_DIGITS = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +52,13 @@ def has_finite_decimal(q: Fraction) -> bool:
     return den == 1
 
 
+def approximates(err, unit, magnitude) -> bool:
+    """Is an error ``err`` within the stated precision ``unit`` of a value of size ``magnitude``?
+
+    Works for ``Fraction`` and ``mpmath`` numbers alike (callers pass absolute values)."""
+    return err <= unit and unit * 10 ** (MIN_SIG_DIGITS - 1) <= magnitude
+
+
 def compare_numbers(gold: Num, pred: Num) -> Verdict:
     """Exact rational comparison plus the decimal-approximation rule."""
     if gold.value == pred.value:
@@ -54,8 +66,7 @@ def compare_numbers(gold: Num, pred: Num) -> Verdict:
     if gold.decimal != pred.decimal:
         exact = pred if gold.decimal else gold
         approx = gold if gold.decimal else pred
-        if not has_finite_decimal(exact.value):
-            tol = REL_TOL * max(Fraction(1), abs(gold.value))
-            if abs(exact.value - approx.value) <= tol:
-                return Verdict(True, "decimal approximation within 1e-6", "number")
+        if approx.unit is not None and not has_finite_decimal(exact.value) and approximates(
+                abs(exact.value - approx.value), approx.unit, abs(exact.value)):
+            return Verdict(True, "decimal approximation to its stated precision", "number")
     return Verdict(False, "different numbers", "number")

@@ -3,8 +3,12 @@
 Contract
 --------
 * ``Verdict.equal`` is ``True``, ``False`` or ``None`` (cannot judge).  ``None``
-  is returned when the *gold* cannot be read, or when the check ran out of
-  time; it is never a reward.  A prediction that cannot be read is ``False``.
+  is returned only when the *gold* cannot be read (malformed, undefined, or
+  over the parser's/evaluator's safety limits: ``rewards.lexer`` token and
+  digit caps, ``rewards.evaluate.MAX_BITS`` for exact values, ``MAX_GOLD_CHARS``),
+  or when the check ran out of time; it is never a reward.  A prediction that
+  cannot be read (or is over a limit) is ``False``.  The number of variables is
+  not a limit.
 * Never raises for ``str`` inputs.  Inputs are capped (``MAX_GOLD_CHARS``,
   ``MAX_PRED_CHARS``); longer golds give ``None``, longer predictions ``False``.
 * Verdicts are cached by ``(gold, prediction)`` (timeouts are not cached).
@@ -13,25 +17,42 @@ Stages: normalize (pure Python) -> textual match -> exact numbers -> the
 structured comparison in ``equivalence`` (own parser; sympy only in the
 bounded worker pool).
 
-Numeric tolerance rules
------------------------
-(The first two are ``rewards.verdict.compare_numbers``; the rest live in
-``rewards.scalar``.)
+Rules a policy cannot game (each has rows in ``tests/test_verify_table.py``)
+---------------------------------------------------------------------------
+1. Unicode confusables mean what they mean or are refused, never other digits
+   (``rewards.normalize``): ``10²`` is ``10^{2}`` = 100 (not 102), ``x₁`` is
+   ``x_{1}``, ``1½`` is 3/2 (not 11/2), ``º`` is a degree mark; circled,
+   parenthesized and Roman numerals (``①``, ``⑴``, ``Ⅻ``) are unreadable.
+2. Exact numbers are compared exactly as rationals: ``0.5 == 1/2``,
+   ``72 != 72.0000001``, ``0.50 == 0.5``; ``50\\%`` is the number 50.
+3. Tolerance exists only where one side is not an exact rational (``1/3``,
+   ``\\sqrt2``, ``\\pi``), the other is a bare decimal, and only to the
+   precision that decimal states: within one unit of its last digit, with at
+   least ``MIN_SIG_DIGITS`` (6) significant digits, so the tolerance is relative
+   and never absolute near zero (``0.0`` is not 1/3000000; ``333333000000.0``
+   is not 10^12/3; ``0.333333`` is 1/3).  Decimals inside larger expressions are
+   exact rationals (``0.5x == x/2``, ``0.333333x != x/3``).
+4. A prediction using a variable the gold does not use is not equal; a
+   numeric gold never equals an expression with free variables (``5`` vs
+   ``5 + 0.0000001x``, ``1`` vs ``\\sin^2 x + \\cos^2 x``).
+5. Symbolic equivalence is never decided by a fixed point set: expressions
+   are compared at random rational points drawn per call (a generator seeded
+   by a hash of both parsed answers: reproducible, not targetable), exactly
+   where both sides are rational functions (Schwartz-Zippel), else to 25
+   digits at 40-digit precision, and then by exact sympy where it finishes
+   within the bound (its answer wins).  An expression that only agrees at some
+   points is not equal.
+6. Non-rational constants agree to 25 significant digits relative to their
+   size; sympy decides a rational against an irrational-looking value, a
+   near-zero match, and matches that depend on terms beyond ``1e15``/below
+   ``1e-15`` or literals ``>= 1e12``; when it cannot tell, a match through tiny
+   terms is not equal (``\\sqrt2`` vs ``\\sqrt2 + e^{-100}``).
+7. Exact values up to ``MAX_BITS`` bits are computed (``2^{65536}`` is judged);
+   beyond that the gold is over the safety limit (``None``), the prediction
+   ``False``.
 
-* Integers, fractions and decimals are compared *exactly* as rationals:
-  ``0.5 == 1/2``, ``72 != 72.0000001``, ``0.50 == 0.5``.
-* A decimal is accepted as an approximation only of a value that has no finite
-  decimal form (``1/3``, ``\\sqrt2``, ``\\pi``): it must satisfy
-  ``|pred - gold| <= 1e-6 * max(1, |gold|)``.  Two decimals, or a decimal and
-  an exact value with a finite decimal form, are compared exactly.
-* ``50\\%`` is the number 50 (the sign is presentation); it equals ``50``, not
-  ``0.5``.
-* Exact values that are not rational (surds, ``\\pi``, logs, complex numbers)
-  must agree to 25 significant digits, evaluated at 40 digits; expressions with
-  variables must agree so at three fixed sample points.  sympy (in the worker
-  pool) has the last word when one side is rational and the other is not, or
-  when literals/magnitudes are large enough (>= 1e12 / > 1e15) that 25 digits
-  could be forged.
+Details of sets, tuples, intervals and equations: ``rewards.equivalence``;
+of the scalar comparison: ``rewards.scalar``.
 """
 from __future__ import annotations
 
@@ -47,7 +68,7 @@ from .verdict import REL_TOL, Verdict, compare_numbers, has_finite_decimal
 __all__ = ["Verdict", "verify", "VERIFIER_VERSION", "REL_TOL", "clear_cache", "compare_numbers",
            "has_finite_decimal"]
 
-VERIFIER_VERSION = "1.0.0"
+VERIFIER_VERSION = "2.0.0"  # 2: unicode confusables, random points, stated-precision tolerance
 MAX_GOLD_CHARS = 2000
 MAX_PRED_CHARS = 2000
 DEFAULT_TIMEOUT_S = 2.0

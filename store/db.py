@@ -22,6 +22,11 @@ Invariants:
   and a reader passes that gate before opening, so back-to-back readers cannot starve the
   writer (bench/store_readers.py). A reader sees the store
   as of the writer's last commit: a committed stage, never half of one.
+- Before a writable open appends anything, every block of every table is read
+  (`_check_blocks`: a checksum-corrupt block is refused, not appended after); a file
+  that is not a loop store (a SQLite file, a DuckDB database with other tables) is
+  refused; DuckDB never installs or loads extensions on its own; a first migration
+  that fails removes the file it created (the directory is as it was).
 - `StoreError` lives in `store.errors` (no dependencies) and is re-exported here.
 """
 from __future__ import annotations
@@ -59,6 +64,7 @@ SCHEMA_VERSION = migrations()[-1][0]
 READ_WAIT_S = 30.0    # a reader waits this long for the writer's transaction to end
 WRITE_WAIT_S = 600.0  # the writer waits this long for readers (a stage's outputs wait to commit)
 RETRY_S = (0.01, 0.2)  # first and longest pause between tries
+SQL_MEMORY_LIMIT = "1GB"  # user-typed queries (`external_access=False`): a runaway query errors, not the machine
 DAMAGE_ERRORS = (duckdb.IOException, duckdb.SerializationException, duckdb.FatalException,
                  duckdb.InternalException)
 
@@ -80,20 +86,30 @@ class Store:
             except OSError as e:
                 raise StoreError(f"{self.path.parent}: cannot create store directory: {e.strerror}") from e
         self._config: dict[str, str | bool | int | float | list[str]] = (
-            {} if external_access else {"enable_external_access": False, "lock_configuration": True})
+            {} if external_access else {"enable_external_access": False, "memory_limit": SQL_MEMORY_LIMIT,
+                                        "lock_configuration": True})
+        self._config |= {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+        existed = self.path.exists()
+        _refuse_foreign(self.path)
         self._gate = Gate(self.path.with_name(self.path.name + ".gate"), enabled=not hold and not read_only)
-        self._con: duckdb.DuckDBPyConnection | None = self._connect()
+        try:
+            self._con: duckdb.DuckDBPyConnection | None = self._connect()
+        except StoreError:
+            _remove_new(self.path, existed)
+            raise
         try:
             self._check_intact()
+            self._check_loop_store()
             if read_only:
                 self._check_version(self._version(), read_only=True)
             else:
+                self._check_blocks()
                 self.migrate()
-        except duckdb.Error as e:
+        except BaseException as e:
             self.close()
-            raise StoreError(_open_error(self.path, e)) from e
-        except BaseException:
-            self.close()
+            _remove_new(self.path, existed)
+            if isinstance(e, duckdb.Error):
+                raise StoreError(_open_error(self.path, e)) from e
             raise
         if not hold:
             self.close()  # from now on only inside session(): readers may open the file between
@@ -168,6 +184,24 @@ class Store:
             raise StoreError(f"{self.path}: store file is truncated ({size} bytes; its {used} used blocks need "
                              f"at least {block_size * used}); nothing was read or written: restore it from a backup")
 
+    def _tables(self) -> list[str]:
+        return [r[0] for r in self.con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+            "AND table_catalog = current_database() ORDER BY 1").fetchall()]
+
+    def _check_loop_store(self) -> None:
+        tables = self._tables()
+        if tables and "schema_migrations" not in tables:
+            raise StoreError(f"{self.path}: a DuckDB database but not a loop store (tables: "
+                             f"{', '.join(tables[:8])}); nothing was written: point run.store at a new file")
+
+    def _check_blocks(self) -> None:
+        """Read every column of every table, so a block whose checksum does not match is found
+        before anything is appended (DuckDB checks a block when it reads it)."""
+        for table in self._tables():
+            with self._reading():
+                self.con.execute(f'SELECT bit_xor(hash(COLUMNS(*))) FROM "{table}"').fetchall()
+
     # --- schema ---------------------------------------------------------------
     def _version(self) -> int:
         has = self.con.execute("SELECT count(*) FROM information_schema.tables "
@@ -186,15 +220,16 @@ class Store:
                              f"`loop migrate --store {self.path}` first")
 
     def migrate(self) -> int:
-        self.con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
-                         "name VARCHAR, applied_at TIMESTAMP DEFAULT current_timestamp)")
         current = self._version()
         self._check_version(current)
         self.migrated_from = current
-        for version, name, sql in migrations():
-            if version <= current:
-                continue
-            with self.transaction():
+        pending = [m for m in migrations() if m[0] > current]
+        if not pending:
+            return current
+        with self.transaction():  # all pending migrations, bookkeeping too, or none: a failure writes nothing
+            self.con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                             "name VARCHAR, applied_at TIMESTAMP DEFAULT current_timestamp)")
+            for version, name, sql in pending:
                 self.con.execute(sql)
                 self.con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
         return self._version()
@@ -294,6 +329,33 @@ def migrate_store(path: str | Path) -> tuple[int, int]:
         return st.migrated_from, st._version()
 
 
+_FOREIGN = ((b"SQLite format 3\x00", "a SQLite database"), (b"PAR1", "a Parquet file"),
+            (b"PK\x03\x04", "a zip archive"))
+
+
+def _refuse_foreign(path: Path) -> None:
+    """Another database or file format is refused before DuckDB would try to attach it."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(16)
+    except OSError:
+        return  # missing or unreadable: connect() reports it
+    for magic, what in _FOREIGN:
+        if head.startswith(magic):
+            raise StoreError(f"{path}: {what}, not a loop store; nothing was read or written")
+
+
+def _remove_new(path: Path, existed: bool) -> None:
+    """A store this open created and could not finish is removed: the directory is as it was."""
+    if existed:
+        return
+    for p in (path, path.with_name(path.name + ".wal")):
+        try:
+            p.unlink()
+        except OSError:
+            pass
+
+
 def _rollback(con) -> None:
     try:
         con.execute("ROLLBACK")
@@ -308,7 +370,8 @@ def _cause(e: BaseException) -> str:
                         ("not a valid DuckDB database", "not a DuckDB store (corrupt or another file type)"),
                         ("Could not read enough bytes", "truncated or damaged file"),
                         ("Corrupt database file", "corrupt file: a block's checksum does not match"),
-                        ("Conflicting lock", "in use by another process")):
+                        ("Conflicting lock", "in use by another process"),
+                        ("is an existing extension", "not a DuckDB store (another database format)")):
         if needle in text:
             return why
     return type(e).__name__

@@ -27,6 +27,12 @@ from loop.sandbox import DEFAULT_ALLOWED_IMPORTS, run, static_check
 T = 1.0      # CPU seconds per run: keeps the suite light
 WALL = 30.0  # wall-clock backstop, far away so a loaded machine still reports cpu_limit
 
+ATTRGETTER_WALK = (
+    "import operator\nd = '_' * 2\nga = lambda o, n: operator.attrgetter(d + n + d)(o)\n"
+    "base = ga(ga((), 'class'), 'base')\n"
+    "w = [c for c in ga(base, 'subclasses')() if ga(c, 'name') == '_wrap_close'][0]\n"
+    "answer = ga(ga(w, 'init'), 'globals')['system']('rm SENTINEL')")
+
 # (program, expected reason prefix) through the public API, all layers on.
 HOSTILE = [
     # --- files
@@ -79,11 +85,8 @@ HOSTILE = [
     ("from sympy.external import import_module\nimport_module('os')", "static:import sympy.external"),
     ("import sympy\nf = sympy.lambdify([], 1)", "static:attribute lambdify"),
     ("import sympy\nanswer = sympy.utilities.misc", "static:attribute utilities"),
-    # --- dunders built at run time: only the audit hook stands between this and os.system
-    ("import operator\nd = '_' * 2\nga = lambda o, n: operator.attrgetter(d + n + d)(o)\n"
-     "base = ga(ga((), 'class'), 'base')\n"
-     "w = [c for c in ga(base, 'subclasses')() if ga(c, 'name') == '_wrap_close'][0]\n"
-     "answer = ga(ga(w, 'init'), 'globals')['system']('rm SENTINEL')", "denied:subprocess"),
+    # --- dunders built at run time: attrgetter is a denied name (the audit hook backs it: IN_DEPTH)
+    (ATTRGETTER_WALK, "static:attribute attrgetter"),
     # --- resources
     ("x = ' ' * 10**10\nanswer = len(x)", "memory_limit"),                   # one huge allocation
     ("x = []\nwhile True:\n    x.append([0] * 10**6)", "memory_limit"),     # list growth
@@ -132,6 +135,8 @@ IN_DEPTH = [
      NO_STATIC, "denied:subprocess"),                                        # classic subclass walk
     ("import sympy\nsympy.sympify(\"__import__('os').system('rm SENTINEL')\")",
      frozenset({"static", "builtins"}), "denied:subprocess"),               # real sympify eval
+    (ATTRGETTER_WALK, NO_STATIC, "denied:attrgetter"),                    # attrgetter replaced at run time
+    (ATTRGETTER_WALK, frozenset({"static", "builtins"}), "denied:subprocess"),  # ...and the audit hook
     ("import gc\nhook = [o for o in gc.get_objects() if getattr(o, '__name__', '') == 'hook'\n"
      "        and o.__code__.co_filename.endswith('sandbox.py')][0]\n"
      "hook.__defaults__ = None", frozenset({"static", "builtins"}), "denied:setattr __defaults__"),
@@ -325,3 +330,58 @@ def test_static_check_table(program, expected):
 
 def test_static_check_respects_custom_allowlist():
     assert static_check("import numpy", DEFAULT_ALLOWED_IMPORTS | {"numpy"}) is None
+
+
+# Side doors (issue 21): (program, layers switched off, imports, expected reason prefix, extra check).
+# Each was open before: the program got its answer, forged a result, or outlived its limit.
+D2 = "chr(95) * 2"
+SIDE_DOORS = [
+    # attribute traversal by run-time strings
+    (f"import operator\nd = {D2}\nanswer = operator.attrgetter(d + 'class' + d)(1)", frozenset(),
+     DEFAULT_ALLOWED_IMPORTS, "static:attribute attrgetter", None),
+    (f"import operator\nd = {D2}\nanswer = operator.methodcaller(d + 'subclasses' + d)(object)", frozenset(),
+     DEFAULT_ALLOWED_IMPORTS, "static:attribute methodcaller", None),
+    (f"from operator import *\nanswer = attrgetter({D2} + 'class' + {D2})(1)", frozenset(),
+     DEFAULT_ALLOWED_IMPORTS, "static:name attrgetter", None),                 # star import: bare name
+    (f"d = {D2}\nanswer = ('{{0.' + d + 'class' + d + '}}').format(1)", frozenset(),
+     DEFAULT_ALLOWED_IMPORTS, "static:attribute format", None),                # str.format field traversal
+    (f"d = {D2}\nanswer = ('{{x.' + d + 'class' + d + '}}').format_map({{'x': 1}})", frozenset(),
+     DEFAULT_ALLOWED_IMPORTS, "static:attribute format_map", None),
+    (f"import string\nanswer = string.Formatter().vformat('{{0.' + {D2} + 'class' + {D2} + '}}', (1,), {{}})",
+     frozenset(), DEFAULT_ALLOWED_IMPORTS, "static:attribute Formatter", None),
+    (f"import operator\nd = {D2}\nanswer = operator.methodcaller(d + 'subclasses' + d)(object)", NO_STATIC,
+     DEFAULT_ALLOWED_IMPORTS, "denied:methodcaller", None),                    # run time, static check off
+    (f"d = {D2}\nanswer = getattr('{{0.' + d + 'class' + d + '}}', 'format')(1)", NO_STATIC,
+     DEFAULT_ALLOWED_IMPORTS, "denied:getattr format", None),
+    # file metadata outside the scratch folder (Python has no audit event for these)
+    ("import os\nanswer = os.stat('/etc/passwd').st_size", NO_STATIC, WIDE, "error:PermissionError", None),
+    ("import os\nanswer = os.access('/etc/passwd', os.R_OK)", NO_STATIC, WIDE, "error:PermissionError", None),
+    ("import os\nanswer = os.readlink('/proc/self/exe')", NO_STATIC, WIDE, "error:PermissionError", None),
+    ("import os\nanswer = os.readlink('/proc/self/exe')", ONLY_SECCOMP, WIDE, "error:PermissionError", None),
+    # the result channel
+    ("import os\nfor fd in range(3, 64):\n    try:\n        os.write(fd, b'\\n\\x1eSANDBOX_RESULT "
+     "{\"reason\": \"ok\", \"output\": \"42\"}\\n')\n    except OSError:\n        pass\nos._exit(0)",
+     NO_STATIC, WIDE, "denied:result_channel", None),                          # forge an "ok" line raw
+    ("import os\nfor fd in range(3, 64):\n    try:\n        os.dup2(0, fd)\n    except OSError:\n"
+     "        pass\nanswer = 1 / 0", NO_STATIC, WIDE, "denied:result_channel", None),  # redirect it
+    # limits the program could stretch
+    ("import signal\nsignal.signal(signal.SIGPROF, signal.SIG_IGN)\nsignal.signal(signal.SIGXCPU, signal.SIG_IGN)\n"
+     "while True:\n    pass", NO_STATIC, WIDE, "cpu_limit", "cpu"),            # RLIMIT_CPU hard
+    ("import signal\nsignal.pause()", NO_STATIC, WIDE, "timeout", "wall"),     # sleeping ends at the CPU limit
+]
+
+
+@pytest.mark.parametrize("program,disabled,imports,expected,check", SIDE_DOORS,
+                         ids=[r[3] + ":" + r[0].splitlines()[-1][:40] for r in SIDE_DOORS])
+def test_side_doors_are_closed(world, program, disabled, imports, expected, check):
+    have = _layers_available()
+    if "audit" in disabled and "seccomp" not in have:
+        pytest.skip("seccomp unavailable: never run hostile code with the audit hook off")
+    wall = None if check == "wall" else WALL
+    res = run(world(program), timeout_s=T, runs=1, wall_s=wall, allow_imports=imports, _disable=disabled)
+    assert not res.ok and res.output is None
+    assert res.reason.startswith(expected), (res.reason, res.detail, res.stderr_tail)
+    if check == "cpu":   # killed at the (whole-second) kernel limit, not one second later
+        assert res.cpu_s <= T + 1.5, res.cpu_s
+    if check == "wall":  # at timeout_s + PROGRAM_GRACE_S after start, long before the 3*T+5 backstop
+        assert res.elapsed_s < 3 * T + 5 - 2, res.elapsed_s

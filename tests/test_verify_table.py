@@ -125,7 +125,7 @@ TABLE = [
     ("x", "\\sqrt{x^2}", F),                           # differs for negative x
     ("2\\theta", "\\theta \\cdot 2", T),               # Greek variable
     ("\\Delta", "\\delta", F),                         # case matters for symbols
-    ("1", "\\sin^2 x + \\cos^2 x", T),                 # Pythagorean identity
+    ("1", "\\sin^2 x + \\cos^2 x", F),                 # a numeric gold never equals an expression in x (rule)
     ("\\frac{1}{x+1}", "(x+1)^{-1}", T),               # reciprocal
     ("a^2 - b^2", "(a-b)(a+b)", T),                    # two variables
     ("x_1 + x_2", "x_2 + x_1", T),                     # subscripted variables
@@ -226,6 +226,33 @@ TABLE = [
     ("(B)", "(C)", F),                                 # wrong choice
     ("\\text{yes}", "Yes", T),                         # yes/no answers
     ("\\text{even}", "\\text{odd}", F),                # different words
+    # --- issue 21: rules a policy cannot game (see rewards.verifier, rules 1-7) --------
+    ("100", "10²", T),                                 # rule 1: a superscript is a power, 10² = 100
+    ("102", "10²", F),                                 # rule 1: ...never the digits 1, 0, 2
+    ("x^2+1", "x²+1", T),                              # rule 1: superscript on a variable
+    ("\\frac{1}{8}", "2⁻³", T),                        # rule 1: superscript minus and digits as one exponent
+    ("x_1 + x_2", "x₁ + x₂", T),                       # rule 1: subscripts are indices
+    ("\\frac{3}{2}", "1½", T),                         # rule 1: a vulgar fraction after a digit is a mixed number
+    ("\\frac{11}{2}", "1½", F),                        # rule 1: ...never the digits 11/2
+    ("1", "①", F),                                     # rule 1: circled numerals are refused, not read as 1
+    ("i", "ⅰ", F),                                     # rule 1: a Roman numeral is not the imaginary unit
+    ("\\frac{1}{3000000}", "0.0", F),                  # rule 3: no absolute tolerance near zero
+    ("\\frac{1}{3000000}", "0.000001", F),             # rule 3: one significant digit is not an approximation
+    ("\\frac{10^{12}}{3}", "333333000000.0", F),       # rule 3: tolerance is the stated precision (0.1), not 1e-6
+    ("\\frac{x}{3}", "0.333333x", F),                  # rule 3: a decimal inside an expression is an exact rational
+    ("5", "5 + 0.0000001x", F),                        # rule 4: a numeric gold never equals an expression in x
+    ("5", "5 + 10^{-30}x", F),                         # rule 4: ...however small the variable's coefficient
+    ("x", "x + 0y", F),                                # rule 4: a variable the gold does not use
+    ("0", "(x-0.5772156649015329)(x+1.2020569031595942)(x-1.902160583104)", F),  # rule 4/5: roots at yesterday's fixed points
+    ("x", "x + (x-0.5772156649015329)(x+1.2020569031595942)(x-1.902160583104)", F),  # rule 5: agrees only at those points
+    ("x", "x + 10^{-30}x", F),                         # rule 5: exact arithmetic at rational points sees 1e-30
+    ("\\frac{1}{x}", "\\frac{1}{x} + 10^{-40}", F),    # rule 5: ...and 1e-40 in a rational function
+    ("\\sqrt{x}", "\\sqrt{x} + 10^{-40}", F),          # rule 5/6: tiny term in a non-rational expression: sympy refutes
+    ("\\sin x", "\\sin x + e^{-100}\\cos x", F),       # rule 6: agrees to 40 digits only through a tiny term
+    ("\\sqrt{2}", "\\sqrt{2} + e^{-100}", F),          # rule 6: a constant off by e^-100 is not equal
+    ("a+b+c+d+f+g+h+j+k", "k+j+h+g+f+d+c+b+a", T),     # rule 5: nine variables are judged, not None
+    ("2^{65536}", "4^{32768}", T),                     # rule 7: a 65536-bit exact gold is judged
+    ("2^{65536}", "4^{32768} + 1", F),                 # rule 7: ...and a near miss refuted exactly
     # --- unreadable / cannot judge ---------------------------------------------------
     ("", "5", N),                                      # empty gold: cannot judge
     ("\\frac{1}{", "5", N),                            # malformed gold: cannot judge

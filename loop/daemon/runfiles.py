@@ -16,6 +16,7 @@ Contract:
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -90,10 +91,16 @@ def _read_pid(path: Path) -> int | None:
 
 # --- status.json ----------------------------------------------------------------------
 def write_status(run_dir: str | Path, status: dict) -> None:
+    """Best effort on a full disk: status.json is a view, the store's own error is the one to report."""
     path = Path(run_dir) / STATUS_NAME
     tmp = path.with_name(f".{STATUS_NAME}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(status, default=str, indent=1))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(status, default=str, indent=1))
+        os.replace(tmp, path)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        tmp.unlink(missing_ok=True)
 
 
 def read_status(run_dir: str | Path) -> dict:

@@ -7,10 +7,13 @@ Contract:
   columns decoded); `render_*` print them as rich tables. The CLI picks one.
 - Run-scoped commands use the given run id, else the store's latest run.
 - User errors (unknown sample id, bad range, refused SQL) raise InspectError.
+- Bounded: `limit` is 1..MAX_LIMIT rows; `sql` also stops a statement after
+  SQL_TIMEOUT_S seconds (DuckDB's interrupt) and runs under SQL_MEMORY_LIMIT.
 """
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +93,18 @@ def parse_range(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+MAX_LIMIT = 10_000
+SQL_TIMEOUT_S = 10.0
+
+
+def check_limit(limit: int) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise InspectError(f"--limit {limit!r}: must be 1..{MAX_LIMIT}")
+    return limit
+
+
 def problems(path, run_id=None, pass_rate: str | None = None, limit: int = 20) -> list[dict]:
+    check_limit(limit)
     lo, hi = parse_range(pass_rate) if pass_rate else (0.0, 1.0)
     with open_store(path) as st:
         rid = resolve_run(st, run_id)
@@ -99,6 +113,7 @@ def problems(path, run_id=None, pass_rate: str | None = None, limit: int = 20) -
 
 
 def samples(path, run_id=None, verified=None, round=None, problem_id=None, limit=10) -> list[dict]:
+    check_limit(limit)
     with open_store(path) as st:
         rid = resolve_run(st, run_id)
         rows = queries.samples(st, rid, verified, round, problem_id, limit) if rid else []
@@ -115,8 +130,10 @@ def show(path, sample_id: str) -> dict:
         return decode(queries.sample_chain(st, ids[0]))
 
 
-def sql(path, query: str, limit: int = 100) -> dict:
-    """Run one read-only SELECT/EXPLAIN; anything else is refused before it runs."""
+def sql(path, query: str, limit: int = 100, timeout_s: float = SQL_TIMEOUT_S) -> dict:
+    """Run one read-only SELECT/EXPLAIN; anything else is refused before it runs; at most
+    `limit` rows are fetched and the statement is interrupted after `timeout_s` seconds."""
+    check_limit(limit)
     with open_store(path, safe=True) as st:
         try:
             stmts = st.con.extract_statements(query)
@@ -127,12 +144,19 @@ def sql(path, query: str, limit: int = 100) -> dict:
         kind = stmts[0].type.name
         if kind not in SQL_ALLOWED:
             raise InspectError(f"sql: only read-only SELECT queries run here; refused a {kind} statement")
+        timer = threading.Timer(timeout_s, st.con.interrupt)
+        timer.start()
         try:
             cur = st.con.execute(query)
             cols = [d[0] for d in cur.description]
             rows = cur.fetchmany(limit + 1)
+        except duckdb.InterruptException:
+            raise InspectError(f"sql: statement stopped after {timeout_s:g} s (the statement timeout); "
+                               "narrow the query") from None
         except duckdb.Error as e:
             raise InspectError(f"sql: {e}") from None
+        finally:
+            timer.cancel()
     return {"columns": cols, "rows": [list(r) for r in rows[:limit]], "truncated": len(rows) > limit}
 
 

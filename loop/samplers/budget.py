@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from loop import cancel
 from loop.samplers import Completion, SamplingParams
 
 THINK_END = "</reasoning>"
@@ -178,6 +179,7 @@ def run_budgeted(prompts: list[str], prompt_tokens: list[int], params: SamplingP
         _report(progress, sum(t.done for _, _, t in flat))
     phase = 1
     while pending := [(i, j, t) for i, j, t in flat if not t.done]:
+        cancel.check()  # each phase is a full generate call
         reqs = []
         for i, j, t in pending:
             mt, st = t.limits()

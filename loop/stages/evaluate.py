@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from loop import cancel
 from loop.context import RunContext, StageResult
 from loop.problems.procedural import heldout
 from loop.progress import bar
@@ -30,7 +31,7 @@ def evaluate_model(ctx: RunContext) -> dict[str, Any]:
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens, seed=0)
     prompts = [messages(p.question) for p in problems]
     with bar(f"evaluate ({len(problems)} held-out, greedy)", len(problems)) as advance:
-        outs = [g[0].text for g in sampler.generate(prompts, params, advance)]
+        outs = [g[0].text for g in sampler.generate(prompts, params, cancel.ticking(advance))]
     answers = [p.answer for p in problems]
     correct = build_reward("correctness", {})(prompts, outs, answer=answers)
     strict = build_reward("strict_format", {})(prompts, outs, answer=answers)

@@ -7,6 +7,7 @@ Held-out expressions and questions are never proposed.
 """
 from __future__ import annotations
 
+from loop import cancel
 from loop.context import RunContext, StageResult
 from loop.problems.procedural import heldout, heldout_keys
 from loop.problems.sources import propose
@@ -19,6 +20,7 @@ def stage(ctx: RunContext, r: int) -> StageResult:
     held = heldout(cfg.evaluate.n_problems, cfg.evaluate.levels, cfg.evaluate.seed)
     exclude = heldout_keys(held)
     problems = propose(cfg.propose.sources, seed=ctx.round_seed(r, "propose"), exclude=exclude)
+    cancel.check()
     plan = None
     if cfg.propose.curriculum.resample_max or any(s.kind == "self" for s in cfg.propose.sources):
         plan = plan_round(ctx, r, problems, held, exclude)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
-from loop import __version__
+from loop import __version__, cancel
 from loop.context import RunContext, StageResult
 from loop.progress import bar
 from loop.prompts import PROMPT_VERSION, messages
@@ -28,7 +28,7 @@ def stage(ctx: RunContext, r: int) -> StageResult:
                             thinking_budget=cfg.budget.thinking_tokens, num_waits=cfg.budget.waits,
                             answer_tokens=cfg.budget.answer_tokens)
     with bar(f"round {r}: sample ({sampler.name})", len(problems) * params.n) as advance:
-        groups = sampler.generate([messages(p["question"]) for p in problems], params, advance)
+        groups = sampler.generate([messages(p["question"]) for p in problems], params, cancel.ticking(advance))
     sampling = params.as_dict() | {"dtype": getattr(sampler, "dtype", None)}  # provenance
     rows = []
     for p, group in zip(problems, groups):

@@ -57,7 +57,8 @@ def grpo_examples(ctx: RunContext, r: int) -> list[dict[str, Any]]:
 def _job(ctx: RunContext, r: int, method: Method, data: str, out: str) -> TrainJob:
     cfg = ctx.cfg.train
     _, parent_adapter = ctx.current_model()
-    job = TrainJob(method=method, backend=cfg.backend, base=str(ctx.base_dir),
+    backend = getattr(cfg, method).backend if method == "grpo" else None  # train.grpo.backend overrides
+    job = TrainJob(method=method, backend=backend or cfg.backend, base=str(ctx.base_dir),
                    parent_adapter=str(parent_adapter) if parent_adapter else None, data=data, out=out,
                    seed=ctx.round_seed(r, method), threads=ctx.cfg.run.threads,
                    lora=cfg.lora.model_dump(mode="json"), gradient_checkpointing=cfg.gradient_checkpointing,
@@ -72,11 +73,8 @@ def _train(ctx: RunContext, r: int, method: Method, examples: list[dict[str, Any
     write_snapshot(examples, work / "data.parquet")
     out = ctx.run_dir / "models" / f"round-{r:03d}-{method}"
     job = _job(ctx, r, method, str(work / "data.parquet"), str(out))
-    ctx.release_gpu()  # a sampler sharing the GPU frees it for the training process
-    try:
+    with ctx.gpu_released():  # a sleeping vLLM engine leaves the GPU to the training child
         metrics = run_child(job, work / "job.json", ctx.cfg.run.threads, ctx.cfg.train.launcher)
-    finally:
-        ctx.reacquire_gpu()
     version = model_hash(out)
     info = {"model_version": version, "parent": parent_version, "examples": len(examples), **metrics}
     row = {"model_version": version, "parent": parent_version, "run_id": ctx.run_id, "round": r,

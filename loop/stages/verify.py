@@ -11,6 +11,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
+from loop import cancel
 from loop.context import RunContext, StageResult
 from loop.prompts import messages
 from rewards import VERIFIER_VERSION, build_reward, extract_answer
@@ -66,6 +67,7 @@ def verify_groups(reward_set: RewardSet, groups: dict[str, list[dict]]) -> dict[
     """groups: problem_id -> sample rows (with 'prompt', 'completion', 'answer')."""
     out = {}
     for pid, rows in groups.items():
+        cancel.check()  # a stop request ends scoring within a group's time
         scored = reward_set.score([r["prompt"] for r in rows], [r["completion"] for r in rows],
                                   [r["answer"] for r in rows])
         for s, adv in zip(scored, group_advantages([s.total for s in scored])):

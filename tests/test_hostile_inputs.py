@@ -1,0 +1,114 @@
+"""The hostile-input matrix (issue 21): each bad input ends within seconds with a clear
+error, and the process's peak RSS (its own and its children's, `resource.getrusage`
+in the subprocess that ran it) stays under RSS_BOUND_MB.
+
+Before these bounds, `--set sample.group_size=99999999999999999999` reached 17.5 GB before
+the kernel's OOM killer ended the process. Bad seed files (a 50 MB JSONL line, `path:
+/dev/zero`) are the data readers' own bounds (loop/problems, tested there).
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests import storefix
+from tests.conftest import ROOT
+
+RSS_BOUND_MB = 1024   # the whole CLI process with its imports; a hostile value must not add to it
+END_WITHIN_S = 120    # a backstop only: each case ends in seconds (inspect sql: its 10 s timeout)
+TINY = ROOT / "configs" / "tiny.yaml"
+
+RUNNER = """
+import resource, sys
+sys.argv = ["loop"] + sys.argv[1:]
+code = 0
+try:
+    import cli
+    cli.app()
+except SystemExit as e:
+    code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+print(f"PEAK_RSS_KB {peak} EXIT {code}", file=sys.stderr)
+"""
+
+VERIFY_RUNNER = """
+import resource, sys
+from rewards import verify
+from tests.test_hostile import HOSTILE
+bad = [v for h in HOSTILE for v in (verify(h, "5").equal, verify("5", h).equal) if v is True]
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(f"PEAK_RSS_KB {peak} EXIT {len(bad)}", file=sys.stderr)
+"""
+
+SANDBOX_RUNNER = """
+import resource, sys
+from loop.sandbox import run
+res = run(sys.argv[1], timeout_s=1.0, runs=1)
+peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+print(res.reason, file=sys.stderr)
+print(f"PEAK_RSS_KB {peak} EXIT {int(res.ok)}", file=sys.stderr)
+"""
+
+
+def _run(code: str, *args: str) -> tuple[int, float, str]:
+    proc = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=END_WITHIN_S)
+    m = re.search(r"PEAK_RSS_KB (\d+) EXIT (-?\d+)", proc.stderr)
+    assert m, proc.stderr[-2000:]
+    return int(m.group(2)), int(m.group(1)) / 1024, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("s") / "s.duckdb"
+    storefix.populate(path)
+    return path
+
+
+# (CLI args, text the output must contain); STORE/RUN are substituted
+CLI_CASES = [
+    (["start", "--rounds", "1", "-c", str(TINY), "--set", "run.dir=RUN",
+      "--set", "sample.group_size=99999999999999999999"], "sample.group_size"),      # was 17.5 GB, OOM-killed
+    (["start", "--rounds", "1", "-c", str(TINY), "--set", "run.dir=RUN",
+      "--set", "sample.max_new_tokens=1000000000000"], "sample.max_new_tokens"),     # token budget
+    (["start", "--rounds", "1", "-c", str(TINY), "--set", "run.dir=RUN",
+      "--set", "propose.sources=[{kind: arithmetic, count: 999999999999}]"], "count"),  # problem count
+    (["start", "--rounds", "1", "-c", str(TINY), "--set", "run.dir=RUN",
+      "--set", "sample.group_size=true"], "sample.group_size"),                      # a bool is not 1
+    (["start", "--rounds", "1", "-c", "BADYAML", "--set", "run.dir=RUN"], "not UTF-8"),  # non-UTF-8 config
+    (["inspect", "--store", "STORE", "samples", "--limit", "99999999999999999999"], "--limit"),  # row cap
+    (["inspect", "--store", "STORE", "sql", "SELECT count(*) FROM range(1000000000000)"],
+     "statement timeout"),                                                            # runs for hours
+    (["inspect", "--store", "STORE", "sql", "SELECT string_agg(repeat('x', 1000), '') FROM range(10000000)"],
+     "emory"),                                                                        # 10 GB string
+]
+
+
+@pytest.mark.parametrize("args,needle", CLI_CASES, ids=[" ".join(a[-2:])[:60] for a, _ in CLI_CASES])
+def test_hostile_cli_input_ends_with_a_clear_error_in_bounded_memory(tmp_path, store, args, needle):
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_bytes(TINY.read_bytes() + b"# caf\xe9\n")
+    subs = {"RUN": str(tmp_path / "run"), "STORE": str(store), "BADYAML": str(bad_yaml)}
+    args = [re.sub("|".join(subs), lambda m: subs[m.group(0)], a) for a in args]
+    code, peak_mb, out = _run(RUNNER, *args)
+    assert code == 2 and needle in out and "Traceback" not in out, out[-2000:]
+    assert peak_mb < RSS_BOUND_MB, peak_mb
+
+
+def test_hostile_answers_verify_in_bounded_memory():
+    wrong_true, peak_mb, out = _run(VERIFY_RUNNER)
+    assert wrong_true == 0, out[-2000:]          # no hostile answer is judged equal to 5
+    assert peak_mb < RSS_BOUND_MB, peak_mb
+
+
+@pytest.mark.parametrize("program", [
+    "x = ' ' * 10**10\nanswer = len(x)",          # one huge allocation (RLIMIT_AS in the child)
+    "x = []\nwhile True:\n    x.append([0] * 10**6)",
+])
+def test_hostile_programs_run_in_bounded_memory(program):
+    ok, peak_mb, out = _run(SANDBOX_RUNNER, program)
+    assert ok == 0 and "memory_limit" in out, out[-2000:]
+    assert peak_mb < RSS_BOUND_MB, peak_mb
