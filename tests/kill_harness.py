@@ -25,8 +25,8 @@ it is safe.
    is killed there). A stage name not yet interrupted is retried (at most
    MAX_RETRIES extra kills per target), so even millisecond stages get interrupted.
    With --sigterm, one stage instance of each stage name (round 0 evaluate, round 2's
-   others) also gets a SIGTERM at a random moment instead: the attempt must finish
-   that stage and exit 0.
+   others) also gets a SIGTERM at a random moment instead: the attempt stops that stage
+   within a batch (storing nothing of it) or after it, and must exit 0.
 3. finish: a real `python -m cli start` subprocess completes B.
 The report (JSON) lists every kill; tests/test_kill.py compares A and B.
 """

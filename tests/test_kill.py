@@ -103,8 +103,8 @@ def test_sigkill_anywhere_then_resume_equals_uninterrupted(tmp_path):
     hit = {stage for k in killed for _, stage in k["interrupted"]}
     assert hit == set(STAGE_NAMES), f"stages never interrupted: {set(STAGE_NAMES) - hit}"
     assert {k["target"][1] for k in termed} == set(STAGE_NAMES)  # SIGTERM in every stage ...
-    for k in termed:  # ... finishes that stage, then exits cleanly
-        assert k["rc"] == 0 and k["target"] in k["ended"], k
+    for k in termed:  # ... stops it within a batch (nothing of it stored) or after it, and exits cleanly
+        assert k["rc"] == 0, k
 
     assert b["counts"] == a["counts"]
     for key in a:  # contents: the same problems, samples, verdicts, models, evaluations (so accuracies)
