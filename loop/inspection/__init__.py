@@ -140,3 +140,10 @@ def curve(path, run_id=None) -> dict:
     with open_store(path) as st:
         rid = resolve_run(st, run_id)
         return {"run_id": rid, "points": queries.curve(st, rid) if rid else []}
+
+
+def sft(path, run_id=None) -> list[dict]:
+    """The run's `loop sft` jobs: provenance, held-out loss before/after, fixed prompts' answers."""
+    with open_store(path) as st:
+        rid = resolve_run(st, run_id)
+        return [decode(r) for r in queries.instruct_models(st, rid)] if rid else []
