@@ -135,5 +135,5 @@ def _train(ctx, cfg: Config, data: list[dict], train: list[dict], held: list[dic
 
 def _brief(m: dict[str, Any]) -> dict[str, Any]:
     keys = ("heldout_rows", "heldout_loss_before", "heldout_loss_after", "heldout_ppl_before", "heldout_ppl_after",
-            "steps", "runtime_s", "optim", "prompts")
+            "steps", "runtime_s", "optim", "train_loss", "first_loss", "last_loss", "step_times", "prompts")
     return {k: m.get(k) for k in keys}
