@@ -111,7 +111,8 @@ def run_sft(cfg: Config) -> dict[str, Any]:
 
 
 def _train(ctx, cfg: Config, data: list[dict], train: list[dict], held: list[dict]) -> dict[str, Any]:
-    rows, held_rows = [to_row(c, cfg.instruct.template) for c in train], [to_row(c, cfg.instruct.template) for c in held]
+    template = cfg.instruct.template
+    rows, held_rows = [to_row(c, template) for c in train], [to_row(c, template) for c in held]
     dhash = data_hash(rows)
     work, out = ctx.run_dir / "sft" / dhash, ctx.run_dir / "models" / f"sft-{dhash}"
     write_snapshot(rows, work / "data.parquet")

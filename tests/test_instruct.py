@@ -64,7 +64,8 @@ def test_course_defaults_reach_the_trainer(tmp_path):
 
 @pytest.mark.parametrize("template", ["chat", "alpaca"])
 def test_loop_sft_records_an_exportable_model(tmp_path, template):
-    res = _sft(tmp_path, ROOT / "configs" / "tiny.yaml", _alpaca_file(tmp_path), "--set", f"instruct.template={template}")
+    res = _sft(tmp_path, ROOT / "configs" / "tiny.yaml", _alpaca_file(tmp_path),
+               "--set", f"instruct.template={template}")
     assert res.exit_code == 0, res.output
     with Store(tmp_path / "run" / "loop.duckdb", read_only=True) as st:
         (row,) = st.query("SELECT * FROM models")

@@ -45,8 +45,8 @@ from typing import TYPE_CHECKING
 from loop import log
 from loop import runner as round_runner  # a module attribute: tests swap round_runner.run_rounds
 from loop.config import Config, parse_duration
-from loop.problems.sources import validate_sources
 from loop.daemon.runfiles import AlreadyRunning, PidFile, kill_tree, read_status, running_pid, wait_gone, write_status
+from loop.problems.sources import validate_sources
 from store import queries
 from store.db import Store, StoreError
 

@@ -191,5 +191,6 @@ def render_sft(rows: list[dict]) -> None:
                  f"held-out loss {num(m.get('heldout_loss_before'))} -> {num(m.get('heldout_loss_after'))}  "
                  f"(perplexity {num(m.get('heldout_ppl_before'))} -> {num(m.get('heldout_ppl_after'))})"]
         for p in m.get("prompts", []):
-            lines += [f"\n[bold]prompt[/] {p['prompt']}", f"[dim]before[/] {p['before']}", f"[green]after[/] {p['after']}"]
+            lines += [f"\n[bold]prompt[/] {p['prompt']}", f"[dim]before[/] {p['before']}",
+                      f"[green]after[/] {p['after']}"]
         out.print(Panel("\n".join(lines), title=f"loop sft {short(r['model_version'])}"))

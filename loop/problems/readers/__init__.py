@@ -14,7 +14,7 @@ from pathlib import Path
 
 from loop.problems import ProposeError
 from loop.problems.readers import csvfile, hfdisk, jsonfile, medical, parquet, xlsx
-from loop.problems.readers.base import ReadOptions, Reader, Table
+from loop.problems.readers.base import Reader, ReadOptions, Table
 
 READERS: dict[str, Reader] = {
     "json": jsonfile.read_json, "jsonl": jsonfile.read_jsonl, "csv": csvfile.read_csv,
