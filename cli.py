@@ -283,6 +283,14 @@ def inspect_export(ctx: typer.Context, out: Path = typer.Option(..., "--out", he
           out, fmt=format, verified_only=verified)
 
 
+@inspect_app.command("sets")
+def inspect_sets(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
+    """Held-out accuracy per round for each evaluation set (`evaluate.sets`; heldout = the gated one)."""
+    from loop import inspection as lib
+    from loop.inspection import view
+    _emit(ctx, as_json, lib.sets, view.render_sets)
+
+
 @inspect_app.command("sft")
 def inspect_sft(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
     """`loop sft` models: data provenance, held-out loss before/after, fixed prompts' answers before/after."""

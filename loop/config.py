@@ -257,6 +257,22 @@ class TrainSettings(_Strict):
     lora: LoraSettings = Field(LoraSettings(), description="The LoRA adapter both methods train.")
 
 
+class EvalSetSettings(SourceSettings):
+    """`evaluate.sets[]`: one named held-out set: procedural arithmetic or a file (`kind: jsonl|file`)."""
+    name: str = Field(description="The set's name (its rows in `loop inspect sets`; `evaluate.gate_set` refers "
+                                  "to it).")
+    n: int | None = Field(200, ge=1, description="arithmetic: problems generated; file: a seeded sample of n rows "
+                                                 "(None = every row).")
+    seed: int = Field(1_000_003, description="The set's seed (generator or sample); training never draws its "
+                                             "problems.")
+
+    @model_validator(mode="after")
+    def _eval_kind(self) -> EvalSetSettings:
+        if self.kind == "self":
+            raise ValueError("an evaluation set is arithmetic, jsonl or file, not self")
+        return self
+
+
 class EvalSettings(_Strict):
     """`evaluate`: greedy pass@1 on a fixed held-out set, and the accept/reject gate."""
     every: int = Field(1, ge=0, description="After every N-th round (round 0 always); 0 = only round 0.")
@@ -277,6 +293,22 @@ class EvalSettings(_Strict):
     gate_against: Literal["previous", "best"] = Field(
         "previous", description="What a new model is held against: previous = the last accepted model, "
                                 "best = the best accepted so far.")
+    sets: list[EvalSetSettings] = Field([], description="Named held-out sets, each evaluated (greedy pass@1) "
+                                                        "every due round; empty = one procedural set from "
+                                                        "n_problems/levels/seed, named heldout.")
+    gate_set: str | None = Field(None, description="The set the gate watches (stored as split `heldout`); "
+                                                   "None = the first of `sets`.")
+
+    @model_validator(mode="after")
+    def _sets(self) -> EvalSettings:
+        names = [s.name for s in self.sets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"evaluate.sets: names must be unique, got {names}")
+        if self.gate_set is not None and self.gate_set not in names:
+            raise ValueError(f"evaluate.gate_set {self.gate_set!r} is not a set; sets: {', '.join(names) or 'none'}")
+        if "heldout" in names and (self.gate_set or names[0]) != "heldout":
+            raise ValueError("evaluate.sets: the name 'heldout' is the gated set's split; rename that set")
+        return self
 
 
 class InstructSettings(_Strict):

@@ -68,7 +68,7 @@ def open_run(cfg: Config) -> RunContext:
     """Check every seed source (loop.problems.sources.validate_sources: a bad file fails here,
     in seconds, before anything is written), then lock and open (or create) the run in the
     configured store and resolve the base model."""
-    validate_sources(cfg.propose.sources)
+    validate_sources([*cfg.propose.sources, *cfg.evaluate.sets])
     base_dir = resolve_model(cfg.model.name, cfg.model.cache_dir)
     base_version = model_hash(base_dir)
     lock = StoreLock(cfg.store_path).acquire()

@@ -172,3 +172,9 @@ def instruct_models(store: Store, run_id: str) -> list[dict]:
     return store.query("SELECT model_version, round, path, data_hash, accepted, config, metrics, created_at "
                        "FROM models WHERE run_id = ? AND json_extract_string(config, '$.method') = 'instruct' "
                        "ORDER BY created_at", [run_id])
+
+
+def eval_sets(store: Store, run_id: str) -> list[dict]:
+    """Every evaluation row of the run (one per round and set; split `heldout` = the gated set)."""
+    return store.query("SELECT round, split, model_version, n, correct, accuracy, format_rate FROM evaluations "
+                       "WHERE run_id = ? ORDER BY round, split <> 'heldout', split", [run_id])

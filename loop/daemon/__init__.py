@@ -265,7 +265,7 @@ def start_daemon(cfg: Config, rounds: int | None, every: float | str, wait_s: fl
     pid = running_pid(run_dir)
     if pid is not None:
         raise AlreadyRunning(run_dir, pid)
-    validate_sources(cfg.propose.sources)  # a bad seed file fails here, not in the detached daemon's log
+    validate_sources([*cfg.propose.sources, *cfg.evaluate.sets])  # a bad seed file fails here, not in the detached daemon's log
     run_dir.mkdir(parents=True, exist_ok=True)
     _rotate(run_dir / OUT_NAME, cfg.daemon.log_max_bytes)
     argv = [sys.executable, "-m", "loop.daemon", "--every", str(parse_duration(every))]

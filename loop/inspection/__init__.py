@@ -147,3 +147,10 @@ def sft(path, run_id=None) -> list[dict]:
     with open_store(path) as st:
         rid = resolve_run(st, run_id)
         return [decode(r) for r in queries.instruct_models(st, rid)] if rid else []
+
+
+def sets(path, run_id=None) -> list[dict]:
+    """Held-out accuracy per round and evaluation set (`evaluate.sets`; `heldout` = the gated set)."""
+    with open_store(path) as st:
+        rid = resolve_run(st, run_id)
+        return queries.eval_sets(st, rid) if rid else []

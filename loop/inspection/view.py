@@ -194,3 +194,15 @@ def render_sft(rows: list[dict]) -> None:
             lines += [f"\n[bold]prompt[/] {p['prompt']}", f"[dim]before[/] {p['before']}",
                       f"[green]after[/] {p['after']}"]
         out.print(Panel("\n".join(lines), title=f"loop sft {short(r['model_version'])}"))
+
+
+def render_sets(rows: list[dict]) -> None:
+    """`loop inspect sets`: one row per round, one accuracy column per evaluation set."""
+    names = list(dict.fromkeys(r["split"] for r in rows))
+    by_round: dict[int, dict[str, dict]] = {}
+    for r in rows:
+        by_round.setdefault(r["round"], {})[r["split"]] = r
+    body = [[str(k)] + [f"{pct(v[n]['accuracy'])} % of {v[n]['n']}" if n in v else "" for n in names]
+            for k, v in sorted(by_round.items())]
+    out.print(_table("held-out accuracy per set (heldout = the gated set)", ["round", *names], body,
+                     right=set(names)))
