@@ -204,6 +204,12 @@ class SelectSettings(_Strict):
                                                                   "pass rate, 0..1.")
 
 
+class MixSettings(SourceSettings):
+    """`train.sft.mix[]`: instruction data (a `kind: file` source) mixed into each round's SFT set."""
+    weight: float = Field(0.5, ge=0.0, description="Rows drawn per verified chain (1.0 = as many instruction rows "
+                                                   "as chains; a seeded sample each round).")
+
+
 class SFTSettings(_Strict):
     """`train.sft`: supervised fine-tuning on verified chains."""
     every: int = Field(1, ge=0, description="After every N-th round; 0 = never.")
@@ -217,6 +223,8 @@ class SFTSettings(_Strict):
                                                                    "kernels); None = no padding.")
     replay: bool = Field(True, description="Also train on verified chains of earlier rounds, not only this one.")
     select: SelectSettings = Field(SelectSettings(), description="s1-style selection of the SFT set.")
+    mix: list[MixSettings] = Field([], description="Instruction data mixed into the verified chains, weighted "
+                                                   "per source (loop/trainers/rows.py).")
 
 
 class GRPOSettings(_Strict):

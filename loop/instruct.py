@@ -24,11 +24,11 @@ from loop.models import model_hash
 from loop.problems import ProposeError
 from loop.problems.seeds import source_conversations
 from loop.problems.sources import validate_sources
-from loop.prompts import alpaca_prompt
 from loop.runner import finished_rounds, open_run
 from loop.trainers.chains import data_hash, write_snapshot
 from loop.trainers.job import TrainJob
 from loop.trainers.launch import run_child
+from loop.trainers.rows import to_row
 
 
 def gather(cfg: Config) -> list[dict[str, Any]]:
@@ -50,21 +50,6 @@ def split(convs: list[dict[str, Any]], heldout: int, seed: int) -> tuple[list[di
     held_idx = set(random.Random(seed).sample(range(len(convs)), heldout))
     return ([c for i, c in enumerate(convs) if i not in held_idx],
             [c for i, c in enumerate(convs) if i in held_idx])
-
-
-def to_row(conv: dict[str, Any], template: str) -> dict[str, Any]:
-    """A TRL prompt/completion row: conversational (chat template) or Alpaca text."""
-    msgs = conv["messages"]
-    if template == "chat":
-        return {"prompt": msgs[:-1], "completion": msgs[-1:]}
-    return {"prompt": _alpaca_text(msgs), "completion": msgs[-1]["content"]}
-
-
-def _alpaca_text(msgs: list[dict[str, str]]) -> str:
-    system = next((m["content"] for m in msgs if m["role"] == "system"), None)
-    user = [m["content"] for m in msgs if m["role"] == "user"][-1]
-    instruction, _, extra = user.partition("\n\n")  # alpaca rows join instruction and input so
-    return alpaca_prompt(instruction, extra, system)
 
 
 def fixed_prompts(cfg: Config, held: list[dict[str, Any]]) -> list[Any]:

@@ -34,7 +34,7 @@ from loop import __version__, log
 from loop.config import Config
 from loop.context import RunContext, Stage
 from loop.models import model_hash, resolve_model
-from loop.problems.sources import validate_sources
+from loop.problems.sources import validate_run_sources
 from loop.progress import console
 from loop.stages import STAGE_NAMES, STAGES
 from store import runs
@@ -65,10 +65,10 @@ class StopToken:
 
 
 def open_run(cfg: Config) -> RunContext:
-    """Check every seed source (loop.problems.sources.validate_sources: a bad file fails here,
+    """Check every seed source (loop.problems.sources.validate_run_sources: a bad file fails here,
     in seconds, before anything is written), then lock and open (or create) the run in the
     configured store and resolve the base model."""
-    validate_sources([*cfg.propose.sources, *cfg.evaluate.sets])
+    validate_run_sources(cfg)
     base_dir = resolve_model(cfg.model.name, cfg.model.cache_dir)
     base_version = model_hash(base_dir)
     lock = StoreLock(cfg.store_path).acquire()

@@ -67,3 +67,17 @@ def test_loop_rounds_evaluate_every_set_and_never_train_on_them(tmp_path):
     assert len(gsm_held) == 4 and len(proposed) == 12 - 4 and not proposed & (gsm_held | held)
     shown = runner.invoke(cli.app, ["inspect", "--store", str(db), "sets", "--json"])
     assert shown.exit_code == 0 and len(json.loads(shown.output)) == 4
+
+
+def test_sft_mix_adds_weighted_instruction_rows(tmp_path):
+    """train.sft.mix: weight x verified chains instruction rows, in the chains' row schema."""
+    from loop.config import MixSettings
+    from loop.trainers.rows import mix_examples
+    rows = [{"instruction": f"i{k}", "input": "", "output": f"o{k}"} for k in range(10)]
+    (tmp_path / "a.json").write_text(json.dumps(rows))
+    mix = [MixSettings(kind="file", path=str(tmp_path / "a.json"), format="alpaca", weight=0.5)]
+    got = mix_examples(mix, n_chains=6, seed=1)
+    assert len(got) == 3 and all(g["problem_id"].startswith("mix:") for g in got)
+    assert got[0]["completion"][0]["role"] == "assistant" and got[0]["prompt"][-1]["role"] == "user"
+    assert mix_examples(mix, n_chains=0, seed=1) == []             # no chains: nothing mixed
+    assert len(mix_examples(mix, n_chains=100, seed=1)) == 10       # at most every row

@@ -10,8 +10,9 @@ from typer.testing import CliRunner
 
 import cli
 from loop.config import load_config
-from loop.instruct import split, to_row
+from loop.instruct import split
 from loop.trainers.instruct import instruct_args
+from loop.trainers.rows import to_row
 from store.db import Store
 from tests.conftest import ROOT
 

@@ -57,3 +57,9 @@ def validate_sources(sources, chat: bool = False) -> list[dict[str, Any]]:
         out.append({"path": src.path, "reader": table.reader, "format": src.format if src.kind == "file" else "gsm8k",
                     "rows": rows, "files": [vars(f) for f in table.files]})
     return out
+
+
+def validate_run_sources(cfg) -> list[dict[str, Any]]:
+    """Every file a run reads: propose sources and evaluation sets (problems), `train.sft.mix`
+    (conversations). Called when a run opens (and before a daemon detaches)."""
+    return validate_sources([*cfg.propose.sources, *cfg.evaluate.sets]) + validate_sources(cfg.train.sft.mix, chat=True)
