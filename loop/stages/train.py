@@ -3,8 +3,9 @@
 The stage picks the training set from the store (loop.trainers.chains for SFT; problems
 whose pass rate in the round lay strictly inside `train.grpo.band` for GRPO), writes it as
 a Parquet snapshot (SFT: plus `train.sft.mix`'s instruction rows, weighted per source), runs
-the job in a child process (loop.trainers.launch) and registers the adapter as a new model version (parent, data hash, config, metrics) in the same
-transaction that marks the step done. A sampler holding the GPU releases it meanwhile.
+the job in a child process (loop.trainers.launch) and registers the adapter as a new model
+version (parent, data hash, config, metrics) in the same transaction that marks the step done.
+A sampler holding the GPU releases it meanwhile.
 """
 from __future__ import annotations
 
