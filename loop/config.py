@@ -209,6 +209,12 @@ class MixSettings(SourceSettings):
     weight: float = Field(0.5, ge=0.0, description="Rows drawn per verified chain (1.0 = as many instruction rows "
                                                    "as chains; a seeded sample each round).")
 
+    @model_validator(mode="after")
+    def _file_source(self) -> MixSettings:
+        if self.kind not in ("file", "jsonl"):
+            raise ValueError(f"train.sft.mix sources must be `kind: file` (or jsonl), got {self.kind!r}")
+        return self
+
 
 class SFTSettings(_Strict):
     """`train.sft`: supervised fine-tuning on verified chains."""
@@ -340,6 +346,13 @@ class InstructSettings(_Strict):
     prompts: list[str] = Field([], description="Fixed prompts answered (greedy) before and after training; "
                                                "empty = the first held-out rows' questions (3).")
     max_new_tokens: int = Field(128, ge=1, description="Token cap per fixed-prompt answer.")
+
+    @model_validator(mode="after")
+    def _file_sources(self) -> InstructSettings:
+        bad = [s.kind for s in self.sources if s.kind not in ("file", "jsonl")]
+        if bad:
+            raise ValueError(f"instruct.sources must be `kind: file` (or jsonl), got {bad[0]!r}")
+        return self
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
