@@ -387,6 +387,39 @@ def inspect_export(ctx: typer.Context, out: Path = typer.Option(..., "--out", he
           out, fmt=format.value, verified_only=verified)
 
 
+@inspect_app.command("sets")
+def inspect_sets(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
+    """Held-out accuracy per round for each evaluation set (`evaluate.sets`; heldout = the gated one)."""
+    from loop import inspection as lib
+    from loop.inspection import view
+    _emit(ctx, as_json, lib.sets, view.render_sets)
+
+
+@inspect_app.command("sft")
+def inspect_sft(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
+    """`loop sft` models: data provenance, held-out loss before/after, fixed prompts' answers before/after."""
+    from loop import inspection as lib
+    from loop.inspection import view
+    _emit(ctx, as_json, lib.sft, view.render_sft)
+
+
+@app.command()
+def sft(config: Path | None = ConfigOpt, set: list[str] | None = SetOpt,
+        as_json: bool = typer.Option(False, "--json", help="Print the job's info as JSON.")) -> None:
+    """One-shot LoRA SFT on instruction data (`instruct.sources`: alpaca, messages, medical), the course's
+    recipe as defaults; recorded as a model version (export it with `loop export model`)."""
+    cfg = _load(config, set)
+    from loop import instruct
+    from loop.inspection import view
+    info = _call(instruct.run_sft, cfg)
+    if as_json:
+        print(json.dumps(info, default=str, indent=2, ensure_ascii=False))
+        return
+    view.render_sft([{"model_version": info["model_version"], "round": info["round"], "metrics": info,
+                      "config": {"template": cfg.instruct.template, "train_rows": info["examples"],
+                                 "heldout_rows": info["heldout_rows"], "data": info.get("data", [])}}])
+
+
 # --- loop export model (library: loop/export/) ----------------------------------------
 export_app = typer.Typer(help="Export from the store: models (`export model`).", no_args_is_help=True, **PLAIN)
 app.add_typer(export_app, name="export")

@@ -58,14 +58,35 @@ class ModelSettings(_Strict):
 
 class SourceSettings(_Strict):
     """`propose.sources[]`: one source of training problems (procedural, a JSONL file, or the model itself)."""
-    kind: Literal["arithmetic", "jsonl", "self"] = Field(
-        description="arithmetic = procedural problems; jsonl = a GSM8K-format file; self = the current "
-                    "model proposes problems with answer programs (loop/proposer/).")
-    count: int = Field(16, ge=0, le=100_000,
-                       description="Problems drawn from this source per round (self: kept at most).")
-    levels: list[int] = Field([1, 2], max_length=16,
-                              description="arithmetic: difficulty levels to draw from, each 1..4.")
-    path: str | None = Field(None, description="jsonl: path of the GSM8K-format file (required for jsonl).")
+    kind: Literal["arithmetic", "jsonl", "file", "self"] = Field(
+        description="arithmetic = procedural problems; jsonl = a GSM8K-format file; file = any data file or "
+                    "folder (`reader`, `format`); self = the current model proposes problems with answer "
+                    "programs (loop/proposer/).")
+    count: int = Field(16, ge=0, le=100_000, description="Problems drawn from this source per round (self: kept at most).")
+    levels: list[int] = Field([1, 2], max_length=16, description="arithmetic: difficulty levels to draw from, each 1..4.")
+    path: str | None = Field(None, description="jsonl/file: the data file or folder (required); read when the "
+                                               "run opens, not when the config loads.")
+    reader: Literal["auto", "json", "jsonl", "csv", "tsv", "xlsx", "parquet", "hf", "medical"] = Field(
+        "auto", description="file: how `path` is read; auto = by suffix, a folder = a datasets save_to_disk "
+                            "folder or else department folders of CSVs (medical).")
+    format: str = Field("gsm8k", description="file: row format: gsm8k | math | plain (problems), alpaca | "
+                                             "messages | medical (instruction data for `loop sft`).")
+    question_field: str | None = Field(None, description="file: the question (alpaca: instruction) column; "
+                                                         "None = the format's.")
+    answer_field: str | None = Field(None, description="file: the answer (alpaca: output) column; None = the format's.")
+    answer_format: Literal["gsm8k", "boxed", "plain"] | None = Field(
+        None, description="file: final answer in the answer field: gsm8k `#### N`, boxed `\\boxed{}`, plain; "
+                          "None = the format's.")
+    encoding: str | None = Field(None, description="jsonl/file: the file's encoding (a Python codec name); None = "
+                                                   "detected: BOM, utf-8, gb18030, big5 (loop/problems/readers/"
+                                                   "encoding.py), recorded per row.")
+    system: str | None = Field(None, description="file: system prompt for this source's conversations (a row's "
+                                                 "own `system` wins).")
+    sheet: str | None = Field(None, description="file, xlsx: the sheet read; None = the first.")
+    limit: int | None = Field(None, ge=1, le=100_000_000, description="file, `loop sft`: at most this many rows (seeded sample); "
+                                                      "None = all.")
+    max_field_bytes: int = Field(1_000_000, ge=1024, le=1_073_741_824, description="jsonl/file: a line or field longer than this "
+                                                                 "is refused (file:line).")
     shots: int = Field(4, ge=1, le=64, description="self: few-shot examples in the proposer prompt.")
     attempts: int = Field(4, ge=1, le=64, description="self: generations budgeted per kept problem, at most "
                                                "(count * attempts in all).")
@@ -79,8 +100,8 @@ class SourceSettings(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> SourceSettings:
-        if self.kind == "jsonl" and not self.path:
-            raise ValueError("a jsonl source needs 'path'")
+        if self.kind in ("jsonl", "file") and not self.path:
+            raise ValueError(f"a {self.kind} source needs 'path'")
         if any(lv not in (1, 2, 3, 4) for lv in self.levels):
             raise ValueError(f"levels must be within 1..4, got {self.levels}")
         return self
@@ -230,6 +251,18 @@ class SelectSettings(_Strict):
                                                                   "pass rate, 0..1.")
 
 
+class MixSettings(SourceSettings):
+    """`train.sft.mix[]`: instruction data (a `kind: file` source) mixed into each round's SFT set."""
+    weight: float = Field(0.5, ge=0.0, description="Rows drawn per verified chain (1.0 = as many instruction rows "
+                                                   "as chains; a seeded sample each round).")
+
+    @model_validator(mode="after")
+    def _file_source(self) -> MixSettings:
+        if self.kind not in ("file", "jsonl"):
+            raise ValueError(f"train.sft.mix sources must be `kind: file` (or jsonl), got {self.kind!r}")
+        return self
+
+
 class SFTSettings(_Strict):
     """`train.sft`: supervised fine-tuning on verified chains."""
     every: int = Field(1, ge=0, le=1_000_000, description="After every N-th round; 0 = never.")
@@ -244,6 +277,8 @@ class SFTSettings(_Strict):
                                                                    "kernels); None = no padding.")
     replay: bool = Field(True, description="Also train on verified chains of earlier rounds, not only this one.")
     select: SelectSettings = Field(SelectSettings(), description="s1-style selection of the SFT set.")
+    mix: list[MixSettings] = Field([], description="Instruction data mixed into the verified chains, weighted "
+                                                   "per source (loop/trainers/rows.py).")
 
 
 class GRPOGeneration(_Strict):
@@ -305,6 +340,22 @@ class TrainSettings(_Strict):
     lora: LoraSettings = Field(LoraSettings(), description="The LoRA adapter both methods train.")
 
 
+class EvalSetSettings(SourceSettings):
+    """`evaluate.sets[]`: one named held-out set: procedural arithmetic or a file (`kind: jsonl|file`)."""
+    name: str = Field(description="The set's name (its rows in `loop inspect sets`; `evaluate.gate_set` refers "
+                                  "to it).")
+    n: int | None = Field(200, ge=1, description="arithmetic: problems generated; file: a seeded sample of n rows "
+                                                 "(None = every row).")
+    seed: int = Field(1_000_003, description="The set's seed (generator or sample); training never draws its "
+                                             "problems.")
+
+    @model_validator(mode="after")
+    def _eval_kind(self) -> EvalSetSettings:
+        if self.kind == "self":
+            raise ValueError("an evaluation set is arithmetic, jsonl or file, not self")
+        return self
+
+
 class EvalSettings(_Strict):
     """`evaluate`: greedy pass@1 on a fixed held-out set, and the accept/reject gate."""
     every: int = Field(1, ge=0, le=1_000_000, description="After every N-th round (round 0 always); 0 = only round 0.")
@@ -326,6 +377,52 @@ class EvalSettings(_Strict):
     gate_against: Literal["previous", "best"] = Field(
         "previous", description="What a new model is held against: previous = the last accepted model, "
                                 "best = the best accepted so far.")
+    sets: list[EvalSetSettings] = Field([], description="Named held-out sets, each evaluated (greedy pass@1) "
+                                                        "every due round; empty = one procedural set from "
+                                                        "n_problems/levels/seed, named heldout.")
+    gate_set: str | None = Field(None, description="The set the gate watches (stored as split `heldout`); "
+                                                   "None = the first of `sets`.")
+
+    @model_validator(mode="after")
+    def _sets(self) -> EvalSettings:
+        names = [s.name for s in self.sets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"evaluate.sets: names must be unique, got {names}")
+        if self.gate_set is not None and self.gate_set not in names:
+            raise ValueError(f"evaluate.gate_set {self.gate_set!r} is not a set; sets: {', '.join(names) or 'none'}")
+        if "heldout" in names and (self.gate_set or names[0]) != "heldout":
+            raise ValueError("evaluate.sets: the name 'heldout' is the gated set's split; rename that set")
+        return self
+
+
+class InstructSettings(_Strict):
+    """`instruct`: `loop sft`, one-shot LoRA SFT on instruction data (the course's recipe as defaults)."""
+    sources: list[SourceSettings] = Field([], description="Instruction data: `kind: file` sources (alpaca, "
+                                                          "messages, medical, or a problem format).")
+    template: Literal["chat", "alpaca"] = Field("chat", description="chat = the model's chat template; alpaca = "
+                                                                   "the course's Alpaca prompt text (+ EOS).")
+    max_steps: int = Field(60, ge=1, description="Optimizer steps.")
+    batch_size: int = Field(2, ge=1, description="Examples per device step.")
+    grad_accum: int = Field(4, ge=1, description="Gradient accumulation steps per optimizer step.")
+    warmup_steps: int = Field(5, ge=0, description="Linear warm-up steps.")
+    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate.")
+    lr_scheduler: str = Field("linear", description="transformers lr_scheduler_type (linear, cosine, constant...).")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    seed: int = Field(3407, description="Training seed (and the held-out split's).")
+    optim: str = Field("auto", description="Optimizer; auto = adamw_8bit on a GPU (bitsandbytes), adamw_torch on CPU.")
+    max_seq_len: int = Field(512, ge=16, description="Max tokens per example (longer ones are truncated).")
+    heldout: int = Field(32, ge=1, description="Rows split off before training, never trained on: held-out loss "
+                                               "(perplexity) before and after.")
+    prompts: list[str] = Field([], description="Fixed prompts answered (greedy) before and after training; "
+                                               "empty = the first held-out rows' questions (3).")
+    max_new_tokens: int = Field(128, ge=1, description="Token cap per fixed-prompt answer.")
+
+    @model_validator(mode="after")
+    def _file_sources(self) -> InstructSettings:
+        bad = [s.kind for s in self.sources if s.kind not in ("file", "jsonl")]
+        if bad:
+            raise ValueError(f"instruct.sources must be `kind: file` (or jsonl), got {bad[0]!r}")
+        return self
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
@@ -374,6 +471,7 @@ class Config(_Strict):
     train: TrainSettings = Field(TrainSettings(), description="SFT/GRPO training of the LoRA adapter.")
     evaluate: EvalSettings = Field(EvalSettings(), description="Held-out evaluation and the gate.")
     daemon: DaemonSettings = Field(DaemonSettings(), description="The background daemon.")
+    instruct: InstructSettings = Field(InstructSettings(), description="`loop sft`: instruction SFT on your data.")
 
     @property
     def store_path(self) -> Path:

@@ -38,6 +38,7 @@ from loop import __version__, cancel, log
 from loop.config import Config
 from loop.context import RunContext, Stage
 from loop.models import model_hash, resolve_model
+from loop.problems.sources import validate_run_sources
 from loop.progress import console
 from loop.run_config import ConfigChanged, changed_keys, config_hash, describe_change, result_config
 from loop.samplers import gpu_check
@@ -75,6 +76,7 @@ def open_run(cfg: Config, new_run: bool = False) -> RunContext:
     """Lock and open (or create) the run in the configured store; resolve the base model.
     Resuming a run whose result config (loop.run_config) differs raises ConfigChanged, before
     the run is written; `new_run` starts a fresh run in the same store instead."""
+    validate_run_sources(cfg)  # a bad seed file fails here, in seconds, before anything is written
     base_dir = resolve_model(cfg.model.name, cfg.model.cache_dir)
     gpu_check.check_run(cfg, base_dir)  # vllm installed? the model fits the GPU share? (before round 0)
     base_version = model_hash(base_dir)

@@ -68,10 +68,12 @@ def reject_models(store: Store, run_id: str, after_round: int, upto_round: int, 
 def accepted_evaluations(store: Store, run_id: str, before_round: int) -> list[dict[str, Any]]:
     """The run's evaluations {round, accuracy, model_version} from rounds before `before_round`
     whose model is accepted (a version not in `models`, like the base model, counts as
-    accepted), newest round first: what the evaluate stage's gate compares against."""
+    accepted), newest round first: what the evaluate stage's gate compares against (the gated
+    set's split, `heldout`)."""
     return store.query(
         "SELECT e.round, e.accuracy, e.model_version FROM evaluations e LEFT JOIN models m USING (model_version) "
-        "WHERE e.run_id = ? AND e.round < ? AND coalesce(m.accepted, true) ORDER BY e.round DESC",
+        "WHERE e.run_id = ? AND e.round < ? AND e.split = 'heldout' AND coalesce(m.accepted, true) "
+        "ORDER BY e.round DESC",
         [run_id, before_round])
 
 

@@ -165,3 +165,16 @@ def export_reward_names(store: Store, run_id: str, verified_only: bool) -> list[
         "SELECT DISTINCT unnest(json_keys(rewards)) AS k FROM samples "
         "WHERE run_id = $run AND (NOT $verified_only OR verified) AND rewards IS NOT NULL ORDER BY k",
         {"run": run_id, "verified_only": verified_only})]
+
+
+def instruct_models(store: Store, run_id: str) -> list[dict]:
+    """The run's `loop sft` models (config.method = instruct), oldest first, with config and metrics."""
+    return store.query("SELECT model_version, round, path, data_hash, accepted, config, metrics, created_at "
+                       "FROM models WHERE run_id = ? AND json_extract_string(config, '$.method') = 'instruct' "
+                       "ORDER BY created_at", [run_id])
+
+
+def eval_sets(store: Store, run_id: str) -> list[dict]:
+    """Every evaluation row of the run (one per round and set; split `heldout` = the gated set)."""
+    return store.query("SELECT round, split, model_version, n, correct, accuracy, format_rate FROM evaluations "
+                       "WHERE run_id = ? ORDER BY round, split <> 'heldout', split", [run_id])

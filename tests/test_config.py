@@ -31,6 +31,10 @@ def test_precedence_defaults_file_overrides(tmp_path):
     (["sample.backend=tensorrt"], "sample.backend"),              # not a valid backend
     (["sample.group_size"], "expected key=value"),                # malformed override
     (["propose.sources=[{kind: jsonl}]"], "needs 'path'"),        # jsonl without a path
+    (["propose.sources=[{kind: file, format: alpaca}]"], "needs 'path'"),       # file without a path
+    (["propose.sources=[{kind: file, path: x.csv, reader: xls}]"], "reader"),   # unknown reader
+    (["instruct.sources=[{kind: arithmetic}]"], "must be `kind: file`"),        # sft needs data files
+    (["train.sft.mix=[{kind: self}]"], "must be `kind: file`"),                 # mix needs data files
 ])
 def test_bad_overrides_name_the_key(overrides, needle):
     with pytest.raises(ConfigError) as e:

@@ -49,7 +49,7 @@ def test_rejected_round_reverts_current_model(ctx, monkeypatch):
     _add_model(ctx, "m1", 1)
     _add_model(ctx, "m1g", 1, parent="m1")  # SFT then GRPO in the same round
     assert ctx.current_model()[0] == "m1g"
-    monkeypatch.setattr(ev, "evaluate_model", lambda c: {"n": 10, "correct": 0, "accuracy": 0.05,
+    monkeypatch.setattr(ev, "evaluate_model", lambda c, *a: {"n": 10, "correct": 0, "accuracy": 0.05,
                                                         "format_rate": 0.0, "details": []})
     info = ev.stage(ctx, 1)
     assert info["gate"]["accepted"] is False and "keeping the previous model" in info["gate"]["reason"]
@@ -64,7 +64,7 @@ def test_rejection_covers_rounds_whose_evaluation_was_skipped(ctx, monkeypatch):
     import loop.stages.evaluate as ev
     _add_model(ctx, "m1", 1)             # round 1: trained, evaluation skipped (evaluate.every=2)
     _add_model(ctx, "m2", 2, parent="m1")
-    monkeypatch.setattr(ev, "evaluate_model", lambda c: {"n": 10, "correct": 0, "accuracy": 0.05,
+    monkeypatch.setattr(ev, "evaluate_model", lambda c, *a: {"n": 10, "correct": 0, "accuracy": 0.05,
                                                         "format_rate": 0.0, "details": []})
     info = ev.stage(ctx, 2)
     assert info["gate"]["accepted"] is False and info["gate"]["previous_round"] == 0

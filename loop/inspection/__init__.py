@@ -164,3 +164,17 @@ def curve(path, run_id=None) -> dict:
     with open_store(path) as st:
         rid = resolve_run(st, run_id)
         return {"run_id": rid, "points": queries.curve(st, rid) if rid else []}
+
+
+def sft(path, run_id=None) -> list[dict]:
+    """The run's `loop sft` jobs: provenance, held-out loss before/after, fixed prompts' answers."""
+    with open_store(path) as st:
+        rid = resolve_run(st, run_id)
+        return [decode(r) for r in queries.instruct_models(st, rid)] if rid else []
+
+
+def sets(path, run_id=None) -> list[dict]:
+    """Held-out accuracy per round and evaluation set (`evaluate.sets`; `heldout` = the gated set)."""
+    with open_store(path) as st:
+        rid = resolve_run(st, run_id)
+        return queries.eval_sets(st, rid) if rid else []

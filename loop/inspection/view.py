@@ -192,3 +192,34 @@ def curve_png(data: dict, path: str | Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def render_sft(rows: list[dict]) -> None:
+    """`loop inspect sft`: one panel per instruction-SFT model."""
+    if not rows:
+        out.print("no `loop sft` models in this run")
+    for r in rows:
+        m, c = r["metrics"], r["config"]
+        files = "; ".join(f"{Path(f['path']).name} ({f['encoding']}, {f['rows']} rows, sha256 {f['sha256'][:12]})"
+                          for d in c.get("data", []) for f in d["files"])
+        lines = [f"model {r['model_version']}  round {r['round']}  template {c.get('template')}  "
+                 f"steps {m.get('steps')}  train rows {c.get('train_rows')}  held-out rows {c.get('heldout_rows')}",
+                 f"data: {files}",
+                 f"held-out loss {num(m.get('heldout_loss_before'))} -> {num(m.get('heldout_loss_after'))}  "
+                 f"(perplexity {num(m.get('heldout_ppl_before'))} -> {num(m.get('heldout_ppl_after'))})"]
+        for p in m.get("prompts", []):
+            lines += [f"\n[bold]prompt[/] {p['prompt']}", f"[dim]before[/] {p['before']}",
+                      f"[green]after[/] {p['after']}"]
+        out.print(Panel("\n".join(lines), title=f"loop sft {short(r['model_version'])}"))
+
+
+def render_sets(rows: list[dict]) -> None:
+    """`loop inspect sets`: one row per round, one accuracy column per evaluation set."""
+    names = list(dict.fromkeys(r["split"] for r in rows))
+    by_round: dict[int, dict[str, dict]] = {}
+    for r in rows:
+        by_round.setdefault(r["round"], {})[r["split"]] = r
+    body = [[str(k)] + [f"{pct(v[n]['accuracy'])} % of {v[n]['n']}" if n in v else "" for n in names]
+            for k, v in sorted(by_round.items())]
+    out.print(_table("held-out accuracy per set (heldout = the gated set)", ["round", *names], body,
+                     right=set(names)))

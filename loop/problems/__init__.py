@@ -2,9 +2,11 @@
 
 A problem's id is the hash of its normalized question and answer, so the same problem
 proposed twice is stored once. Sources live beside this file: `procedural` (seeded
-arithmetic with sympy-exact answers, and the held-out set), `seeds` (GSM8K-format
-files), `sources` (the registry that draws a round's problems); `dedup` and
-`curriculum` keep the pool clean and in the learnable band.
+arithmetic with sympy-exact answers, and the held-out set), `readers/` (one module per
+file format; bounded reads, detected encodings), `formats` (named row formats: problems
+and conversations), `seeds` (file sources, cached), `evalsets` (`evaluate.sets`),
+`sources` (the registry that draws a round's problems, and `validate_sources`); `dedup`
+and `curriculum` keep the pool clean and in the learnable band.
 """
 from __future__ import annotations
 

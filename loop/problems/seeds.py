@@ -1,50 +1,60 @@
-"""GSM8K-format seed files: one JSON object per line, `question` and `answer` ending in `#### N`.
+"""Seed files as sources: read (loop.problems.readers), mapped (loop.problems.formats), cached.
 
-Errors name the file and line (ProposeError); an empty file is an error.
+`kind: jsonl` is a GSM8K-format JSONL file (`question`, `answer` ending in `#### N`), as
+before; `kind: file` is any reader and format. Errors name the file and line
+(ProposeError); an empty file is an error. A file is read once per process as long as its
+size and mtime stay the same (validation at run open, then every round's proposal).
 """
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
+from typing import Any
 
-from loop.problems import Problem, ProposeError
+from loop.problems import Problem
+from loop.problems.formats import conversations, problems
+from loop.problems.readers import read_table
+from loop.problems.readers.base import ReadOptions, Table
+
+_CACHE: dict[tuple, Table] = {}
+
+
+def source_table(src) -> Table:
+    """The source's rows (read once per process while the file is unchanged)."""
+    p = Path(src.path)
+    reader = "jsonl" if src.kind == "jsonl" else src.reader
+    opt = ReadOptions(encoding=src.encoding, max_field_bytes=src.max_field_bytes, sheet=src.sheet)
+    st = p.stat() if p.exists() else None
+    key = (str(p.resolve()), reader, opt, st.st_size if st else None, st.st_mtime_ns if st else None)
+    if key not in _CACHE or st is None:
+        _CACHE[key] = read_table(p, reader, opt)
+    return _CACHE[key]
+
+
+def source_problems(src) -> list[Problem]:
+    """Every row of a file source as a Problem (format gsm8k for `kind: jsonl`)."""
+    label = f"{'jsonl' if src.kind == 'jsonl' else src.format}:{Path(src.path).name}"
+    return problems(source_table(src), src, label)
+
+
+def source_conversations(src) -> list[dict[str, Any]]:
+    """Every row of a file source as {"messages", "meta"} (instruction SFT)."""
+    return conversations(source_table(src), src)
 
 
 def load_jsonl(path: str | Path) -> list[Problem]:
-    """Every line must be a JSON object with string `question` and `answer` (`... #### N`)."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ProposeError(f"{p}: seed file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ProposeError(f"{p}: cannot read seed file: {e}") from None
-    problems = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            problems.append(_parse_line(p, lineno, line))
-    if not problems:
-        raise ProposeError(f"{p}: seed file has no problems")
-    return problems
+    """A GSM8K-format JSONL file: every line a JSON object with `question` and `answer` (`... #### N`)."""
+    return source_problems(_JsonlSource(str(path)))
 
 
-def _parse_line(p: Path, lineno: int, line: str) -> Problem:
-    where = f"{p}:{lineno}"
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise ProposeError(f"{where}: malformed JSON: {e.msg}") from None
-    if not isinstance(obj, dict):
-        raise ProposeError(f"{where}: expected a JSON object")
-    for key in ("question", "answer"):
-        if not isinstance(obj.get(key), str) or not obj[key].strip():
-            raise ProposeError(f"{where}: field {key!r} missing or not a non-empty string")
-    solution, sep, final = obj["answer"].rpartition("####")
-    if not sep or not final.strip():
-        raise ProposeError(f"{where}: field 'answer' has no final answer after '####'")
-    return Problem(question=obj["question"].strip(), answer=final.strip().replace(",", ""),
-                   source=f"jsonl:{p.name}", kind="gsm8k", meta={"solution": solution.strip(), "line": lineno})
+class _JsonlSource:
+    """The settings `load_jsonl` reads with (a `kind: jsonl` source's defaults)."""
+    kind, reader, format, encoding, sheet = "jsonl", "jsonl", "gsm8k", None, None
+    question_field = answer_field = answer_format = system = None
+    max_field_bytes = 1_000_000
+
+    def __init__(self, path: str) -> None:
+        self.path = path
 
 
 def sample_jsonl(problems: list[Problem], count: int, seed: int) -> list[Problem]:

@@ -1,4 +1,7 @@
-"""Evaluate stage: greedy pass@1 on a fixed held-out procedural set.
+"""Evaluate stage: greedy pass@1 on fixed held-out sets (`evaluate.sets`, loop.problems.evalsets;
+default one procedural set). Each set is an `evaluations` row (split = its name; the gated set's
+split is `heldout`); the step's top-level accuracy and the gate are the gated set's, named in
+`gate_set`, and `sets` holds every set's numbers.
 
 The held-out set depends only on `evaluate.{n_problems, levels, seed}`; proposals
 never include its expressions. Round 0 is the model before any training, so
@@ -15,6 +18,8 @@ from typing import Any
 
 from loop import cancel
 from loop.context import RunContext, StageResult
+from loop.problems import Problem
+from loop.problems.evalsets import eval_sets
 from loop.problems.procedural import heldout
 from loop.progress import bar
 from loop.prompts import messages
@@ -24,13 +29,13 @@ from rewards import build_reward
 from store import pipeline
 
 
-def evaluate_model(ctx: RunContext) -> dict[str, Any]:
+def evaluate_model(ctx: RunContext, problems: list[Problem] | None = None, name: str = "heldout") -> dict[str, Any]:
     cfg = ctx.cfg.evaluate
-    problems = heldout(cfg.n_problems, cfg.levels, cfg.seed)
+    problems = heldout(cfg.n_problems, cfg.levels, cfg.seed) if problems is None else problems
     sampler = ctx.eval_sampler()
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens, seed=0)
     prompts = [messages(p.question) for p in problems]
-    with bar(f"evaluate ({len(problems)} held-out, greedy)", len(problems)) as advance:
+    with bar(f"evaluate {name} ({len(problems)} held-out, greedy)", len(problems)) as advance:
         outs = [g[0].text for g in sampler.generate(prompts, params, cancel.ticking(advance))]
     answers = [p.answer for p in problems]
     correct = build_reward("correctness", {})(prompts, outs, answer=answers)
@@ -49,19 +54,23 @@ def stage(ctx: RunContext, r: int) -> StageResult:
     if r > 0 and not due(every, r):
         return ctx.commit(r, "evaluate", {"skipped": f"evaluate.every={every}"})
     version, _ = ctx.current_model()
-    res = evaluate_model(ctx)
-    row = {"run_id": ctx.run_id, "round": r, "model_version": version, "split": "heldout",
-           "n": res["n"], "correct": res["correct"], "accuracy": res["accuracy"],
-           "format_rate": res["format_rate"], "details": res["details"]}
-    info = {k: res[k] for k in ("n", "correct", "accuracy", "format_rate")} | {"model_version": version}
+    keys = ("n", "correct", "accuracy", "format_rate")
+    rows, per_set = [], {}
+    for name, split, problems in eval_sets(ctx.cfg.evaluate):
+        res = evaluate_model(ctx, problems, name)
+        rows.append({"run_id": ctx.run_id, "round": r, "model_version": version, "split": split,
+                     "details": res["details"], **{k: res[k] for k in keys}})
+        per_set[name] = {k: res[k] for k in keys}
+    gate_set, res = next(iter(per_set.items()))  # the gated set comes first
+    info = dict(res) | {"model_version": version, "gate_set": gate_set, "sets": per_set}
     gate = gate_decision(ctx, version, res["accuracy"], r)
     if gate:
-        info["gate"] = gate
+        info["gate"] = gate | {"set": gate_set, "reason": f"{gate_set}: {gate['reason']}"}
 
     def write(store) -> None:
-        store.insert_rows("evaluations", [row], conflict="DO NOTHING")
+        store.insert_rows("evaluations", rows, conflict="DO NOTHING")
         if gate and not gate["accepted"]:  # every model since the last accepted evaluation (evaluate.every)
-            pipeline.reject_models(store, ctx.run_id, gate["previous_round"], r, gate["reason"])
+            pipeline.reject_models(store, ctx.run_id, gate["previous_round"], r, info["gate"]["reason"])
     return ctx.commit(r, "evaluate", info, write)
 
 

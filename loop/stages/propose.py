@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from loop import cancel
 from loop.context import RunContext, StageResult
-from loop.problems.procedural import heldout, heldout_keys
+from loop.problems.evalsets import all_heldout
+from loop.problems.procedural import heldout_keys
 from loop.problems.sources import propose
 from loop.proposer import plan_round
 from store import stats
@@ -17,7 +18,7 @@ from store import stats
 
 def stage(ctx: RunContext, r: int) -> StageResult:
     cfg = ctx.cfg
-    held = heldout(cfg.evaluate.n_problems, cfg.evaluate.levels, cfg.evaluate.seed)
+    held = all_heldout(cfg.evaluate)  # every evaluation set, files included: never proposed
     exclude = heldout_keys(held)
     problems = propose(cfg.propose.sources, seed=ctx.round_seed(r, "propose"), exclude=exclude)
     cancel.check()

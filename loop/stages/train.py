@@ -2,9 +2,10 @@
 
 The stage picks the training set from the store (loop.trainers.chains for SFT; problems
 whose pass rate in the round lay strictly inside `train.grpo.band` for GRPO), writes it as
-a Parquet snapshot, runs the job in a child process (loop.trainers.launch) and registers
-the adapter as a new model version (parent, data hash, config, metrics) in the same
-transaction that marks the step done. A sampler holding the GPU releases it meanwhile.
+a Parquet snapshot (SFT: plus `train.sft.mix`'s instruction rows, weighted per source), runs
+the job in a child process (loop.trainers.launch) and registers the adapter as a new model
+version (parent, data hash, config, metrics) in the same transaction that marks the step done.
+A sampler holding the GPU releases it meanwhile.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from loop.rounds import due
 from loop.trainers.chains import data_hash, select_chains, write_snapshot
 from loop.trainers.job import Method, TrainJob
 from loop.trainers.launch import run_child
+from loop.trainers.rows import mix_examples
 from store import pipeline
 
 
@@ -44,7 +46,8 @@ def stage(ctx: RunContext, r: int) -> StageResult:
 def sft_examples(ctx: RunContext, r: int) -> list[dict[str, Any]]:
     first = 1 if ctx.cfg.train.sft.replay else r
     rows = pipeline.verified_chains(ctx.store, ctx.run_id, first, r)
-    return select_chains(rows, ctx.cfg.train.sft.select, ctx.round_seed(r, "select"))
+    chains = select_chains(rows, ctx.cfg.train.sft.select, ctx.round_seed(r, "select"))
+    return chains + mix_examples(ctx.cfg.train.sft.mix, len(chains), ctx.round_seed(r, "mix"))
 
 
 def grpo_examples(ctx: RunContext, r: int) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from loop.trainers import load_backend
+from loop.trainers import instruct, load_backend
 from loop.trainers.launch import die_with_parent
 
 
@@ -27,7 +27,8 @@ def train_job(job: dict) -> dict:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     backend = load_backend(job["backend"])
-    metrics = getattr(backend, job["method"])({**job, "tmp": str(tmp)})
+    run = instruct.instruct if job["method"] == "instruct" else getattr(backend, job["method"])
+    metrics = run({**job, "tmp": str(tmp)})
     metrics["backend"], metrics["processes"] = backend.__name__.rsplit(".", 1)[-1], world
     if rank != 0:
         shutil.rmtree(tmp, ignore_errors=True)

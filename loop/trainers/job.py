@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypedDict
 
-Method = Literal["sft", "grpo"]
+Method = Literal["sft", "grpo", "instruct"]
 
 
 class TrainJob(TypedDict, total=False):
@@ -27,3 +27,6 @@ class TrainJob(TypedDict, total=False):
     sft: dict[str, Any]                 # train.sft, for method sft
     grpo: dict[str, Any]                # train.grpo, for method grpo
     rewards: list[dict[str, Any]]       # verify.rewards, for GRPO
+    instruct: dict[str, Any]            # the `instruct` section, for method instruct (`loop sft`)
+    heldout: str                        # Parquet of the held-out rows (never trained on), for instruct
+    prompts: list[Any]                  # fixed prompts (chat messages or text), answered before and after
