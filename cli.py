@@ -4,6 +4,7 @@ Heavy modules (torch, transformers, duckdb) are imported inside commands so
 `loop --help` stays instant. Library errors with a clear message (bad config,
 seed file, model, store) are printed without a traceback and exit with code 2.
 """
+
 from __future__ import annotations
 
 import functools
@@ -19,12 +20,20 @@ from loop import __version__
 # rich_markup_mode=None: click's plain help, where a flag shows as `--verified` and a choice as
 # `[lora|merged16|gguf]` (typer's rich panels print `--verified <bool>`)
 PLAIN: dict = {"rich_markup_mode": None}
-app = typer.Typer(help="loop: a self-improving RL data-synthesis daemon.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False, **PLAIN)
-inspect_app = typer.Typer(help="Query what the loop has stored (also while a run writes). Alone: the per-round "
-                               "table. -c/--set/--store/--run/--json work before or after the subcommand.\n\n"
-                               "Example: loop inspect --store runs/tiny/loop.duckdb samples --limit 3",
-                          invoke_without_command=True, **PLAIN)
+app = typer.Typer(
+    help="loop: a self-improving RL data-synthesis daemon.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    **PLAIN,
+)
+inspect_app = typer.Typer(
+    help="Query what the loop has stored (also while a run writes). Alone: the per-round "
+    "table. -c/--set/--store/--run/--json work before or after the subcommand.\n\n"
+    "Example: loop inspect --store runs/tiny/loop.duckdb samples --limit 3",
+    invoke_without_command=True,
+    **PLAIN,
+)
 app.add_typer(inspect_app, name="inspect")
 
 
@@ -35,8 +44,11 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print loop's version and exit.")) -> None:
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print loop's version and exit."
+    ),
+) -> None:
     """loop: a self-improving RL data-synthesis daemon.
 
     Example: loop start --rounds 5 -c configs/tiny.yaml"""
@@ -49,8 +61,9 @@ DType = Enum("DType", {n: n for n in ("bfloat16", "float16", "float32")}, type=s
 OutType = Enum("OutType", {n: n for n in ("f16", "bf16", "q8_0", "f32")}, type=str)  # type: ignore[misc]
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file (default: built-in defaults).")
-SetOpt = typer.Option(None, "--set", "-s", metavar="KEY=VALUE",
-                      help="Override a config key: --set sample.group_size=8 (repeatable).")
+SetOpt = typer.Option(
+    None, "--set", "-s", metavar="KEY=VALUE", help="Override a config key: --set sample.group_size=8 (repeatable)."
+)
 
 
 def _fail(msg: str) -> None:
@@ -66,12 +79,24 @@ def _known_errors(*extra: type[BaseException]) -> tuple[type[BaseException], ...
     from loop.problems import ProposeError
     from loop.samplers import SamplerError
     from store.db import StoreError
-    return (*extra, ConfigError, ModelError, ProposeError, SamplerError, StoreError, ValueError, AlreadyRunning,
-            DaemonError, OSError)
+
+    return (
+        *extra,
+        ConfigError,
+        ModelError,
+        ProposeError,
+        SamplerError,
+        StoreError,
+        ValueError,
+        AlreadyRunning,
+        DaemonError,
+        OSError,
+    )
 
 
 def _load(config: Path | None, sets: list[str] | None):
     from loop.config import ConfigError, load_config
+
     try:
         return load_config(config, sets or [])
     except ConfigError as e:
@@ -79,16 +104,26 @@ def _load(config: Path | None, sets: list[str] | None):
 
 
 @app.command()
-def start(rounds: int | None = typer.Option(None, "--rounds", "-n", min=0,
-                                            help="Rounds this run has when done (default 5; with --daemon or "
-                                                 "--every: no limit)."),
-          daemon: bool = typer.Option(False, "--daemon", help="Detach and run on a schedule (pid file, loop.log, "
-                                                               "status.json in the run directory)."),
-          every: str | None = typer.Option(None, "--every", help="Start a round every INTERVAL: 45s, 30m, 2h "
-                                                                 "(--daemon default: daemon.every)."),
-          new_run: bool = typer.Option(False, "--new-run", help="Start a fresh run in the same store instead "
-                                                                 "of resuming the latest one."),
-          config: Path | None = ConfigOpt, set: list[str] | None = SetOpt) -> None:
+def start(
+    rounds: int | None = typer.Option(
+        None,
+        "--rounds",
+        "-n",
+        min=0,
+        help="Rounds this run has when done (default 5; with --daemon or --every: no limit).",
+    ),
+    daemon: bool = typer.Option(
+        False, "--daemon", help="Detach and run on a schedule (pid file, loop.log, status.json in the run directory)."
+    ),
+    every: str | None = typer.Option(
+        None, "--every", help="Start a round every INTERVAL: 45s, 30m, 2h (--daemon default: daemon.every)."
+    ),
+    new_run: bool = typer.Option(
+        False, "--new-run", help="Start a fresh run in the same store instead of resuming the latest one."
+    ),
+    config: Path | None = ConfigOpt,
+    set: list[str] | None = SetOpt,
+) -> None:
     """Run (or resume) the loop: propose, sample, verify, store, train, evaluate.
 
     Ctrl-C or SIGTERM stops after the current stage; a second Ctrl-C stops at once. Resuming a
@@ -99,14 +134,17 @@ def start(rounds: int | None = typer.Option(None, "--rounds", "-n", min=0,
     cfg = _load(config, set)
     from loop import daemon as lib
     from loop import runner
+
     if new_run:
         typer.echo(f"new run {_call(runner.new_run, cfg)} in {cfg.store_path}", err=True)
     else:
         _call(runner.check_resume, cfg)  # before a daemon is spawned: the refusal reaches this terminal
     if daemon:
         st = _call(lib.start_daemon, cfg, rounds, every or cfg.daemon.every)
-        typer.echo(f"started daemon pid {st['pid']} in {cfg.run.dir} (log {st.get('log')}); "
-                   f"`loop status` / `loop stop` with the same --config/--set")
+        typer.echo(
+            f"started daemon pid {st['pid']} in {cfg.run.dir} (log {st.get('log')}); "
+            f"`loop status` / `loop stop` with the same --config/--set"
+        )
         return
     final = _call(lib.serve, cfg, 5 if rounds is None and every is None else rounds, every)
     if final.get("state") == "stopped":
@@ -131,34 +169,51 @@ def _load_dir(config: Path | None, sets: list[str] | None, run_dir: Path | None)
 
 
 @app.command()
-def status(config: Path | None = ConfigOpt, set: list[str] | None = SetOpt, run_dir: Path | None = RunDirOpt,
-           as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts.")) -> None:
+def status(
+    config: Path | None = ConfigOpt,
+    set: list[str] | None = SetOpt,
+    run_dir: Path | None = RunDirOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
     """Is a loop running in the run directory? pid, round and stage, last round's numbers, next round.
 
     Example: loop status --run-dir runs/tiny"""
     from loop import daemon as lib
+
     st = _call(lib.status, _load_dir(config, set, run_dir))
     typer.echo(json.dumps(st, default=str, indent=2) if as_json else lib.describe(st))
 
 
 @app.command()
-def stop(config: Path | None = ConfigOpt, set: list[str] | None = SetOpt, run_dir: Path | None = RunDirOpt,
-         now: bool = typer.Option(False, "--now", help="Kill at once (SIGKILL, the training job too); "
-                                                       "the next start resumes."),
-         timeout: float = typer.Option(600.0, "--timeout", min=0, help="Seconds to wait for a graceful stop.")) -> None:
+def stop(
+    config: Path | None = ConfigOpt,
+    set: list[str] | None = SetOpt,
+    run_dir: Path | None = RunDirOpt,
+    now: bool = typer.Option(
+        False, "--now", help="Kill at once (SIGKILL, the training job too); the next start resumes."
+    ),
+    timeout: float = typer.Option(600.0, "--timeout", min=0, help="Seconds to wait for a graceful stop."),
+) -> None:
     """Stop the loop running in the run directory: after its current stage commits (or --now); waits.
 
     Example: loop stop --run-dir runs/tiny --timeout 60"""
     from loop import daemon as lib
+
     res = _call(lib.stop, _load_dir(config, set, run_dir), now=now, timeout=timeout)
     if not res["was_running"]:
         typer.echo(f"no loop running in {res['run_dir']}")
     elif res["gone"]:
-        typer.echo(f"stopped pid {res['pid']} in {res['seconds']}s (state {res['state']}, "
-                   f"rounds done {res['finished_rounds']})")
+        typer.echo(
+            f"stopped pid {res['pid']} in {res['seconds']}s (state {res['state']}, "
+            f"rounds done {res['finished_rounds']})"
+        )
     else:
-        typer.secho(f"pid {res['pid']} still running after {res['seconds']}s (finishing round {res['round']} "
-                    f"stage {res['stage']}); `loop stop --now` kills it", fg="yellow", err=True)
+        typer.secho(
+            f"pid {res['pid']} still running after {res['seconds']}s (finishing round {res['round']} "
+            f"stage {res['stage']}); `loop stop --now` kills it",
+            fg="yellow",
+            err=True,
+        )
         raise typer.Exit(1)
 
 
@@ -171,18 +226,23 @@ app.add_typer(config_app, name="config")
 
 
 @config_app.command("show")
-def config_show(config: Path | None = ConfigOpt, set: list[str] | None = SetOpt,
-                as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts.")) -> None:
+def config_show(
+    config: Path | None = ConfigOpt,
+    set: list[str] | None = SetOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
     """Every config key with its resolved value (defaults < YAML < --set) and its description.
 
     Example: loop config show -c configs/gpu.yaml --set sample.group_size=16"""
     from loop.config_docs import rows
+
     table = rows(_load(config, set))
     if as_json:
         typer.echo(json.dumps([{"key": k, "value": v, "description": d} for k, v, d in table], default=str))
         return
     from rich.console import Console
     from rich.table import Table
+
     t = Table("key", "value", "description", show_lines=False)
     for k, v, d in table:
         t.add_row(k, json.dumps(v, default=str), d)
@@ -195,17 +255,18 @@ def config_schema() -> None:
 
     Example: loop config schema > loop-config.schema.json"""
     from loop.config_docs import schema
+
     typer.echo(json.dumps(schema(), indent=2))
 
 
 # --- loop migrate, loop inspect (library: store/, loop/inspect.py, loop/inspect_view.py) ---------
 @app.command()
-def migrate(config: Path | None = ConfigOpt, set: list[str] | None = SetOpt,
-            store: Path | None = StoreOpt) -> None:
+def migrate(config: Path | None = ConfigOpt, set: list[str] | None = SetOpt, store: Path | None = StoreOpt) -> None:
     """Bring a store's schema up to date (takes the writer lock; `loop start` does this too).
 
     Example: loop migrate --store runs/tiny/loop.duckdb"""
     from store.db import migrate_store
+
     path = store or _load(config, set).store_path
     before, after = _call(migrate_store, path)
     typer.echo(f"{path}: schema version {before} -> {after}")
@@ -219,8 +280,12 @@ def _target_options(fn):
     """Give an inspect subcommand inspect's target options too, so they work after the subcommand
     (`loop inspect summary --store FILE`) as well as before it; given twice, the later wins."""
     sig = pyinspect.signature(fn)
-    extra = {"config": ("Path | None", ConfigOpt), "set": ("list[str] | None", SetOpt),
-             "store": ("Path | None", StoreOpt), "run": ("str | None", RunOpt)}
+    extra = {
+        "config": ("Path | None", ConfigOpt),
+        "set": ("list[str] | None", SetOpt),
+        "store": ("Path | None", StoreOpt),
+        "run": ("str | None", RunOpt),
+    }
 
     @functools.wraps(fn)
     def wrapper(ctx: typer.Context, *args, config=None, set=None, store=None, run=None, **kw):
@@ -229,8 +294,14 @@ def _target_options(fn):
         o["set"] = [*(o.get("set") or []), *(set or [])]
         ctx.obj = o
         return fn(ctx, *args, **kw)
-    params = [*sig.parameters.values(), *(pyinspect.Parameter(k, pyinspect.Parameter.KEYWORD_ONLY, default=d,
-                                                              annotation=a) for k, (a, d) in extra.items())]
+
+    params = [
+        *sig.parameters.values(),
+        *(
+            pyinspect.Parameter(k, pyinspect.Parameter.KEYWORD_ONLY, default=d, annotation=a)
+            for k, (a, d) in extra.items()
+        ),
+    ]
     wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
     wrapper.__annotations__ = {**fn.__annotations__, **{k: a for k, (a, _) in extra.items()}}
     return wrapper
@@ -246,6 +317,7 @@ def _target(ctx: typer.Context) -> tuple[Path, str | None, bool]:
 def _emit(ctx: typer.Context, as_json: bool, fn, render, *args, run_scoped: bool = True, **kw) -> None:
     """Run an inspect library function on the target store; print JSON or `render` it."""
     from loop import inspection as lib
+
     path, run, json_default = _target(ctx)
     data = _call(fn, path, *args, **({"run_id": run} if run_scoped else {}), **kw)
     if as_json or json_default:
@@ -257,12 +329,19 @@ def _emit(ctx: typer.Context, as_json: bool, fn, render, *args, run_scoped: bool
 def _print_rounds(store_path: Path, run_id: str) -> None:
     from loop import inspection as lib
     from loop.inspection import view
+
     view.render_rounds(lib.rounds(store_path, run_id))
 
 
 @inspect_app.callback()
-def inspect(ctx: typer.Context, config: Path | None = ConfigOpt, set: list[str] | None = SetOpt,
-            store: Path | None = StoreOpt, run: str | None = RunOpt, as_json: bool = JsonOpt) -> None:
+def inspect(
+    ctx: typer.Context,
+    config: Path | None = ConfigOpt,
+    set: list[str] | None = SetOpt,
+    store: Path | None = StoreOpt,
+    run: str | None = RunOpt,
+    as_json: bool = JsonOpt,
+) -> None:
     """Per-round table (problems, samples, verified %, reward, held-out accuracy); subcommands below.
 
     The options here also work after the subcommand. Example: loop inspect --run run-1 samples --limit 3"""
@@ -279,6 +358,7 @@ def inspect_rounds(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
     Example: loop inspect rounds --json"""
     from loop import inspection as lib
     from loop.inspection import view
+
     _emit(ctx, as_json, lib.rounds, view.render_rounds)
 
 
@@ -290,68 +370,95 @@ def inspect_summary(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
     Example: loop inspect summary --store runs/tiny/loop.duckdb"""
     from loop import inspection as lib
     from loop.inspection import view
+
     _emit(ctx, as_json, lib.summary, view.render_summary)
 
 
 @inspect_app.command("problems")
 @_target_options
-def inspect_problems(ctx: typer.Context,
-                     pass_rate: str | None = typer.Option(None, "--pass-rate",
-                                                          help="Only pass rates in LO..HI, e.g. 0..0.5."),
-                     limit: int = typer.Option(20, "--limit", min=1, max=10_000), as_json: bool = JsonOpt) -> None:
+def inspect_problems(
+    ctx: typer.Context,
+    pass_rate: str | None = typer.Option(None, "--pass-rate", help="Only pass rates in LO..HI, e.g. 0..0.5."),
+    limit: int = typer.Option(20, "--limit", min=1, max=10_000),
+    as_json: bool = JsonOpt,
+) -> None:
     """Problems of the run with their pass rate (verified / judged samples), hardest first.
 
     Example: loop inspect problems --pass-rate 0..0.25 --limit 10"""
     from loop import inspection as lib
     from loop.inspection import view
+
     _emit(ctx, as_json, lib.problems, view.render_problems, pass_rate=pass_rate, limit=limit)
 
 
 @inspect_app.command("samples")
 @_target_options
-def inspect_samples(ctx: typer.Context, verified: bool = typer.Option(False, "--verified", help="Only verified."),
-                    round: int | None = typer.Option(None, "--round", help="Only this round."),
-                    problem: str | None = typer.Option(None, "--problem", help="Only this problem id."),
-                    limit: int = typer.Option(10, "--limit", min=1, max=10_000), as_json: bool = JsonOpt) -> None:
+def inspect_samples(
+    ctx: typer.Context,
+    verified: bool = typer.Option(False, "--verified", help="Only verified."),
+    round: int | None = typer.Option(None, "--round", help="Only this round."),
+    problem: str | None = typer.Option(None, "--problem", help="Only this problem id."),
+    limit: int = typer.Option(10, "--limit", min=1, max=10_000),
+    as_json: bool = JsonOpt,
+) -> None:
     """Print stored chains with their rewards.
 
     Example: loop inspect samples --verified --round 2 --limit 5"""
     from loop import inspection as lib
     from loop.inspection import view
-    _emit(ctx, as_json, lib.samples, view.render_samples, verified=True if verified else None,
-          round=round, problem_id=problem, limit=limit)
+
+    _emit(
+        ctx,
+        as_json,
+        lib.samples,
+        view.render_samples,
+        verified=True if verified else None,
+        round=round,
+        problem_id=problem,
+        limit=limit,
+    )
 
 
 @inspect_app.command("show")
 @_target_options
-def inspect_show(ctx: typer.Context, sample_id: str = typer.Argument(..., help="Sample id or a unique prefix."),
-                 as_json: bool = JsonOpt) -> None:
+def inspect_show(
+    ctx: typer.Context,
+    sample_id: str = typer.Argument(..., help="Sample id or a unique prefix."),
+    as_json: bool = JsonOpt,
+) -> None:
     """One sample in full: problem, completion, every reward, provenance, model lineage, its group.
 
     Example: loop inspect show 3fa9c2"""
     from loop import inspection as lib
     from loop.inspection import view
+
     _emit(ctx, as_json, lib.show, view.render_show, sample_id, run_scoped=False)
 
 
 @inspect_app.command("sql")
 @_target_options
-def inspect_sql(ctx: typer.Context,
-                query: str = typer.Argument(..., help='One SELECT, e.g. "SELECT count(*) FROM samples".'),
-                limit: int = typer.Option(100, "--limit", min=1, max=10_000), as_json: bool = JsonOpt) -> None:
+def inspect_sql(
+    ctx: typer.Context,
+    query: str = typer.Argument(..., help='One SELECT, e.g. "SELECT count(*) FROM samples".'),
+    limit: int = typer.Option(100, "--limit", min=1, max=10_000),
+    as_json: bool = JsonOpt,
+) -> None:
     """Run one read-only SELECT on the store (writes and file access are refused).
 
     Example: loop inspect sql 'SELECT round, count(*) FROM samples GROUP BY ALL'"""
     from loop import inspection as lib
     from loop.inspection import view
+
     _emit(ctx, as_json, lib.sql, view.render_sql, query, limit=limit, run_scoped=False)
 
 
 @inspect_app.command("curve")
 @_target_options
-def inspect_curve(ctx: typer.Context,
-                  png: Path | None = typer.Option(None, "--png", help="Also write a PNG chart (needs matplotlib)."),
-                  as_json: bool = JsonOpt) -> None:
+def inspect_curve(
+    ctx: typer.Context,
+    png: Path | None = typer.Option(None, "--png", help="Also write a PNG chart (needs matplotlib)."),
+    as_json: bool = JsonOpt,
+) -> None:
     """Held-out accuracy per round as a terminal bar chart (and optionally a PNG).
 
     Example: loop inspect curve --png acc.png"""
@@ -368,23 +475,34 @@ def inspect_curve(ctx: typer.Context,
         view.render_curve(data)
         if data.get("png"):
             view.out.print(f"wrote {data['png']}")
+
     _emit(ctx, as_json, curve, render)
 
 
 @inspect_app.command("export")
 @_target_options
-def inspect_export(ctx: typer.Context, out: Path = typer.Option(..., "--out", help="New directory to write."),
-                   format: SampleFormat = typer.Option("jsonl", "--format",
-                                              help="hf: a datasets.load_from_disk folder."),
-                   verified: bool = typer.Option(False, "--verified", help="Only verified samples."),
-                   as_json: bool = JsonOpt) -> None:
+def inspect_export(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", help="New directory to write."),
+    format: SampleFormat = typer.Option("jsonl", "--format", help="hf: a datasets.load_from_disk folder."),
+    verified: bool = typer.Option(False, "--verified", help="Only verified samples."),
+    as_json: bool = JsonOpt,
+) -> None:
     """Export samples with problem, completion, rewards and provenance.
 
     Example: loop inspect export --format hf --verified --out data/"""
     from loop.export import samples as lib
     from loop.inspection import view
-    _emit(ctx, as_json, lib.export, lambda m: view.out.print(f"exported {m['rows']} samples to {m['out']}"),
-          out, fmt=format.value, verified_only=verified)
+
+    _emit(
+        ctx,
+        as_json,
+        lib.export,
+        lambda m: view.out.print(f"exported {m['rows']} samples to {m['out']}"),
+        out,
+        fmt=format.value,
+        verified_only=verified,
+    )
 
 
 @inspect_app.command("sets")
@@ -392,6 +510,7 @@ def inspect_sets(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
     """Held-out accuracy per round for each evaluation set (`evaluate.sets`; heldout = the gated one)."""
     from loop import inspection as lib
     from loop.inspection import view
+
     _emit(ctx, as_json, lib.sets, view.render_sets)
 
 
@@ -400,24 +519,41 @@ def inspect_sft(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
     """`loop sft` models: data provenance, held-out loss before/after, fixed prompts' answers before/after."""
     from loop import inspection as lib
     from loop.inspection import view
+
     _emit(ctx, as_json, lib.sft, view.render_sft)
 
 
 @app.command()
-def sft(config: Path | None = ConfigOpt, set: list[str] | None = SetOpt,
-        as_json: bool = typer.Option(False, "--json", help="Print the job's info as JSON.")) -> None:
+def sft(
+    config: Path | None = ConfigOpt,
+    set: list[str] | None = SetOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the job's info as JSON."),
+) -> None:
     """One-shot LoRA SFT on instruction data (`instruct.sources`: alpaca, messages, medical), the course's
     recipe as defaults; recorded as a model version (export it with `loop export model`)."""
     cfg = _load(config, set)
     from loop import instruct
     from loop.inspection import view
+
     info = _call(instruct.run_sft, cfg)
     if as_json:
         print(json.dumps(info, default=str, indent=2, ensure_ascii=False))
         return
-    view.render_sft([{"model_version": info["model_version"], "round": info["round"], "metrics": info,
-                      "config": {"template": cfg.instruct.template, "train_rows": info["examples"],
-                                 "heldout_rows": info["heldout_rows"], "data": info.get("data", [])}}])
+    view.render_sft(
+        [
+            {
+                "model_version": info["model_version"],
+                "round": info["round"],
+                "metrics": info,
+                "config": {
+                    "template": cfg.instruct.template,
+                    "train_rows": info["examples"],
+                    "heldout_rows": info["heldout_rows"],
+                    "data": info.get("data", []),
+                },
+            }
+        ]
+    )
 
 
 # --- loop export model (library: loop/export/) ----------------------------------------
@@ -427,32 +563,50 @@ app.add_typer(export_app, name="export")
 
 @export_app.command("model")
 def export_model_cmd(
-        out: Path = typer.Option(..., "--out", "-o", help="Output directory (absent or empty unless --force)."),
-        fmt: ModelFormat = typer.Option("merged16", "--format", "-f",
-                                help="lora: the PEFT adapter; merged16: base + adapter merged; gguf: for llama.cpp."),
-        round: int | None = typer.Option(None, "--round", help="The model trained in this round."),
-        model_version: str | None = typer.Option(None, "--model-version", help="A model version (or unique prefix)."),
-        run: str | None = typer.Option(None, "--run", help="Run id (default: the store's latest run)."),
-        dtype: DType = typer.Option("bfloat16", "--dtype",
-                                  help="merged16 weights."),
-        outtype: OutType = typer.Option("f16", "--outtype",
-                                    help="gguf tensors."),
-        converter: str | None = typer.Option(None, "--converter", help="llama.cpp convert_hf_to_gguf.py path, "
-                                                "or 'builtin' (default: $LOOP_LLAMA_CPP_CONVERT, then PATH, "
-                                                "then builtin)."),
-        force: bool = typer.Option(False, "--force", help="Replace a non-empty --out directory."),
-        config: Path | None = ConfigOpt, set: list[str] | None = SetOpt,
-        store: Path | None = typer.Option(None, "--store",
-                                          help="DuckDB store file (default: from the config).")) -> None:
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory (absent or empty unless --force)."),
+    fmt: ModelFormat = typer.Option(
+        "merged16",
+        "--format",
+        "-f",
+        help="lora: the PEFT adapter; merged16: base + adapter merged; gguf: for llama.cpp.",
+    ),
+    round: int | None = typer.Option(None, "--round", help="The model trained in this round."),
+    model_version: str | None = typer.Option(None, "--model-version", help="A model version (or unique prefix)."),
+    run: str | None = typer.Option(None, "--run", help="Run id (default: the store's latest run)."),
+    dtype: DType = typer.Option("bfloat16", "--dtype", help="merged16 weights."),
+    outtype: OutType = typer.Option("f16", "--outtype", help="gguf tensors."),
+    converter: str | None = typer.Option(
+        None,
+        "--converter",
+        help="llama.cpp convert_hf_to_gguf.py path, "
+        "or 'builtin' (default: $LOOP_LLAMA_CPP_CONVERT, then PATH, "
+        "then builtin).",
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out directory."),
+    config: Path | None = ConfigOpt,
+    set: list[str] | None = SetOpt,
+    store: Path | None = typer.Option(None, "--store", help="DuckDB store file (default: from the config)."),
+) -> None:
     """Export a model version (default: the current accepted model) with a lineage model card.
 
     Example: loop export model --round 3 --format lora --out out/lora"""
     from loop.export.errors import ExportError
     from loop.export.model import export_model
+
     path = store or _load(config, set).store_path
     try:
-        lin = export_model(path, out, fmt.value, round=round, version=model_version, run_id=run, dtype=dtype.value,
-                           outtype=outtype.value, converter=converter, force=force)
+        lin = export_model(
+            path,
+            out,
+            fmt.value,
+            round=round,
+            version=model_version,
+            run_id=run,
+            dtype=dtype.value,
+            outtype=outtype.value,
+            converter=converter,
+            force=force,
+        )
     except _known_errors(ExportError) as e:
         _fail(str(e))
     m = lin["model"]

@@ -54,7 +54,9 @@ def report(runs: dict[str, Path]) -> dict:
     names = list(runs)
     if len(names) == 2:
         a, b = (res["runs"][n] for n in names)
-        mean = lambda rows: sum(r["round_s"] for r in rows if r["round"] >= 1) / max(1, sum(r["round"] >= 1 for r in rows))
+
+        def mean(rows: list[dict]) -> float:
+            return sum(r["round_s"] for r in rows if r["round"] >= 1) / max(1, sum(r["round"] >= 1 for r in rows))
         if mean(a):
             res["speedup"] = {"of": names[0], "over": names[1], "round_s": round(mean(b) / mean(a), 2),
                               f"{names[0]}_mean_round_s": round(mean(a), 1), f"{names[1]}_mean_round_s": round(mean(b), 1)}

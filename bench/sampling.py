@@ -46,10 +46,11 @@ def child(spec: str, args) -> dict:
         set_env()
         import vllm  # noqa: F401 - its import is part of start-up
     import torch
+
     from loop.config import load_config
     from loop.models import resolve_model
-    from loop.prompts import messages
     from loop.problems.procedural import arithmetic
+    from loop.prompts import messages
     from loop.samplers import SamplingParams, build_sampler
     torch.set_num_threads(args.threads)
     t_import = time.perf_counter() - t0
@@ -117,6 +118,7 @@ def make_adapter(model: str, out: Path) -> str:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
+
     from loop.models import resolve_model
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(resolve_model(model), dtype=torch.bfloat16)

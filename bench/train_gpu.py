@@ -28,8 +28,8 @@ import statistics
 import sys
 import tempfile
 import time
-from unittest import mock
 from pathlib import Path
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -41,8 +41,8 @@ def _jobs(model: str, work: Path, steps: int, grpo_batch: int = 64, completion_l
           sft_tokens: int = 0, sft_pad_multiple: int | None = None, sft_spread: bool = False) -> dict:
     from loop.config import Config
     from loop.models import resolve_model
-    from loop.prompts import format_chain, messages
     from loop.problems.procedural import arithmetic
+    from loop.prompts import format_chain, messages
     from loop.trainers.chains import write_snapshot
     base = resolve_model(model)
     probs = arithmetic(256, [1, 2], seed=11)

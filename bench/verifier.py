@@ -207,7 +207,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true", help="print JSON instead of tables")
     args = ap.parse_args(argv)
 
-    from rewards import pool, verify
+    from rewards import pool
 
     pool.warm()  # sympy worker start-up is a one-off, not per pair
     warm = [("1", "\\boxed{1}", True), ("\\frac{1}{2}", "$0.5$", True), ("\\sqrt{3}", "\\boxed{\\sqrt{3}}", True),

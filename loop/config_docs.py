@@ -4,6 +4,7 @@
 for every leaf, lists of sections by index (`propose.sources.0.count`); `schema()` is the
 JSON schema, descriptions included. Behind `loop config show` and `loop config schema`.
 """
+
 from __future__ import annotations
 
 from typing import Any

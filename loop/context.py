@@ -10,6 +10,7 @@ Contract:
 - Samplers are built once per run and switched to a new adapter in place; `gpu_released()`
   lets the train stage hand a shared GPU to the training process (loop.samplers.share).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,7 +26,7 @@ from loop.samplers.share import released
 from store import pipeline, runs
 from store.db import Store
 
-StageResult = dict[str, Any]   # the step's info, as recorded in `steps.info`
+StageResult = dict[str, Any]  # the step's info, as recorded in `steps.info`
 Write = Callable[[Store], None]
 
 
@@ -38,11 +39,11 @@ class RunContext:
     cfg: Config
     store: Store
     run_id: str
-    base_dir: Path                      # resolved base model folder
+    base_dir: Path  # resolved base model folder
     base_version: str
     lock: Any = field(default=None, repr=False)  # store.lock.StoreLock held while writing
-    _samplers: dict[str, Sampler] = field(default_factory=dict, repr=False)   # backend -> sampler
-    _loaded: dict[str, str] = field(default_factory=dict, repr=False)         # backend -> model version
+    _samplers: dict[str, Sampler] = field(default_factory=dict, repr=False)  # backend -> sampler
+    _loaded: dict[str, str] = field(default_factory=dict, repr=False)  # backend -> model version
 
     @property
     def run_dir(self) -> Path:
@@ -84,8 +85,7 @@ class RunContext:
     def _sampler_for(self, backend: str) -> Sampler:
         version, adapter = self.current_model()
         if backend not in self._samplers:
-            self._samplers[backend] = build_sampler(backend, self.base_dir, adapter, self.cfg.sample,
-                                                    self.cfg.model)
+            self._samplers[backend] = build_sampler(backend, self.base_dir, adapter, self.cfg.sample, self.cfg.model)
         elif self._loaded.get(backend) != version:
             self._samplers[backend].set_adapter(adapter)
         self._loaded[backend] = version

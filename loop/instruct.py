@@ -12,6 +12,7 @@ held-out loss/perplexity and the fixed prompts' answers, before and after
 (`loop inspect sft`). Templates: the model's chat template (`template: chat`, conversational
 prompt/completion rows) or the course's Alpaca prompt (`template: alpaca`).
 """
+
 from __future__ import annotations
 
 import json
@@ -45,11 +46,11 @@ def gather(cfg: Config) -> list[dict[str, Any]]:
 def split(convs: list[dict[str, Any]], heldout: int, seed: int) -> tuple[list[dict], list[dict]]:
     """(train, held-out): `heldout` rows drawn by the seed; the rest, in order, train."""
     if len(convs) <= heldout:
-        raise ProposeError(f"instruct: {len(convs)} rows, not more than instruct.heldout={heldout}: "
-                           f"nothing would train")
+        raise ProposeError(
+            f"instruct: {len(convs)} rows, not more than instruct.heldout={heldout}: nothing would train"
+        )
     held_idx = set(random.Random(seed).sample(range(len(convs)), heldout))
-    return ([c for i, c in enumerate(convs) if i not in held_idx],
-            [c for i, c in enumerate(convs) if i in held_idx])
+    return ([c for i, c in enumerate(convs) if i not in held_idx], [c for i, c in enumerate(convs) if i in held_idx])
 
 
 def fixed_prompts(cfg: Config, held: list[dict[str, Any]]) -> list[Any]:
@@ -57,9 +58,13 @@ def fixed_prompts(cfg: Config, held: list[dict[str, Any]]) -> list[Any]:
     prompt) or the first three held-out rows' prompts, rendered for the template."""
     system = next((s.system for s in cfg.instruct.sources if s.system), None)
     if cfg.instruct.prompts:
-        convs = [{"messages": ([{"role": "system", "content": system}] if system else [])
-                  + [{"role": "user", "content": p}, {"role": "assistant", "content": ""}]}
-                 for p in cfg.instruct.prompts]
+        convs = [
+            {
+                "messages": ([{"role": "system", "content": system}] if system else [])
+                + [{"role": "user", "content": p}, {"role": "assistant", "content": ""}]
+            }
+            for p in cfg.instruct.prompts
+        ]
     else:
         convs = held[:3]
     return [to_row(c, cfg.instruct.template)["prompt"] for c in convs]
@@ -70,8 +75,10 @@ def check_template(base_dir: Path, template: str) -> None:
         return
     has = (base_dir / "chat_template.jinja").is_file() or "chat_template" in _json(base_dir / "tokenizer_config.json")
     if not has:
-        raise ProposeError(f"{base_dir}: the model has no chat template; set `instruct.template: alpaca` "
-                           f"(the Alpaca prompt text) or use an instruct model")
+        raise ProposeError(
+            f"{base_dir}: the model has no chat template; set `instruct.template: alpaca` "
+            f"(the Alpaca prompt text) or use an instruct model"
+        )
 
 
 def _json(path: Path) -> dict:
@@ -102,24 +109,65 @@ def _train(ctx, cfg: Config, data: list[dict], train: list[dict], held: list[dic
     work, out = ctx.run_dir / "sft" / dhash, ctx.run_dir / "models" / f"sft-{dhash}"
     write_snapshot(rows, work / "data.parquet")
     write_snapshot(held_rows, work / "heldout.parquet")
-    job = TrainJob(method="instruct", backend="trl", base=str(ctx.base_dir), parent_adapter=None,
-                   data=str(work / "data.parquet"), out=str(out), seed=cfg.instruct.seed, threads=cfg.run.threads,
-                   lora=cfg.train.lora.model_dump(mode="json"), gradient_checkpointing=cfg.train.gradient_checkpointing,
-                   instruct=cfg.instruct.model_dump(mode="json", exclude={"sources"}),
-                   heldout=str(work / "heldout.parquet"), prompts=fixed_prompts(cfg, held))
+    job = TrainJob(
+        method="instruct",
+        backend="trl",
+        base=str(ctx.base_dir),
+        parent_adapter=None,
+        data=str(work / "data.parquet"),
+        out=str(out),
+        seed=cfg.instruct.seed,
+        threads=cfg.run.threads,
+        lora=cfg.train.lora.model_dump(mode="json"),
+        gradient_checkpointing=cfg.train.gradient_checkpointing,
+        instruct=cfg.instruct.model_dump(mode="json", exclude={"sources"}),
+        heldout=str(work / "heldout.parquet"),
+        prompts=fixed_prompts(cfg, held),
+    )
     metrics = run_child(job, work / "job.json", cfg.run.threads, cfg.train.launcher)
     version, r = model_hash(out), finished_rounds(ctx.store, ctx.run_id)
-    config = {"method": "instruct", "backend": "trl", "template": cfg.instruct.template, "lora": job["lora"],
-              "instruct": job["instruct"], "data": data, "train_rows": len(rows), "heldout_rows": len(held_rows),
-              "heldout_hash": data_hash(held_rows), "system": [s.system for s in cfg.instruct.sources]}
-    row = {"model_version": version, "parent": ctx.base_version, "run_id": ctx.run_id, "round": r, "kind": "lora",
-           "base_path": str(ctx.base_dir), "path": str(out), "data_hash": dhash, "config": config,
-           "metrics": {**metrics, "accepted": True}}
+    config = {
+        "method": "instruct",
+        "backend": "trl",
+        "template": cfg.instruct.template,
+        "lora": job["lora"],
+        "instruct": job["instruct"],
+        "data": data,
+        "train_rows": len(rows),
+        "heldout_rows": len(held_rows),
+        "heldout_hash": data_hash(held_rows),
+        "system": [s.system for s in cfg.instruct.sources],
+    }
+    row = {
+        "model_version": version,
+        "parent": ctx.base_version,
+        "run_id": ctx.run_id,
+        "round": r,
+        "kind": "lora",
+        "base_path": str(ctx.base_dir),
+        "path": str(out),
+        "data_hash": dhash,
+        "config": config,
+        "metrics": {**metrics, "accepted": True},
+    }
     info = {"model_version": version, "round": r, "examples": len(rows), "data": data, **_brief(metrics)}
     return ctx.commit(r, f"sft.{version}", info, lambda store: store.insert_rows("models", [row]))
 
 
 def _brief(m: dict[str, Any]) -> dict[str, Any]:
-    keys = ("heldout_rows", "heldout_loss_before", "heldout_loss_after", "heldout_ppl_before", "heldout_ppl_after",
-            "steps", "runtime_s", "optim", "train_loss", "first_loss", "last_loss", "step_times", "prompts")
+    keys = (
+        "heldout_rows",
+        "heldout_loss_before",
+        "heldout_loss_after",
+        "heldout_ppl_before",
+        "heldout_ppl_after",
+        "steps",
+        "runtime_s",
+        "optim",
+        "train_loss",
+        "first_loss",
+        "last_loss",
+        "step_times",
+        "prompts",
+    )
     return {k: m.get(k) for k in keys}

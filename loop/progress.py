@@ -1,4 +1,5 @@
 """Rich progress bars shared by the stages (sampling, training, evaluation)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -11,9 +12,16 @@ console = Console(stderr=True)
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=console, transient=False)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
 
 
 @contextmanager
@@ -24,6 +32,7 @@ def bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
 
         def advance(k: int = 1) -> None:
             p.advance(task, k)
+
         yield advance
 
 

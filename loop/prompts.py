@@ -1,14 +1,11 @@
 """Prompt templates. The template version is stored with every sample, so a
 change here must bump PROMPT_VERSION."""
+
 from __future__ import annotations
 
 PROMPT_VERSION = "reasoning-answer-v1"
 
-SYSTEM_PROMPT = (
-    "Respond in the following format:\n"
-    "<reasoning>\n...\n</reasoning>\n"
-    "<answer>\n...\n</answer>"
-)
+SYSTEM_PROMPT = "Respond in the following format:\n<reasoning>\n...\n</reasoning>\n<answer>\n...\n</answer>"
 
 
 def messages(question: str) -> list[dict]:
@@ -23,8 +20,10 @@ def format_chain(reasoning: str, answer: str) -> str:
 
 
 # The course's Alpaca prompt (Unsloth's notebooks); a source's system prompt replaces its first line.
-ALPACA_PREAMBLE = ("Below is an instruction that describes a task, paired with an input that provides further "
-                   "context. Write a response that appropriately completes the request.")
+ALPACA_PREAMBLE = (
+    "Below is an instruction that describes a task, paired with an input that provides further "
+    "context. Write a response that appropriately completes the request."
+)
 ALPACA_PROMPT = "{preamble}\n\n### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
 
 

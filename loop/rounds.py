@@ -1,4 +1,5 @@
 """Round arithmetic shared by the stages: which rounds a cadence setting makes due."""
+
 from __future__ import annotations
 
 

@@ -12,6 +12,7 @@ Contract:
   only (a loop version added or removed it) is not a change: it was no choice of the user's.
 - `ConfigChanged` (a ConfigError) is what resuming a run with a changed result config raises.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -21,8 +22,13 @@ from typing import Any
 from loop.config import Config, ConfigError
 
 RESULT_KEYS = ("run.seed", "model", "propose.sources", "sample", "verify", "evaluate")
-NOT_RESULT = ("model.cache_dir", "sample.openai.api_key_env", "sample.openai.timeout_s",
-              "sample.openai.max_retries", "sample.openai.backoff_s")
+NOT_RESULT = (
+    "model.cache_dir",
+    "sample.openai.api_key_env",
+    "sample.openai.timeout_s",
+    "sample.openai.max_retries",
+    "sample.openai.backoff_s",
+)
 
 
 class ConfigChanged(ConfigError):
@@ -52,9 +58,11 @@ def changed_keys(pinned: dict[str, Any], now: dict[str, Any]) -> list[tuple[str,
 
 def describe_change(run_id: str, changes: list[tuple[str, Any, Any]]) -> str:
     keys = "; ".join(f"{k}: {json.dumps(old)} -> {json.dumps(new)}" for k, old, new in changes)
-    return (f"run {run_id} was started with a different config ({keys}); resuming it would mix two configs "
-            f"in one run. Start a fresh run in the same store with `loop start --new-run`, or resume with "
-            f"the run's own values")
+    return (
+        f"run {run_id} was started with a different config ({keys}); resuming it would mix two configs "
+        f"in one run. Start a fresh run in the same store with `loop start --new-run`, or resume with "
+        f"the run's own values"
+    )
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

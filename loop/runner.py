@@ -25,6 +25,7 @@ Invariants:
 - Every write is idempotent (content-hash keys, ON CONFLICT), so any prefix of a
   run followed by a restart ends in the same store as an uninterrupted run.
 """
+
 from __future__ import annotations
 
 import json
@@ -83,20 +84,28 @@ def open_run(cfg: Config, new_run: bool = False) -> RunContext:
     lock = StoreLock(cfg.store_path).acquire()
     try:
         if lock.took_over:
-            console.print(f"[yellow]took over a stale store lock[/] from a process that is gone "
-                          f"({describe(lock.took_over, held=False)})")
+            console.print(
+                f"[yellow]took over a stale store lock[/] from a process that is gone "
+                f"({describe(lock.took_over, held=False)})"
+            )
         store = Store(cfg.store_path, hold=False)  # the file only inside its transactions: readers get in
         pinned = result_config(cfg)
-        run_id = runs.register_run(store, cfg.model_dump(mode="json"), __version__, pinned, config_hash(pinned),
-                                   new_run=new_run, check=lambda rid, old: check_same(rid, old, cfg))
+        run_id = runs.register_run(
+            store,
+            cfg.model_dump(mode="json"),
+            __version__,
+            pinned,
+            config_hash(pinned),
+            new_run=new_run,
+            check=lambda rid, old: check_same(rid, old, cfg),
+        )
         run_dir = Path(cfg.run.dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(cfg.to_yaml())
     except BaseException:
         lock.release()
         raise
-    return RunContext(cfg=cfg, store=store, run_id=run_id, base_dir=base_dir,
-                      base_version=base_version, lock=lock)
+    return RunContext(cfg=cfg, store=store, run_id=run_id, base_dir=base_dir, base_version=base_version, lock=lock)
 
 
 def check_same(run_id: str, pinned: dict[str, Any], cfg: Config) -> None:
@@ -130,8 +139,14 @@ def new_run(cfg: Config) -> str:
     return ctx.run_id
 
 
-def run_rounds(cfg: Config, rounds: int | None, stop: StopToken | None = None, *,
-               max_new: int | None = None, on_event: EventSink | None = None) -> RunContext:
+def run_rounds(
+    cfg: Config,
+    rounds: int | None,
+    stop: StopToken | None = None,
+    *,
+    max_new: int | None = None,
+    on_event: EventSink | None = None,
+) -> RunContext:
     """Run (or resume) until the run has `rounds` finished rounds (None = no bound), and at most
     `max_new` rounds more than it had; return early, between stages, once `stop` is set."""
     if rounds is None and max_new is None:
@@ -147,8 +162,10 @@ def run_rounds(cfg: Config, rounds: int | None, stop: StopToken | None = None, *
         last = min(x for x in (rounds, None if max_new is None else done + max_new) if x is not None)
         emit("run_start", run_id=ctx.run_id, finished=done, target=max(last, done))
         if rounds is not None and done >= rounds and ctx.is_done(0, "evaluate"):
-            console.print(f"run {ctx.run_id} already has {done} finished rounds (--rounds {rounds}): nothing to do; "
-                          f"`--rounds {done + 1}` adds a round")
+            console.print(
+                f"run {ctx.run_id} already has {done} finished rounds (--rounds {rounds}): nothing to do; "
+                f"`--rounds {done + 1}` adds a round"
+            )
         if not ctx.is_done(0, "evaluate") and not _run_stage(ctx, 0, "evaluate", STAGES["evaluate"], stop, emit):
             return ctx
         for r in range(1, last + 1):
@@ -172,6 +189,7 @@ def _emitter(on_event: EventSink | None) -> Callable[..., None]:
         record = log.event(name, level, **fields)
         if on_event is not None:
             on_event(record)
+
     return emit
 
 
@@ -187,12 +205,24 @@ def _run_stage(ctx: RunContext, r: int, name: str, fn: Stage, stop: StopToken | 
     try:
         info = fn(ctx, r)
     except cancel.Cancelled:  # stopped mid-stage: nothing of it was committed, the next start reruns it
-        emit("stopped", round=r, stage=name, reason=stop.reason if stop else "requested",
-             seconds=round(time.time() - t0, 3), during=True)
+        emit(
+            "stopped",
+            round=r,
+            stage=name,
+            reason=stop.reason if stop else "requested",
+            seconds=round(time.time() - t0, 3),
+            during=True,
+        )
         return False
     except BaseException as e:
-        emit("stage_error", "error", round=r, stage=name, seconds=round(time.time() - t0, 3),
-             error=f"{type(e).__name__}: {e}")
+        emit(
+            "stage_error",
+            "error",
+            round=r,
+            stage=name,
+            seconds=round(time.time() - t0, 3),
+            error=f"{type(e).__name__}: {e}",
+        )
         raise
     brief = log.brief(info)
     emit("stage_end", round=r, stage=name, seconds=round(time.time() - t0, 3), counts=brief)
@@ -209,9 +239,16 @@ def round_summary(store: Store, run_id: str, r: int) -> dict[str, Any]:
     """A round's numbers from its steps' infos: problems, samples, verified %, held-out accuracy."""
     info = runs.step_infos(store, run_id, r)
     ver, ev = info.get("verify", {}), info.get("evaluate", {})
-    out = {"round": r, "problems": info.get("propose", {}).get("problems"), "samples": ver.get("samples"),
-           "verified": ver.get("verified"), "verified_frac": None, "heldout_accuracy": ev.get("accuracy"),
-           "format_rate": ev.get("format_rate"), "model_version": ev.get("model_version")}
+    out = {
+        "round": r,
+        "problems": info.get("propose", {}).get("problems"),
+        "samples": ver.get("samples"),
+        "verified": ver.get("verified"),
+        "verified_frac": None,
+        "heldout_accuracy": ev.get("accuracy"),
+        "format_rate": ev.get("format_rate"),
+        "model_version": ev.get("model_version"),
+    }
     if ver.get("samples"):
         out["verified_frac"] = ver["verified"] / ver["samples"]
     if "skipped" in ev:
@@ -230,4 +267,5 @@ def _end_round(ctx: RunContext, r: int) -> bool:
 def _set_threads(n: int | None) -> None:
     if n:
         import torch
+
         torch.set_num_threads(n)

@@ -58,6 +58,7 @@ as os.remove), 'timeout', 'cpu_limit', 'memory_limit', 'nondeterministic',
 failed, not the program). Start-up cost: ~0.05 s CPU per run, ~0.35 s when the
 program imports sympy/mpmath (only then is sympy imported).
 """
+
 from __future__ import annotations
 
 import ast
@@ -85,42 +86,141 @@ import time
 from dataclasses import dataclass, field
 from importlib.util import find_spec
 
-DEFAULT_ALLOWED_IMPORTS = frozenset({
-    "sympy", "mpmath", "math", "cmath", "fractions", "decimal", "numbers",
-    "itertools", "functools", "operator", "collections", "statistics",
-    "random", "heapq", "bisect", "string",
-})
+DEFAULT_ALLOWED_IMPORTS = frozenset(
+    {
+        "sympy",
+        "mpmath",
+        "math",
+        "cmath",
+        "fractions",
+        "decimal",
+        "numbers",
+        "itertools",
+        "functools",
+        "operator",
+        "collections",
+        "statistics",
+        "random",
+        "heapq",
+        "bisect",
+        "string",
+    }
+)
 # sympy submodules that evaluate strings, import by name, spawn processes or
 # write files; `sympy.utilities.iterables` is the one utilities module allowed.
-_DENIED_SUBMODULES = ("sympy.external", "sympy.utilities", "sympy.testing",
-                      "sympy.interactive", "sympy.parsing", "sympy.plotting",
-                      "sympy.codegen", "sympy.printing.preview", "mpmath.tests")
+_DENIED_SUBMODULES = (
+    "sympy.external",
+    "sympy.utilities",
+    "sympy.testing",
+    "sympy.interactive",
+    "sympy.parsing",
+    "sympy.plotting",
+    "sympy.codegen",
+    "sympy.printing.preview",
+    "mpmath.tests",
+)
 _ALLOWED_SUBMODULES = ("sympy.utilities.iterables",)
 # Bare names the program may not use (the builtins are also absent at run time).
-DENY_NAMES = frozenset({
-    "eval", "exec", "compile", "open", "input", "breakpoint", "globals",
-    "locals", "vars", "setattr", "delattr", "help", "exit", "quit",
-    "memoryview", "copyright", "credits", "license", "lambdify", "preview",
-    "init_session", "init_printing", "parse_expr", "parse_latex",
-    "import_module", "autowrap", "ufuncify", "codegen",
-    "attrgetter", "methodcaller",   # attribute traversal by run-time strings
-})
+DENY_NAMES = frozenset(
+    {
+        "eval",
+        "exec",
+        "compile",
+        "open",
+        "input",
+        "breakpoint",
+        "globals",
+        "locals",
+        "vars",
+        "setattr",
+        "delattr",
+        "help",
+        "exit",
+        "quit",
+        "memoryview",
+        "copyright",
+        "credits",
+        "license",
+        "lambdify",
+        "preview",
+        "init_session",
+        "init_printing",
+        "parse_expr",
+        "parse_latex",
+        "import_module",
+        "autowrap",
+        "ufuncify",
+        "codegen",
+        "attrgetter",
+        "methodcaller",  # attribute traversal by run-time strings
+    }
+)
 # Attribute names that lead to modules, frames or code objects.
-DENY_ATTRS = DENY_NAMES | frozenset({
-    "os", "sys", "subprocess", "builtins", "importlib", "ctypes", "socket",
-    "shutil", "pathlib", "io", "pickle", "marshal", "threading",
-    "multiprocessing", "signal", "resource", "gc", "inspect", "code", "codeop",
-    "tempfile", "glob", "modules", "system", "popen", "fork", "mro",
-    "f_globals", "f_locals", "f_builtins", "f_back", "f_code", "gi_frame",
-    "gi_code", "cr_frame", "cr_code", "ag_frame", "ag_code", "tb_frame",
-    "tb_next", "co_code", "func_globals", "func_code", "external", "utilities",
-    "testing", "interactive", "parsing", "runtests", "doctest", "test",
-    "pkgdata", "format", "format_map", "vformat", "get_field", "Formatter",
-})
-_HEAVY = frozenset({"sympy", "mpmath"})   # imported only if the program imports them
+DENY_ATTRS = DENY_NAMES | frozenset(
+    {
+        "os",
+        "sys",
+        "subprocess",
+        "builtins",
+        "importlib",
+        "ctypes",
+        "socket",
+        "shutil",
+        "pathlib",
+        "io",
+        "pickle",
+        "marshal",
+        "threading",
+        "multiprocessing",
+        "signal",
+        "resource",
+        "gc",
+        "inspect",
+        "code",
+        "codeop",
+        "tempfile",
+        "glob",
+        "modules",
+        "system",
+        "popen",
+        "fork",
+        "mro",
+        "f_globals",
+        "f_locals",
+        "f_builtins",
+        "f_back",
+        "f_code",
+        "gi_frame",
+        "gi_code",
+        "cr_frame",
+        "cr_code",
+        "ag_frame",
+        "ag_code",
+        "tb_frame",
+        "tb_next",
+        "co_code",
+        "func_globals",
+        "func_code",
+        "external",
+        "utilities",
+        "testing",
+        "interactive",
+        "parsing",
+        "runtests",
+        "doctest",
+        "test",
+        "pkgdata",
+        "format",
+        "format_map",
+        "vformat",
+        "get_field",
+        "Formatter",
+    }
+)
+_HEAVY = frozenset({"sympy", "mpmath"})  # imported only if the program imports them
 MAX_PROGRAM_CHARS = 20_000
-PROGRAM_GRACE_S = 0.5   # wall seconds past timeout_s from the program's start
-IDLE_CPU_SHARE = 0.2    # a child using less of a core than this since its start is idle (sleeping)
+PROGRAM_GRACE_S = 0.5  # wall seconds past timeout_s from the program's start
+IDLE_CPU_SHARE = 0.2  # a child using less of a core than this since its start is idle (sleeping)
 _CHILD_ARG = "--sandbox-child"
 _ALL_LAYERS = ("static", "netns", "rlimit", "seccomp", "audit", "builtins", "cpu_timer")
 
@@ -128,17 +228,18 @@ _ALL_LAYERS = ("static", "netns", "rlimit", "seccomp", "audit", "builtins", "cpu
 @dataclass
 class SandboxResult:
     ok: bool
-    output: str | None          # str(answer) when ok
-    reason: str                 # see module docstring
-    elapsed_s: float            # wall time of the whole call
-    detail: str = ""            # exception message, denied path, ...
-    stdout: str = ""            # what the program printed (capped), first run
+    output: str | None  # str(answer) when ok
+    reason: str  # see module docstring
+    elapsed_s: float  # wall time of the whole call
+    detail: str = ""  # exception message, denied path, ...
+    stdout: str = ""  # what the program printed (capped), first run
     stderr_tail: str = ""
-    cpu_s: float = 0.0          # max child CPU time over runs (incl. startup)
+    cpu_s: float = 0.0  # max child CPU time over runs (incl. startup)
     layers: tuple[str, ...] = field(default_factory=tuple)  # guards that were active
 
 
 # ---------------------------------------------------------------- static check
+
 
 def _import_reason(name: str, allow: frozenset) -> str | None:
     if name.partition(".")[0] not in allow:
@@ -177,7 +278,7 @@ def _node_reason(node: ast.AST, allow: frozenset) -> str | None:
         return _ident_reason(node.attr, DENY_ATTRS, "attribute")
     elif isinstance(node, ast.Name):
         return _ident_reason(node.id, DENY_NAMES, "name")
-    elif isinstance(node, ast.MatchClass):   # `case C(attr=...)` reads attributes
+    elif isinstance(node, ast.MatchClass):  # `case C(attr=...)` reads attributes
         for attr in node.kwd_attrs:
             if r := _ident_reason(attr, DENY_ATTRS, "attribute"):
                 return r
@@ -196,8 +297,11 @@ def static_check(program: str, allow_imports: frozenset = DEFAULT_ALLOWED_IMPORT
         tree = ast.parse(program)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return "static:syntax"
-    found = [(getattr(n, "end_lineno", 0) or 0, getattr(n, "end_col_offset", 0) or 0, r)
-             for n in ast.walk(tree) if (r := _node_reason(n, allow_imports))]
+    found = [
+        (getattr(n, "end_lineno", 0) or 0, getattr(n, "end_col_offset", 0) or 0, r)
+        for n in ast.walk(tree)
+        if (r := _node_reason(n, allow_imports))
+    ]
     return min(found)[2] if found else None  # the first offence in reading order
 
 
@@ -214,8 +318,10 @@ def _netns_available() -> bool:
         if _netns_ok is None:
             exe = shutil.which("unshare")
             try:
-                _netns_ok = exe is not None and subprocess.run(
-                    [exe, "-n", "true"], capture_output=True, timeout=10).returncode == 0
+                _netns_ok = (
+                    exe is not None
+                    and subprocess.run([exe, "-n", "true"], capture_output=True, timeout=10).returncode == 0
+                )
             except (OSError, subprocess.SubprocessError):
                 _netns_ok = False
         return _netns_ok
@@ -237,8 +343,9 @@ def _child_paths() -> tuple[list[str], list[str]]:
     return sorted(set(site)), sorted(roots)
 
 
-def _collect(proc: subprocess.Popen, result_fd: int, key: bytes, deadline: float, program_s: float,
-             cap: int) -> tuple[bytes, bytes, bytes, str]:
+def _collect(
+    proc: subprocess.Popen, result_fd: int, key: bytes, deadline: float, program_s: float, cap: int
+) -> tuple[bytes, bytes, bytes, str]:
     """Read stdout/stderr/result pipe until EOF, deadline or `cap` bytes (never
     unbounded). Once the child's authenticated "started" line arrives, a program
     deadline `program_s` from then applies to a child that is idle (sleeping,
@@ -327,8 +434,12 @@ def _reap(proc: subprocess.Popen) -> float:
     return cpu
 
 
-_SIGNAL_REASONS = {signal.SIGPROF: "cpu_limit", signal.SIGXCPU: "cpu_limit",
-                   signal.SIGKILL: "cpu_limit", signal.SIGXFSZ: "denied:file_size"}
+_SIGNAL_REASONS = {
+    signal.SIGPROF: "cpu_limit",
+    signal.SIGXCPU: "cpu_limit",
+    signal.SIGKILL: "cpu_limit",
+    signal.SIGXFSZ: "denied:file_size",
+}
 
 
 def _interpret(out: bytes, err: bytes, res_raw: bytes, key: bytes, status: str, rc: int | None) -> dict:
@@ -341,8 +452,11 @@ def _interpret(out: bytes, err: bytes, res_raw: bytes, key: bytes, status: str, 
     if forged:
         return {"reason": "denied:result_channel", "detail": "a result line failed authentication"}
     if res is not None:
-        if (not isinstance(res, dict) or not isinstance(res.get("reason"), str)
-                or (res["reason"] == "ok") != isinstance(res.get("output"), str)):
+        if (
+            not isinstance(res, dict)
+            or not isinstance(res.get("reason"), str)
+            or (res["reason"] == "ok") != isinstance(res.get("output"), str)
+        ):
             return {"reason": "sandbox:bad_result"}
         return res
     if rc is not None and rc < 0:
@@ -372,9 +486,17 @@ def _startup_imports(program: str, allow: frozenset) -> frozenset:
     return allow - _HEAVY
 
 
-def run(program: str, *, timeout_s: float = 5.0, memory_mb: int = 512, runs: int = 2,
-        allow_imports: frozenset = DEFAULT_ALLOWED_IMPORTS, max_output: int = 4096,
-        wall_s: float | None = None, _disable: frozenset = frozenset()) -> SandboxResult:
+def run(
+    program: str,
+    *,
+    timeout_s: float = 5.0,
+    memory_mb: int = 512,
+    runs: int = 2,
+    allow_imports: frozenset = DEFAULT_ALLOWED_IMPORTS,
+    max_output: int = 4096,
+    wall_s: float | None = None,
+    _disable: frozenset = frozenset(),
+) -> SandboxResult:
     """Run `program` `runs` times (concurrently, each in a fresh process).
 
     timeout_s: CPU seconds for the program itself (interpreter + sympy start-up,
@@ -394,9 +516,14 @@ def run(program: str, *, timeout_s: float = 5.0, memory_mb: int = 512, runs: int
     if "netns" in layers and not _netns_available():
         layers.remove("netns")
     base = {
-        "program": program, "timeout_s": timeout_s, "memory_mb": memory_mb,
-        "max_output": max_output, "allow": sorted(_startup_imports(program, allow_imports)),
-        "path": _child_paths()[0], "roots": _child_paths()[1], "layers": layers,
+        "program": program,
+        "timeout_s": timeout_s,
+        "memory_mb": memory_mb,
+        "max_output": max_output,
+        "allow": sorted(_startup_imports(program, allow_imports)),
+        "path": _child_paths()[0],
+        "roots": _child_paths()[1],
+        "layers": layers,
     }
     cmd = [sys.executable, "-I", "-S", "-B", os.path.abspath(__file__), _CHILD_ARG]
     if "netns" in layers:
@@ -416,16 +543,31 @@ def run(program: str, *, timeout_s: float = 5.0, memory_mb: int = 512, runs: int
                 r, w = os.pipe()
                 chans.append((r, os.urandom(32)))
                 try:
-                    procs.append(subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.PIPE,
-                                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                                  start_new_session=True, pass_fds=(w,)))
+                    procs.append(
+                        subprocess.Popen(
+                            cmd,
+                            cwd=cwd,
+                            env=env,
+                            stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
+                            start_new_session=True,
+                            pass_fds=(w,),
+                        )
+                    )
                 finally:
                     os.close(w)
                 _send(procs[-1], {**base, "result_fd": w, "key": chans[-1][1].hex()})
             raw = [_collect(p, r, k, deadline, program_s, cap) for p, (r, k) in zip(procs, chans)]
         except OSError as e:  # could not spawn (EAGAIN, ENOMEM, ...): not the program's fault
-            return SandboxResult(False, None, f"sandbox:spawn {type(e).__name__}",
-                                 time.monotonic() - t0, detail=str(e), layers=tuple(layers))
+            return SandboxResult(
+                False,
+                None,
+                f"sandbox:spawn {type(e).__name__}",
+                time.monotonic() - t0,
+                detail=str(e),
+                layers=tuple(layers),
+            )
         finally:
             cpus = [_reap(p) for p in procs]
             for r, _ in chans:
@@ -446,8 +588,7 @@ def _send(proc: subprocess.Popen, cfg: dict) -> None:
         pass
 
 
-def _combine(results: list[tuple[dict, bytes]], layers: list[str], cpu: float,
-             elapsed: float) -> SandboxResult:
+def _combine(results: list[tuple[dict, bytes]], layers: list[str], cpu: float, elapsed: float) -> SandboxResult:
     """One SandboxResult from all runs: the first failure wins, then outputs
     must agree. Child-reported fields are coerced (the child is untrusted)."""
     first, _ = results[0]
@@ -456,14 +597,29 @@ def _combine(results: list[tuple[dict, bytes]], layers: list[str], cpu: float,
     cpu_s, active, stdout = round(cpu, 3), tuple(layers), str(first.get("stdout", ""))[:1000]
     for res, err in results:
         if res["reason"] != "ok":
-            return SandboxResult(False, None, res["reason"][:200], elapsed,
-                                 detail=str(res.get("detail", ""))[:500],
-                                 stderr_tail=err.decode("utf-8", "replace")[-2000:],
-                                 cpu_s=cpu_s, layers=active, stdout=stdout)
+            return SandboxResult(
+                False,
+                None,
+                res["reason"][:200],
+                elapsed,
+                detail=str(res.get("detail", ""))[:500],
+                stderr_tail=err.decode("utf-8", "replace")[-2000:],
+                cpu_s=cpu_s,
+                layers=active,
+                stdout=stdout,
+            )
     outputs = {res["output"] for res, _ in results}
     if len(outputs) > 1:
-        return SandboxResult(False, None, "nondeterministic", elapsed,
-                             detail=" | ".join(sorted(outputs))[:500], cpu_s=cpu_s, layers=active, stdout=stdout)
+        return SandboxResult(
+            False,
+            None,
+            "nondeterministic",
+            elapsed,
+            detail=" | ".join(sorted(outputs))[:500],
+            cpu_s=cpu_s,
+            layers=active,
+            stdout=stdout,
+        )
     return SandboxResult(True, outputs.pop(), "ok", elapsed, cpu_s=cpu_s, layers=active, stdout=stdout)
 
 
@@ -472,39 +628,201 @@ def _combine(results: list[tuple[dict, bytes]], layers: list[str], cpu: float,
 
 _O_WRITE = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | 0o20000000
 _DENY_EVENTS = (  # audit-event prefixes -> reason
-    ("socket.", "denied:socket"), ("ctypes.", "denied:ctypes"),
-    ("subprocess.", "denied:subprocess"), ("os.system", "denied:subprocess"),
-    ("os.exec", "denied:subprocess"), ("os.posix_spawn", "denied:subprocess"),
-    ("os.spawn", "denied:subprocess"), ("pty.", "denied:subprocess"),
-    ("os.fork", "denied:fork"), ("_thread.start_new_thread", "denied:thread"),
-    ("os.", None), ("shutil.", None), ("mmap.", None), ("fcntl.", None),
-    ("resource.", None), ("signal.", None), ("sys.addaudithook", None),
-    ("sys.settrace", None), ("sys.setprofile", None), ("sys._current_frames", None),
-    ("tempfile.", None), ("glob.", None), ("webbrowser.", None), ("urllib.", None),
-    ("http.", None), ("ftplib.", None), ("smtplib.", None), ("sqlite3.", None),
-    ("builtins.input", None), ("builtins.breakpoint", None), ("code.__new__", None),
-    ("cpython.", None), ("syslog.", None), ("pdb.", None),
+    ("socket.", "denied:socket"),
+    ("ctypes.", "denied:ctypes"),
+    ("subprocess.", "denied:subprocess"),
+    ("os.system", "denied:subprocess"),
+    ("os.exec", "denied:subprocess"),
+    ("os.posix_spawn", "denied:subprocess"),
+    ("os.spawn", "denied:subprocess"),
+    ("pty.", "denied:subprocess"),
+    ("os.fork", "denied:fork"),
+    ("_thread.start_new_thread", "denied:thread"),
+    ("os.", None),
+    ("shutil.", None),
+    ("mmap.", None),
+    ("fcntl.", None),
+    ("resource.", None),
+    ("signal.", None),
+    ("sys.addaudithook", None),
+    ("sys.settrace", None),
+    ("sys.setprofile", None),
+    ("sys._current_frames", None),
+    ("tempfile.", None),
+    ("glob.", None),
+    ("webbrowser.", None),
+    ("urllib.", None),
+    ("http.", None),
+    ("ftplib.", None),
+    ("smtplib.", None),
+    ("sqlite3.", None),
+    ("builtins.input", None),
+    ("builtins.breakpoint", None),
+    ("code.__new__", None),
+    ("cpython.", None),
+    ("syslog.", None),
+    ("pdb.", None),
 )
-_DENY_RUNTIME_IMPORTS = frozenset({
-    "socket", "_socket", "ssl", "_ssl", "ctypes", "_ctypes", "subprocess",
-    "_posixsubprocess", "multiprocessing", "_multiprocessing", "pty", "mmap",
-    "asyncio", "http", "urllib", "ftplib", "smtplib", "socketserver", "xmlrpc",
-    "webbrowser", "sqlite3", "_sqlite3", "pdb", "code", "codeop", "shutil",
-})
+_DENY_RUNTIME_IMPORTS = frozenset(
+    {
+        "socket",
+        "_socket",
+        "ssl",
+        "_ssl",
+        "ctypes",
+        "_ctypes",
+        "subprocess",
+        "_posixsubprocess",
+        "multiprocessing",
+        "_multiprocessing",
+        "pty",
+        "mmap",
+        "asyncio",
+        "http",
+        "urllib",
+        "ftplib",
+        "smtplib",
+        "socketserver",
+        "xmlrpc",
+        "webbrowser",
+        "sqlite3",
+        "_sqlite3",
+        "pdb",
+        "code",
+        "codeop",
+        "shutil",
+    }
+)
 # x86_64 syscalls the seccomp filter answers with EPERM.
 _SECCOMP_DENY = (
-    56, 57, 58, 59, 322, 435,                           # clone fork vfork execve execveat clone3
-    41, 42, 43, 49, 50, 53, 288,                        # socket connect accept bind listen socketpair accept4
-    62, 200, 234, 129, 297, 424, 434, 438, 101, 310, 311,  # kill tkill tgkill sigqueue pidfd ptrace vm_rw
-    76, 77, 82, 83, 84, 85, 86, 87, 88, 90, 91, 92, 93, 94, 132, 133, 235,
-    258, 259, 260, 261, 263, 264, 265, 266, 268, 280, 316,  # file mutation (truncate..renameat2)
-    188, 189, 190, 197, 198, 199,                       # xattrs
-    155, 161, 165, 166, 169, 172, 173, 135, 160, 175, 176, 313, 246, 320, 321, 298,
-    248, 249, 250, 272, 308, 319, 323, 425, 426, 427, 437, 428, 429, 430, 431, 432,
-    433, 442, 303, 304, 103, 163, 164, 167, 168, 170, 171, 179, 227, 159, 300,
-    305, 153, 134, 154, 443, 452, 460, 463, 466, 467, 469,   # clock_adjtime vhangup uselib ldt ...
-    141, 142, 144, 203, 251, 256, 279,       # priority/scheduling/memory of *other* processes
-    21, 269, 439, 89, 267,                   # access faccessat faccessat2 readlink readlinkat
+    56,
+    57,
+    58,
+    59,
+    322,
+    435,  # clone fork vfork execve execveat clone3
+    41,
+    42,
+    43,
+    49,
+    50,
+    53,
+    288,  # socket connect accept bind listen socketpair accept4
+    62,
+    200,
+    234,
+    129,
+    297,
+    424,
+    434,
+    438,
+    101,
+    310,
+    311,  # kill tkill tgkill sigqueue pidfd ptrace vm_rw
+    76,
+    77,
+    82,
+    83,
+    84,
+    85,
+    86,
+    87,
+    88,
+    90,
+    91,
+    92,
+    93,
+    94,
+    132,
+    133,
+    235,
+    258,
+    259,
+    260,
+    261,
+    263,
+    264,
+    265,
+    266,
+    268,
+    280,
+    316,  # file mutation (truncate..renameat2)
+    188,
+    189,
+    190,
+    197,
+    198,
+    199,  # xattrs
+    155,
+    161,
+    165,
+    166,
+    169,
+    172,
+    173,
+    135,
+    160,
+    175,
+    176,
+    313,
+    246,
+    320,
+    321,
+    298,
+    248,
+    249,
+    250,
+    272,
+    308,
+    319,
+    323,
+    425,
+    426,
+    427,
+    437,
+    428,
+    429,
+    430,
+    431,
+    432,
+    433,
+    442,
+    303,
+    304,
+    103,
+    163,
+    164,
+    167,
+    168,
+    170,
+    171,
+    179,
+    227,
+    159,
+    300,
+    305,
+    153,
+    134,
+    154,
+    443,
+    452,
+    460,
+    463,
+    466,
+    467,
+    469,  # clock_adjtime vhangup uselib ldt ...
+    141,
+    142,
+    144,
+    203,
+    251,
+    256,
+    279,  # priority/scheduling/memory of *other* processes
+    21,
+    269,
+    439,
+    89,
+    267,  # access faccessat faccessat2 readlink readlinkat
 )
 
 
@@ -512,36 +830,38 @@ def _install_seccomp() -> bool:
     """Kernel-enforced syscall denylist (x86_64 only); True if installed."""
     if sys.platform != "linux" or platform.machine() != "x86_64":
         return False
-    allow, deny = 0x7FFF0000, 0x00050000 | 1          # RET_ALLOW, RET_ERRNO|EPERM
-    prog: list = [(0x20, 0, 0, 4), (0x15, 1, 0, 0xC000003E), (0x06, 0, 0, 0x80000000),
-                  (0x20, 0, 0, 0), (0x35, "D", 0, 0x40000000)]   # x32 ABI -> deny
+    allow, deny = 0x7FFF0000, 0x00050000 | 1  # RET_ALLOW, RET_ERRNO|EPERM
+    prog: list = [
+        (0x20, 0, 0, 4),
+        (0x15, 1, 0, 0xC000003E),
+        (0x06, 0, 0, 0x80000000),
+        (0x20, 0, 0, 0),
+        (0x35, "D", 0, 0x40000000),
+    ]  # x32 ABI -> deny
     prog += [(0x15, "D", 0, nr) for nr in _SECCOMP_DENY]
-    prog += [(0x15, "OPEN", 0, 2), (0x15, "OPENAT", 0, 257), (0x15, "PRL", 0, 302),
-             (0x06, 0, 0, allow)]
+    prog += [(0x15, "OPEN", 0, 2), (0x15, "OPENAT", 0, 257), (0x15, "PRL", 0, 302), (0x06, 0, 0, allow)]
     labels = {"OPEN": len(prog)}
-    prog += [(0x20, 0, 0, 24), (0x45, "D", "A", _O_WRITE)]        # open: flags = arg1
+    prog += [(0x20, 0, 0, 24), (0x45, "D", "A", _O_WRITE)]  # open: flags = arg1
     labels["OPENAT"] = len(prog)
-    prog += [(0x20, 0, 0, 32), (0x45, "D", "A", _O_WRITE)]        # openat: flags = arg2
-    labels["PRL"] = len(prog)                                      # prlimit64: new != NULL
+    prog += [(0x20, 0, 0, 32), (0x45, "D", "A", _O_WRITE)]  # openat: flags = arg2
+    labels["PRL"] = len(prog)  # prlimit64: new != NULL
     prog += [(0x20, 0, 0, 32), (0x15, 0, "D", 0), (0x20, 0, 0, 36), (0x15, "A", "D", 0)]
     labels["A"], labels["D"] = len(prog), len(prog) + 1
     prog += [(0x06, 0, 0, allow), (0x06, 0, 0, deny)]
 
     class Filter(ctypes.Structure):
-        _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte),
-                    ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint32)]
+        _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint32)]
 
     class Prog(ctypes.Structure):
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Filter))]
 
     rel = lambda j, i: labels[j] - i - 1 if isinstance(j, str) else j  # noqa: E731
     if not all(0 <= rel(j, i) <= 255 for i, (_, t, f, _) in enumerate(prog) for j in (t, f)):
-        return False                                 # a jump would not fit in a u8
-    arr = (Filter * len(prog))(*[Filter(c, rel(t, i), rel(f, i), k)
-                                 for i, (c, t, f, k) in enumerate(prog)])
+        return False  # a jump would not fit in a u8
+    arr = (Filter * len(prog))(*[Filter(c, rel(t, i), rel(f, i), k) for i, (c, t, f, k) in enumerate(prog)])
     libc = ctypes.CDLL(None, use_errno=True)
     ul = ctypes.c_ulong
-    if libc.prctl(38, ul(1), ul(0), ul(0), ul(0)) != 0:           # PR_SET_NO_NEW_PRIVS
+    if libc.prctl(38, ul(1), ul(0), ul(0), ul(0)) != 0:  # PR_SET_NO_NEW_PRIVS
         return False
     fprog = Prog(len(prog), arr)
     return libc.prctl(22, ul(2), ctypes.byref(fprog), ul(0), ul(0)) == 0  # SECCOMP_MODE_FILTER
@@ -551,10 +871,11 @@ def _make_emitter(fd: int, key: bytes):
     """(emit, started): write one authenticated line to the result pipe; emit
     exits at once after (no cleanup, no atexit: nothing of the program runs
     after a result is written). The key lives only in these closures."""
+
     def line(body: bytes, _w=os.write, _fd=fd, _mac=hmac.new, _k=key, _h=hashlib.sha256) -> None:
         data = memoryview(body + b" " + _mac(_k, body, _h).hexdigest().encode() + b"\n")
         while data:
-            data = data[_w(_fd, data):]
+            data = data[_w(_fd, data) :]
 
     def emit(res: dict, _line=line, _d=json.dumps, _exit=os._exit) -> None:
         try:
@@ -565,6 +886,7 @@ def _make_emitter(fd: int, key: bytes):
 
     def started(_line=line) -> None:
         _line(b"S")
+
     return emit, started
 
 
@@ -572,8 +894,8 @@ def _make_audit_hook(roots: tuple, emit):
     """Build the hook. Everything it uses is bound as a default argument
     (rebinding those is itself a denied event), so a program that tampers with
     module globals or builtins cannot disarm it; hooks cannot be removed."""
-    def inside(path, _rp=os.path.realpath, _np=os.path.normpath, _ap=os.path.abspath,
-               _fs=os.fsdecode, _roots=roots):
+
+    def inside(path, _rp=os.path.realpath, _np=os.path.normpath, _ap=os.path.abspath, _fs=os.fsdecode, _roots=roots):
         try:
             p = _fs(path)
         except Exception:  # noqa: BLE001 - unreadable path: not inside
@@ -584,9 +906,21 @@ def _make_audit_hook(roots: tuple, emit):
             p = _np(_ap(p))
         return any(p == r or p.startswith(r + "/") for r in _roots)
 
-    def hook(event, args, _emit=emit, _inside=inside, _deny=_DENY_EVENTS,
-             _imports=_DENY_RUNTIME_IMPORTS, _mask=_O_WRITE, _isinst=isinstance,
-             _int=int, _str=str, _any=any, _getattr=getattr, _me=__file__):
+    def hook(
+        event,
+        args,
+        _emit=emit,
+        _inside=inside,
+        _deny=_DENY_EVENTS,
+        _imports=_DENY_RUNTIME_IMPORTS,
+        _mask=_O_WRITE,
+        _isinst=isinstance,
+        _int=int,
+        _str=str,
+        _any=any,
+        _getattr=getattr,
+        _me=__file__,
+    ):
         reason = None
         if event == "open":
             path, mode, flags = args
@@ -604,11 +938,11 @@ def _make_audit_hook(roots: tuple, emit):
                 reason = "denied:import " + args[0]
         elif event in ("object.__setattr__", "object.__delattr__"):  # disarming the hook
             code = _getattr(args[0], "__code__", None)
-            if args[1] == "__code__" or (args[1] in ("__defaults__", "__kwdefaults__")
-                                         and _getattr(code, "co_filename", "") == _me):
+            if args[1] == "__code__" or (
+                args[1] in ("__defaults__", "__kwdefaults__") and _getattr(code, "co_filename", "") == _me
+            ):
                 reason = "denied:setattr " + args[1]
-        elif event not in ("exec", "compile", "object.__getattr__", "builtins.id",
-                           "marshal.loads", "sys._getframe"):
+        elif event not in ("exec", "compile", "object.__getattr__", "builtins.id", "marshal.loads", "sys._getframe"):
             for prefix, why in _deny:
                 if event.startswith(prefix):
                     reason = why or "denied:" + event
@@ -619,6 +953,7 @@ def _make_audit_hook(roots: tuple, emit):
             except BaseException:  # noqa: BLE001 - a hostile __repr__ must not stop the exit
                 detail = ""
             _emit({"reason": reason, "detail": detail})
+
     return hook
 
 
@@ -627,8 +962,11 @@ def _safe_builtins(allow: frozenset, emit) -> dict:
     real_import, real_getattr = builtins.__import__, builtins.getattr
 
     def _import(name, globals=None, locals=None, fromlist=(), level=0):
-        bad = level or _import_reason(name, allow) or any(
-            f != "*" and (f.startswith("_") or f in DENY_ATTRS) for f in fromlist or ())
+        bad = (
+            level
+            or _import_reason(name, allow)
+            or any(f != "*" and (f.startswith("_") or f in DENY_ATTRS) for f in fromlist or ())
+        )
         if bad:
             emit({"reason": f"denied:import {name}"})
         return real_import(name, globals, locals, fromlist, level)
@@ -645,21 +983,28 @@ def _safe_builtins(allow: frozenset, emit) -> dict:
         except AttributeError:
             return False
 
-    safe = {k: v for k, v in vars(builtins).items()
-            if not k.startswith("_") and k not in DENY_NAMES}
-    safe.update(__import__=_import, __build_class__=builtins.__build_class__,
-                getattr=_getattr, hasattr=_hasattr, __name__="builtins")
+    safe = {k: v for k, v in vars(builtins).items() if not k.startswith("_") and k not in DENY_NAMES}
+    safe.update(
+        __import__=_import,
+        __build_class__=builtins.__build_class__,
+        getattr=_getattr,
+        hasattr=_hasattr,
+        __name__="builtins",
+    )
     return safe
 
 
 def _guard_operator(emit) -> None:
     """attrgetter/methodcaller take attribute names as run-time strings
     (``chr(95) * 2 + 'class'``): replaced by denials (the module the program imports is this one)."""
+
     def denied(what):
         def refuse(*args, **kwargs):
             emit({"reason": f"denied:{what}", "detail": repr(args)[:300]})
+
         return refuse
-    operator.attrgetter = denied("attrgetter")      # type: ignore[assignment,misc]
+
+    operator.attrgetter = denied("attrgetter")  # type: ignore[assignment,misc]
     operator.methodcaller = denied("methodcaller")  # type: ignore[assignment,misc]
 
 
@@ -669,8 +1014,10 @@ _META_FUNCS = ("stat", "lstat", "access", "readlink", "statvfs")
 def _guard_metadata(allowed: tuple) -> None:
     """os.stat & co. raise no audit event: wrap them to answer PermissionError
     outside the scratch folder and the Python install (``allowed``)."""
-    def wrap(fn, _np=os.path.normpath, _ap=os.path.abspath, _fs=os.fsdecode, _allowed=allowed,
-             _isinst=isinstance, _int=int):
+
+    def wrap(
+        fn, _np=os.path.normpath, _ap=os.path.abspath, _fs=os.fsdecode, _allowed=allowed, _isinst=isinstance, _int=int
+    ):
         def guarded(path, *args, **kwargs):
             ok = False
             if not _isinst(path, _int) and not kwargs.get("dir_fd"):
@@ -682,7 +1029,9 @@ def _guard_metadata(allowed: tuple) -> None:
             if not ok:
                 raise PermissionError(1, "sandbox: no file metadata outside the scratch folder", str(path)[:200])
             return fn(path, *args, **kwargs)
+
         return guarded
+
     for name in _META_FUNCS:
         if hasattr(os, name):
             setattr(os, name, wrap(getattr(os, name)))
@@ -693,28 +1042,37 @@ def _guard_sympify(emit) -> None:
     math (no quotes, attributes, dunders, denied names) and eval it without."""
     import sympy
     from sympy.parsing import sympy_parser
+
     original = sympy_parser.parse_expr
     namespace: dict = {}
     exec("from sympy import *", namespace)
     namespace = {k: v for k, v in namespace.items() if k not in DENY_ATTRS}
-    namespace.update(__builtins__={}, max=sympy.Max, min=sympy.Min, abs=abs,
-                     int=int, float=float, pow=pow, round=round)
+    namespace.update(__builtins__={}, max=sympy.Max, min=sympy.Min, abs=abs, int=int, float=float, pow=pow, round=round)
     ok_chars = re.compile(r"[\w\s.+\-*/^()\[\],=<>!%&|~]*")
 
-    def parse_expr(s, local_dict=None, transformations=sympy_parser.standard_transformations,
-                   global_dict=None, evaluate=True):
+    def parse_expr(
+        s, local_dict=None, transformations=sympy_parser.standard_transformations, global_dict=None, evaluate=True
+    ):
         words = re.findall(r"[^\W\d]\w*", s) if isinstance(s, str) else ["?"]
-        if (not isinstance(s, str) or len(s) > 2000 or not ok_chars.fullmatch(s)
-                or re.search(r"\.\s*[^\W\d]", s) or "lambda" in words
-                or any(w.startswith("_") or w in DENY_ATTRS for w in words)):
+        if (
+            not isinstance(s, str)
+            or len(s) > 2000
+            or not ok_chars.fullmatch(s)
+            or re.search(r"\.\s*[^\W\d]", s)
+            or "lambda" in words
+            or any(w.startswith("_") or w in DENY_ATTRS for w in words)
+        ):
             emit({"reason": "denied:sympify", "detail": repr(s)[:300]})
-        return original(s, local_dict=local_dict, transformations=transformations,
-                        global_dict=dict(namespace), evaluate=evaluate)
+        return original(
+            s, local_dict=local_dict, transformations=transformations, global_dict=dict(namespace), evaluate=evaluate
+        )
+
     sympy_parser.parse_expr = parse_expr
 
 
 class _CappedText:
     """sys.stdout stand-in that keeps the first `cap` characters."""
+
     def __init__(self, cap: int):
         self.cap, self.size = cap, 0
         self.parts: list[str] = []
@@ -735,7 +1093,7 @@ class _CappedText:
 def _child_main() -> None:
     cfg = json.loads(sys.stdin.buffer.read())
     emit, started = _make_emitter(cfg.pop("result_fd"), bytes.fromhex(cfg.pop("key")))
-    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)    # stray writes to fd 1 vanish
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # stray writes to fd 1 vanish
     try:
         glb, missing = _child_setup(cfg, emit)
     except BaseException as e:  # noqa: BLE001 - report, never hang
@@ -743,7 +1101,7 @@ def _child_main() -> None:
     out = sys.stdout = sys.stderr = _CappedText(cfg["max_output"])
     if "cpu_timer" in cfg["layers"]:
         signal.setitimer(signal.ITIMER_PROF, cfg["timeout_s"])
-    started()                                       # the parent's program wall clock starts now
+    started()  # the parent's program wall clock starts now
     res = _execute(cfg["program"], glb, cfg["max_output"])
     res.update(stdout=out.text()[:1000], guards=missing)
     emit(res)
@@ -754,13 +1112,17 @@ def _child_setup(cfg: dict, emit) -> tuple[dict, list[str]]:
     ctypes calls that install seccomp). Returns the program's globals."""
     layers, missing = set(cfg["layers"]), []
     if "rlimit" in layers:
-        for res, lim in ((resource.RLIMIT_AS, cfg["memory_mb"] * 2**20),
-                         (resource.RLIMIT_FSIZE, 0), (resource.RLIMIT_CORE, 0),
-                         (resource.RLIMIT_NOFILE, 64), (resource.RLIMIT_NPROC, 1)):
+        for res, lim in (
+            (resource.RLIMIT_AS, cfg["memory_mb"] * 2**20),
+            (resource.RLIMIT_FSIZE, 0),
+            (resource.RLIMIT_CORE, 0),
+            (resource.RLIMIT_NOFILE, 64),
+            (resource.RLIMIT_NPROC, 1),
+        ):
             resource.setrlimit(res, (lim, lim))
     sys.path.extend(cfg["path"])
     allow = frozenset(cfg["allow"])
-    for mod in sorted(allow):                       # later imports are cache hits
+    for mod in sorted(allow):  # later imports are cache hits
         try:
             __import__(mod)
         except ImportError:
@@ -788,7 +1150,7 @@ def _execute(program: str, glb: dict, max_output: int) -> dict:
             return {"reason": "no_answer"}
         text = str(glb["answer"])
     except MemoryError:
-        glb.clear()                                 # free the hog before reporting
+        glb.clear()  # free the hog before reporting
         return {"reason": "memory_limit"}
     except BaseException as e:  # noqa: BLE001 - the program's failure is data
         glb.clear()

@@ -19,6 +19,7 @@ Layers, bottom up (a module imports only from lower ones; no cycles)::
 
 Only sympy (via ``sympy_bridge``) and mpmath (in ``evaluate.ctx``) load lazily.
 """
+
 from .extract import Extraction, extract_answer
 from .funcs import (
     REWARDS,
@@ -42,10 +43,24 @@ correctness_reward = CorrectnessReward()
 accuracy_reward = AccuracyReward()
 
 __all__ = [
-    "verify", "Verdict", "VERIFIER_VERSION", "extract_answer", "Extraction",
-    "REWARDS", "build_reward", "completion_text",
-    "XmlCountReward", "SoftFormatReward", "StrictFormatReward", "IntReward",
-    "CorrectnessReward", "AccuracyReward",
-    "xmlcount_reward", "soft_format_reward", "strict_format_reward", "int_reward",
-    "correctness_reward", "accuracy_reward",
+    "verify",
+    "Verdict",
+    "VERIFIER_VERSION",
+    "extract_answer",
+    "Extraction",
+    "REWARDS",
+    "build_reward",
+    "completion_text",
+    "XmlCountReward",
+    "SoftFormatReward",
+    "StrictFormatReward",
+    "IntReward",
+    "CorrectnessReward",
+    "AccuracyReward",
+    "xmlcount_reward",
+    "soft_format_reward",
+    "strict_format_reward",
+    "int_reward",
+    "correctness_reward",
+    "accuracy_reward",
 ]

@@ -7,6 +7,7 @@ evaluates nothing.  Every function takes the parser object ``p`` (a
 its methods (``p.expr()``, ``p.seq()``, ``p.group()``, ...), so this module
 depends on the lexer's tables, never on ``rewards.parse`` itself.
 """
+
 from __future__ import annotations
 
 from .errors import GuardError, ParseError

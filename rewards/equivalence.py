@@ -38,6 +38,7 @@ Gold vs prediction rules (the check is asymmetric where that blocks hacks):
   unsolved inequality from the problem (``x^2 - 4 < 0``) is wrong, not
   equivalent.
 """
+
 from __future__ import annotations
 
 import re
@@ -55,8 +56,26 @@ SETS = {"interval", "union", "reals", "empty"}
 MAX_ITEMS = 64
 
 _CHOICE = re.compile(r"\(?([A-Ea-e])\)?")
-_MATH_WORDS = {"pi", "sqrt", "inf", "infty", "oo", "or", "and", "sin", "cos", "tan", "log", "ln", "exp",
-               "abs", "cot", "sec", "csc", "U"}
+_MATH_WORDS = {
+    "pi",
+    "sqrt",
+    "inf",
+    "infty",
+    "oo",
+    "or",
+    "and",
+    "sin",
+    "cos",
+    "tan",
+    "log",
+    "ln",
+    "exp",
+    "abs",
+    "cot",
+    "sec",
+    "csc",
+    "U",
+}
 _TEXTY = re.compile(r"[A-Za-z][A-Za-z\s'\-]*")
 
 
@@ -66,8 +85,9 @@ def is_text(s: str) -> bool:
     if not _TEXTY.fullmatch(s):
         return False
     words = s.split()
-    return any(len(w) >= 3 and w not in _MATH_WORDS for w in words) or len(words) > 1 and all(
-        len(w) >= 2 for w in words)
+    return (
+        any(len(w) >= 3 and w not in _MATH_WORDS for w in words) or len(words) > 1 and all(len(w) >= 2 for w in words)
+    )
 
 
 def _text_key(s: str) -> str:

@@ -5,6 +5,7 @@ Contract: ``ParseError`` means "this text is not an answer we can read";
 deep, too large).  They live here, not in ``parse``, so that every layer can
 raise or catch them without importing the parser.
 """
+
 from __future__ import annotations
 
 __all__ = ["ParseError", "GuardError"]

@@ -13,6 +13,7 @@ any thread or process without signals.
 Both raise ``EvalError`` for undefined values (division by zero, unknown
 function) and ``TooLarge`` for guarded inputs.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,12 +27,24 @@ from .errors import GuardError
 if TYPE_CHECKING:
     from mpmath.ctx_mp import MPContext
 
-__all__ = ["EvalError", "TooLarge", "Budget", "exact", "numeric", "free_symbols", "has_decimal", "literal_unit",
-           "DPS", "MAX_LOG10", "ctx", "children"]
+__all__ = [
+    "EvalError",
+    "TooLarge",
+    "Budget",
+    "exact",
+    "numeric",
+    "free_symbols",
+    "has_decimal",
+    "literal_unit",
+    "DPS",
+    "MAX_LOG10",
+    "ctx",
+    "children",
+]
 
 DPS = 40
-MAX_BITS = 1 << 18         # exact results larger than ~79000 digits are refused (2^65536 is fine)
-MAX_LOG10 = 1000.0         # numeric magnitudes up to 1e1000
+MAX_BITS = 1 << 18  # exact results larger than ~79000 digits are refused (2^65536 is fine)
+MAX_LOG10 = 1000.0  # numeric magnitudes up to 1e1000
 MAX_FACTORIAL_EXACT = 2000
 MAX_TRIG_ARG = 1e6
 _LOG2_10 = math.log2(10)
@@ -259,9 +272,22 @@ def _exact_factorial(v: Fraction | None) -> Fraction | None:
 
 # ---------------------------------------------------------------- numeric
 _FUNCS = {
-    "sin": "sin", "cos": "cos", "tan": "tan", "cot": "cot", "sec": "sec", "csc": "csc",
-    "arcsin": "asin", "arccos": "acos", "arctan": "atan", "sinh": "sinh", "cosh": "cosh",
-    "tanh": "tanh", "exp": "exp", "ln": "ln", "floor": "floor", "ceil": "ceil",
+    "sin": "sin",
+    "cos": "cos",
+    "tan": "tan",
+    "cot": "cot",
+    "sec": "sec",
+    "csc": "csc",
+    "arcsin": "asin",
+    "arccos": "acos",
+    "arctan": "atan",
+    "sinh": "sinh",
+    "cosh": "cosh",
+    "tanh": "tanh",
+    "exp": "exp",
+    "ln": "ln",
+    "floor": "floor",
+    "ceil": "ceil",
 }
 
 

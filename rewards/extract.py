@@ -14,6 +14,7 @@ first extractor that finds something wins, in this order:
    decimals, simple fractions ``a/b``, a leading sign).  Weak: ``strong=False``.
 5. ``none``        - nothing found; ``value is None``.
 """
+
 from __future__ import annotations
 
 import re

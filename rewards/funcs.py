@@ -26,6 +26,7 @@ timed out; weights are the caller's business):
                    still counts.  Only unreadable candidates fall through, so
                    listing several guesses does not help.
 """
+
 from __future__ import annotations
 
 import re
@@ -36,8 +37,15 @@ from .extract import candidates, extract_answer
 from .verifier import DEFAULT_TIMEOUT_S, verify
 
 __all__ = [
-    "REWARDS", "build_reward", "completion_text", "XmlCountReward", "SoftFormatReward",
-    "StrictFormatReward", "IntReward", "CorrectnessReward", "AccuracyReward",
+    "REWARDS",
+    "build_reward",
+    "completion_text",
+    "XmlCountReward",
+    "SoftFormatReward",
+    "StrictFormatReward",
+    "IntReward",
+    "CorrectnessReward",
+    "AccuracyReward",
 ]
 
 

@@ -8,6 +8,7 @@ solved only when one side of every comparison is the bare variable and the
 other sides are constants (``x > 3``, ``-1 <= x < 2``, ``x != 0``,
 ``x \\in [0, 1)``, and ``or`` of these).  Pure Python, no sympy.
 """
+
 from __future__ import annotations
 
 from .evaluate import Budget, EvalError, TooLarge, ctx, free_symbols, numeric

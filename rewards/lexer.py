@@ -11,6 +11,7 @@ The tables here are shared by the operator grammar (``rewards.parse``)
 and the primary expressions (``rewards._primary``), which is why they sit
 below both.
 """
+
 from __future__ import annotations
 
 import re
@@ -20,36 +21,130 @@ from typing import cast
 from .errors import GuardError, ParseError
 from .normalize import decimal_unit
 
-__all__ = ["tokenize", "literal", "FUNCS", "GREEK", "WORDS", "MATRIX_ENVS", "REL", "MUL", "DIV",
-           "MAX_DEPTH", "MAX_TOKENS", "MAX_NUMBER_DIGITS"]
+__all__ = [
+    "tokenize",
+    "literal",
+    "FUNCS",
+    "GREEK",
+    "WORDS",
+    "MATRIX_ENVS",
+    "REL",
+    "MUL",
+    "DIV",
+    "MAX_DEPTH",
+    "MAX_TOKENS",
+    "MAX_NUMBER_DIGITS",
+]
 
 MAX_DEPTH = 60
 MAX_TOKENS = 1500
 MAX_NUMBER_DIGITS = 300
 
 FUNCS = {
-    "sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan",
-    "sinh", "cosh", "tanh", "exp", "ln", "floor", "ceil",
+    "sin",
+    "cos",
+    "tan",
+    "cot",
+    "sec",
+    "csc",
+    "arcsin",
+    "arccos",
+    "arctan",
+    "sinh",
+    "cosh",
+    "tanh",
+    "exp",
+    "ln",
+    "floor",
+    "ceil",
 }
 GREEK = {
-    "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta",
-    "iota", "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "upsilon", "phi", "varphi",
-    "chi", "psi", "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Sigma", "Phi", "Psi", "Omega",
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "varepsilon",
+    "zeta",
+    "eta",
+    "theta",
+    "vartheta",
+    "iota",
+    "kappa",
+    "lambda",
+    "mu",
+    "nu",
+    "xi",
+    "rho",
+    "sigma",
+    "tau",
+    "upsilon",
+    "phi",
+    "varphi",
+    "chi",
+    "psi",
+    "omega",
+    "Gamma",
+    "Delta",
+    "Theta",
+    "Lambda",
+    "Xi",
+    "Sigma",
+    "Phi",
+    "Psi",
+    "Omega",
 }
-REL = {"=": "=", "<": "<", ">": ">", "<=": "<=", ">=": ">=", "!=": "!=", "le": "<=", "leq": "<=",
-       "leqslant": "<=", "ge": ">=", "geq": ">=", "geqslant": ">=", "lt": "<", "gt": ">",
-       "ne": "!=", "neq": "!=", "in": "in"}
+REL = {
+    "=": "=",
+    "<": "<",
+    ">": ">",
+    "<=": "<=",
+    ">=": ">=",
+    "!=": "!=",
+    "le": "<=",
+    "leq": "<=",
+    "leqslant": "<=",
+    "ge": ">=",
+    "geq": ">=",
+    "geqslant": ">=",
+    "lt": "<",
+    "gt": ">",
+    "ne": "!=",
+    "neq": "!=",
+    "in": "in",
+}
 MUL = {"*", "cdot", "times", "ast"}
 DIV = {"/", "div"}
-WORDS = {"pi": ("c", "pi"), "inf": ("c", "oo"), "infty": ("c", "oo"), "infinity": ("c", "oo"),
-         "oo": ("c", "oo")}
+WORDS = {"pi": ("c", "pi"), "inf": ("c", "oo"), "infty": ("c", "oo"), "infinity": ("c", "oo"), "oo": ("c", "oo")}
 MATRIX_ENVS = {"pmatrix", "bmatrix", "Bmatrix", "matrix", "smallmatrix", "array"}
 
 _PLAIN_FUNCS = FUNCS | {"log", "sqrt", "abs", "asin", "acos", "atan"}
-_ALIASES = {"asin": "arcsin", "acos": "arccos", "atan": "arctan", "dfrac": "frac", "tfrac": "frac",
-            "cfrac": "frac", "dbinom": "binom", "tbinom": "binom", "lg": "log"}
-_IGNORED_CMDS = {"left", "right", "displaystyle", "mathrm", "text", "big", "Big", "bigl", "bigr",
-                 "Bigl", "Bigr", "limits", "nolimits"}
+_ALIASES = {
+    "asin": "arcsin",
+    "acos": "arccos",
+    "atan": "arctan",
+    "dfrac": "frac",
+    "tfrac": "frac",
+    "cfrac": "frac",
+    "dbinom": "binom",
+    "tbinom": "binom",
+    "lg": "log",
+}
+_IGNORED_CMDS = {
+    "left",
+    "right",
+    "displaystyle",
+    "mathrm",
+    "text",
+    "big",
+    "Big",
+    "bigl",
+    "bigr",
+    "Bigl",
+    "Bigr",
+    "limits",
+    "nolimits",
+}
 _KEEP_WORDS = _PLAIN_FUNCS | set(WORDS) | MATRIX_ENVS | {"or", "and", "U"}
 _ARRAY_SPEC = re.compile(r"[lcr]+")
 _TOKEN = re.compile(

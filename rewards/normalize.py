@@ -26,6 +26,7 @@ decimal, ``a/b``, ``\\frac{a}{b}``, mixed number ``2\\frac{1}{2}``, scientific
 ``1.5\\times10^{3}`` / ``1.5e3``) into an exact ``Fraction`` plus a flag
 saying whether it was written with a decimal point (an approximation).
 """
+
 from __future__ import annotations
 
 import re
@@ -35,24 +36,53 @@ from fractions import Fraction
 __all__ = ["normalize", "parse_number", "Num", "canon_text", "fold_unicode", "decimal_unit"]
 
 # Unicode look-alikes folded to ASCII before anything else.
-_TRANSLATE = str.maketrans({
-    "−": "-", "–": "-", "—": "-", "‐": "-", "﹣": "-", "－": "-",
-    "×": "\\times ", "·": "\\cdot ", "÷": "/", "⁄": "/",
-    "π": "\\pi ", "√": "\\sqrt ", "∞": "\\infty ", "≤": "\\le ", "≥": "\\ge ",
-    "≠": "\\ne ", "∪": "\\cup ", "∩": "\\cap ", "°": "^\\circ ",
-    "\u00a0": " ", "\u2009": " ", "\u202f": " ", "\u200b": "",
-    "（": "(", "）": ")", "，": ",", "．": ".",
-    "€": "", "£": "", "¥": "",
-})
+_TRANSLATE = str.maketrans(
+    {
+        "−": "-",
+        "–": "-",
+        "—": "-",
+        "‐": "-",
+        "﹣": "-",
+        "－": "-",
+        "×": "\\times ",
+        "·": "\\cdot ",
+        "÷": "/",
+        "⁄": "/",
+        "π": "\\pi ",
+        "√": "\\sqrt ",
+        "∞": "\\infty ",
+        "≤": "\\le ",
+        "≥": "\\ge ",
+        "≠": "\\ne ",
+        "∪": "\\cup ",
+        "∩": "\\cap ",
+        "°": "^\\circ ",
+        "\u00a0": " ",
+        "\u2009": " ",
+        "\u202f": " ",
+        "\u200b": "",
+        "（": "(",
+        "）": ")",
+        "，": ",",
+        "．": ".",
+        "€": "",
+        "£": "",
+        "¥": "",
+    }
+)
 
 _WRAPPERS = re.compile(
     r"\\(?:text|textrm|textbf|textit|texttt|mathrm|mathbf|mathit|mathsf|mbox|"
     r"operatorname|boldsymbol|bm|hbox)\s*\{([^{}]*)\}"
 )
-_TEXT_UNIT = re.compile(r"^([-+]?\s*\d+(?:\.\d+)?)\s*\\(?:text|mbox)\s*\{\s*[a-zA-Z][a-zA-Z .]*\}"
-                        r"(?:\s*\^\s*\{?[23]\}?)?$")
-_SPACING = re.compile(r"(?<!\\)\\(?:[,;:! ]|quad|qquad|displaystyle|textstyle|left|right|big|Big|bigg|Bigg)"
-                      r"(?![a-zA-Z])")
+_TEXT_UNIT = re.compile(
+    r"^([-+]?\s*\d+(?:\.\d+)?)\s*\\(?:text|mbox)\s*\{\s*[a-zA-Z][a-zA-Z .]*\}"
+    r"(?:\s*\^\s*\{?[23]\}?)?$"
+)
+_SPACING = re.compile(
+    r"(?<!\\)\\(?:[,;:! ]|quad|qquad|displaystyle|textstyle|left|right|big|Big|bigg|Bigg)"
+    r"(?![a-zA-Z])"
+)
 _DEGREE = re.compile(r"\bdegrees?\b|\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree|\^\s*\{\s*\\text\{o\}\s*\}")
 _PERCENT = re.compile(r"\\?%|\bpercent\b")
 _CURRENCY = re.compile(r"\\\$|\$|\bUSD\b|\bdollars?\b|\bcents?\b|\\euro|\\pounds", re.I)
@@ -192,8 +222,10 @@ def decimal_unit(body: str, exp: int = 0) -> Fraction:
 
 _INT = r"\d+"
 _DEC = r"(?:\d+\.\d*|\.\d+|\d+)"
-_PLAIN = re.compile(rf"^([-+]?)\s*({_DEC})"
-                    r"(?:\s*(?:e|E|\\times\s*10\s*\^|\*\s*10\s*\*\*|\\cdot\s*10\s*\^)\s*\{?\s*([-+]?\d{1,3})\s*\}?)?$")
+_PLAIN = re.compile(
+    rf"^([-+]?)\s*({_DEC})"
+    r"(?:\s*(?:e|E|\\times\s*10\s*\^|\*\s*10\s*\*\*|\\cdot\s*10\s*\^)\s*\{?\s*([-+]?\d{1,3})\s*\}?)?$"
+)
 _SLASH = re.compile(rf"^([-+]?)\s*({_INT})\s*/\s*({_INT})$")
 _FRAC = re.compile(r"^([-+]?)\s*(\d+)?\s*\\frac\s*(?:\{\s*(\d+)\s*\}|(\d))\s*(?:\{\s*(\d+)\s*\}|(\d))$")
 _MAX_DIGITS = 400  # beyond this, numbers go to the guarded slow path

@@ -25,6 +25,7 @@ matrices) -> this module (operators, relations, the cached entry point).
 ``_primary`` calls back into the grammar only through the parser object it is
 given, so it never imports this module.
 """
+
 from __future__ import annotations
 
 from fractions import Fraction
@@ -151,8 +152,12 @@ class _Parser:
         if kind in ("num", "word") and text not in ("or", "and", "U"):
             return True
         if kind == "cmd":
-            return text not in REL and text not in MUL and text not in DIV and text not in (
-                "pm", "mp", "cup", "end", "rangle", "rbrace", "rfloor", "rceil", "rvert")
+            return (
+                text not in REL
+                and text not in MUL
+                and text not in DIV
+                and text not in ("pm", "mp", "cup", "end", "rangle", "rbrace", "rfloor", "rceil", "rvert")
+            )
         return kind == "op" and text in ("(", "\\{", "[") and text != "["
 
     def unary(self):

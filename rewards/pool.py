@@ -24,6 +24,7 @@ Contract
 * Messages are pickles of our own ASTs over private pipes between this
   process and its own children; model text never reaches ``pickle``.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -53,7 +54,11 @@ class _Worker:
         env.setdefault("OMP_NUM_THREADS", "1")
         self.proc = subprocess.Popen(
             [sys.executable, "-u", "-c", "from rewards.pool import _worker_main; _worker_main()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, close_fds=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            close_fds=True,
         )
         # Both are PIPEs, so never None (typed handles for the type checker).
         self.stdin = cast(IO[bytes], self.proc.stdin)

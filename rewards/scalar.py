@@ -23,6 +23,7 @@ or a [sympy] confirmation of a constant timed out.  Pure Python except the
 * A bare decimal approximates a non-rational value only to the precision it
   states (``rewards.verdict.approximates``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -111,8 +112,12 @@ def scalar_eq(g, p, budget: Budget) -> tuple[bool | None, str]:
 
 
 def _tiny_or_huge(g, p, budget: Budget) -> bool:
-    return (budget.min_log10 < -RISKY_LOG10 or budget.max_log10 > RISKY_LOG10
-            or _max_literal(g) >= BIG_LITERAL or _max_literal(p) >= BIG_LITERAL)
+    return (
+        budget.min_log10 < -RISKY_LOG10
+        or budget.max_log10 > RISKY_LOG10
+        or _max_literal(g) >= BIG_LITERAL
+        or _max_literal(p) >= BIG_LITERAL
+    )
 
 
 def _constant_eq(g, p, ge, pe, budget: Budget) -> tuple[bool | None, str]:
@@ -120,8 +125,11 @@ def _constant_eq(g, p, ge, pe, budget: Budget) -> tuple[bool | None, str]:
     try:
         gv = numeric(g, {}, budget)
     except TooLarge as exc:  # an exact gold beyond 1e1000 is readable: only an exact value can equal it
-        return (False, "gold is a huge exact number, prediction is not") if ge is not None else (
-            None, f"gold too large to evaluate: {exc}")
+        return (
+            (False, "gold is a huge exact number, prediction is not")
+            if ge is not None
+            else (None, f"gold too large to evaluate: {exc}")
+        )
     except EvalError as exc:
         return None, f"gold undefined: {exc}"
     try:

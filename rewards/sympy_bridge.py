@@ -6,6 +6,7 @@ constant are refused above ``MAX_EXP`` before sympy could evaluate them.
 Tasks: ``equal(a, b) -> bool``, ``solve(relation) -> (var, intervals) | None``,
 ``ping() -> True`` (plus underscored test hooks).
 """
+
 from __future__ import annotations
 
 import signal
@@ -20,11 +21,32 @@ from .errors import GuardError
 from .evaluate import exact, free_symbols
 
 MAX_EXP = 1000
-_FUNCS = {"sin": sp.sin, "cos": sp.cos, "tan": sp.tan, "cot": sp.cot, "sec": sp.sec, "csc": sp.csc,
-          "arcsin": sp.asin, "arccos": sp.acos, "arctan": sp.atan, "sinh": sp.sinh, "cosh": sp.cosh,
-          "tanh": sp.tanh, "exp": sp.exp, "ln": sp.log, "floor": sp.floor, "ceil": sp.ceiling}
-_REL = {"<": sp.StrictLessThan, "<=": sp.LessThan, ">": sp.StrictGreaterThan, ">=": sp.GreaterThan,
-        "=": sp.Eq, "!=": sp.Ne}
+_FUNCS = {
+    "sin": sp.sin,
+    "cos": sp.cos,
+    "tan": sp.tan,
+    "cot": sp.cot,
+    "sec": sp.sec,
+    "csc": sp.csc,
+    "arcsin": sp.asin,
+    "arccos": sp.acos,
+    "arctan": sp.atan,
+    "sinh": sp.sinh,
+    "cosh": sp.cosh,
+    "tanh": sp.tanh,
+    "exp": sp.exp,
+    "ln": sp.log,
+    "floor": sp.floor,
+    "ceil": sp.ceiling,
+}
+_REL = {
+    "<": sp.StrictLessThan,
+    "<=": sp.LessThan,
+    ">": sp.StrictGreaterThan,
+    ">=": sp.GreaterThan,
+    "=": sp.Eq,
+    "!=": sp.Ne,
+}
 
 
 def to_sympy(node):
@@ -133,8 +155,14 @@ def _set_to_intervals(s) -> list[tuple]:
             out.extend(_set_to_intervals(part))
         return out
     if isinstance(s, sp.Interval):
-        return [(from_sympy(s.start), not s.left_open and s.start.is_finite,
-                 from_sympy(s.end), not s.right_open and s.end.is_finite)]
+        return [
+            (
+                from_sympy(s.start),
+                not s.left_open and s.start.is_finite,
+                from_sympy(s.end),
+                not s.right_open and s.end.is_finite,
+            )
+        ]
     if isinstance(s, sp.FiniteSet):
         return [(from_sympy(x), True, from_sympy(x), True) for x in s.args]
     if s is sp.S.Reals:
@@ -150,8 +178,7 @@ def solve(node):
     if len(symbols) != 1:
         return None
     (x,) = symbols
-    solution = sp.solveset(rel, x, domain=sp.S.Reals) if not isinstance(rel, (sp.And, sp.Or)) else \
-        rel.as_set()
+    solution = sp.solveset(rel, x, domain=sp.S.Reals) if not isinstance(rel, (sp.And, sp.Or)) else rel.as_set()
     return x.name, _set_to_intervals(solution)
 
 
@@ -169,5 +196,10 @@ def _stuck(seconds: float) -> None:
 
 
 # Underscored tasks exist for the test-suite (hung/slow workers).
-TASKS: dict[str, Callable[..., Any]] = {"equal": equal, "solve": solve, "ping": _ping,
-                                        "_sleep": time.sleep, "_stuck": _stuck}
+TASKS: dict[str, Callable[..., Any]] = {
+    "equal": equal,
+    "solve": solve,
+    "ping": _ping,
+    "_sleep": time.sleep,
+    "_stuck": _stuck,
+}

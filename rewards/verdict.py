@@ -20,6 +20,7 @@ The full rule list (surds, constants, variables, sympy) is in
 so that every layer can build verdicts and apply ``REL_TOL`` without
 importing the public entry point.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -66,7 +67,10 @@ def compare_numbers(gold: Num, pred: Num) -> Verdict:
     if gold.decimal != pred.decimal:
         exact = pred if gold.decimal else gold
         approx = gold if gold.decimal else pred
-        if approx.unit is not None and not has_finite_decimal(exact.value) and approximates(
-                abs(exact.value - approx.value), approx.unit, abs(exact.value)):
+        if (
+            approx.unit is not None
+            and not has_finite_decimal(exact.value)
+            and approximates(abs(exact.value - approx.value), approx.unit, abs(exact.value))
+        ):
             return Verdict(True, "decimal approximation to its stated precision", "number")
     return Verdict(False, "different numbers", "number")

@@ -54,6 +54,7 @@ Rules a policy cannot game (each has rows in ``tests/test_verify_table.py``)
 Details of sets, tuples, intervals and equations: ``rewards.equivalence``;
 of the scalar comparison: ``rewards.scalar``.
 """
+
 from __future__ import annotations
 
 import threading
@@ -65,8 +66,7 @@ from .verdict import REL_TOL, Verdict, compare_numbers, has_finite_decimal
 
 # Verdict, REL_TOL and compare_numbers live in rewards.verdict (below
 # equivalence/scalar, which need them) and are re-exported from here, their old home.
-__all__ = ["Verdict", "verify", "VERIFIER_VERSION", "REL_TOL", "clear_cache", "compare_numbers",
-           "has_finite_decimal"]
+__all__ = ["Verdict", "verify", "VERIFIER_VERSION", "REL_TOL", "clear_cache", "compare_numbers", "has_finite_decimal"]
 
 VERIFIER_VERSION = "2.0.0"  # 2: unicode confusables, random points, stated-precision tolerance
 MAX_GOLD_CHARS = 2000

@@ -29,6 +29,7 @@ Invariants:
   that fails removes the file it created (the directory is as it was).
 - `StoreError` lives in `store.errors` (no dependencies) and is re-exported here.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,20 +62,18 @@ def migrations() -> list[tuple[int, str, str]]:
 
 
 SCHEMA_VERSION = migrations()[-1][0]
-READ_WAIT_S = 30.0    # a reader waits this long for the writer's transaction to end
+READ_WAIT_S = 30.0  # a reader waits this long for the writer's transaction to end
 WRITE_WAIT_S = 600.0  # the writer waits this long for readers (a stage's outputs wait to commit)
 RETRY_S = (0.01, 0.2)  # first and longest pause between tries
 SQL_MEMORY_LIMIT = "1GB"  # user-typed queries (`external_access=False`): a runaway query errors, not the machine
-DAMAGE_ERRORS = (duckdb.IOException, duckdb.SerializationException, duckdb.FatalException,
-                 duckdb.InternalException)
+DAMAGE_ERRORS = (duckdb.IOException, duckdb.SerializationException, duckdb.FatalException, duckdb.InternalException)
 
 
 class Store:
     """A DuckDB store file. `read_only` never writes; `external_access=False` also
     forbids the SQL from touching any other file (for user-typed queries)."""
 
-    def __init__(self, path: str | Path, read_only: bool = False, external_access: bool = True,
-                 hold: bool = True):
+    def __init__(self, path: str | Path, read_only: bool = False, external_access: bool = True, hold: bool = True):
         self.path = Path(path)
         self.read_only = read_only
         self.migrated_from: int | None = None  # schema version before this open migrated it
@@ -86,8 +85,10 @@ class Store:
             except OSError as e:
                 raise StoreError(f"{self.path.parent}: cannot create store directory: {e.strerror}") from e
         self._config: dict[str, str | bool | int | float | list[str]] = (
-            {} if external_access else {"enable_external_access": False, "memory_limit": SQL_MEMORY_LIMIT,
-                                        "lock_configuration": True})
+            {}
+            if external_access
+            else {"enable_external_access": False, "memory_limit": SQL_MEMORY_LIMIT, "lock_configuration": True}
+        )
         self._config |= {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
         existed = self.path.exists()
         _refuse_foreign(self.path)
@@ -177,23 +178,31 @@ class Store:
         if self.path.with_name(self.path.name + ".wal").exists():
             return
         block_size, used = self.con.execute(
-            "SELECT block_size, used_blocks FROM pragma_database_size() "
-            "WHERE database_name = current_database()").fetchall()[0]
+            "SELECT block_size, used_blocks FROM pragma_database_size() WHERE database_name = current_database()"
+        ).fetchall()[0]
         size = self.path.stat().st_size
         if size < block_size * used:
-            raise StoreError(f"{self.path}: store file is truncated ({size} bytes; its {used} used blocks need "
-                             f"at least {block_size * used}); nothing was read or written: restore it from a backup")
+            raise StoreError(
+                f"{self.path}: store file is truncated ({size} bytes; its {used} used blocks need "
+                f"at least {block_size * used}); nothing was read or written: restore it from a backup"
+            )
 
     def _tables(self) -> list[str]:
-        return [r[0] for r in self.con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
-            "AND table_catalog = current_database() ORDER BY 1").fetchall()]
+        return [
+            r[0]
+            for r in self.con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+                "AND table_catalog = current_database() ORDER BY 1"
+            ).fetchall()
+        ]
 
     def _check_loop_store(self) -> None:
         tables = self._tables()
         if tables and "schema_migrations" not in tables:
-            raise StoreError(f"{self.path}: a DuckDB database but not a loop store (tables: "
-                             f"{', '.join(tables[:8])}); nothing was written: point run.store at a new file")
+            raise StoreError(
+                f"{self.path}: a DuckDB database but not a loop store (tables: "
+                f"{', '.join(tables[:8])}); nothing was written: point run.store at a new file"
+            )
 
     def _check_blocks(self) -> None:
         """Read every column of every table, so a block whose checksum does not match is found
@@ -204,20 +213,25 @@ class Store:
 
     # --- schema ---------------------------------------------------------------
     def _version(self) -> int:
-        has = self.con.execute("SELECT count(*) FROM information_schema.tables "
-                               "WHERE table_name = 'schema_migrations'").fetchall()[0][0]
+        has = self.con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
+        ).fetchall()[0][0]
         if not has:
             return 0
         return self.con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchall()[0][0]
 
     def _check_version(self, current: int, read_only: bool = False) -> None:
         if current > SCHEMA_VERSION:
-            raise StoreError(f"{self.path}: store schema version {current} is newer than this "
-                             f"loop supports ({SCHEMA_VERSION}); upgrade loop")
+            raise StoreError(
+                f"{self.path}: store schema version {current} is newer than this "
+                f"loop supports ({SCHEMA_VERSION}); upgrade loop"
+            )
         if read_only and current < SCHEMA_VERSION:
-            raise StoreError(f"{self.path}: store schema version {current} is older than this loop's "
-                             f"({SCHEMA_VERSION}) and a read-only open cannot migrate it; run "
-                             f"`loop migrate --store {self.path}` first")
+            raise StoreError(
+                f"{self.path}: store schema version {current} is older than this loop's "
+                f"({SCHEMA_VERSION}) and a read-only open cannot migrate it; run "
+                f"`loop migrate --store {self.path}` first"
+            )
 
     def migrate(self) -> int:
         current = self._version()
@@ -227,8 +241,10 @@ class Store:
         if not pending:
             return current
         with self.transaction():  # all pending migrations, bookkeeping too, or none: a failure writes nothing
-            self.con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
-                             "name VARCHAR, applied_at TIMESTAMP DEFAULT current_timestamp)")
+            self.con.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                "name VARCHAR, applied_at TIMESTAMP DEFAULT current_timestamp)"
+            )
             for version, name, sql in pending:
                 self.con.execute(sql)
                 self.con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
@@ -256,13 +272,16 @@ class Store:
         if not rows:
             return
         import pyarrow as pa
+
         cols = list(rows[0])
         batch = pa.table({c: [_enc(r[c]) for r in rows] for c in cols})
         with self.session():
             self.con.register("_loop_batch", batch)  # Arrow scan: one vectorized insert, not N statements
             try:
-                self.con.execute(f"INSERT INTO {table} ({', '.join(cols)}) "
-                                 f"SELECT {', '.join(cols)} FROM _loop_batch ON CONFLICT {conflict}")
+                self.con.execute(
+                    f"INSERT INTO {table} ({', '.join(cols)}) "
+                    f"SELECT {', '.join(cols)} FROM _loop_batch ON CONFLICT {conflict}"
+                )
             finally:
                 _unregister(self.con, "_loop_batch")
 
@@ -276,8 +295,9 @@ class Store:
         with self.session():
             self.con.register("_loop_arrow", batch)
             try:
-                self.con.execute(f"INSERT INTO {table} ({', '.join(cols)}) "
-                                 f"SELECT {', '.join(cols)} FROM _loop_arrow{on_conflict}")
+                self.con.execute(
+                    f"INSERT INTO {table} ({', '.join(cols)}) SELECT {', '.join(cols)} FROM _loop_arrow{on_conflict}"
+                )
             finally:
                 _unregister(self.con, "_loop_arrow")
 
@@ -286,6 +306,7 @@ class Store:
         if not rows:
             return
         import pyarrow as pa
+
         cols = [c for c in rows[0] if c != "sample_id"]
         batch = pa.table({c: [_enc(r[c]) for r in rows] for c in ["sample_id", *cols]})
         with self.session():
@@ -329,8 +350,11 @@ def migrate_store(path: str | Path) -> tuple[int, int]:
         return st.migrated_from, st._version()
 
 
-_FOREIGN = ((b"SQLite format 3\x00", "a SQLite database"), (b"PAR1", "a Parquet file"),
-            (b"PK\x03\x04", "a zip archive"))
+_FOREIGN = (
+    (b"SQLite format 3\x00", "a SQLite database"),
+    (b"PAR1", "a Parquet file"),
+    (b"PK\x03\x04", "a zip archive"),
+)
 
 
 def _refuse_foreign(path: Path) -> None:
@@ -365,13 +389,16 @@ def _rollback(con) -> None:
 
 def _cause(e: BaseException) -> str:
     text = str(e)
-    for needle, why in (("No space left", "disk full"), ("Read-only file system", "read-only file system"),
-                        ("Permission denied", "permission denied"),
-                        ("not a valid DuckDB database", "not a DuckDB store (corrupt or another file type)"),
-                        ("Could not read enough bytes", "truncated or damaged file"),
-                        ("Corrupt database file", "corrupt file: a block's checksum does not match"),
-                        ("Conflicting lock", "in use by another process"),
-                        ("is an existing extension", "not a DuckDB store (another database format)")):
+    for needle, why in (
+        ("No space left", "disk full"),
+        ("Read-only file system", "read-only file system"),
+        ("Permission denied", "permission denied"),
+        ("not a valid DuckDB database", "not a DuckDB store (corrupt or another file type)"),
+        ("Could not read enough bytes", "truncated or damaged file"),
+        ("Corrupt database file", "corrupt file: a block's checksum does not match"),
+        ("Conflicting lock", "in use by another process"),
+        ("is an existing extension", "not a DuckDB store (another database format)"),
+    ):
         if needle in text:
             return why
     return type(e).__name__
@@ -394,8 +421,10 @@ def _lock_pid(e: BaseException) -> str:
 
 
 def _write_error(path: Path, e: BaseException) -> str:
-    return (f"{path}: write failed ({_cause(e)}): {e}. Data committed before is intact; a stage whose "
-            f"outputs did not commit runs again on the next `loop start`")
+    return (
+        f"{path}: write failed ({_cause(e)}): {e}. Data committed before is intact; a stage whose "
+        f"outputs did not commit runs again on the next `loop start`"
+    )
 
 
 def _enc(v: Any) -> Any:

@@ -1,5 +1,6 @@
 """The store's error type, in a module of its own so every store module can import it
 without importing `store.db` (and DuckDB): no import circle, nothing to import late."""
+
 from __future__ import annotations
 
 

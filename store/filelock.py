@@ -28,6 +28,7 @@ Contract:
 - `pid_alive(pid)`: True while `pid` runs; a zombie counts as gone (Linux /proc).
 Dependency-free (standard library only).
 """
+
 from __future__ import annotations
 
 import fcntl

@@ -3,6 +3,7 @@
 A model is "accepted" by its `models.accepted` column (migration 005); only LoRA models
 (`kind = 'lora'`) are exported. Versions may be given by a unique prefix.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -23,8 +24,9 @@ def accepted_in_round(store: Store, run_id: str, r: int) -> dict[str, Any] | Non
 
 
 def rounds_with_model(store: Store, run_id: str) -> list[int]:
-    rows = store.query("SELECT DISTINCT round FROM models WHERE run_id = ? AND kind = 'lora' AND accepted "
-                       "ORDER BY round", [run_id])
+    rows = store.query(
+        "SELECT DISTINCT round FROM models WHERE run_id = ? AND kind = 'lora' AND accepted ORDER BY round", [run_id]
+    )
     return [r["round"] for r in rows]
 
 
@@ -35,8 +37,9 @@ def latest_accepted(store: Store, run_id: str) -> dict[str, Any] | None:
 
 def recent_versions(store: Store, limit: int = 10) -> list[dict[str, Any]]:
     """(model_version, round) of the newest LoRA models, oldest of them first."""
-    rows = store.query("SELECT model_version, round FROM models WHERE kind = 'lora' "
-                       "ORDER BY created_at DESC LIMIT ?", [limit])
+    rows = store.query(
+        "SELECT model_version, round FROM models WHERE kind = 'lora' ORDER BY created_at DESC LIMIT ?", [limit]
+    )
     return rows[::-1]
 
 
@@ -52,5 +55,8 @@ def run(store: Store, run_id: str) -> dict[str, Any] | None:
 
 def heldout_curve(store: Store, run_id: str, upto_round: int) -> list[dict[str, Any]]:
     """Held-out evaluations of the run up to and including `upto_round`."""
-    return store.query("SELECT round, model_version, n, correct, accuracy, format_rate FROM evaluations "
-                       "WHERE run_id = ? AND split = 'heldout' AND round <= ? ORDER BY round", [run_id, upto_round])
+    return store.query(
+        "SELECT round, model_version, n, correct, accuracy, format_rate FROM evaluations "
+        "WHERE run_id = ? AND split = 'heldout' AND round <= ? ORDER BY round",
+        [run_id, upto_round],
+    )

@@ -14,6 +14,7 @@ Contract:
   never inherit the lock.
 The locking itself is `store.filelock.FileLock` (shared with the daemon's pid file).
 """
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,12 @@ def holder(store_path: str | Path) -> dict | None:
 def describe(info: dict, held: bool = True) -> str:
     """'pid N on host H since T'; for a lock still `held` whose recorded pid is gone, says why."""
     text = f"pid {info.get('pid')} on host {info.get('host')} since {info.get('since')}"
-    if held and info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int) \
-            and not pid_alive(info["pid"]):
+    if (
+        held
+        and info.get("host") == socket.gethostname()
+        and isinstance(info.get("pid"), int)
+        and not pid_alive(info["pid"])
+    ):
         text += " (that process is gone; a process it forked still holds the lock)"
     return text
 
@@ -59,7 +64,7 @@ class StoreLock:
     def __init__(self, store_path: str | Path):
         self.path = lock_path(store_path)
         self._lock = FileLock(self.path)
-        self.took_over: dict | None = None   # the dead holder recorded in a stale lock file
+        self.took_over: dict | None = None  # the dead holder recorded in a stale lock file
 
     @property
     def fd(self) -> int | None:
@@ -74,12 +79,17 @@ class StoreLock:
             raise StoreError(f"{self.path}: cannot create the store's lock file: {e.strerror}") from e
         if not locked:
             info = _read(self.path) or {}
-            raise StoreLocked(f"store {self.path.with_suffix('')} is in use by another `loop start`: "
-                              f"{describe(info)} (lock file {self.path})")
+            raise StoreLocked(
+                f"store {self.path.with_suffix('')} is in use by another `loop start`: "
+                f"{describe(info)} (lock file {self.path})"
+            )
         self.took_over = _read(self.path)
         try:
-            self._lock.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                         "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}).encode())
+            self._lock.write(
+                json.dumps(
+                    {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                ).encode()
+            )
         except OSError as e:
             self.release()
             raise StoreError(f"{self.path}: cannot write the store's lock file: {e.strerror}") from e

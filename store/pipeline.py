@@ -11,6 +11,7 @@ Contract:
   samples (`verified IS NOT NULL`) in an inclusive round range, NULL when none is judged.
   It is the per-round `problem_pass_rates` view (migration 004) summed over rounds.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,11 @@ def current_model(store: Store, run_id: str) -> dict[str, Any] | None:
     """The run's current model: its newest accepted LoRA adapter (highest round, then the
     latest registered), as {model_version, path}. None when the run has none (no model
     trained yet, or every one rejected): the base model is current."""
-    rows = store.query("SELECT model_version, path FROM models WHERE run_id = ? AND kind = 'lora' AND accepted "
-                       "ORDER BY round DESC, created_at DESC LIMIT 1", [run_id])
+    rows = store.query(
+        "SELECT model_version, path FROM models WHERE run_id = ? AND kind = 'lora' AND accepted "
+        "ORDER BY round DESC, created_at DESC LIMIT 1",
+        [run_id],
+    )
     return rows[0] if rows else None
 
 
@@ -60,8 +64,14 @@ def reject_models(store: Store, run_id: str, after_round: int, upto_round: int, 
     rows = store.con.execute(
         "UPDATE models SET accepted = false, rejected_because = $reason, metrics = json_merge_patch(metrics, $patch) "
         "WHERE run_id = $run AND round > $after AND round <= $upto AND accepted",
-        {"reason": reason, "patch": json.dumps({"accepted": False, "rejected_because": reason}),
-         "run": run_id, "after": after_round, "upto": upto_round}).fetchall()
+        {
+            "reason": reason,
+            "patch": json.dumps({"accepted": False, "rejected_because": reason}),
+            "run": run_id,
+            "after": after_round,
+            "upto": upto_round,
+        },
+    ).fetchall()
     return rows[0][0] if rows else 0
 
 
@@ -74,17 +84,18 @@ def accepted_evaluations(store: Store, run_id: str, before_round: int) -> list[d
         "SELECT e.round, e.accuracy, e.model_version FROM evaluations e LEFT JOIN models m USING (model_version) "
         "WHERE e.run_id = ? AND e.round < ? AND e.split = 'heldout' AND coalesce(m.accepted, true) "
         "ORDER BY e.round DESC",
-        [run_id, before_round])
+        [run_id, before_round],
+    )
 
 
 # --- pass rates ---------------------------------------------------------------------
-def pass_rates(store: Store, run_id: str, first_round: int | None = None,
-               last_round: int | None = None) -> list[dict[str, Any]]:
+def pass_rates(
+    store: Store, run_id: str, first_round: int | None = None, last_round: int | None = None
+) -> list[dict[str, Any]]:
     """Per problem sampled in the run's rounds [`first_round`, `last_round`] (None: unbounded):
     {problem_id, judged, verified, pass_rate}, pass_rate = verified / judged (None when no
     sample of it is judged yet), ordered by problem_id. See `PASS_RATES_SQL`."""
     return store.query(f"{PASS_RATES_SQL} ORDER BY problem_id", pass_rate_params(run_id, first_round, last_round))
-
 
 
 # --- what a round's stages read -------------------------------------------------------
@@ -92,7 +103,9 @@ def round_problems(store: Store, run_id: str, r: int) -> list[dict[str, Any]]:
     """(problem_id, question) of round r's problems, in problem_id order."""
     return store.query(
         "SELECT p.problem_id, p.question FROM round_problems rp JOIN problems p USING (problem_id) "
-        "WHERE rp.run_id = ? AND rp.round = ? ORDER BY p.problem_id", [run_id, r])
+        "WHERE rp.run_id = ? AND rp.round = ? ORDER BY p.problem_id",
+        [run_id, r],
+    )
 
 
 def round_samples(store: Store, run_id: str, r: int) -> list[dict[str, Any]]:
@@ -100,7 +113,9 @@ def round_samples(store: Store, run_id: str, r: int) -> list[dict[str, Any]]:
     return store.query(
         "SELECT s.sample_id, s.problem_id, s.completion, p.question, p.answer FROM samples s "
         "JOIN problems p USING (problem_id) WHERE s.run_id = ? AND s.round = ? "
-        "ORDER BY s.problem_id, s.idx", [run_id, r])
+        "ORDER BY s.problem_id, s.idx",
+        [run_id, r],
+    )
 
 
 def verified_chains(store: Store, run_id: str, first: int, last: int) -> list[dict[str, Any]]:
@@ -112,7 +127,8 @@ def verified_chains(store: Store, run_id: str, first: int, last: int) -> list[di
         "coalesce(TRY_CAST(json_extract(s.rewards, '$.strict_format') AS DOUBLE), 0) > 0 AS strict "
         "FROM samples s JOIN problems p USING (problem_id) JOIN pr USING (problem_id) "
         "WHERE s.run_id = $run AND s.verified AND s.round <= $last_round AND s.round >= $first_round",
-        pass_rate_params(run_id, first, last))
+        pass_rate_params(run_id, first, last),
+    )
 
 
 def problems_in_band(store: Store, run_id: str, r: int, lo: float, hi: float) -> list[dict[str, Any]]:
@@ -122,4 +138,5 @@ def problems_in_band(store: Store, run_id: str, r: int, lo: float, hi: float) ->
         f"WITH pr AS ({PASS_RATES_SQL}) "
         "SELECT p.problem_id, p.question, p.answer, pr.pass_rate FROM pr JOIN problems p USING (problem_id) "
         "WHERE pr.pass_rate > $lo AND pr.pass_rate < $hi ORDER BY p.problem_id",
-        pass_rate_params(run_id, r, r) | {"lo": lo, "hi": hi})
+        pass_rate_params(run_id, r, r) | {"lo": lo, "hi": hi},
+    )

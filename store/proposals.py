@@ -3,6 +3,7 @@ retirements, the problems a new proposal must not duplicate, proposer training r
 
 Pass rates come from the `problem_pass_rates` view (judged samples per problem and round).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -15,14 +16,18 @@ def verified_programs(store: Store, run_id: str) -> list[tuple[str, str]]:
     rows = store.query(
         "SELECT DISTINCT p.question, json_extract_string(p.meta, '$.program') AS program "
         "FROM problems p JOIN samples s USING (problem_id) WHERE s.run_id = ? AND s.verified "
-        "AND json_extract_string(p.meta, '$.program') IS NOT NULL ORDER BY 1", [run_id])
+        "AND json_extract_string(p.meta, '$.program') IS NOT NULL ORDER BY 1",
+        [run_id],
+    )
     return [(r["question"], r["program"]) for r in rows]
 
 
 def pass_rate_rows(store: Store, run_id: str, before: int, source: str | None = None) -> list[tuple]:
     """(problem_id, round, n, n_verified) of rounds < `before`, optionally of one source."""
-    sql = ("SELECT pp.problem_id, pp.round, pp.n, pp.n_verified FROM problem_pass_rates pp "
-           "JOIN problems p USING (problem_id) WHERE pp.run_id = ? AND pp.round < ?")
+    sql = (
+        "SELECT pp.problem_id, pp.round, pp.n, pp.n_verified FROM problem_pass_rates pp "
+        "JOIN problems p USING (problem_id) WHERE pp.run_id = ? AND pp.round < ?"
+    )
     params: list[Any] = [run_id, before]
     if source:
         sql += " AND p.source = ?"
@@ -32,8 +37,10 @@ def pass_rate_rows(store: Store, run_id: str, before: int, source: str | None = 
 
 def question_texts(store: Store, source: str) -> dict[str, str]:
     """problem_id -> question for every stored problem of `source`."""
-    return {x["problem_id"]: x["question"] for x in store.query(
-        "SELECT problem_id, question FROM problems WHERE source = ?", [source])}
+    return {
+        x["problem_id"]: x["question"]
+        for x in store.query("SELECT problem_id, question FROM problems WHERE source = ?", [source])
+    }
 
 
 def retired_ids(store: Store, run_id: str) -> set[str]:
@@ -42,8 +49,10 @@ def retired_ids(store: Store, run_id: str) -> set[str]:
 
 def stored_questions(store: Store) -> list[tuple[str, str]]:
     """(problem_id, question) of every stored problem, oldest first."""
-    return [(x["problem_id"], x["question"]) for x in store.query(
-        "SELECT problem_id, question FROM problems ORDER BY created_at, problem_id")]
+    return [
+        (x["problem_id"], x["question"])
+        for x in store.query("SELECT problem_id, question FROM problems ORDER BY created_at, problem_id")
+    ]
 
 
 def proposals_with_pass_rates(store: Store, run_id: str, include_rejected: bool) -> list[dict[str, Any]]:
@@ -53,4 +62,6 @@ def proposals_with_pass_rates(store: Store, run_id: str, include_rejected: bool)
         "sum(pp.n) AS n, sum(pp.n_verified) AS n_verified FROM proposals pr "
         "LEFT JOIN problem_pass_rates pp ON pp.run_id = pr.run_id AND pp.problem_id = pr.problem_id "
         "AND pp.round = pr.round WHERE pr.run_id = ? AND (pr.status = 'kept' OR ?) "
-        "GROUP BY ALL ORDER BY pr.round, pr.proposal_id", [run_id, include_rejected])
+        "GROUP BY ALL ORDER BY pr.round, pr.proposal_id",
+        [run_id, include_rejected],
+    )

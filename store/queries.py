@@ -3,6 +3,7 @@
 Contract: every function takes an open `Store` and a run id where it is run-scoped;
 values from the user only ever travel as query parameters, never as SQL text.
 """
+
 from __future__ import annotations
 
 from store.db import Store
@@ -54,15 +55,21 @@ def summary(store: Store, run_id: str) -> dict:
         "(SELECT max(round) FROM rounds WHERE run_id = $1) AS last_round, "
         "(SELECT count(*) FROM run_problems WHERE run_id = $1) AS problems, "
         "(SELECT count(*) FROM models WHERE run_id = $1 AND kind = 'lora') AS trained_models "
-        "FROM runs r WHERE r.run_id = $1", [run_id])[0]
+        "FROM runs r WHERE r.run_id = $1",
+        [run_id],
+    )[0]
     out |= store.query(  # summary tables (store/stats.py): no scan of the samples
         "SELECT coalesce(sum(samples), 0) AS samples, coalesce(sum(verified), 0) AS verified, "
         "coalesce(sum(judged), 0) AS judged, sum(reward_sum) / nullif(sum(reward_n), 0) AS mean_reward, "
         "(SELECT count(*) FROM solved_problems WHERE run_id = $1) AS problems_solved "
-        "FROM round_stats WHERE run_id = $1", [run_id])[0]
+        "FROM round_stats WHERE run_id = $1",
+        [run_id],
+    )[0]
     out["verified_frac"] = out["verified"] / out["judged"] if out["judged"] else None
-    acc = store.query("SELECT round, accuracy, model_version FROM evaluations "
-                      "WHERE run_id = ? AND split = 'heldout' ORDER BY round", [run_id])
+    acc = store.query(
+        "SELECT round, accuracy, model_version FROM evaluations WHERE run_id = ? AND split = 'heldout' ORDER BY round",
+        [run_id],
+    )
     out["baseline_accuracy"] = acc[0]["accuracy"] if acc and acc[0]["round"] == 0 else None
     out["latest_accuracy"] = acc[-1]["accuracy"] if acc else None
     out["best_accuracy"] = max((a["accuracy"] for a in acc), default=None)
@@ -73,12 +80,16 @@ def summary(store: Store, run_id: str) -> dict:
 
 def unfinished_steps(store: Store, run_id: str) -> list[dict]:
     """Steps started but not done: what a crash interrupted (or what is running now)."""
-    return store.query("SELECT round, stage, status, started_at, attempts FROM steps "
-                       "WHERE run_id = ? AND status <> 'done' ORDER BY round, started_at", [run_id])
+    return store.query(
+        "SELECT round, stage, status, started_at, attempts FROM steps "
+        "WHERE run_id = ? AND status <> 'done' ORDER BY round, started_at",
+        [run_id],
+    )
 
 
-def problems(store: Store, run_id: str, lo: float = 0.0, hi: float = 1.0, limit: int = 20,
-             filtered: bool = False) -> list[dict]:
+def problems(
+    store: Store, run_id: str, lo: float = 0.0, hi: float = 1.0, limit: int = 20, filtered: bool = False
+) -> list[dict]:
     """Per problem of the run: judged samples, verified, pass rate (verified / judged, as
     `store.pipeline.PASS_RATES_SQL` defines it, over all rounds).
     With `filtered`, only problems whose pass rate lies in [lo, hi] (so never unjudged ones)."""
@@ -91,15 +102,24 @@ def problems(store: Store, run_id: str, lo: float = 0.0, hi: float = 1.0, limit:
         "FROM rp JOIN problems p USING (problem_id) LEFT JOIN s USING (problem_id) "
         "WHERE NOT $filtered OR s.pass_rate BETWEEN $lo AND $hi "
         "ORDER BY pass_rate NULLS LAST, p.problem_id LIMIT $limit",
-        pass_rate_params(run_id, None, None) | {"filtered": filtered, "lo": lo, "hi": hi, "limit": limit})
+        pass_rate_params(run_id, None, None) | {"filtered": filtered, "lo": lo, "hi": hi, "limit": limit},
+    )
 
 
-SAMPLE_COLS = ("s.sample_id, s.round, s.problem_id, s.idx, p.question, p.answer, s.completion, s.extracted, "
-               "s.verified, s.reward_total, s.advantage, s.rewards, s.model_version, s.completion_tokens")
+SAMPLE_COLS = (
+    "s.sample_id, s.round, s.problem_id, s.idx, p.question, p.answer, s.completion, s.extracted, "
+    "s.verified, s.reward_total, s.advantage, s.rewards, s.model_version, s.completion_tokens"
+)
 
 
-def samples(store: Store, run_id: str, verified: bool | None = None, round: int | None = None,
-            problem_id: str | None = None, limit: int = 10) -> list[dict]:
+def samples(
+    store: Store,
+    run_id: str,
+    verified: bool | None = None,
+    round: int | None = None,
+    problem_id: str | None = None,
+    limit: int = 10,
+) -> list[dict]:
     where: list[str] = ["s.run_id = ?"]
     params: list[object] = [run_id]
     if verified is not None:
@@ -114,39 +134,52 @@ def samples(store: Store, run_id: str, verified: bool | None = None, round: int 
     params.append(limit)
     return store.query(
         f"SELECT {SAMPLE_COLS} FROM samples s JOIN problems p USING (problem_id) "
-        f"WHERE {' AND '.join(where)} ORDER BY s.round, s.problem_id, s.idx LIMIT ?", params)
+        f"WHERE {' AND '.join(where)} ORDER BY s.round, s.problem_id, s.idx LIMIT ?",
+        params,
+    )
 
 
 def find_samples(store: Store, prefix: str, limit: int = 3) -> list[str]:
     """Sample ids starting with `prefix` (a full id or a unique prefix)."""
-    return [r["sample_id"] for r in store.query(
-        "SELECT sample_id FROM samples WHERE starts_with(sample_id, ?) ORDER BY sample_id LIMIT ?",
-        [prefix, limit])]
+    return [
+        r["sample_id"]
+        for r in store.query(
+            "SELECT sample_id FROM samples WHERE starts_with(sample_id, ?) ORDER BY sample_id LIMIT ?", [prefix, limit]
+        )
+    ]
 
 
 def sample_chain(store: Store, sample_id: str) -> dict:
     """Everything about one sample: its row, its problem, the model lineage, its group."""
     row = store.query(
         "SELECT s.*, p.question, p.answer, p.source, p.kind, p.level, p.meta AS problem_meta "
-        "FROM samples s JOIN problems p USING (problem_id) WHERE s.sample_id = ?", [sample_id])[0]
+        "FROM samples s JOIN problems p USING (problem_id) WHERE s.sample_id = ?",
+        [sample_id],
+    )[0]
     row["lineage"] = store.query(
         "WITH RECURSIVE chain(model_version, depth) AS ("
         "  SELECT ?, 0 UNION ALL "
         "  SELECT m.parent, c.depth + 1 FROM chain c JOIN models m ON m.model_version = c.model_version "
         "  WHERE m.parent IS NOT NULL AND c.depth < 1000) "
         "SELECT c.depth, c.model_version, m.parent, m.kind, m.round, m.data_hash, m.path "
-        "FROM chain c LEFT JOIN models m USING (model_version) ORDER BY c.depth", [row["model_version"]])
+        "FROM chain c LEFT JOIN models m USING (model_version) ORDER BY c.depth",
+        [row["model_version"]],
+    )
     row["group"] = store.query(
         "SELECT sample_id, idx, verified, reward_total, advantage, extracted FROM samples "
         "WHERE run_id = ? AND round = ? AND problem_id = ? AND model_version = ? ORDER BY idx",
-        [row["run_id"], row["round"], row["problem_id"], row["model_version"]])
+        [row["run_id"], row["round"], row["problem_id"], row["model_version"]],
+    )
     return row
 
 
 def curve(store: Store, run_id: str) -> list[dict]:
     """Held-out accuracy per round (round 0 = before training)."""
-    return store.query("SELECT round, accuracy, correct, n, format_rate, model_version FROM evaluations "
-                       "WHERE run_id = ? AND split = 'heldout' ORDER BY round", [run_id])
+    return store.query(
+        "SELECT round, accuracy, correct, n, format_rate, model_version FROM evaluations "
+        "WHERE run_id = ? AND split = 'heldout' ORDER BY round",
+        [run_id],
+    )
 
 
 EXPORT_SQL = """
@@ -161,20 +194,30 @@ ORDER BY s.round, s.problem_id, s.idx
 
 
 def export_reward_names(store: Store, run_id: str, verified_only: bool) -> list[str]:
-    return [r["k"] for r in store.query(
-        "SELECT DISTINCT unnest(json_keys(rewards)) AS k FROM samples "
-        "WHERE run_id = $run AND (NOT $verified_only OR verified) AND rewards IS NOT NULL ORDER BY k",
-        {"run": run_id, "verified_only": verified_only})]
+    return [
+        r["k"]
+        for r in store.query(
+            "SELECT DISTINCT unnest(json_keys(rewards)) AS k FROM samples "
+            "WHERE run_id = $run AND (NOT $verified_only OR verified) AND rewards IS NOT NULL ORDER BY k",
+            {"run": run_id, "verified_only": verified_only},
+        )
+    ]
 
 
 def instruct_models(store: Store, run_id: str) -> list[dict]:
     """The run's `loop sft` models (config.method = instruct), oldest first, with config and metrics."""
-    return store.query("SELECT model_version, round, path, data_hash, accepted, config, metrics, created_at "
-                       "FROM models WHERE run_id = ? AND json_extract_string(config, '$.method') = 'instruct' "
-                       "ORDER BY created_at", [run_id])
+    return store.query(
+        "SELECT model_version, round, path, data_hash, accepted, config, metrics, created_at "
+        "FROM models WHERE run_id = ? AND json_extract_string(config, '$.method') = 'instruct' "
+        "ORDER BY created_at",
+        [run_id],
+    )
 
 
 def eval_sets(store: Store, run_id: str) -> list[dict]:
     """Every evaluation row of the run (one per round and set; split `heldout` = the gated set)."""
-    return store.query("SELECT round, split, model_version, n, correct, accuracy, format_rate FROM evaluations "
-                       "WHERE run_id = ? ORDER BY round, split <> 'heldout', split", [run_id])
+    return store.query(
+        "SELECT round, split, model_version, n, correct, accuracy, format_rate FROM evaluations "
+        "WHERE run_id = ? ORDER BY round, split <> 'heldout', split",
+        [run_id],
+    )

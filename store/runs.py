@@ -11,6 +11,7 @@ Contract:
   writes the stage's outputs, so outputs and the mark commit together.
 - A round is done, idempotently, once every stage is (`end_round` changes nothing twice).
 """
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,15 @@ from typing import Any
 from store.db import Store
 
 
-def register_run(store: Store, config: dict[str, Any], loop_version: str, result_config: dict[str, Any] | None = None,
-                 config_hash: str | None = None, new_run: bool = False,
-                 check: Callable[[str, dict[str, Any]], None] | None = None) -> str:
+def register_run(
+    store: Store,
+    config: dict[str, Any],
+    loop_version: str,
+    result_config: dict[str, Any] | None = None,
+    config_hash: str | None = None,
+    new_run: bool = False,
+    check: Callable[[str, dict[str, Any]], None] | None = None,
+) -> str:
     """The latest run (resumed) or a new one, with its config, idempotently."""
     with store.session():
         row = None if new_run else latest_pinned(store)
@@ -32,11 +39,21 @@ def register_run(store: Store, config: dict[str, Any], loop_version: str, result
             check(row["run_id"], row["pinned"])
         run_id = row["run_id"] if row else f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         with store.transaction():
-            store.insert_rows("runs", [{"run_id": run_id, "config": config, "loop_version": loop_version,
-                                        "result_config": result_config, "config_hash": config_hash}],
-                              conflict="(run_id) DO UPDATE SET config = excluded.config, result_config = "
-                                       "coalesce(runs.result_config, excluded.result_config), config_hash = "
-                                       "coalesce(runs.config_hash, excluded.config_hash)")
+            store.insert_rows(
+                "runs",
+                [
+                    {
+                        "run_id": run_id,
+                        "config": config,
+                        "loop_version": loop_version,
+                        "result_config": result_config,
+                        "config_hash": config_hash,
+                    }
+                ],
+                conflict="(run_id) DO UPDATE SET config = excluded.config, result_config = "
+                "coalesce(runs.result_config, excluded.result_config), config_hash = "
+                "coalesce(runs.config_hash, excluded.config_hash)",
+            )
     return run_id
 
 
@@ -58,20 +75,28 @@ def mark_running(store: Store, run_id: str, r: int, stage: str) -> None:
             "INSERT INTO steps (run_id, round, stage, status, started_at, finished_at, attempts) "
             "VALUES (?, ?, ?, 'running', now(), NULL, 1) ON CONFLICT (run_id, round, stage) DO UPDATE "
             "SET status = 'running', started_at = now(), finished_at = NULL, attempts = steps.attempts + 1 "
-            "WHERE steps.status <> 'done'", [run_id, r, stage])
+            "WHERE steps.status <> 'done'",
+            [run_id, r, stage],
+        )
 
 
 def mark_done(store: Store, run_id: str, r: int, stage: str, info: dict[str, Any]) -> None:
     """Call inside the stage's output transaction: outputs and 'done' commit together."""
-    store.insert_rows("steps", [{"run_id": run_id, "round": r, "stage": stage, "status": "done",
-                                 "info": info, "attempts": 1}],
-                      conflict="(run_id, round, stage) DO UPDATE SET status = excluded.status, "
-                               "info = excluded.info, finished_at = now()")
+    store.insert_rows(
+        "steps",
+        [{"run_id": run_id, "round": r, "stage": stage, "status": "done", "info": info, "attempts": 1}],
+        conflict="(run_id, round, stage) DO UPDATE SET status = excluded.status, "
+        "info = excluded.info, finished_at = now()",
+    )
 
 
 def is_done(store: Store, run_id: str, r: int, stage: str) -> bool:
-    return bool(store.scalar("SELECT count(*) FROM steps WHERE run_id = ? AND round = ? AND stage = ? "
-                             "AND status = 'done'", [run_id, r, stage]))
+    return bool(
+        store.scalar(
+            "SELECT count(*) FROM steps WHERE run_id = ? AND round = ? AND stage = ? AND status = 'done'",
+            [run_id, r, stage],
+        )
+    )
 
 
 def finished_rounds(store: Store, run_id: str, stages: list[str]) -> int:
@@ -79,20 +104,21 @@ def finished_rounds(store: Store, run_id: str, stages: list[str]) -> int:
     return store.scalar(
         "SELECT count(*) FROM (SELECT round FROM steps WHERE run_id = ? AND round >= 1 AND status = 'done' "
         "AND stage IN (SELECT unnest(?::VARCHAR[])) GROUP BY round HAVING count(DISTINCT stage) = ?)",
-        [run_id, stages, len(stages)])
+        [run_id, stages, len(stages)],
+    )
 
 
 def step_infos(store: Store, run_id: str, r: int) -> dict[str, dict[str, Any]]:
     """stage -> the info its done step recorded, for round r."""
-    rows = store.query("SELECT stage, info FROM steps WHERE run_id = ? AND round = ? AND status = 'done'",
-                       [run_id, r])
+    rows = store.query("SELECT stage, info FROM steps WHERE run_id = ? AND round = ? AND status = 'done'", [run_id, r])
     return {x["stage"]: json.loads(x["info"]) if isinstance(x["info"], str) else (x["info"] or {}) for x in rows}
 
 
 def begin_round(store: Store, run_id: str, r: int, model_version: str) -> None:
     with store.transaction():
-        store.insert_rows("rounds", [{"run_id": run_id, "round": r, "status": "running",
-                                      "model_version": model_version}])
+        store.insert_rows(
+            "rounds", [{"run_id": run_id, "round": r, "status": "running", "model_version": model_version}]
+        )
 
 
 def end_round(store: Store, run_id: str, r: int) -> bool:
@@ -100,5 +126,7 @@ def end_round(store: Store, run_id: str, r: int) -> bool:
     with store.transaction():
         changed = store.con.execute(
             "UPDATE rounds SET status = 'done', finished_at = current_timestamp "
-            "WHERE run_id = ? AND round = ? AND status <> 'done'", [run_id, r]).fetchall()
+            "WHERE run_id = ? AND round = ? AND status <> 'done'",
+            [run_id, r],
+        ).fetchall()
     return bool(changed and changed[0][0])

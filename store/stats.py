@@ -9,6 +9,7 @@ Contract:
 So the totals commit with the rows they describe. Both read only round r's rows
 (appended round by round, so DuckDB's zone maps skip the rest) and are idempotent.
 """
+
 from __future__ import annotations
 
 from store.db import Store
@@ -36,6 +37,8 @@ def refresh_round(store: Store, run_id: str, r: int) -> None:
 
 
 def record_proposed(store: Store, run_id: str, r: int) -> None:
-    store.con.execute("INSERT INTO run_problems SELECT run_id, problem_id, round FROM round_problems "
-                      "WHERE run_id = $run AND round = $round ON CONFLICT (run_id, problem_id) DO NOTHING",
-                      {"run": run_id, "round": r})
+    store.con.execute(
+        "INSERT INTO run_problems SELECT run_id, problem_id, round FROM round_problems "
+        "WHERE run_id = $run AND round = $round ON CONFLICT (run_id, problem_id) DO NOTHING",
+        {"run": run_id, "round": r},
+    )

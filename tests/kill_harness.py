@@ -59,6 +59,7 @@ def preload() -> None:
     import pyarrow  # noqa: F401
     import torch  # noqa: F401
     import transformers
+
     import cli  # noqa: F401
     import rewards  # noqa: F401
     from loop import runner  # noqa: F401  (imports every stage)

@@ -4,8 +4,7 @@ import pytest
 
 from loop.config import ConfigError, load_config
 from loop.samplers import SamplingParams
-from loop.samplers.budget import (ANSWER_OPEN, THINK_END, WAIT, Piece, cut_at_stop, group_seed, phase_seed,
-                                  run_budgeted)
+from loop.samplers.budget import ANSWER_OPEN, THINK_END, WAIT, Piece, cut_at_stop, group_seed, phase_seed, run_budgeted
 
 
 class Fake:

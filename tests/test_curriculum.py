@@ -1,7 +1,14 @@
 """Known-input tables for loop.problems.curriculum."""
 import pytest
 
-from loop.problems.curriculum import ProblemStats, band_hint, learnability, proposer_learnability, select_for_resampling, track
+from loop.problems.curriculum import (
+    ProblemStats,
+    band_hint,
+    learnability,
+    proposer_learnability,
+    select_for_resampling,
+    track,
+)
 
 
 def test_track_aggregates_rounds_and_orders_history():

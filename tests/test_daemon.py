@@ -19,8 +19,17 @@ from typer.testing import CliRunner
 import cli
 from loop import log
 from loop.config import ConfigError, load_config, parse_duration
-from loop.daemon.runfiles import AlreadyRunning, PidFile, children, kill_tree, pid_alive, read_status, running_pid, \
-    wait_gone, write_status
+from loop.daemon.runfiles import (
+    AlreadyRunning,
+    PidFile,
+    children,
+    kill_tree,
+    pid_alive,
+    read_status,
+    running_pid,
+    wait_gone,
+    write_status,
+)
 from loop.runner import STAGE_NAMES, StopToken, run_rounds
 from store.db import Store
 from tests.conftest import ROOT
@@ -75,7 +84,7 @@ def assert_consistent(db) -> dict:
         skipped = {r["round"] for r in st.query("SELECT round FROM steps WHERE stage = 'evaluate' AND status = 'done' "
                                                 "AND json_extract_string(info, '$.skipped') IS NOT NULL")}
         for r in sorted({r for r, _ in done if r >= 1} | {x["round"] for x in st.query("SELECT round FROM round_problems")}):
-            n = lambda sql: st.scalar(sql, [r])  # noqa: E731
+            n = lambda sql, r=r: st.scalar(sql, [r])  # noqa: E731
             problems = n("SELECT count(*) FROM round_problems WHERE round = ?")
             samples = n("SELECT count(*) FROM samples WHERE round = ?")
             judged = n("SELECT count(*) FROM samples WHERE round = ? AND verifier_version IS NOT NULL")
@@ -256,7 +265,7 @@ def test_daemon_start_status_refuse_stop_then_resume(tmp_path):
         assert st["state"] == "idle" and st["round"] is None
         assert st["running"] and st["pid"] == pid and st["mode"] == "daemon" and st["finished_rounds"] == 1
         assert st["last_round"]["round"] == 1 and st["last_round"]["samples"] == 8
-        wait = dt.datetime.fromisoformat(st["next_run_at"]) - dt.datetime.now(dt.timezone.utc)
+        wait = dt.datetime.fromisoformat(st["next_run_at"]) - dt.datetime.now(dt.UTC)
         assert dt.timedelta(minutes=55) < wait <= dt.timedelta(hours=1)
         assert f"running  pid {pid} (daemon" in _loop(run, "status").output
         res = _cli(run, "start", "--daemon", "--every", "1s")  # a second loop here is refused, naming the pid

@@ -1,7 +1,8 @@
 """Known-input tables for loop.problems.dedup."""
 import pytest
 
-from loop.problems.dedup import NearDupIndex, NgramIndex, decontaminate, jaccard, normalize_text as normalize, shingles, text_hash
+from loop.problems.dedup import NearDupIndex, NgramIndex, decontaminate, jaccard, shingles, text_hash
+from loop.problems.dedup import normalize_text as normalize
 
 TRAIN = ("A train travels 120 km in 2 hours and then 180 km in 3 hours. What is the "
          "average speed of the train over the whole trip, in km per hour?")

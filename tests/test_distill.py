@@ -87,6 +87,7 @@ def test_teacher_chains_distil_into_the_real_student(tmp_path, teacher):
     """One round on the real embedded student: the teacher's verified chains train it by SFT
     (s1-style selection on), and the student's own held-out format rate rises from ~0."""
     from typer.testing import CliRunner
+
     import cli
     from store.db import Store
     from tests.conftest import ROOT

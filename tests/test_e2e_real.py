@@ -32,12 +32,12 @@ def test_real_model_round_end_to_end(tmp_path):
 def test_real_model_sft_teaches_the_answer_format(tmp_path):
     """Real TRL SFT + LoRA on the real model: from ~0% to mostly strict-format answers."""
     from loop.config import Config
-    from loop.stages.evaluate import evaluate_model
     from loop.models import resolve_model
     from loop.problems.procedural import arithmetic
     from loop.prompts import format_chain, messages
-    from loop.trainers.launch import run_child
+    from loop.stages.evaluate import evaluate_model
     from loop.trainers.chains import write_snapshot
+    from loop.trainers.launch import run_child
     base = resolve_model("embedded:smollm2-135m-instruct")
     train = arithmetic(24, [1], seed=5)
     ex = [{"problem_id": p.problem_id, "prompt": messages(p.question),
@@ -71,12 +71,13 @@ def test_real_model_sft_teaches_the_answer_format(tmp_path):
 
 def test_real_model_grpo_round_moves_every_lora_parameter(tmp_path):
     """One real GRPO round (TRL GRPOTrainer, seed rewards, LoRA) on the real embedded model."""
+    from safetensors.torch import load_file
+
     from loop.config import Config
     from loop.models import resolve_model
     from loop.prompts import messages
-    from loop.trainers.launch import run_child
     from loop.trainers.chains import write_snapshot
-    from safetensors.torch import load_file
+    from loop.trainers.launch import run_child
     base = resolve_model("embedded:smollm2-135m-instruct")
     # Easy sums: the model is right on some samples and wrong on others, so groups have spread.
     ex = [{"problem_id": f"p{a}{b}", "prompt": messages(f"What is {a} + {b}?"), "answer": str(a + b),

@@ -24,9 +24,9 @@ def _examples(lo, n=6):
 
 @pytest.fixture(scope="module")
 def lineage_store(tmp_path_factory):
-    from loop.stages import evaluate
     from loop.config import load_config
     from loop.runner import open_run
+    from loop.stages import evaluate
     from loop.stages.train import _train
     from tests.conftest import ROOT
     run_dir = tmp_path_factory.mktemp("export") / "run"
@@ -69,6 +69,7 @@ def reference(lineage_store):
     """Greedy ids of base + round-2 adapter through peft (fp32)."""
     import torch
     from transformers import AutoModelForCausalLM
+
     from loop.models import load_for_inference
     model, tok = load_for_inference(lineage_store["base"], lineage_store["adapter2"])
     base = AutoModelForCausalLM.from_pretrained(lineage_store["base"])
@@ -90,6 +91,7 @@ def lora_out(lineage_store, tmp_path_factory):
 def test_lora_export_loads_with_peft(lineage_store, reference, lora_out):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
     from loop.models import model_hash
     for f in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "chat_template.jinja",
               "README.md", "lineage.json"):
@@ -176,6 +178,7 @@ def test_gguf_builtin_f16_and_q8_0(lineage_store, reference, tmp_path):
 def test_gguf_through_llama_cpp_converter(lineage_store, reference, tmp_path):
     """Runs where llama.cpp's convert_hf_to_gguf.py is configured (README: Export)."""
     import gguf
+
     from loop.export.gguf import find_converter
     if find_converter() == "builtin":
         pytest.skip("no llama.cpp converter: set LOOP_LLAMA_CPP_CONVERT=.../convert_hf_to_gguf.py")
@@ -263,11 +266,12 @@ def test_real_model_merged_export_equals_adapter(tmp_path):
     """SmolLM2-135M + a short-trained adapter: the fp32 merge gives the adapter's greedy ids; bf16 loads."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
     from loop.config import Config
     from loop.export.model import write_merged
     from loop.models import load_for_inference, resolve_model
-    from loop.trainers.child import train_job
     from loop.trainers.chains import write_snapshot
+    from loop.trainers.child import train_job
     base = resolve_model("embedded:smollm2-135m-instruct")
     cfg = Config().train
     cfg.sft.max_steps, cfg.sft.batch_size, cfg.sft.max_seq_len, cfg.sft.learning_rate = 3, 2, 96, 1e-3

@@ -4,11 +4,11 @@ from fractions import Fraction
 
 import pytest
 
+from loop.config import SourceSettings
 from loop.problems import ProposeError
 from loop.problems.procedural import arithmetic, heldout, heldout_keys
 from loop.problems.seeds import load_jsonl
 from loop.problems.sources import propose
-from loop.config import SourceSettings
 from tests.conftest import GSM8K
 
 

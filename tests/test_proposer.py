@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from loop.proposer.gate import Gate, exactify, executable, parse, program_numbers, render, text_numbers
+from loop.proposer.gate import Gate, exactify, parse, program_numbers, render, text_numbers
 
 P = "<problem>{}</problem>\n<program>\n{}\n</program>"
 
@@ -66,6 +66,7 @@ def test_exactify_makes_numbers_exact():
 def _fake_run(program):
     """Stands in for the sandbox on trusted test programs: exact value of `answer = EXPR`."""
     import sympy
+
     from loop.sandbox import SandboxResult
     return SandboxResult(True, str(sympy.sympify(program.split("=", 1)[1], rational=True)), "ok", 0.0)
 
@@ -312,10 +313,10 @@ def test_online_learnability_reward_gates_then_solves():
 def test_real_model_proposes_through_sampler_and_sandbox(tmp_path):
     """SmolLM2-135M writes 8 proposals through the run's sampler (vllm if installed); every one is recorded with a
     reason from the vocabulary, kept ones are stored as problems with their programs."""
-    from loop.stages import propose
     from loop.config import load_config
-    from loop.models import model_hash, resolve_model
     from loop.context import RunContext
+    from loop.models import model_hash, resolve_model
+    from loop.stages import propose
     from store.db import Store
     from tests.conftest import ROOT
     cfg = load_config(ROOT / "configs" / "self.yaml", [f"run.dir={tmp_path / 'run'}",
@@ -346,10 +347,11 @@ def test_grpo_rows_plug_into_trl_grpo_trainer(tmp_path):
     `proposer_learnability` receives each row's pass_rate column (tiny model, 1 step)."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
-    from loop.trainers import trl_compat
-    from loop.problems.curriculum import proposer_learnability
+
     from loop.models import resolve_model
+    from loop.problems.curriculum import proposer_learnability
     from loop.proposer import STARTERS, build_prompt, grpo_dataset
+    from loop.trainers import trl_compat
     trl_compat.install()
     ctx = _ctx(tmp_path, [{"kind": "self", "count": 1}])
     for pid, k in [("a", 1), ("b", 2)]:

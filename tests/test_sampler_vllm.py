@@ -60,6 +60,7 @@ def adapter(base_dir, tmp_path_factory):
 
 def hf_logprobs(base_dir, adapter, ids):
     import torch
+
     from loop.models import load_for_inference
     model, _ = load_for_inference(base_dir, adapter, "float32")
     with torch.no_grad():
@@ -148,6 +149,7 @@ def test_lora_mode_matches_merged_weights(cfg, base_dir, adapter, capfd):
 
 def test_unloadable_model_is_a_clear_error_at_construction(cfg, base_dir, tmp_path):
     import json
+
     from loop.samplers import SamplerError
     from loop.samplers.vllm import VLLMSampler
     with pytest.raises(SamplerError, match="no config.json"):

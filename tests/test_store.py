@@ -106,6 +106,7 @@ def test_store_at_001_is_migrated_by_002_and_003(tmp_path):
 
 def test_migrate_command_reports_versions(tmp_path):
     from typer.testing import CliRunner
+
     import cli
     p = tmp_path / "old.duckdb"
     _store_at_001(p)

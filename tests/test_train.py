@@ -138,6 +138,7 @@ def test_sft_child_process_trains_every_lora_parameter(tmp_path):
 ])
 def test_sft_pad_to_multiple_of_reaches_trl_batches(tmp_path, monkeypatch, multiple, width):
     import trl
+
     from loop.models import resolve_model
     from loop.trainers import trl as backend
     job = _job(tmp_path, resolve_model("tiny:llama"))
@@ -177,6 +178,7 @@ def test_launcher_runs_one_job_in_two_processes(tmp_path):
 def test_launch_command(launcher, first):
     import sys
     from pathlib import Path
+
     from loop.trainers.launch import launch_command
     cmd = launch_command(launcher)
     assert Path(cmd[0]).is_file() and Path(cmd[0]).name.startswith(first)
@@ -208,6 +210,7 @@ def test_watch_daemon_exits_when_the_daemon_is_gone(tmp_path):
 
 def test_train_profile_env_writes_a_cprofile_of_the_child(tmp_path, monkeypatch):
     import pstats
+
     from loop.models import resolve_model
     from loop.trainers.launch import run_child
     monkeypatch.setenv("LOOP_TRAIN_PROFILE", str(tmp_path / "train.prof"))
@@ -300,6 +303,7 @@ def test_one_gpu_without_launcher(env, expected):
 def test_run_child_pins_one_gpu_unless_launched(tmp_path, monkeypatch):
     """The child (not the launcher's workers) sees one GPU: checked through the environment it gets."""
     import subprocess
+
     from loop.trainers import launch as train
     seen = []
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
@@ -352,6 +356,7 @@ def test_unsloth_sft_shapes(environ, pad, expected):
 def test_sft_examples_from_store_select(tmp_path, n, max_pass_rate, expected):
     """Pass rates come from the store (tests/storefix.py: p1 1.0, p2 0.75, p3 0.25 over rounds 1-2)."""
     from types import SimpleNamespace
+
     from loop.config import Config
     from loop.stages.train import sft_examples
     from store.db import Store

@@ -9,8 +9,7 @@ import struct
 import pytest
 
 from loop.config import Config, ConfigError, VLLMSettings, load_config
-from loop.samplers import SamplerError
-from loop.samplers import gpu_check, vllm_engine
+from loop.samplers import SamplerError, gpu_check, vllm_engine
 from loop.samplers.share import released
 from loop.trainers import gpu
 
@@ -141,9 +140,9 @@ def test_released_wakes_after_a_failed_job():
 
 def test_train_stage_releases_the_sampler_around_the_child(tiny_cfg, monkeypatch):
     """The train stage's child runs between release() and reacquire() of the loaded sampler."""
+    from loop.runner import open_run
     from loop.stages import train
     from loop.trainers.launch import TrainError
-    from loop.runner import open_run
     log = []
 
     def child(job, job_path, threads, launcher=None):
@@ -293,9 +292,9 @@ def test_generation_auto_per_backend(backend, expected, monkeypatch):
 
 def test_grpo_backend_key_reaches_the_job(tiny_cfg, monkeypatch):
     """train.grpo.backend picks the GRPO job's backend; SFT keeps train.backend."""
+    from loop.runner import open_run
     from loop.stages import train
     from loop.trainers.launch import TrainError
-    from loop.runner import open_run
     seen = {}
 
     def child(job, job_path, threads, launcher=None):

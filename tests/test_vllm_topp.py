@@ -32,6 +32,7 @@ CASES = [  # (p per row, k per row or None)
 def test_same_kept_set_as_vllm(ps, ks):
     import torch
     from vllm.v1.sample.ops import topk_topp_sampler as mod
+
     from loop.samplers import vllm_topp
     vllm_topp.install()
     orig = vllm_topp._original

@@ -27,6 +27,7 @@ Contract:
 - `stop(cfg)` sends SIGTERM and waits; `now=True` SIGKILLs the process and its
   children at once (a restart resumes: stages commit transactionally).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,18 +73,31 @@ class _Runner:
         self.cfg, self.rounds, self.every_s = cfg, rounds, every_s
         self.run_dir = Path(cfg.run.dir)
         self.token = round_runner.StopToken()
-        self.finished: int | None = None       # rounds the run has, learned from events
+        self.finished: int | None = None  # rounds the run has, learned from events
         self.failures = 0
         self.error: BaseException | None = None
         self.sched: BackgroundScheduler | None = None
         self._busy = threading.Event()
         self._overran = False
         self._lock = threading.Lock()
-        self.status = {"pid": os.getpid(), "mode": mode, "state": "starting", "started_at": _now(),
-                       "run_dir": str(self.run_dir), "rounds_target": rounds, "every_s": every_s,
-                       "run_id": None, "round": None, "stage": None, "next_run_at": None,
-                       "finished_rounds": None, "last_round": None, "last_stage": None, "last_error": None,
-                       "log": str(self.run_dir / log.LOG_NAME)}
+        self.status = {
+            "pid": os.getpid(),
+            "mode": mode,
+            "state": "starting",
+            "started_at": _now(),
+            "run_dir": str(self.run_dir),
+            "rounds_target": rounds,
+            "every_s": every_s,
+            "run_id": None,
+            "round": None,
+            "stage": None,
+            "next_run_at": None,
+            "finished_rounds": None,
+            "last_round": None,
+            "last_stage": None,
+            "last_error": None,
+            "log": str(self.run_dir / log.LOG_NAME),
+        }
 
     def update(self, **fields) -> None:
         with self._lock:
@@ -97,8 +111,13 @@ class _Runner:
             self.finished = ev["finished"]
             self.update(run_id=ev["run_id"], finished_rounds=ev["finished"])
         elif name == "stage_start":
-            self.update(round=ev["round"], stage=ev["stage"], stage_started_at=_now(),
-                        state="stopping" if self.token.stopped else "running", next_run_at=self.next_run_at())
+            self.update(
+                round=ev["round"],
+                stage=ev["stage"],
+                stage_started_at=_now(),
+                state="stopping" if self.token.stopped else "running",
+                next_run_at=self.next_run_at(),
+            )
         elif name == "stage_end":
             self.update(last_stage={k: ev[k] for k in ("round", "stage", "seconds", "counts")})
         elif name == "round_end":
@@ -120,8 +139,7 @@ class _Runner:
         except BaseException as e:  # noqa: BLE001 - a round's failure must not kill the daemon
             self.failures += 1
             self.error = e
-            log.event("job_error", "error", exc_info=True, failures=self.failures,
-                      error=f"{type(e).__name__}: {e}")
+            log.event("job_error", "error", exc_info=True, failures=self.failures, error=f"{type(e).__name__}: {e}")
             self.update(last_error=f"{type(e).__name__}: {e}")
             if self.failures >= self.cfg.daemon.max_failures or max_new is None:
                 self.token.stop("failed")
@@ -153,8 +171,9 @@ class _Runner:
                 self.token.wait(0.2)
             if self.token.stopped and not noted and self.token.reason not in ("done", "failed"):
                 noted = True
-                log.event("stop_requested", reason=self.token.reason, round=self.status["round"],
-                          stage=self.status["stage"])
+                log.event(
+                    "stop_requested", reason=self.token.reason, round=self.status["round"], stage=self.status["stage"]
+                )
                 self.update(state="stopping", next_run_at=None)
 
     def next_run_at(self) -> str | None:
@@ -197,14 +216,24 @@ def _scheduler(runner: _Runner) -> BackgroundScheduler:
     from apscheduler.executors.pool import ThreadPoolExecutor
     from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.triggers.interval import IntervalTrigger
+
     logging.getLogger("apscheduler").setLevel(logging.ERROR)  # skipped overlaps are our own events
     utc = dt.UTC
-    sched = BackgroundScheduler(executors={"default": ThreadPoolExecutor(1)}, timezone=utc,
-                                job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None})
+    sched = BackgroundScheduler(
+        executors={"default": ThreadPoolExecutor(1)},
+        timezone=utc,
+        job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
+    )
     sched.add_listener(runner.after_job, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
     sched.add_listener(runner.overran, EVENT_JOB_MAX_INSTANCES)
-    sched.add_job(runner.job, IntervalTrigger(seconds=runner.every_s, timezone=utc), args=(1,), id=JOB_ID,
-                  name=JOB_ID, next_run_time=dt.datetime.now(utc))
+    sched.add_job(
+        runner.job,
+        IntervalTrigger(seconds=runner.every_s, timezone=utc),
+        args=(1,),
+        id=JOB_ID,
+        name=JOB_ID,
+        next_run_time=dt.datetime.now(utc),
+    )
     return sched
 
 
@@ -271,8 +300,9 @@ def start_daemon(cfg: Config, rounds: int | None, every: float | str, wait_s: fl
     argv = [sys.executable, "-m", "loop.daemon", "--every", str(parse_duration(every))]
     argv += [] if rounds is None else ["--rounds", str(rounds)]
     with open(run_dir / OUT_NAME, "ab") as out:
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
-                                cwd=os.getcwd(), start_new_session=True)
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, cwd=os.getcwd(), start_new_session=True
+        )
     assert proc.stdin is not None  # stdin=PIPE
     proc.stdin.write(json.dumps(cfg.model_dump(mode="json")).encode())
     proc.stdin.close()
@@ -285,8 +315,7 @@ def start_daemon(cfg: Config, rounds: int | None, every: float | str, wait_s: fl
             st = read_status(run_dir)
             if proc.returncode == 0 and st.get("pid") == proc.pid:
                 return st  # it had nothing left to do
-            raise DaemonError(f"the daemon exited at start (code {proc.returncode}): "
-                              f"{_tail(run_dir / OUT_NAME)}")
+            raise DaemonError(f"the daemon exited at start (code {proc.returncode}): {_tail(run_dir / OUT_NAME)}")
         time.sleep(0.1)
     return {**read_status(run_dir), "pid": proc.pid, "state": "starting"}
 
@@ -309,13 +338,39 @@ def status(cfg: Config) -> dict:
     run_dir = Path(cfg.run.dir)
     st = read_status(run_dir)
     pid = running_pid(run_dir)
-    keep = ("mode", "state", "round", "stage", "stage_started_at", "next_run_at", "started_at", "updated_at",
-            "run_id", "rounds_target", "every_s", "finished_rounds", "last_round", "last_stage", "last_error")
-    out = {"running": pid is not None, "pid": pid, "run_dir": str(run_dir),
-           "log": str(run_dir / log.LOG_NAME), **{k: st.get(k) for k in keep}}
+    keep = (
+        "mode",
+        "state",
+        "round",
+        "stage",
+        "stage_started_at",
+        "next_run_at",
+        "started_at",
+        "updated_at",
+        "run_id",
+        "rounds_target",
+        "every_s",
+        "finished_rounds",
+        "last_round",
+        "last_stage",
+        "last_error",
+    )
+    out = {
+        "running": pid is not None,
+        "pid": pid,
+        "run_dir": str(run_dir),
+        "log": str(run_dir / log.LOG_NAME),
+        **{k: st.get(k) for k in keep},
+    }
     if pid is None:
-        out.update(state="not running", last_state=st.get("state"), last_pid=st.get("pid"),
-                   round=None, stage=None, next_run_at=None)
+        out.update(
+            state="not running",
+            last_state=st.get("state"),
+            last_pid=st.get("pid"),
+            round=None,
+            stage=None,
+            next_run_at=None,
+        )
         out.update(_from_store(cfg) or {})
     return out
 
@@ -337,22 +392,29 @@ def _from_store(cfg: Config) -> dict | None:
 
 def describe(st: dict) -> str:
     """`status()` as a few human lines."""
+
     def pct(v):
         return "-" if v is None else f"{100 * v:.1f}%"
+
     if st["running"]:
         head = f"running  pid {st['pid']} ({st.get('mode')}, since {st.get('started_at')})  state {st.get('state')}"
     else:
         head = f"not running  (last: {st.get('last_state') or 'never started'}, pid {st.get('last_pid') or '-'})"
-    lines = [head, f"run dir {st['run_dir']}  run {st.get('run_id') or '-'}  "
-                   f"rounds done {st.get('finished_rounds') if st.get('finished_rounds') is not None else '-'}"
-                   f"{' of ' + str(st['rounds_target']) if st.get('rounds_target') is not None else ''}"]
+    lines = [
+        head,
+        f"run dir {st['run_dir']}  run {st.get('run_id') or '-'}  "
+        f"rounds done {st.get('finished_rounds') if st.get('finished_rounds') is not None else '-'}"
+        f"{' of ' + str(st['rounds_target']) if st.get('rounds_target') is not None else ''}",
+    ]
     if st.get("round") is not None:
         lines.append(f"now      round {st['round']}  stage {st.get('stage')}  (since {st.get('stage_started_at')})")
     lr = st.get("last_round")
     if lr:
-        lines.append(f"last     round {lr.get('round')}: held-out acc {pct(lr.get('heldout_accuracy'))}  "
-                     f"verified {pct(lr.get('verified_frac'))}  samples {lr.get('samples')}  "
-                     f"problems {lr.get('problems')}")
+        lines.append(
+            f"last     round {lr.get('round')}: held-out acc {pct(lr.get('heldout_accuracy'))}  "
+            f"verified {pct(lr.get('verified_frac'))}  samples {lr.get('samples')}  "
+            f"problems {lr.get('problems')}"
+        )
     if st.get("next_run_at"):
         lines.append(f"next     round at {st['next_run_at']}  (every {st.get('every_s')}s)")
     for key in ("last_error", "store_error"):
@@ -379,15 +441,24 @@ def stop(cfg: Config, now: bool = False, timeout: float = 600.0) -> dict:
         os.kill(pid, signal.SIGTERM)
         gone = wait_gone(pid, timeout)
     st = read_status(run_dir)
-    return {"was_running": True, "pid": pid, "gone": gone, "seconds": round(time.monotonic() - t0, 1),
-            "run_dir": str(run_dir), "state": st.get("state"), "round": before.get("round"),
-            "stage": before.get("stage"), "finished_rounds": st.get("finished_rounds")}
+    return {
+        "was_running": True,
+        "pid": pid,
+        "gone": gone,
+        "seconds": round(time.monotonic() - t0, 1),
+        "run_dir": str(run_dir),
+        "state": st.get("state"),
+        "round": before.get("round"),
+        "stage": before.get("stage"),
+        "finished_rounds": st.get("finished_rounds"),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m loop.daemon --every S [--rounds N]`, the resolved config as JSON on stdin."""
-    ap = argparse.ArgumentParser(prog="python -m loop.daemon",
-                                 description="Serve the loop in this process (started by `loop start --daemon`).")
+    ap = argparse.ArgumentParser(
+        prog="python -m loop.daemon", description="Serve the loop in this process (started by `loop start --daemon`)."
+    )
     ap.add_argument("--every", required=True, help="Seconds (or 30m, 2h) between round starts.")
     ap.add_argument("--rounds", type=int, default=None, help="Exit once the run has this many rounds.")
     args = ap.parse_args(argv)
@@ -398,4 +469,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 1 if final["state"] == "failed" else 0
-

@@ -1,4 +1,5 @@
 """`python -m loop.daemon`: the detached daemon process that `loop start --daemon` starts."""
+
 import sys
 
 from loop.daemon import main

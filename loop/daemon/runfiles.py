@@ -14,6 +14,7 @@ Contract:
   the process groups of its children that lead their own group (the training
   child runs in its own session so a Ctrl-C on the terminal does not reach it).
 """
+
 from __future__ import annotations
 
 import errno
@@ -34,8 +35,9 @@ class AlreadyRunning(RuntimeError):
     def __init__(self, run_dir: Path, pid: int | None):
         self.pid = pid
         who = f"pid {pid}" if pid else "another process"
-        super().__init__(f"{run_dir}: a loop is already running here ({who}); "
-                         f"see `loop status`, stop it with `loop stop`")
+        super().__init__(
+            f"{run_dir}: a loop is already running here ({who}); see `loop status`, stop it with `loop stop`"
+        )
 
 
 class PidFile:
@@ -70,8 +72,7 @@ def running_pid(run_dir: str | Path) -> int | None:
     path = Path(run_dir) / PID_NAME
     pid = _read_pid(path)
     end = time.monotonic() + EXIT_GRACE_S
-    while pid is not None and pid_alive(pid) and FileLock.is_held(path) and exiting(pid) \
-            and time.monotonic() < end:
+    while pid is not None and pid_alive(pid) and FileLock.is_held(path) and exiting(pid) and time.monotonic() < end:
         time.sleep(0.01)
     if pid is None or not pid_alive(pid):
         return None

@@ -1,4 +1,5 @@
 """The export error: a model or dataset export cannot be written; the message says why."""
+
 from __future__ import annotations
 
 

@@ -22,6 +22,7 @@ Contract:
   among generation_config's eos ids (the embedded model's GGUF->HF conversion reports
   eos = bos), the GGUF eos becomes generation_config's first eos, the token that ends a turn.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,12 +38,16 @@ from loop.models import loop_cache
 OUTTYPES = ("f32", "f16", "bf16", "q8_0")
 ENV = "LOOP_LLAMA_CPP_CONVERT"
 SCRIPT = "convert_hf_to_gguf.py"
-HOW_TO_GET = (f"get llama.cpp's {SCRIPT}: `pip download --no-deps --no-binary :all: llama-cpp-python`, "
-              f"unpack it, and set {ENV}=<unpacked>/vendor/llama.cpp/{SCRIPT} (it also needs "
-              "`pip install sentencepiece`), or pass --converter PATH")
-PROBE = ("\n \n\n \t\t \t\n  \n   🚀 (normal) 😶\u200d🌫️ ✅ 🦙 3 33 333 3333 3.3 3..3 កាន់តែ ?我想在apple工作1314151天～ "
-         "------======= нещо на Български '''```\"\"\"......!!!!!!?????? I've been 'told he's there, "
-         "'RE you sure? We'Ve a'lL  <|im_start|>user\nWhat is 47 + 38?<|im_end|>\n<|im_start|>assistant\n")
+HOW_TO_GET = (
+    f"get llama.cpp's {SCRIPT}: `pip download --no-deps --no-binary :all: llama-cpp-python`, "
+    f"unpack it, and set {ENV}=<unpacked>/vendor/llama.cpp/{SCRIPT} (it also needs "
+    "`pip install sentencepiece`), or pass --converter PATH"
+)
+PROBE = (
+    "\n \n\n \t\t \t\n  \n   🚀 (normal) 😶\u200d🌫️ ✅ 🦙 3 33 333 3333 3.3 3..3 កាន់តែ ?我想在apple工作1314151天～ "
+    "------======= нещо на Български '''```\"\"\"......!!!!!!?????? I've been 'told he's there, "
+    "'RE you sure? We'Ve a'lL  <|im_start|>user\nWhat is 47 + 38?<|im_end|>\n<|im_start|>assistant\n"
+)
 
 
 def installed_converter() -> str | None:
@@ -59,13 +64,15 @@ def find_converter(converter: str | None = None) -> str:
     path = Path(choice).expanduser()
     if not path.is_file():
         origin = "--converter" if converter else (ENV if os.environ.get(ENV) else "PATH")
-        raise ExportError(f"llama.cpp converter {path} (from {origin}) does not exist; {HOW_TO_GET}, "
-                          "or use --converter builtin")
+        raise ExportError(
+            f"llama.cpp converter {path} (from {origin}) does not exist; {HOW_TO_GET}, or use --converter builtin"
+        )
     return str(path)
 
 
-def write_gguf(merged: Path, dest: Path, outtype: str, converter: str | None, work: Path,
-               name: str = "loop export") -> dict:
+def write_gguf(
+    merged: Path, dest: Path, outtype: str, converter: str | None, work: Path, name: str = "loop export"
+) -> dict:
     """Write `dest` (.gguf) from the merged fp32 folder; return {writer, converter, outtype}."""
     if outtype not in OUTTYPES:
         raise ExportError(f"unknown GGUF outtype {outtype!r}; valid: {', '.join(OUTTYPES)}")
@@ -80,8 +87,16 @@ def write_gguf(merged: Path, dest: Path, outtype: str, converter: str | None, wo
 
 def _run_converter(script: Path, src: Path, dest: Path, outtype: str, name: str | None = None) -> None:
     # --model-name: else general.name comes from the staging folder's name ('Gguf Src')
-    cmd = [sys.executable, str(script), str(src), "--outfile", str(dest), "--outtype", outtype,
-           *(["--model-name", name] if name else [])]
+    cmd = [
+        sys.executable,
+        str(script),
+        str(src),
+        "--outfile",
+        str(dest),
+        "--outtype",
+        outtype,
+        *(["--model-name", name] if name else []),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode == 0 and dest.is_file():
         return
@@ -89,8 +104,10 @@ def _run_converter(script: Path, src: Path, dest: Path, outtype: str, name: str 
     hint = ""
     if any("No module named 'sentencepiece'" in line for line in log):
         hint = " The converter needs sentencepiece: pip install sentencepiece."
-    raise ExportError(f"llama.cpp converter {script} failed (exit {proc.returncode}).{hint} "
-                      f"Last lines:\n" + "\n".join(log[-12:]) + "\n(--converter builtin uses the built-in writer)")
+    raise ExportError(
+        f"llama.cpp converter {script} failed (exit {proc.returncode}).{hint} "
+        f"Last lines:\n" + "\n".join(log[-12:]) + "\n(--converter builtin uses the built-in writer)"
+    )
 
 
 # --- the GGUF source folder ---------------------------------------------------------
@@ -142,10 +159,12 @@ def _has(node: dict | None, kind: str) -> bool:
 
 def _check_same_tokenizer(a: dict, b: dict) -> None:
     from tokenizers import Tokenizer
+
     ta, tb = Tokenizer.from_str(json.dumps(a)), Tokenizer.from_str(json.dumps(b))
     ids = ta.encode(PROBE).ids
-    if (tb.encode(PROBE).ids != ids
-            or tb.decode(ids, skip_special_tokens=False) != ta.decode(ids, skip_special_tokens=False)):
+    if tb.encode(PROBE).ids != ids or tb.decode(ids, skip_special_tokens=False) != ta.decode(
+        ids, skip_special_tokens=False
+    ):
         raise ExportError("cannot normalize the tokenizer for GGUF: dropping its byte fallback changes tokenization")
 
 
@@ -168,6 +187,7 @@ def _generation_eos(folder: Path) -> tuple[str, list[int]] | None:
 def write_builtin(src: Path, dest: Path, outtype: str, name: str = "loop export") -> None:
     """llama-architecture HF folder -> GGUF through the `gguf` package."""
     import gguf
+
     cfg = json.loads((src / "config.json").read_text())
     _check_supported(cfg, src)
     tmp = dest.with_name(dest.name + ".part")
@@ -216,6 +236,7 @@ def _pre_name(tj: dict) -> str | None:
 
 def _write_hparams(w, cfg: dict, outtype: str) -> None:
     import gguf
+
     heads = cfg["num_attention_heads"]
     rope = cfg.get("rope_parameters") or {}
     w.add_context_length(cfg["max_position_embeddings"])
@@ -241,6 +262,7 @@ def _write_tokenizer(w, src: Path, cfg: dict) -> None:
     """gpt2-model vocab: tokens by id, special added tokens as CONTROL, merges and ids via SpecialVocab."""
     import gguf
     from transformers import AutoTokenizer
+
     tok = AutoTokenizer.from_pretrained(src)
     vocab = {i: t for t, i in tok.get_vocab().items()}
     added = tok.added_tokens_decoder
@@ -251,8 +273,13 @@ def _write_tokenizer(w, src: Path, cfg: dict) -> None:
             types.append(gguf.TokenType.UNUSED)
         else:
             tokens.append(vocab[i])
-            types.append(gguf.TokenType.NORMAL if i not in added else
-                         gguf.TokenType.CONTROL if added[i].special else gguf.TokenType.USER_DEFINED)
+            types.append(
+                gguf.TokenType.NORMAL
+                if i not in added
+                else gguf.TokenType.CONTROL
+                if added[i].special
+                else gguf.TokenType.USER_DEFINED
+            )
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre(_pre_name(json.loads((src / "tokenizer.json").read_text())))
     w.add_token_list(tokens)
@@ -270,6 +297,7 @@ def _write_tokenizer(w, src: Path, cfg: dict) -> None:
 def _write_tensors(w, src: Path, cfg: dict, outtype: str) -> None:
     import gguf
     from safetensors import safe_open
+
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, cfg["num_hidden_layers"])
     heads, kv = cfg["num_attention_heads"], cfg.get("num_key_value_heads") or cfg["num_attention_heads"]
     for f in sorted(src.glob("*.safetensors")):
@@ -296,6 +324,7 @@ def _permute(w, n_head: int):
 def _add_tensor(w, name: str, data, outtype: str) -> None:
     import gguf
     import numpy as np
+
     Q = gguf.GGMLQuantizationType
     if data.ndim == 1 or outtype == "f32":
         w.add_tensor(name, data.astype(np.float32))

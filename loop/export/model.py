@@ -24,6 +24,7 @@ Contract:
   version (walking models.parent), rounds, method, data counts and hash, the held-out
   accuracy per round up to the model's round, the run's and the exporter's loop version.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,9 +46,18 @@ FORMATS = ("lora", "merged16", "gguf")
 DTYPES = ("bfloat16", "float16", "float32")
 
 
-def export_model(store_path: str | Path, out: str | Path, fmt: str = "merged16", round: int | None = None,
-                 version: str | None = None, run_id: str | None = None, dtype: str = "bfloat16",
-                 outtype: str = "f16", converter: str | None = None, force: bool = False) -> dict:
+def export_model(
+    store_path: str | Path,
+    out: str | Path,
+    fmt: str = "merged16",
+    round: int | None = None,
+    version: str | None = None,
+    run_id: str | None = None,
+    dtype: str = "bfloat16",
+    outtype: str = "f16",
+    converter: str | None = None,
+    force: bool = False,
+) -> dict:
     """Export one model version into `out`; return its lineage (with an `export` section)."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
@@ -67,9 +77,13 @@ def export_model(store_path: str | Path, out: str | Path, fmt: str = "merged16",
     tmp.mkdir(parents=True)
     try:
         info = _write(fmt, base, adapter, tmp, dtype, outtype, converter, lin)
-        lin["export"] = {"format": fmt, **info, "loop_version": _loop_version(),
-                         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                         "files": sorted(p.name for p in tmp.iterdir()) + ["README.md", "lineage.json"]}
+        lin["export"] = {
+            "format": fmt,
+            **info,
+            "loop_version": _loop_version(),
+            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "files": sorted(p.name for p in tmp.iterdir()) + ["README.md", "lineage.json"],
+        }
         write_card(tmp, lin)
         _readable(tmp)
         _publish(tmp, out)
@@ -78,8 +92,9 @@ def export_model(store_path: str | Path, out: str | Path, fmt: str = "merged16",
     return lin
 
 
-def _write(fmt: str, base: Path, adapter: Path, dest: Path, dtype: str, outtype: str,
-           converter: str | None, lin: dict) -> dict:
+def _write(
+    fmt: str, base: Path, adapter: Path, dest: Path, dtype: str, outtype: str, converter: str | None, lin: dict
+) -> dict:
     if fmt == "lora":
         write_lora(base, adapter, dest, lin["base"]["name"])
         return {}
@@ -94,8 +109,9 @@ def _write(fmt: str, base: Path, adapter: Path, dest: Path, dtype: str, outtype:
 
 
 # --- which model, and where it came from --------------------------------------------
-def lineage(store_path: str | Path, round: int | None = None, version: str | None = None,
-            run_id: str | None = None) -> dict:
+def lineage(
+    store_path: str | Path, round: int | None = None, version: str | None = None, run_id: str | None = None
+) -> dict:
     """The selected model, its ancestors (oldest first), the run's base and held-out curve."""
     if round is not None and version is not None:
         raise ExportError("give --round or --model-version, not both")
@@ -108,12 +124,18 @@ def lineage(store_path: str | Path, round: int | None = None, version: str | Non
         run = lineage_q.run(st, row["run_id"])
         evals = lineage_q.heldout_curve(st, row["run_id"], row["round"])
     cfg = _json(run["config"]) if run else {}
-    return {"model": chain[-1], "ancestors": chain,
-            "base": {"name": (cfg.get("model") or {}).get("name"), "version": base_version,
-                     "path": row["base_path"]},
-            "run": {"run_id": row["run_id"], "loop_version": run["loop_version"] if run else None,
-                    "dir": (cfg.get("run") or {}).get("dir"), "model_cache": (cfg.get("model") or {}).get("cache_dir")},
-            "evaluations": evals}
+    return {
+        "model": chain[-1],
+        "ancestors": chain,
+        "base": {"name": (cfg.get("model") or {}).get("name"), "version": base_version, "path": row["base_path"]},
+        "run": {
+            "run_id": row["run_id"],
+            "loop_version": run["loop_version"] if run else None,
+            "dir": (cfg.get("run") or {}).get("dir"),
+            "model_cache": (cfg.get("model") or {}).get("cache_dir"),
+        },
+        "evaluations": evals,
+    }
 
 
 def _select(st, rid: str | None, round: int | None, version: str | None) -> dict:
@@ -121,17 +143,20 @@ def _select(st, rid: str | None, round: int | None, version: str | None) -> dict
         rows = lineage_q.by_version_prefix(st, version)
         if not rows:
             raise ExportError(f"no model version {version!r} in the store; known: {_known_versions(st)}")
-        if len({r['model_version'] for r in rows}) > 1:
-            raise ExportError(f"model version prefix {version!r} is ambiguous: "
-                              f"{', '.join(r['model_version'] for r in rows)}")
+        if len({r["model_version"] for r in rows}) > 1:
+            raise ExportError(
+                f"model version prefix {version!r} is ambiguous: {', '.join(r['model_version'] for r in rows)}"
+            )
         return rows[0]
     assert rid is not None  # lineage() resolves the run when no version is given
     if round is not None:
         row = lineage_q.accepted_in_round(st, rid, round)
         if row is None:
             have = lineage_q.rounds_with_model(st, rid)
-            raise ExportError(f"no trained model for round {round} in run {rid}; rounds with a model: "
-                              f"{', '.join(str(r) for r in have) or 'none'}")
+            raise ExportError(
+                f"no trained model for round {round} in run {rid}; rounds with a model: "
+                f"{', '.join(str(r) for r in have) or 'none'}"
+            )
         return row
     row = lineage_q.latest_accepted(st, rid)
     if row is None:
@@ -160,11 +185,22 @@ def _ancestors(st, row: dict) -> tuple[list[dict], str | None]:
 
 def _entry(row: dict) -> dict:
     cfg, m = _json(row["config"]), _json(row["metrics"])
-    return {"version": row["model_version"], "parent": row["parent"], "run_id": row["run_id"],
-            "round": row["round"], "method": cfg.get("method"), "backend": m.get("backend") or cfg.get("backend"),
-            "examples": m.get("examples"), "data_hash": row["data_hash"], "steps": m.get("steps"),
-            "last_loss": m.get("last_loss"), "lora": cfg.get("lora"), "accepted": m.get("accepted", True),
-            "created_at": str(row["created_at"]), "path": row["path"]}
+    return {
+        "version": row["model_version"],
+        "parent": row["parent"],
+        "run_id": row["run_id"],
+        "round": row["round"],
+        "method": cfg.get("method"),
+        "backend": m.get("backend") or cfg.get("backend"),
+        "examples": m.get("examples"),
+        "data_hash": row["data_hash"],
+        "steps": m.get("steps"),
+        "last_loss": m.get("last_loss"),
+        "lora": cfg.get("lora"),
+        "accepted": m.get("accepted", True),
+        "created_at": str(row["created_at"]),
+        "path": row["path"],
+    }
 
 
 def _json(v) -> dict:
@@ -190,8 +226,9 @@ def _verified_folders(lin: dict, store_path: Path) -> tuple[Path, Path]:
         except ModelError as e:
             raise ExportError(f"base model of {m['version']} is missing: {lin['base']['path']} ({e})") from None
     if lin["base"]["version"] and model_hash(base) != lin["base"]["version"]:
-        raise ExportError(f"base model {base} does not match version {lin['base']['version']} recorded "
-                          f"for this lineage")
+        raise ExportError(
+            f"base model {base} does not match version {lin['base']['version']} recorded for this lineage"
+        )
     lin["base"]["path"] = str(base)
     return base, adapter
 
@@ -232,6 +269,7 @@ def write_lora(base: Path, adapter: Path, dest: Path, base_name: str | None = No
     """The adapter folder as trained (PEFT's own README excepted) + the base tokenizer; its
     `base_model_name_or_path` names the model the user gave (`model.name`), not our cache path."""
     from transformers import AutoTokenizer
+
     for f in adapter.iterdir():
         if f.is_file() and f.name != "README.md":
             shutil.copy2(f, dest / f.name)
@@ -247,6 +285,7 @@ def write_merged(base: Path, adapter: Path, dest: Path, dtype: str) -> None:
     """Base + adapter merged in fp32, saved in `dtype` with tokenizer and chat template."""
     import torch
     from transformers import AutoTokenizer
+
     model, _ = load_for_inference(base, adapter, "float32")
     model = model.to(getattr(torch, dtype))
     model.config.dtype = dtype
@@ -269,49 +308,92 @@ def card(lin: dict) -> str:
     m, b, ex, run = lin["model"], lin["base"], lin["export"], lin["run"]
     lib = {"lora": "peft", "merged16": "transformers", "gguf": "gguf"}[ex["format"]]
     how = ex.get("dtype") or " ".join(x for x in (ex.get("outtype"), ex.get("writer") and f"via {ex['writer']}") if x)
-    lines = ["---", f"library_name: {lib}", *([f"base_model: {json.dumps(b['name'])}"] if b["name"] else []),
-             f"tags: [loop, {ex['format']}]", "---", "",
-             f"# loop model `{m['version']}`", "",
-             f"Exported by loop {ex['loop_version']} on {ex['exported_at']} as **{ex['format']}**"
-             + (f" ({how})" if how else "") + ".", "",
-             "| | |", "|---|---|", f"| model version | `{m['version']}` |",
-             f"| run | `{run['run_id']}` (loop {run['loop_version']}) |", f"| round | {m['round']} |",
-             f"| base model | `{b['name']}` (version `{b['version']}`) |", "", "## Lineage", "",
-             "Each version is a LoRA adapter trained from its parent's weights (the first from the base "
-             "model); the exported weights are the base plus the last adapter.", "",
-             "| # | version | parent | round | method | backend | examples | data hash | steps | last loss |",
-             "|---|---|---|---|---|---|---|---|---|---|",
-             f"| 0 | `{b['version']}` (base `{b['name']}`) | | | | | | | | |"]
+    lines = [
+        "---",
+        f"library_name: {lib}",
+        *([f"base_model: {json.dumps(b['name'])}"] if b["name"] else []),
+        f"tags: [loop, {ex['format']}]",
+        "---",
+        "",
+        f"# loop model `{m['version']}`",
+        "",
+        f"Exported by loop {ex['loop_version']} on {ex['exported_at']} as **{ex['format']}**"
+        + (f" ({how})" if how else "")
+        + ".",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| model version | `{m['version']}` |",
+        f"| run | `{run['run_id']}` (loop {run['loop_version']}) |",
+        f"| round | {m['round']} |",
+        f"| base model | `{b['name']}` (version `{b['version']}`) |",
+        "",
+        "## Lineage",
+        "",
+        "Each version is a LoRA adapter trained from its parent's weights (the first from the base "
+        "model); the exported weights are the base plus the last adapter.",
+        "",
+        "| # | version | parent | round | method | backend | examples | data hash | steps | last loss |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| 0 | `{b['version']}` (base `{b['name']}`) | | | | | | | | |",
+    ]
     for i, a in enumerate(lin["ancestors"], 1):
         loss = "" if a["last_loss"] is None else f"{a['last_loss']:.4f}"
-        lines.append(f"| {i} | `{a['version']}` | `{a['parent']}` | {a['round']} | {a['method']} | {a['backend']} "
-                     f"| {_s(a['examples'])} | `{a['data_hash']}` | {_s(a['steps'])} | {loss} |")
-    lines += ["", "## Held-out evaluation", "",
-              "Greedy pass@1 on the run's fixed held-out set; round 0 is the base model before training.", "",
-              "| round | model | n | correct | accuracy | format rate |", "|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {i} | `{a['version']}` | `{a['parent']}` | {a['round']} | {a['method']} | {a['backend']} "
+            f"| {_s(a['examples'])} | `{a['data_hash']}` | {_s(a['steps'])} | {loss} |"
+        )
+    lines += [
+        "",
+        "## Held-out evaluation",
+        "",
+        "Greedy pass@1 on the run's fixed held-out set; round 0 is the base model before training.",
+        "",
+        "| round | model | n | correct | accuracy | format rate |",
+        "|---|---|---|---|---|---|",
+    ]
     for e in lin["evaluations"]:
         mark = " (this model)" if e["model_version"] == m["version"] else ""
-        lines.append(f"| {e['round']} | `{e['model_version']}`{mark} | {e['n']} | {e['correct']} "
-                     f"| {_pct(e['accuracy'])} | {_pct(e['format_rate'])} |")
+        lines.append(
+            f"| {e['round']} | `{e['model_version']}`{mark} | {e['n']} | {e['correct']} "
+            f"| {_pct(e['accuracy'])} | {_pct(e['format_rate'])} |"
+        )
     if not lin["evaluations"]:
         lines.append("| | no evaluation recorded | | | | |")
-    lines += ["", "## Files", "", *[f"- `{f}`" for f in ex["files"]], "", "## Loading", "", "```python",
-              _usage(ex, b), "```", ""]
+    lines += [
+        "",
+        "## Files",
+        "",
+        *[f"- `{f}`" for f in ex["files"]],
+        "",
+        "## Loading",
+        "",
+        "```python",
+        _usage(ex, b),
+        "```",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def _usage(ex: dict, b: dict) -> str:
     if ex["format"] == "lora":
-        return ("from peft import PeftModel\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n"
-                f"base = AutoModelForCausalLM.from_pretrained({b['path']!r})  # {b['name']}\n"
-                "model = PeftModel.from_pretrained(base, 'THIS_DIR')\ntok = AutoTokenizer.from_pretrained('THIS_DIR')")
+        return (
+            "from peft import PeftModel\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n"
+            f"base = AutoModelForCausalLM.from_pretrained({b['path']!r})  # {b['name']}\n"
+            "model = PeftModel.from_pretrained(base, 'THIS_DIR')\ntok = AutoTokenizer.from_pretrained('THIS_DIR')"
+        )
     if ex["format"] == "merged16":
-        return ("from transformers import AutoModelForCausalLM, AutoTokenizer\n"
-                "model = AutoModelForCausalLM.from_pretrained('THIS_DIR')\n"
-                "tok = AutoTokenizer.from_pretrained('THIS_DIR')")
+        return (
+            "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+            "model = AutoModelForCausalLM.from_pretrained('THIS_DIR')\n"
+            "tok = AutoTokenizer.from_pretrained('THIS_DIR')"
+        )
     f = f"model-{ex['outtype']}.gguf"
-    return (f"# llama.cpp: llama-cli -m THIS_DIR/{f}\nfrom transformers import AutoModelForCausalLM\n"
-            f"model = AutoModelForCausalLM.from_pretrained('THIS_DIR', gguf_file={f!r})")
+    return (
+        f"# llama.cpp: llama-cli -m THIS_DIR/{f}\nfrom transformers import AutoModelForCausalLM\n"
+        f"model = AutoModelForCausalLM.from_pretrained('THIS_DIR', gguf_file={f!r})"
+    )
 
 
 def _s(v) -> str:

@@ -10,6 +10,7 @@ atomic: it is built in a sibling temporary directory renamed to DIR when complet
 `rewards` becomes a struct with one float field per reward name (null = cannot
 judge) and `sampling` a struct of the sampler parameters.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,20 +31,32 @@ BATCH_ROWS = 50_000
 
 def _struct_types(reward_names: list[str]):
     import pyarrow as pa
+
     rewards = pa.struct([(n, pa.float64()) for n in reward_names])
-    sampling = pa.struct([("n", pa.int64()), ("temperature", pa.float64()), ("top_p", pa.float64()),
-                          ("max_new_tokens", pa.int64()), ("seed", pa.int64()), ("stop", pa.list_(pa.string()))])
+    sampling = pa.struct(
+        [
+            ("n", pa.int64()),
+            ("temperature", pa.float64()),
+            ("top_p", pa.float64()),
+            ("max_new_tokens", pa.int64()),
+            ("seed", pa.int64()),
+            ("stop", pa.list_(pa.string())),
+        ]
+    )
     return {"rewards": rewards, "sampling": sampling}
 
 
 def _restructure(batch, types: dict):
     """JSON text columns -> typed structs (fixed schema for every batch)."""
     import pyarrow as pa
+
     cols, names = [], []
     for name, col in zip(batch.schema.names, batch.columns):
         if name in types:
-            col = pa.array([_pick(json.loads(v), types[name]) if v is not None else None
-                            for v in col.to_pylist()], type=types[name])
+            col = pa.array(
+                [_pick(json.loads(v), types[name]) if v is not None else None for v in col.to_pylist()],
+                type=types[name],
+            )
         cols.append(col)
         names.append(name)
     return pa.Table.from_arrays(cols, names=names)
@@ -56,8 +69,9 @@ def _pick(obj: dict, struct) -> dict:
 def _batches(st, run_id: str, verified_only: bool):
     names = queries.export_reward_names(st, run_id, verified_only)
     types = _struct_types(names)
-    reader = st.con.sql(queries.EXPORT_SQL, params={"run": run_id, "verified_only": verified_only}) \
-        .to_arrow_reader(BATCH_ROWS)
+    reader = st.con.sql(queries.EXPORT_SQL, params={"run": run_id, "verified_only": verified_only}).to_arrow_reader(
+        BATCH_ROWS
+    )
     for batch in reader:
         if batch.num_rows:
             yield _restructure(batch, types)
@@ -65,6 +79,7 @@ def _batches(st, run_id: str, verified_only: bool):
 
 def _write(tables, fmt: str, tmp: Path) -> int:
     import pyarrow as pa
+
     n = 0
     if fmt == "jsonl":
         with open(tmp / "samples.jsonl", "w", encoding="utf-8") as f:
@@ -74,6 +89,7 @@ def _write(tables, fmt: str, tmp: Path) -> int:
                 n += t.num_rows
     elif fmt == "parquet":
         import pyarrow.parquet as pq
+
         writer = None
         for t in tables:
             writer = writer or pq.ParquetWriter(tmp / "samples.parquet", t.schema)
@@ -83,6 +99,7 @@ def _write(tables, fmt: str, tmp: Path) -> int:
             writer.close()
     else:
         import datasets
+
         parts = list(tables)
         table = pa.concat_tables(parts) if parts else pa.table({})
         datasets.Dataset(table).save_to_disk(str(tmp))
@@ -90,8 +107,7 @@ def _write(tables, fmt: str, tmp: Path) -> int:
     return n
 
 
-def export(path, out: str | Path, fmt: str = "jsonl", verified_only: bool = False,
-           run_id: str | None = None) -> dict:
+def export(path, out: str | Path, fmt: str = "jsonl", verified_only: bool = False, run_id: str | None = None) -> dict:
     """Export the run's samples (only verified ones with `verified_only`); returns the manifest."""
     if fmt not in FORMATS:
         raise InspectError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -115,8 +131,14 @@ def export(path, out: str | Path, fmt: str = "jsonl", verified_only: bool = Fals
                 n = _write(_batches(st, rid, verified_only), fmt, tmp)
             except duckdb.Error as e:
                 raise InspectError(f"{path}: export failed reading the store: {e}") from e
-        manifest = {"run_id": rid, "format": fmt, "verified_only": verified_only, "rows": n,
-                    "store": str(path), "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        manifest = {
+            "run_id": rid,
+            "format": fmt,
+            "verified_only": verified_only,
+            "rows": n,
+            "store": str(path),
+            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
         manifest["schema_version"] = SCHEMA_VERSION
         (tmp / "export.json").write_text(json.dumps(manifest, indent=2))
         if out.exists():

@@ -10,6 +10,7 @@ Contract:
 - Bounded: `limit` is 1..MAX_LIMIT rows; `sql` also stops a statement after
   SQL_TIMEOUT_S seconds (DuckDB's interrupt) and runs under SQL_MEMORY_LIMIT.
 """
+
 from __future__ import annotations
 
 import json
@@ -151,8 +152,9 @@ def sql(path, query: str, limit: int = 100, timeout_s: float = SQL_TIMEOUT_S) ->
             cols = [d[0] for d in cur.description]
             rows = cur.fetchmany(limit + 1)
         except duckdb.InterruptException:
-            raise InspectError(f"sql: statement stopped after {timeout_s:g} s (the statement timeout); "
-                               "narrow the query") from None
+            raise InspectError(
+                f"sql: statement stopped after {timeout_s:g} s (the statement timeout); narrow the query"
+            ) from None
         except duckdb.Error as e:
             raise InspectError(f"sql: {e}") from None
         finally:

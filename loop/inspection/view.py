@@ -4,6 +4,7 @@ Contract: every `render_*` takes exactly what the matching `loop.inspection` fun
 returns and only prints (to stdout); `curve_png` writes one PNG with matplotlib,
 which is optional: without it, a clear InspectError says what to install.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,7 @@ from rich.table import Table
 
 from loop.inspection import InspectError
 
-out = Console()          # stdout: tables are the command's output (progress goes to stderr)
+out = Console()  # stdout: tables are the command's output (progress goes to stderr)
 BAR_WIDTH = 40
 
 
@@ -36,12 +37,22 @@ def short(v, n: int = 10) -> str:
 WRAP = {"question", "value", "sample", "problem"}  # long text columns wrap; the rest are cut with an ellipsis
 
 
-def _table(title: str | None, cols: list[str], rows: list[list[str]], right: AbstractSet[str] = frozenset(),
-           compact: bool = False, wrap: AbstractSet[str] = WRAP) -> Table:
+def _table(
+    title: str | None,
+    cols: list[str],
+    rows: list[list[str]],
+    right: AbstractSet[str] = frozenset(),
+    compact: bool = False,
+    wrap: AbstractSet[str] = WRAP,
+) -> Table:
     t = Table(title=title, box=box.SIMPLE_HEAD, padding=0, pad_edge=False) if compact else Table(title=title)
     for c in cols:
-        t.add_column(c, justify="right" if c in right else "left",
-                     overflow="fold" if c in wrap else "ellipsis", no_wrap=c not in wrap)
+        t.add_column(
+            c,
+            justify="right" if c in right else "left",
+            overflow="fold" if c in wrap else "ellipsis",
+            no_wrap=c not in wrap,
+        )
     for r in rows:
         t.add_row(*r)
     return t
@@ -52,19 +63,29 @@ def render_summary(s: dict) -> None:
         out.print(f"store {s['store']}: no runs yet (schema v{s['schema_version']})")
         return
     writer = s.get("writer")
-    unfinished = ", ".join(f"round {u['round']} {u['stage']} ({u['status']}, attempt {u['attempts']})"
-                           for u in s["unfinished"]) or "none"
+    unfinished = (
+        ", ".join(f"round {u['round']} {u['stage']} ({u['status']}, attempt {u['attempts']})" for u in s["unfinished"])
+        or "none"
+    )
     items = [
-        ("run", s["run_id"]), ("created", s["created_at"]), ("loop version", s["loop_version"]),
+        ("run", s["run_id"]),
+        ("created", s["created_at"]),
+        ("loop version", s["loop_version"]),
         ("store", f"{s['store']} ({s['store_bytes'] / 1e6:.1f} MB, schema v{s['schema_version']})"),
         ("writer", f"pid {writer['pid']} on {writer['host']} since {writer['since']}" if writer else "none"),
         ("rounds done", f"{s['rounds_done']} (last started: {num(s['last_round'])})"),
-        ("unfinished steps", unfinished), ("problems", num(s["problems"])),
+        ("unfinished steps", unfinished),
+        ("problems", num(s["problems"])),
         ("samples", f"{s['samples']} ({s['verified']} verified, {pct(s['verified_frac']) or '-'} % of judged)"),
-        ("problems solved", num(s["problems_solved"])), ("mean reward", num(s["mean_reward"])),
-        ("trained models", num(s["trained_models"])), ("current model", short(s["current_model"], 12)),
-        ("held-out accuracy", f"baseline {pct(s['baseline_accuracy'])} %  latest {pct(s['latest_accuracy'])} %  "
-                              f"best {pct(s['best_accuracy'])} %"),
+        ("problems solved", num(s["problems_solved"])),
+        ("mean reward", num(s["mean_reward"])),
+        ("trained models", num(s["trained_models"])),
+        ("current model", short(s["current_model"], 12)),
+        (
+            "held-out accuracy",
+            f"baseline {pct(s['baseline_accuracy'])} %  latest {pct(s['latest_accuracy'])} %  "
+            f"best {pct(s['best_accuracy'])} %",
+        ),
     ]
     t = Table(show_header=False, title="summary")
     t.add_column(style="bold")
@@ -79,31 +100,75 @@ KEPT = {True: "yes", False: "no", None: ""}  # the evaluation gate's verdict on 
 
 def render_rounds(data: dict) -> None:
     """Fits 80 columns (a plain `make demo` log): compact box, short headers."""
-    cols = ["round", "problems", "samples", "verified%", "reward", "solved", "SFT ex",
-            "acc%", "format%", "kept", "model"]
-    rows = [[str(r["round"]), str(r["problems"]), str(r["samples"]), pct(r["verified_frac"]),
-             "" if r["mean_reward"] is None else f"{r['mean_reward']:.2f}", num(r["solved"]),
-             num(r["train_examples"]), pct(r["heldout_accuracy"]), pct(r["format_rate"]),
-             KEPT[r.get("accepted")], short(r["model_version"], 6)] for r in data["rounds"]]
-    out.print(_table(f"run {data['run_id']}\nacc = held-out accuracy (round 0: before training); "
-                     "kept = the evaluation gate kept the round's model", cols, rows,
-                     right=set(cols) - {"kept", "model"}, compact=True))
+    cols = [
+        "round",
+        "problems",
+        "samples",
+        "verified%",
+        "reward",
+        "solved",
+        "SFT ex",
+        "acc%",
+        "format%",
+        "kept",
+        "model",
+    ]
+    rows = [
+        [
+            str(r["round"]),
+            str(r["problems"]),
+            str(r["samples"]),
+            pct(r["verified_frac"]),
+            "" if r["mean_reward"] is None else f"{r['mean_reward']:.2f}",
+            num(r["solved"]),
+            num(r["train_examples"]),
+            pct(r["heldout_accuracy"]),
+            pct(r["format_rate"]),
+            KEPT[r.get("accepted")],
+            short(r["model_version"], 6),
+        ]
+        for r in data["rounds"]
+    ]
+    out.print(
+        _table(
+            f"run {data['run_id']}\nacc = held-out accuracy (round 0: before training); "
+            "kept = the evaluation gate kept the round's model",
+            cols,
+            rows,
+            right=set(cols) - {"kept", "model"},
+            compact=True,
+        )
+    )
 
 
 def render_problems(rows: list[dict]) -> None:
     """Readable at 80 columns: ids cut to 8 characters (a unique prefix in practice; --json has them
     whole), one line per problem, the question cut with an ellipsis to what the terminal leaves."""
     cols = ["problem", "source", "lvl", "question", "answer", "rounds", "judged", "ok", "pass %"]
-    body = [[_cut(r["problem_id"], 8, ""), _cut(r["source"], 10), num(r["level"]), _one_line(r["question"]),
-             _cut(r["answer"], 10), f"{r['first_round']}-{r['last_round']}", str(r["judged"]), str(r["verified"]),
-             pct(r["pass_rate"])] for r in rows]
+    body = [
+        [
+            _cut(r["problem_id"], 8, ""),
+            _cut(r["source"], 10),
+            num(r["level"]),
+            _one_line(r["question"]),
+            _cut(r["answer"], 10),
+            f"{r['first_round']}-{r['last_round']}",
+            str(r["judged"]),
+            str(r["verified"]),
+            pct(r["pass_rate"]),
+        ]
+        for r in rows
+    ]
     q = cols.index("question")
     widths = [max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(cols)]
     room = max(12, out.width - sum(w for i, w in enumerate(widths) if i != q) - (len(cols) - 1) - 4)
     for b in body:
         b[q] = _cut(b[q], room)
-    out.print(_table(f"{len(rows)} problems", cols, body, right={"lvl", "judged", "ok", "pass %"}, compact=True,
-                     wrap=frozenset()))
+    out.print(
+        _table(
+            f"{len(rows)} problems", cols, body, right={"lvl", "judged", "ok", "pass %"}, compact=True, wrap=frozenset()
+        )
+    )
 
 
 def _one_line(text: str | None) -> str:
@@ -119,36 +184,63 @@ def render_samples(rows: list[dict]) -> None:
     if not rows:
         out.print("no samples match")
     for r in rows:
-        title = (f"{r['sample_id']}  round {r['round']}  verified={r['verified']}  "
-                 f"total={num(r['reward_total'])}  adv={num(r['advantage'])}")
-        body = (f"[bold]Q:[/] {r['question']}  [bold]gold:[/] {r['answer']}  [bold]got:[/] {r['extracted']}\n\n"
-                f"{r['completion']}\n\n[dim]{json.dumps(r['rewards'])}[/]")
+        title = (
+            f"{r['sample_id']}  round {r['round']}  verified={r['verified']}  "
+            f"total={num(r['reward_total'])}  adv={num(r['advantage'])}"
+        )
+        body = (
+            f"[bold]Q:[/] {r['question']}  [bold]gold:[/] {r['answer']}  [bold]got:[/] {r['extracted']}\n\n"
+            f"{r['completion']}\n\n[dim]{json.dumps(r['rewards'])}[/]"
+        )
         out.print(Panel(body, title=title, expand=False))
 
 
 def render_show(r: dict) -> None:
     sp = r.get("sampling") or {}
-    prov = [("sample", r["sample_id"]), ("run / round / idx", f"{r['run_id']} / {r['round']} / {r['idx']}"),
-            ("model", f"{r['model_version']} (parent {r['model_parent'] or 'none: base'})"),
-            ("sampler", f"{r['backend']}: temperature {sp.get('temperature')}, top_p {sp.get('top_p')}, "
-                        f"seed {sp.get('seed')}, max_new_tokens {sp.get('max_new_tokens')}, n {sp.get('n')}"),
-            ("prompt template", r["prompt_version"]), ("verifier", r["verifier_version"]),
-            ("loop version", r["loop_version"]), ("created", r["created_at"]),
-            ("tokens", f"prompt {r['prompt_tokens']}, completion {r['completion_tokens']} ({r['finish_reason']})")]
+    prov = [
+        ("sample", r["sample_id"]),
+        ("run / round / idx", f"{r['run_id']} / {r['round']} / {r['idx']}"),
+        ("model", f"{r['model_version']} (parent {r['model_parent'] or 'none: base'})"),
+        (
+            "sampler",
+            f"{r['backend']}: temperature {sp.get('temperature')}, top_p {sp.get('top_p')}, "
+            f"seed {sp.get('seed')}, max_new_tokens {sp.get('max_new_tokens')}, n {sp.get('n')}",
+        ),
+        ("prompt template", r["prompt_version"]),
+        ("verifier", r["verifier_version"]),
+        ("loop version", r["loop_version"]),
+        ("created", r["created_at"]),
+        ("tokens", f"prompt {r['prompt_tokens']}, completion {r['completion_tokens']} ({r['finish_reason']})"),
+    ]
     out.print(_table("provenance", ["field", "value"], [[k, str(v)] for k, v in prov]))
-    out.print(Panel(f"{r['question']}\n\n[bold]gold:[/] {r['answer']}   [dim]{r['source']} {r['kind']} "
-                    f"level {r['level']}  problem {r['problem_id']}[/]", title="problem", expand=False))
+    out.print(
+        Panel(
+            f"{r['question']}\n\n[bold]gold:[/] {r['answer']}   [dim]{r['source']} {r['kind']} "
+            f"level {r['level']}  problem {r['problem_id']}[/]",
+            title="problem",
+            expand=False,
+        )
+    )
     out.print(Panel(r["completion"] or "", title=f"completion  (extracted: {r['extracted']})", expand=False))
     rewards = [[k, num(v) if v is not None else "cannot judge"] for k, v in (r.get("rewards") or {}).items()]
-    rewards += [["total", num(r["reward_total"])], ["advantage", num(r["advantage"])],
-                ["verified", str(r["verified"])]]
+    rewards += [["total", num(r["reward_total"])], ["advantage", num(r["advantage"])], ["verified", str(r["verified"])]]
     out.print(_table("rewards", ["reward", "value"], rewards, right={"value"}))
-    lineage = [[str(m["depth"]), m["model_version"] or "", m["kind"] or "base", num(m["round"]), m["data_hash"] or ""]
-               for m in r["lineage"]]  # the base model has no `models` row
+    lineage = [
+        [str(m["depth"]), m["model_version"] or "", m["kind"] or "base", num(m["round"]), m["data_hash"] or ""]
+        for m in r["lineage"]
+    ]  # the base model has no `models` row
     out.print(_table("model lineage (0 = this sample's model)", ["depth", "model", "kind", "round", "data"], lineage))
-    group = [[g["sample_id"] + (" *" if g["sample_id"] == r["sample_id"] else ""), str(g["idx"]),
-              str(g["verified"]), num(g["reward_total"]), num(g["advantage"]), str(g["extracted"])]
-             for g in r["group"]]
+    group = [
+        [
+            g["sample_id"] + (" *" if g["sample_id"] == r["sample_id"] else ""),
+            str(g["idx"]),
+            str(g["verified"]),
+            num(g["reward_total"]),
+            num(g["advantage"]),
+            str(g["extracted"]),
+        ]
+        for g in r["group"]
+    ]
     out.print(_table("GRPO group", ["sample", "idx", "verified", "total", "advantage", "extracted"], group))
 
 
@@ -168,24 +260,35 @@ def render_curve(data: dict) -> None:
     for p in pts:
         filled = round(width * (p["accuracy"] or 0))
         bar = "█" * filled + "·" * (width - filled)
-        out.print(f"round {p['round']:>3} │{bar}│ {pct(p['accuracy']):>5} % ({p['correct']}/{p['n']}) "
-                  f"{short(p['model_version'], 8)}", highlight=False, soft_wrap=True)
+        out.print(
+            f"round {p['round']:>3} │{bar}│ {pct(p['accuracy']):>5} % ({p['correct']}/{p['n']}) "
+            f"{short(p['model_version'], 8)}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def curve_png(data: dict, path: str | Path) -> Path:
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         import matplotlib.ticker
     except ImportError:
-        raise InspectError("--png needs matplotlib, which is not installed (pip install matplotlib); "
-                           "the terminal chart works without it") from None
+        raise InspectError(
+            "--png needs matplotlib, which is not installed (pip install matplotlib); "
+            "the terminal chart works without it"
+        ) from None
     pts = data["points"]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot([p["round"] for p in pts], [100 * (p["accuracy"] or 0) for p in pts], marker="o")
-    ax.set(xlabel="round (0 = before training)", ylabel="held-out accuracy (%)", ylim=(0, 100),
-           title=f"run {data['run_id']}")
+    ax.set(
+        xlabel="round (0 = before training)",
+        ylabel="held-out accuracy (%)",
+        ylim=(0, 100),
+        title=f"run {data['run_id']}",
+    )
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -200,16 +303,24 @@ def render_sft(rows: list[dict]) -> None:
         out.print("no `loop sft` models in this run")
     for r in rows:
         m, c = r["metrics"], r["config"]
-        files = "; ".join(f"{Path(f['path']).name} ({f['encoding']}, {f['rows']} rows, sha256 {f['sha256'][:12]})"
-                          for d in c.get("data", []) for f in d["files"])
-        lines = [f"model {r['model_version']}  round {r['round']}  template {c.get('template')}  "
-                 f"steps {m.get('steps')}  train rows {c.get('train_rows')}  held-out rows {c.get('heldout_rows')}",
-                 f"data: {files}",
-                 f"held-out loss {num(m.get('heldout_loss_before'))} -> {num(m.get('heldout_loss_after'))}  "
-                 f"(perplexity {num(m.get('heldout_ppl_before'))} -> {num(m.get('heldout_ppl_after'))})"]
+        files = "; ".join(
+            f"{Path(f['path']).name} ({f['encoding']}, {f['rows']} rows, sha256 {f['sha256'][:12]})"
+            for d in c.get("data", [])
+            for f in d["files"]
+        )
+        lines = [
+            f"model {r['model_version']}  round {r['round']}  template {c.get('template')}  "
+            f"steps {m.get('steps')}  train rows {c.get('train_rows')}  held-out rows {c.get('heldout_rows')}",
+            f"data: {files}",
+            f"held-out loss {num(m.get('heldout_loss_before'))} -> {num(m.get('heldout_loss_after'))}  "
+            f"(perplexity {num(m.get('heldout_ppl_before'))} -> {num(m.get('heldout_ppl_after'))})",
+        ]
         for p in m.get("prompts", []):
-            lines += [f"\n[bold]prompt[/] {p['prompt']}", f"[dim]before[/] {p['before']}",
-                      f"[green]after[/] {p['after']}"]
+            lines += [
+                f"\n[bold]prompt[/] {p['prompt']}",
+                f"[dim]before[/] {p['before']}",
+                f"[green]after[/] {p['after']}",
+            ]
         out.print(Panel("\n".join(lines), title=f"loop sft {short(r['model_version'])}"))
 
 
@@ -219,7 +330,8 @@ def render_sets(rows: list[dict]) -> None:
     by_round: dict[int, dict[str, dict]] = {}
     for r in rows:
         by_round.setdefault(r["round"], {})[r["split"]] = r
-    body = [[str(k)] + [f"{pct(v[n]['accuracy'])} % of {v[n]['n']}" if n in v else "" for n in names]
-            for k, v in sorted(by_round.items())]
-    out.print(_table("held-out accuracy per set (heldout = the gated set)", ["round", *names], body,
-                     right=set(names)))
+    body = [
+        [str(k)] + [f"{pct(v[n]['accuracy'])} % of {v[n]['n']}" if n in v else "" for n in names]
+        for k, v in sorted(by_round.items())
+    ]
+    out.print(_table("held-out accuracy per set (heldout = the gated set)", ["round", *names], body, right=set(names)))

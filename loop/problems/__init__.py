@@ -8,6 +8,7 @@ and conversations), `seeds` (file sources, cached), `evalsets` (`evaluate.sets`)
 `sources` (the registry that draws a round's problems, and `validate_sources`); `dedup`
 and `curriculum` keep the pool clean and in the learnable band.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -12,6 +12,7 @@ Invariants:
   * learnability is the proposer's GRPO reward: 1 - pass_rate strictly inside
     (0, 1), else 0 (unsolvable and trivial problems teach nothing).
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -63,8 +64,9 @@ def track(results: Iterable[Result]) -> dict[str, ProblemStats]:
     return stats
 
 
-def select_for_resampling(stats: Mapping[str, ProblemStats], band: tuple[float, float] = (0.2, 0.8),
-                          retire_after: int = 3) -> tuple[list[str], list[tuple[str, str]]]:
+def select_for_resampling(
+    stats: Mapping[str, ProblemStats], band: tuple[float, float] = (0.2, 0.8), retire_after: int = 3
+) -> tuple[list[str], list[tuple[str, str]]]:
     """(resample_ids, [(retired_id, reason)]); reasons 'always_solved' /
     'never_solved'. Resample ids come most-learnable first (rate nearest 0.5)."""
     lo, hi = band
@@ -95,8 +97,12 @@ def proposer_learnability(prompts, completions, pass_rate, **kwargs) -> list[flo
     return [None if p is None else learnability(p) for p in pass_rate]
 
 
-def band_hint(stats: Mapping[str, ProblemStats], band: tuple[float, float] = (0.2, 0.8),
-              examples: Mapping[str, str] | None = None, max_examples: int = 2) -> str:
+def band_hint(
+    stats: Mapping[str, ProblemStats],
+    band: tuple[float, float] = (0.2, 0.8),
+    examples: Mapping[str, str] | None = None,
+    max_examples: int = 2,
+) -> str:
     """One or two sentences steering the proposer toward the band, optionally
     citing problem texts (`examples`: id -> text) from the side to move away from."""
     lo, hi = band
@@ -106,17 +112,18 @@ def band_hint(stats: Mapping[str, ProblemStats], band: tuple[float, float] = (0.
     easy = sorted((p for p, r in rates.items() if r > hi), key=lambda p: (-rates[p], p))
     hard = sorted((p for p, r in rates.items() if r < lo), key=lambda p: (rates[p], p))
     n = len(rates)
-    summary = (f"Of the last {n} problems, {len(easy) / n:.0%} were too easy, "
-               f"{len(hard) / n:.0%} too hard, {(n - len(easy) - len(hard)) / n:.0%} in range "
-               f"(target pass rate {lo:.0%}-{hi:.0%}).")
+    summary = (
+        f"Of the last {n} problems, {len(easy) / n:.0%} were too easy, "
+        f"{len(hard) / n:.0%} too hard, {(n - len(easy) - len(hard)) / n:.0%} in range "
+        f"(target pass rate {lo:.0%}-{hi:.0%})."
+    )
     if len(easy) > len(hard):
         direction, cited = "Make new problems slightly harder than", easy
     elif len(hard) > len(easy):
         direction, cited = "Make new problems slightly easier than", hard
     else:
         direction = "Keep the difficulty similar to"
-        cited = sorted((p for p in rates if p not in easy and p not in hard),
-                       key=lambda p: (abs(rates[p] - 0.5), p))
+        cited = sorted((p for p in rates if p not in easy and p not in hard), key=lambda p: (abs(rates[p] - 0.5), p))
     texts = [examples[p] for p in cited if examples and p in examples][:max_examples]
     if not texts:
         return f"{summary} {direction} the recent problems."

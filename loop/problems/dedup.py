@@ -7,6 +7,7 @@ same text. Math operators + - * / ^ = < > ( ) % are kept as tokens because
 All hashing is seeded and process-independent (blake2b, never `hash()`), so
 hashes and MinHash signatures are stable across runs and machines.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,11 +19,21 @@ from typing import Any
 import numpy as np
 
 # Symbols NFKC leaves alone but that mean an ASCII operator.
-_OPERATOR_MAP = str.maketrans({"\u2212": "-", "\u2013": "-", "\u00d7": "*", "\u00b7": "*",
-                               "\u22c5": "*", "\u00f7": "/", "\u2215": "/", "\u2264": "<=",
-                               "\u2265": ">="})
+_OPERATOR_MAP = str.maketrans(
+    {
+        "\u2212": "-",
+        "\u2013": "-",
+        "\u00d7": "*",
+        "\u00b7": "*",
+        "\u22c5": "*",
+        "\u00f7": "/",
+        "\u2215": "/",
+        "\u2264": "<=",
+        "\u2265": ">=",
+    }
+)
 _TOKEN = re.compile(r"\d+(?:\.\d+)?|[^\W\d_]+|[+\-*/^=<>()%]")
-_WORD_HYPHEN = re.compile(r"(?<=[^\W\d_])-(?=[^\W\d_])")   # "two-digit" -> "two digit"
+_WORD_HYPHEN = re.compile(r"(?<=[^\W\d_])-(?=[^\W\d_])")  # "two-digit" -> "two digit"
 _MERSENNE31 = (1 << 31) - 1
 
 
@@ -51,10 +62,10 @@ def shingles(text: str, kind: str = "word", n: int = 3) -> frozenset[int]:
     normalized text. Texts shorter than n give one shingle (the whole text)."""
     if kind == "word":
         toks = tokens(text)
-        grams = [" ".join(toks[i:i + n]) for i in range(max(1, len(toks) - n + 1))]
+        grams = [" ".join(toks[i : i + n]) for i in range(max(1, len(toks) - n + 1))]
     elif kind == "char":
         s = normalize_text(text)
-        grams = [s[i:i + n] for i in range(max(1, len(s) - n + 1))]
+        grams = [s[i : i + n] for i in range(max(1, len(s) - n + 1))]
     else:
         raise ValueError(f"unknown shingle kind {kind!r}")
     return frozenset(_h64(g) for g in grams if g)
@@ -72,7 +83,7 @@ def _lsh_shape(num_perm: int, threshold: float, recall: float = 0.95) -> tuple[i
     best = (num_perm, 1)
     for rows in range(1, num_perm + 1):
         bands = num_perm // rows
-        if 1 - (1 - threshold ** rows) ** bands >= recall:
+        if 1 - (1 - threshold**rows) ** bands >= recall:
             best = (bands, rows)
     return best
 
@@ -85,8 +96,7 @@ class NearDupIndex:
     `query(text)` returns [(id, jaccard)] with jaccard >= threshold, best first.
     """
 
-    def __init__(self, threshold: float = 0.8, num_perm: int = 128, seed: int = 0,
-                 kind: str = "word", n: int = 3):
+    def __init__(self, threshold: float = 0.8, num_perm: int = 128, seed: int = 0, kind: str = "word", n: int = 3):
         if not 0 < threshold <= 1:
             raise ValueError("threshold must be in (0, 1]")
         self.threshold, self.kind, self.n = threshold, kind, n
@@ -109,7 +119,7 @@ class NearDupIndex:
 
     def _band_keys(self, sig: np.ndarray) -> list[bytes]:
         r = self.rows
-        return [sig[i * r:(i + 1) * r].tobytes() for i in range(self.bands)]
+        return [sig[i * r : (i + 1) * r].tobytes() for i in range(self.bands)]
 
     def add(self, id: Any, text: str) -> None:
         """Index `text` under a new `id`; whether to add a near-duplicate of an
@@ -158,7 +168,7 @@ class NgramIndex:
         self._grams.update(self._hashes(toks))
 
     def _hashes(self, toks: list[str]) -> list[int]:
-        return [_h64(" ".join(toks[i:i + self.n])) for i in range(len(toks) - self.n + 1)]
+        return [_h64(" ".join(toks[i : i + self.n])) for i in range(len(toks) - self.n + 1)]
 
     def count(self, text: str) -> int:
         """How many of the text's n-grams (plus whole short eval texts) it shares."""
@@ -177,9 +187,9 @@ def _default_key(problem: Any) -> str:
     return problem["problem"] if "problem" in problem else problem["text"]
 
 
-def decontaminate(problems: Iterable[Any], eval_texts: Iterable[str], n: int = 13,
-                  key: Callable[[Any], str] = _default_key
-                  ) -> tuple[list[Any], list[tuple[Any, str]]]:
+def decontaminate(
+    problems: Iterable[Any], eval_texts: Iterable[str], n: int = 13, key: Callable[[Any], str] = _default_key
+) -> tuple[list[Any], list[tuple[Any, str]]]:
     """Split problems into (kept, dropped); dropped carries the reason:
     'exact_match' (same normalized text as an eval item) or 'ngram_overlap:<k>'
     (k shared n-grams). Problems are str or dicts with 'problem'/'text'."""

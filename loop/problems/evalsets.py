@@ -6,6 +6,7 @@ join the exclusions, so no training round proposes them (e.g. evaluate on 200 ro
 GSM8K file whose other rows train). The gated set (`evaluate.gate_set`, else the first) is
 stored as split `heldout`, the others under their names.
 """
+
 from __future__ import annotations
 
 import random

@@ -12,6 +12,7 @@ output; optional system, history as [[user, assistant], ...]), `messages` (OpenA
 the whole answer text). Every result carries its provenance (file, line, encoding).
 Errors name file:line and the field, and for a missing column the columns present.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -35,15 +36,24 @@ FORMATS: dict[str, Mapping] = {
     "plain": Mapping("question", "answer", "plain"),
 }
 ANSWER_FORMATS = ("gsm8k", "boxed", "plain")
-ROLES = {"system": "system", "user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant",
-         "model": "assistant", "bot": "assistant"}
+ROLES = {
+    "system": "system",
+    "user": "user",
+    "human": "user",
+    "assistant": "assistant",
+    "gpt": "assistant",
+    "model": "assistant",
+    "bot": "assistant",
+}
 
 
 def mapping(src) -> Mapping:
     """The source's field mapping: its format's defaults, overridden by its settings."""
     if src.format not in FORMATS:
-        raise ProposeError(f"{src.path}: format {src.format!r} has no verifiable answer; valid for problems: "
-                           f"{', '.join(sorted(FORMATS))} (instruction formats go to `instruct.sources`)")
+        raise ProposeError(
+            f"{src.path}: format {src.format!r} has no verifiable answer; valid for problems: "
+            f"{', '.join(sorted(FORMATS))} (instruction formats go to `instruct.sources`)"
+        )
     m = FORMATS[src.format]
     return Mapping(src.question_field or m.question, src.answer_field or m.answer, src.answer_format or m.answer_format)
 
@@ -97,14 +107,18 @@ def last_boxed(text: str) -> str | None:
     for j in range(i, len(text)):
         depth += {"{": 1, "}": -1}.get(text[j], 0)
         if depth == 0:
-            return text[i + 1:j].strip() or None
+            return text[i + 1 : j].strip() or None
     return None
 
 
 def provenance(row: Row, table: Table) -> dict[str, Any]:
     info = next((f for f in table.files if f.path == row.file or f.path.startswith(row.file + "#")), None)
-    return {"file": row.file, "line": row.line, "encoding": info.encoding if info else None,
-            "sha256": info.sha256[:16] if info else None}
+    return {
+        "file": row.file,
+        "line": row.line,
+        "encoding": info.encoding if info else None,
+        "sha256": info.sha256[:16] if info else None,
+    }
 
 
 def problems(table: Table, src, label: str) -> list[Problem]:
@@ -115,8 +129,15 @@ def problems(table: Table, src, label: str) -> list[Problem]:
     for row in table.rows:
         q = text_field(row, m.question)
         answer, solution = final_answer(row, m.answer, text_field(row, m.answer), m.answer_format)
-        out.append(Problem(question=q, answer=answer, source=label, kind=src.format,
-                           meta={"solution": solution, **provenance(row, table)}))
+        out.append(
+            Problem(
+                question=q,
+                answer=answer,
+                source=label,
+                kind=src.format,
+                meta={"solution": solution, **provenance(row, table)},
+            )
+        )
     return out
 
 
@@ -131,23 +152,29 @@ def _alpaca(row: Row, src) -> list[dict[str, str]]:
     for user, assistant in history:
         out += [{"role": "user", "content": str(user)}, {"role": "assistant", "content": str(assistant)}]
     user = f"{instruction}\n\n{extra}" if extra else instruction
-    return out + [{"role": "user", "content": user},
-                  {"role": "assistant", "content": text_field(row, src.answer_field or "output")}]
+    return out + [
+        {"role": "user", "content": user},
+        {"role": "assistant", "content": text_field(row, src.answer_field or "output")},
+    ]
 
 
 def _messages(row: Row, src) -> list[dict[str, str]]:
     key = "messages" if "messages" in row.data else "conversations"
     turns = row.data.get(key)
     if not isinstance(turns, list) or not turns:
-        raise ProposeError(f"{row.where}: field 'messages' (or 'conversations') missing or not a list; "
-                           f"this row has: {', '.join(row.data)}")
+        raise ProposeError(
+            f"{row.where}: field 'messages' (or 'conversations') missing or not a list; "
+            f"this row has: {', '.join(row.data)}"
+        )
     out = []
     for i, t in enumerate(turns):
         role = ROLES.get(str(t.get("role", t.get("from", ""))).lower()) if isinstance(t, dict) else None
         content = t.get("content", t.get("value")) if isinstance(t, dict) else None
         if role is None or not isinstance(content, str):
-            raise ProposeError(f"{row.where}: {key}[{i}] needs a role (system/user/assistant or "
-                               f"human/gpt) and text content, got {t!r:.80}")
+            raise ProposeError(
+                f"{row.where}: {key}[{i}] needs a role (system/user/assistant or "
+                f"human/gpt) and text content, got {t!r:.80}"
+            )
         out.append({"role": role, "content": content})
     if out[-1]["role"] != "assistant":
         raise ProposeError(f"{row.where}: {key} must end with an assistant turn (the completion trained on)")
@@ -156,8 +183,10 @@ def _messages(row: Row, src) -> list[dict[str, str]]:
 
 def _medical(row: Row, src) -> list[dict[str, str]]:
     ask = text_field(row, src.question_field or "ask", required=False) or text_field(row, "title")
-    return _system(src.system) + [{"role": "user", "content": ask},
-                                  {"role": "assistant", "content": text_field(row, src.answer_field or "answer")}]
+    return _system(src.system) + [
+        {"role": "user", "content": ask},
+        {"role": "assistant", "content": text_field(row, src.answer_field or "answer")},
+    ]
 
 
 def _system(text: str | None) -> list[dict[str, str]]:
@@ -165,7 +194,10 @@ def _system(text: str | None) -> list[dict[str, str]]:
 
 
 CHAT_FORMATS: dict[str, Callable[[Row, Any], list[dict[str, str]]]] = {
-    "alpaca": _alpaca, "messages": _messages, "medical": _medical}
+    "alpaca": _alpaca,
+    "messages": _messages,
+    "medical": _medical,
+}
 CHAT_COLUMNS = {"alpaca": ["instruction", "output"], "medical": ["answer"], "messages": []}
 
 
@@ -184,11 +216,17 @@ def conversations(table: Table, src) -> list[dict[str, Any]]:
             out.append({"messages": fn(row, src), "meta": meta})
         return out
     if src.format not in FORMATS:
-        raise ProposeError(f"{src.path}: unknown format {src.format!r}; valid: "
-                           f"{', '.join(sorted([*FORMATS, *CHAT_FORMATS]))}")
-    return [{"messages": _system(src.system) + [{"role": "user", "content": p.question},
-                                                {"role": "assistant", "content": _full_answer(p)}],
-             "meta": {k: v for k, v in p.meta.items() if k != "solution"}} for p in problems(table, src, "")]
+        raise ProposeError(
+            f"{src.path}: unknown format {src.format!r}; valid: {', '.join(sorted([*FORMATS, *CHAT_FORMATS]))}"
+        )
+    return [
+        {
+            "messages": _system(src.system)
+            + [{"role": "user", "content": p.question}, {"role": "assistant", "content": _full_answer(p)}],
+            "meta": {k: v for k, v in p.meta.items() if k != "solution"},
+        }
+        for p in problems(table, src, "")
+    ]
 
 
 def _full_answer(p: Problem) -> str:

@@ -6,6 +6,7 @@ never floats. Every problem carries a one-line sympy answer program in `meta.pro
 the same generator under a seed no training round uses, and training proposals exclude
 its expressions (`heldout_keys`).
 """
+
 from __future__ import annotations
 
 import random
@@ -69,9 +70,14 @@ def arithmetic(count: int, levels: list[int], seed: int, exclude: AbstractSet[st
         q = r.choice(TEMPLATES).format(e=expr)
         if expr in exclude or q in out:  # held-out expressions never train
             continue
-        out[q] = Problem(question=q, answer=str(value), source="arithmetic", kind=kind, level=level,
-                         meta={"expression": expr, "seed": seed,
-                               "program": answer_program(expr)})
+        out[q] = Problem(
+            question=q,
+            answer=str(value),
+            source="arithmetic",
+            kind=kind,
+            level=level,
+            meta={"expression": expr, "seed": seed, "program": answer_program(expr)},
+        )
     return list(out.values())
 
 

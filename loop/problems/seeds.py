@@ -5,6 +5,7 @@ before; `kind: file` is any reader and format. Errors name the file and line
 (ProposeError); an empty file is an error. A file is read once per process as long as its
 size and mtime stay the same (validation at run open, then every round's proposal).
 """
+
 from __future__ import annotations
 
 import random
@@ -49,6 +50,7 @@ def load_jsonl(path: str | Path) -> list[Problem]:
 
 class _JsonlSource:
     """The settings `load_jsonl` reads with (a `kind: jsonl` source's defaults)."""
+
     kind, reader, format, encoding, sheet = "jsonl", "jsonl", "gsm8k", None, None
     question_field = answer_field = answer_format = system = None
     max_field_bytes = 1_000_000

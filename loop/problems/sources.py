@@ -5,6 +5,7 @@ Deterministic in the seed; a problem drawn twice is kept once; nothing in `exclu
 by loop.proposer (they need the model). `validate_sources` opens and maps every file
 source (all rows) so a bad file fails when the run opens, before anything is stored.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -54,8 +55,15 @@ def validate_sources(sources, chat: bool = False) -> list[dict[str, Any]]:
         if rows == 0:
             raise ProposeError(f"{src.path}: no rows")
         table = source_table(src)
-        out.append({"path": src.path, "reader": table.reader, "format": src.format if src.kind == "file" else "gsm8k",
-                    "rows": rows, "files": [vars(f) for f in table.files]})
+        out.append(
+            {
+                "path": src.path,
+                "reader": table.reader,
+                "format": src.format if src.kind == "file" else "gsm8k",
+                "rows": rows,
+                "files": [vars(f) for f in table.files],
+            }
+        )
     return out
 
 

@@ -34,6 +34,7 @@ proposal's (off-policy): every fresh completion of a row gets the same value. Fo
 on-policy GRPO use `LearnabilityReward(solve)`: it gates each fresh completion
 like the stage does and asks `solve(question, answer) -> pass_rate`.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -56,13 +57,22 @@ from loop.proposer.generate import (
 from loop.proposer.training import LearnabilityReward, grpo_dataset
 from store import proposals
 
-__all__ = ["PROPOSER_VERSION", "STARTERS", "LearnabilityReward", "RoundPlan", "build_prompt", "fewshot_pool",
-           "grpo_dataset", "plan_round", "run_program"]
+__all__ = [
+    "PROPOSER_VERSION",
+    "STARTERS",
+    "LearnabilityReward",
+    "RoundPlan",
+    "build_prompt",
+    "fewshot_pool",
+    "grpo_dataset",
+    "plan_round",
+    "run_program",
+]
 
 
 @dataclass
 class RoundPlan:
-    problems: list = field(default_factory=list)     # kept self-proposed Problems
+    problems: list = field(default_factory=list)  # kept self-proposed Problems
     resample: list[str] = field(default_factory=list)  # earlier problem ids sampled again
     tables: dict[str, list[dict]] = field(default_factory=dict)  # extra rows: proposals, retirements
     info: dict[str, Any] = field(default_factory=dict)
@@ -74,9 +84,17 @@ def curriculum_plan(ctx, r: int) -> tuple[list[str], list[dict]]:
     retired = proposals.retired_ids(ctx.store, ctx.run_id)
     stats = {k: v for k, v in track(proposals.pass_rate_rows(ctx.store, ctx.run_id, r)).items() if k not in retired}
     resample, retire = select_for_resampling(stats, tuple(cur.band), cur.retire_after)
-    rows = [{"run_id": ctx.run_id, "problem_id": pid, "round": r, "reason": why,
-             "history": [list(h) for h in stats[pid].history]} for pid, why in retire]
-    return resample[:cur.resample_max], rows
+    rows = [
+        {
+            "run_id": ctx.run_id,
+            "problem_id": pid,
+            "round": r,
+            "reason": why,
+            "history": [list(h) for h in stats[pid].history],
+        }
+        for pid, why in retire
+    ]
+    return resample[: cur.resample_max], rows
 
 
 def load_gate(ctx, fresh: list, held: list, src) -> Gate:
@@ -106,7 +124,11 @@ def plan_round(ctx, r: int, fresh: list, held: list, exclude: set[str]) -> Round
         plan.problems += problems
         plan.tables["proposals"] += rows
     reasons = Counter(x["reason"] for x in plan.tables["proposals"] if x["status"] == "rejected")
-    plan.info = {"self_proposed": len(plan.tables["proposals"]), "self_kept": len(plan.problems),
-                 "self_rejected": dict(sorted(reasons.items())), "resampled": len(plan.resample),
-                 "retired": len(retire)}
+    plan.info = {
+        "self_proposed": len(plan.tables["proposals"]),
+        "self_kept": len(plan.problems),
+        "self_rejected": dict(sorted(reasons.items())),
+        "resampled": len(plan.resample),
+        "retired": len(retire),
+    }
     return plan

@@ -41,6 +41,7 @@ truncated program (`"length"`) is rejected. Rejections are `parse:<why>`.
 Programs run as `from sympy import *` + the program with its number literals
 made exact (`exactify`: 100/3 is Rational 100/3, never a float).
 """
+
 from __future__ import annotations
 
 import ast
@@ -60,10 +61,33 @@ MAX_PROBLEM_CHARS = 600
 MAX_PROGRAM_CHARS = 1000
 MAX_ANSWER_CHARS = 40
 FREE_NUMBERS = {Fraction(0), Fraction(1), Fraction(2), Fraction(100)}
-NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-                "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "twenty": 20,
-                "half": 2, "twice": 2, "double": 2, "triple": 3, "dozen": 12, "hundred": 100,
-                "thousand": 1000, "quarter": 4, "third": 3, "week": 7, "hour": 60, "minute": 60}
+NUMBER_WORDS = {
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "twenty": 20,
+    "half": 2,
+    "twice": 2,
+    "double": 2,
+    "triple": 3,
+    "dozen": 12,
+    "hundred": 100,
+    "thousand": 1000,
+    "quarter": 4,
+    "third": 3,
+    "week": 7,
+    "hour": 60,
+    "minute": 60,
+}
 _ANSWER_RE = re.compile(r"-?\d+(?:/\d+)?|-?\d+\.\d+")
 _TEXT_NUM = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
 _OPEN_P, _CLOSE_P = re.compile(r"<\s*problem\s*>", re.I), re.compile(r"<\s*/\s*problem\s*>", re.I)
@@ -77,7 +101,7 @@ _FENCE = re.compile(r"^\s*```[a-zA-Z]*\s*$", re.M)
 class Parsed:
     problem: str | None
     program: str | None
-    reason: str                     # 'ok' or 'parse:<why>'
+    reason: str  # 'ok' or 'parse:<why>'
 
     @property
     def ok(self) -> bool:
@@ -99,11 +123,11 @@ def parse(text: str, finish_reason: str = "stop") -> Parsed:
     close_p = _CLOSE_P.search(text, start, open_g.start())
     if open_p is None and close_p is None:
         return Parsed(None, None, "parse:no_problem")
-    problem = " ".join(text[start:close_p.start() if close_p else open_g.start()].split())
+    problem = " ".join(text[start : close_p.start() if close_p else open_g.start()].split())
     close_g = _CLOSE_G.search(text, open_g.end())
     if close_g is None and finish_reason != "stop":
         return Parsed(problem or None, None, "parse:truncated")
-    program = text[open_g.end():close_g.start() if close_g else len(text)]
+    program = text[open_g.end() : close_g.start() if close_g else len(text)]
     program = textwrap.dedent(_FENCE.sub("", program).strip("\n")).strip()
     if not problem:
         return Parsed(None, program or None, "parse:empty_problem")
@@ -152,9 +176,11 @@ def program_numbers(program: str) -> set[Fraction]:
         tree = ast.parse(program)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return set()
-    return {Fraction(repr(n.value)) if isinstance(n.value, float) else Fraction(n.value)
-            for n in ast.walk(tree) if isinstance(n, ast.Constant)
-            and isinstance(n.value, (int, float)) and not isinstance(n.value, bool)}
+    return {
+        Fraction(repr(n.value)) if isinstance(n.value, float) else Fraction(n.value)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, (int, float)) and not isinstance(n.value, bool)
+    }
 
 
 def computes(program: str) -> bool:
@@ -165,8 +191,21 @@ def computes(program: str) -> bool:
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return True  # the sandbox reports it
     for n in ast.walk(tree):
-        if isinstance(n, (ast.BinOp, ast.BoolOp, ast.Compare, ast.Subscript, ast.comprehension,
-                          ast.For, ast.While, ast.IfExp, ast.Lambda, ast.FunctionDef)):
+        if isinstance(
+            n,
+            (
+                ast.BinOp,
+                ast.BoolOp,
+                ast.Compare,
+                ast.Subscript,
+                ast.comprehension,
+                ast.For,
+                ast.While,
+                ast.IfExp,
+                ast.Lambda,
+                ast.FunctionDef,
+            ),
+        ):
             return True
         if isinstance(n, ast.Call) and not (isinstance(n.func, ast.Name) and n.func.id in _NUMBER_CTORS):
             return True
@@ -201,7 +240,7 @@ def answer_reason(answer: str) -> str | None:
 # --- the gate -------------------------------------------------------------------------
 @dataclass
 class Check:
-    reason: str                      # 'ok' or the first failed check
+    reason: str  # 'ok' or the first failed check
     answer: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 
@@ -210,8 +249,13 @@ class Gate:
     """Dedup + decontamination state for one round: every stored problem text, the
     eval texts, the held-out problems; kept proposals are added as they pass."""
 
-    def __init__(self, stored: Iterable[tuple[str, str]], eval_texts: Iterable[str] = (),
-                 heldout: Iterable[Any] = (), near_dup: float = 0.8):
+    def __init__(
+        self,
+        stored: Iterable[tuple[str, str]],
+        eval_texts: Iterable[str] = (),
+        heldout: Iterable[Any] = (),
+        near_dup: float = 0.8,
+    ):
         heldout = list(heldout)
         self.hashes: dict[str, str] = {}
         self.near = NearDupIndex(threshold=near_dup)
@@ -219,8 +263,7 @@ class Gate:
             self.add(pid, text)
         self.ngrams = NgramIndex(eval_texts)
         self.held = NgramIndex(heldout_keys(heldout), n=10**6)  # every key is "short": contained match
-        self.held_answers = {(frozenset(text_numbers(p.meta.get("expression", p.question))), p.answer)
-                             for p in heldout}
+        self.held_answers = {(frozenset(text_numbers(p.meta.get("expression", p.question))), p.answer) for p in heldout}
 
     def add(self, pid: str, text: str) -> None:
         h = text_hash(text)

@@ -4,6 +4,7 @@ Every completion is parsed and gated (loop.proposer.gate) and becomes one Propos
 or rejected with its reason; `proposal_rows` turns them into kept Problems and `proposals`
 rows. Nothing is written here.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,18 +24,22 @@ from store import proposals
 
 PROPOSER_VERSION = "proposer-v1"
 GEN_PER_PROMPT = 4
-WAVE_FACTOR = 3          # a wave draws about 3x the problems still needed (at most sample.batch_size)
+WAVE_FACTOR = 3  # a wave draws about 3x the problems still needed (at most sample.batch_size)
 SANDBOX_TIMEOUT_S = 5.0
-SYSTEM = ("You write short math word problems. Each problem comes with a one-line Python program "
-          "that computes its answer. Reply in exactly this format:\n"
-          "<problem>...</problem>\n<program>\nanswer = ...\n</program>")
+SYSTEM = (
+    "You write short math word problems. Each problem comes with a one-line Python program "
+    "that computes its answer. Reply in exactly this format:\n"
+    "<problem>...</problem>\n<program>\nanswer = ...\n</program>"
+)
 ASK = "Write one new math problem."
 STARTERS = [  # (problem, program): word problems in the format the proposer should copy
     ("Tom has 12 apples and buys 7 more. How many apples does he have?", "answer = 12 + 7"),
     ("A box holds 6 pens. How many pens are in 4 boxes?", "answer = 6 * 4"),
     ("Sara had 30 stickers and gave away 9. How many stickers are left?", "answer = 30 - 9"),
-    ("A pizza is cut into 8 slices. Ben eats 3 slices. What fraction of the pizza is left?",
-     "answer = Rational(8 - 3, 8)"),
+    (
+        "A pizza is cut into 8 slices. Ben eats 3 slices. What fraction of the pizza is left?",
+        "answer = Rational(8 - 3, 8)",
+    ),
     ("There are 5 rows of chairs with 9 chairs in each row. How many chairs are there?", "answer = 5 * 9"),
     ("Mia reads 15 pages a day. How many pages does she read in 6 days?", "answer = 15 * 6"),
 ]
@@ -84,8 +89,9 @@ def run_program(program: str):
     return sandbox.run(executable(program), timeout_s=SANDBOX_TIMEOUT_S, runs=2)
 
 
-def judge(gate: Gate, attempt: int, raw: str, finish: str, prompt: list[dict],
-          room: bool, runner: Callable = run_program) -> Proposal:
+def judge(
+    gate: Gate, attempt: int, raw: str, finish: str, prompt: list[dict], room: bool, runner: Callable = run_program
+) -> Proposal:
     """Parse and gate one completion; a valid one when the quota is full is 'quota'."""
     parsed = parse(raw, finish)
     if parsed.ok and not room:
@@ -96,8 +102,9 @@ def judge(gate: Gate, attempt: int, raw: str, finish: str, prompt: list[dict],
     return Proposal(attempt, raw, prompt, parsed, v.reason, v.answer, {**v.detail, "finish_reason": finish})
 
 
-def generate(ctx, src, gate: Gate, pool: list[tuple[str, str]], hint: str, seed: int,
-             runner: Callable = run_program) -> list[Proposal]:
+def generate(
+    ctx, src, gate: Gate, pool: list[tuple[str, str]], hint: str, seed: int, runner: Callable = run_program
+) -> list[Proposal]:
     """Waves of proposer generations until `src.count` are kept or the budget is spent."""
     rng, kept = random.Random(seed), 0
     out: list[Proposal] = []
@@ -108,8 +115,14 @@ def generate(ctx, src, gate: Gate, pool: list[tuple[str, str]], hint: str, seed:
         want = min(per_wave, budget - len(out), WAVE_FACTOR * (src.count - kept))
         n_prompts = -(-want // GEN_PER_PROMPT)
         prompts = [build_prompt(rng.sample(pool, min(src.shots, len(pool))), hint) for _ in range(n_prompts)]
-        params = SamplingParams(n=GEN_PER_PROMPT, temperature=src.temperature, top_p=ctx.cfg.sample.top_p,
-                                max_new_tokens=src.max_new_tokens, seed=seed + wave, stop=["</program>"])
+        params = SamplingParams(
+            n=GEN_PER_PROMPT,
+            temperature=src.temperature,
+            top_p=ctx.cfg.sample.top_p,
+            max_new_tokens=src.max_new_tokens,
+            seed=seed + wave,
+            stop=["</program>"],
+        )
         with bar(f"propose (self, wave {wave + 1})", n_prompts * GEN_PER_PROMPT) as advance:
             groups = sampler.generate(prompts, params, advance)
         for prompt, group in zip(prompts, groups):
@@ -133,13 +146,36 @@ def proposal_rows(ctx, r: int, drawn: list[Proposal], version: str, salt: str):
         problem = None
         if p.kept:
             assert p.parsed.problem is not None and p.answer is not None  # kept: parsed ok, sandbox answered
-            problem = Problem(question=p.parsed.problem, answer=p.answer, source="self", kind="self",
-                              meta={"program": p.parsed.program, "proposal_id": pid, "round": r,
-                                    "model_version": version, "proposer": PROPOSER_VERSION})
+            problem = Problem(
+                question=p.parsed.problem,
+                answer=p.answer,
+                source="self",
+                kind="self",
+                meta={
+                    "program": p.parsed.program,
+                    "proposal_id": pid,
+                    "round": r,
+                    "model_version": version,
+                    "proposer": PROPOSER_VERSION,
+                },
+            )
             problems.append(problem)
-        rows.append({"proposal_id": pid, "run_id": ctx.run_id, "round": r, "model_version": version,
-                     "attempt": p.attempt, "text": p.parsed.problem,
-                     "problem_id": problem.problem_id if problem else None, "program": p.parsed.program,
-                     "answer": p.answer, "status": "kept" if p.kept else "rejected", "reason": p.reason,
-                     "raw": p.raw, "prompt": p.prompt, "meta": p.detail})
+        rows.append(
+            {
+                "proposal_id": pid,
+                "run_id": ctx.run_id,
+                "round": r,
+                "model_version": version,
+                "attempt": p.attempt,
+                "text": p.parsed.problem,
+                "problem_id": problem.problem_id if problem else None,
+                "program": p.parsed.program,
+                "answer": p.answer,
+                "status": "kept" if p.kept else "rejected",
+                "reason": p.reason,
+                "raw": p.raw,
+                "prompt": p.prompt,
+                "meta": p.detail,
+            }
+        )
     return problems, rows

@@ -2,6 +2,7 @@
 
 See loop.proposer's docstring for the contract of `grpo_dataset` and `LearnabilityReward`.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,19 +19,28 @@ def grpo_dataset(store, run_id: str, include_rejected: bool = False) -> list[dic
     proposer (see the module docstring); pass_rate is None until the problem was sampled and
     for rejected proposals."""
     rows = proposals.proposals_with_pass_rates(store, run_id, include_rejected)
-    return [{"prompt": json.loads(x["prompt"]), "completion": [{"role": "assistant", "content": x["raw"]}],
-             "pass_rate": x["n_verified"] / x["n"] if x["n"] else None, "proposal_id": x["proposal_id"],
-             "round": x["round"], "status": x["status"], "reason": x["reason"]} for x in rows]
+    return [
+        {
+            "prompt": json.loads(x["prompt"]),
+            "completion": [{"role": "assistant", "content": x["raw"]}],
+            "pass_rate": x["n_verified"] / x["n"] if x["n"] else None,
+            "proposal_id": x["proposal_id"],
+            "round": x["round"],
+            "status": x["status"],
+            "reason": x["reason"],
+        }
+        for x in rows
+    ]
 
 
 class LearnabilityReward:
     """On-policy proposer reward (TRL signature): each fresh completion is parsed and gated
     as in the stage, then `solve(question, answer) -> pass_rate` (e.g. G solver samples
     verified against `answer`) gives learnability; invalid proposals earn 0.0."""
+
     __name__ = "proposer_learnability_online"
 
-    def __init__(self, solve: Callable[[str, str], float], gate: Gate | None = None,
-                 runner: Callable = run_program):
+    def __init__(self, solve: Callable[[str, str], float], gate: Gate | None = None, runner: Callable = run_program):
         self.solve, self.gate, self.runner = solve, gate or Gate([]), runner
 
     def __call__(self, prompts, completions, **kwargs) -> list[float]:

@@ -15,6 +15,7 @@ A completion's text excludes the stop string that ended it (OpenAI semantics).
 Budget forcing (`thinking_budget`, `num_waits`; see loop.samplers.budget) is
 applied by the hf and vllm backends and recorded in each `Completion.meta`.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -34,19 +35,24 @@ class SamplingParams:
     seed: int = 0
     stop: list[str] = field(default_factory=list)
     thinking_budget: int | None = None  # cap on tokens before `</reasoning>`; then it is forced
-    num_waits: int = 0                  # times a `</reasoning>` is replaced by "Wait"
-    answer_tokens: int = 32             # extra tokens for the answer after a forced `</reasoning>`
+    num_waits: int = 0  # times a `</reasoning>` is replaced by "Wait"
+    answer_tokens: int = 32  # extra tokens for the answer after a forced `</reasoning>`
 
     @property
     def budgeted(self) -> bool:
         return self.thinking_budget is not None or self.num_waits > 0
 
     def as_dict(self) -> dict[str, Any]:
-        d = {"n": self.n, "temperature": self.temperature, "top_p": self.top_p,
-             "max_new_tokens": self.max_new_tokens, "seed": self.seed, "stop": list(self.stop)}
+        d = {
+            "n": self.n,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_new_tokens": self.max_new_tokens,
+            "seed": self.seed,
+            "stop": list(self.stop),
+        }
         if self.budgeted:
-            d.update(thinking_budget=self.thinking_budget, num_waits=self.num_waits,
-                     answer_tokens=self.answer_tokens)
+            d.update(thinking_budget=self.thinking_budget, num_waits=self.num_waits, answer_tokens=self.answer_tokens)
         return d
 
 
@@ -55,20 +61,21 @@ class Completion:
     text: str
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: str              # "stop" (EOS or stop string) or "length"
+    finish_reason: str  # "stop" (EOS or stop string) or "length"
     meta: dict[str, Any] = field(default_factory=dict)  # backend extras (budget, waits)
 
 
 class Sampler(Protocol):
     name: str
 
-    def generate(self, prompts: list[list[dict]], params: SamplingParams,
-                 progress: Callable[[int], None] | None = None) -> list[list[Completion]]: ...
+    def generate(
+        self, prompts: list[list[dict]], params: SamplingParams, progress: Callable[[int], None] | None = None
+    ) -> list[list[Completion]]: ...
     def set_adapter(self, adapter_dir: str | Path | None) -> None: ...
     def close(self) -> None: ...
 
 
-BACKENDS: dict[str, str] = {   # name -> module path:class; imported lazily
+BACKENDS: dict[str, str] = {  # name -> module path:class; imported lazily
     "hf": "loop.samplers.hf:HFSampler",
     "vllm": "loop.samplers.vllm:VLLMSampler",
     "openai": "loop.samplers.openai:OpenAISampler",
@@ -115,6 +122,7 @@ def sample_dtype(backend: str, sample_cfg, model_cfg) -> str:
         return sample_cfg.dtype
     if backend == "vllm" and model_cfg.dtype == "float32":
         import torch
+
         if not torch.cuda.is_available() and cpu_has_bf16():
             return "bfloat16"
     return model_cfg.dtype

@@ -20,6 +20,7 @@ drives the phases and returns Completions whose meta records
 `{"thinking_budget", "waits_used", "budget_hit"}`. Seeds of continuations
 depend only on (seed, prompt index, sample index, phase), never on batching.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -31,22 +32,24 @@ from loop.samplers import Completion, SamplingParams
 THINK_END = "</reasoning>"
 ANSWER_OPEN = "\n<answer>\n"
 WAIT = "Wait"
-_SEED_MOD = 2 ** 42   # x 2**20 below: seeds stay < 2**62, as torch.Generator.manual_seed needs (< 2**63)
+_SEED_MOD = 2**42  # x 2**20 below: seeds stay < 2**62, as torch.Generator.manual_seed needs (< 2**63)
 
 
 @dataclass
 class Piece:
     """One generated segment, as a backend returns it."""
-    text: str                  # without the stop string that ended it
-    tokens: int                # generated tokens (EOS excluded)
-    finish: str                # "stop" (EOS or a stop string) | "length"
-    stop: str | None = None    # the stop string that ended it; None for EOS/length
+
+    text: str  # without the stop string that ended it
+    tokens: int  # generated tokens (EOS excluded)
+    finish: str  # "stop" (EOS or a stop string) | "length"
+    stop: str | None = None  # the stop string that ended it; None for EOS/length
 
 
 @dataclass
 class Request:
     """One continuation of one sample."""
-    prompt: str                # rendered chat prompt + completion so far
+
+    prompt: str  # rendered chat prompt + completion so far
     max_tokens: int
     stop: list[str]
     seed: int
@@ -75,11 +78,12 @@ def cut_at_stop(text: str, stops: list[str]) -> tuple[str, str | None]:
 @dataclass
 class Trace:
     """The state of one sample across phases."""
+
     params: SamplingParams
     prompt: str
-    count: Callable[[str], int]    # tokens of a forced string
+    count: Callable[[str], int]  # tokens of a forced string
     text: str = ""
-    tokens: int = 0                # generated + forced
+    tokens: int = 0  # generated + forced
     generated: int = 0
     thinking: int = 0
     waits: int = 0
@@ -153,17 +157,25 @@ class Trace:
     def completion(self, prompt_tokens: int) -> Completion:
         meta = {}
         if self.params.budgeted:
-            meta = {"thinking_budget": self.params.thinking_budget, "waits_used": self.waits,
-                    "budget_hit": self.hit}
-        return Completion(text=self.text, prompt_tokens=prompt_tokens, completion_tokens=self.tokens,
-                          finish_reason=self.finish, meta=meta)
+            meta = {"thinking_budget": self.params.thinking_budget, "waits_used": self.waits, "budget_hit": self.hit}
+        return Completion(
+            text=self.text,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=self.tokens,
+            finish_reason=self.finish,
+            meta=meta,
+        )
 
 
-def run_budgeted(prompts: list[str], prompt_tokens: list[int], params: SamplingParams,
-                 first: Callable[[int, list[str], Callable | None], list[list[Piece]]],
-                 cont: Callable[[list[Request], int], list[Piece]],
-                 count: Callable[[str], int],
-                 progress: Callable[[int], None] | None = None) -> list[list[Completion]]:
+def run_budgeted(
+    prompts: list[str],
+    prompt_tokens: list[int],
+    params: SamplingParams,
+    first: Callable[[int, list[str], Callable | None], list[list[Piece]]],
+    cont: Callable[[list[Request], int], list[Piece]],
+    count: Callable[[str], int],
+    progress: Callable[[int], None] | None = None,
+) -> list[list[Completion]]:
     """Drive all phases; `first` is the backend's group call, `cont(requests, phase)` the rest.
 
     Without budget forcing this is one `first` call, which reports progress itself."""

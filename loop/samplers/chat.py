@@ -4,6 +4,7 @@ A prompt is a list of chat messages; it is rendered with the tokenizer's own cha
 and the generation prompt (the assistant turn's opening), so both backends sample from the
 same text. Generation stops at the tokenizer's EOS and at ChatML's `<|im_end|>`.
 """
+
 from __future__ import annotations
 
 

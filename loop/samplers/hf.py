@@ -8,6 +8,7 @@ forcing (params.thinking_budget / num_waits) runs through
 loop.samplers.budget: later phases batch the continuations that are left,
 grouped by (max_tokens, stop), each batch seeded from its first request.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -44,8 +45,9 @@ class HFSampler:
     def _count(self, text: str) -> int:
         return len(self.tok(text, add_special_tokens=False)["input_ids"])
 
-    def generate(self, prompts: list[list[dict]], params: SamplingParams,
-                 progress: Callable[[int], None] | None = None) -> list[list[Completion]]:
+    def generate(
+        self, prompts: list[list[dict]], params: SamplingParams, progress: Callable[[int], None] | None = None
+    ) -> list[list[Completion]]:
         texts = [self._render(m) for m in prompts]
         prompt_tokens = [self._count(t) for t in texts]
 
@@ -57,12 +59,18 @@ class HFSampler:
 
         return run_budgeted(texts, prompt_tokens, params, first, cont, self._count, progress)
 
-    def _groups(self, texts: list[str], params: SamplingParams, max_tokens: int, stop: list[str],
-                progress: Callable[[int], None] | None) -> list[list[Piece]]:
+    def _groups(
+        self,
+        texts: list[str],
+        params: SamplingParams,
+        max_tokens: int,
+        stop: list[str],
+        progress: Callable[[int], None] | None,
+    ) -> list[list[Piece]]:
         flat = [(i, t) for i, t in enumerate(texts) for _ in range(params.n)]
         out: list[list[Piece]] = [[] for _ in texts]
         for b, start in enumerate(range(0, len(flat), self.batch_size)):
-            chunk = flat[start:start + self.batch_size]
+            chunk = flat[start : start + self.batch_size]
             pieces = self._batch([t for _, t in chunk], params, max_tokens, stop, params.seed * 100_003 + b)
             for (i, _), piece in zip(chunk, pieces):
                 out[i].append(piece)
@@ -79,20 +87,27 @@ class HFSampler:
         for (max_tokens, stop), idx in groups.items():
             for start in range(0, len(idx), self.batch_size):
                 cancel.check()
-                chunk = idx[start:start + self.batch_size]
-                pieces = self._batch([reqs[k].prompt for k in chunk], params, max_tokens, list(stop),
-                                     reqs[chunk[0]].seed)
+                chunk = idx[start : start + self.batch_size]
+                pieces = self._batch(
+                    [reqs[k].prompt for k in chunk], params, max_tokens, list(stop), reqs[chunk[0]].seed
+                )
                 for k, piece in zip(chunk, pieces):
                     out[k] = piece
         return out  # type: ignore[return-value]
 
-    def _batch(self, texts: list[str], params: SamplingParams, max_tokens: int, stop: list[str],
-               seed: int) -> list[Piece]:
+    def _batch(
+        self, texts: list[str], params: SamplingParams, max_tokens: int, stop: list[str], seed: int
+    ) -> list[Piece]:
         import torch
+
         enc = self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
         greedy = params.temperature == 0
-        kwargs = dict(max_new_tokens=max_tokens, do_sample=not greedy,
-                      eos_token_id=self.eos_ids, pad_token_id=self.tok.pad_token_id)
+        kwargs = dict(
+            max_new_tokens=max_tokens,
+            do_sample=not greedy,
+            eos_token_id=self.eos_ids,
+            pad_token_id=self.tok.pad_token_id,
+        )
         if not greedy:
             kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
         if stop:
@@ -100,7 +115,7 @@ class HFSampler:
         torch.manual_seed(seed)
         with torch.inference_mode():
             gen = self.model.generate(**enc, **kwargs)
-        new = gen[:, enc["input_ids"].shape[1]:]
+        new = gen[:, enc["input_ids"].shape[1] :]
         return [self._piece(row.tolist(), stop) for row in new]
 
     def _piece(self, ids: list[int], stop: list[str]) -> Piece:

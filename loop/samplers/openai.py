@@ -21,6 +21,7 @@ Contract (see loop.samplers), configured by `sample.openai` (loop.config.OpenAIS
   budget forcing needs a continued assistant message, which the chat API
   lacks, so a config asking for it is refused at construction.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,10 @@ class OpenAISampler:
     def __init__(self, model_dir, adapter_dir, sample_cfg, model_cfg):
         self.cfg = sample_cfg.openai
         if sample_cfg.budget.thinking_tokens is not None or sample_cfg.budget.waits:
-            raise SamplerError("openai backend: budget forcing (sample.budget) needs continuing a partial "
-                               "assistant message, which the chat API lacks; use the vllm or hf backend")
+            raise SamplerError(
+                "openai backend: budget forcing (sample.budget) needs continuing a partial "
+                "assistant message, which the chat API lacks; use the vllm or hf backend"
+            )
         self.base = self.cfg.base_url.rstrip("/")
         self.key = os.environ.get(self.cfg.api_key_env) if self.cfg.api_key_env else None
         self.adapter_dir = adapter_dir
@@ -75,8 +78,10 @@ class OpenAISampler:
                 raise SamplerError(f"openai backend: {self.base}/models lists no model; set sample.openai.model")
             return served[0]
         if served and self.cfg.model not in served:
-            raise SamplerError(f"openai backend: model {self.cfg.model!r} is not served by {self.base}; "
-                               f"it serves: {', '.join(served[:20])}")
+            raise SamplerError(
+                f"openai backend: model {self.cfg.model!r} is not served by {self.base}; "
+                f"it serves: {', '.join(served[:20])}"
+            )
         return self.cfg.model
 
     def set_adapter(self, adapter_dir) -> None:
@@ -86,8 +91,9 @@ class OpenAISampler:
         pass
 
     # --- generation ---------------------------------------------------------------
-    def generate(self, prompts: list[list[dict]], params: SamplingParams,
-                 progress: Callable[[int], None] | None = None) -> list[list[Completion]]:
+    def generate(
+        self, prompts: list[list[dict]], params: SamplingParams, progress: Callable[[int], None] | None = None
+    ) -> list[list[Completion]]:
         if params.budgeted:
             raise SamplerError("openai backend: budget forcing is not supported (see module docstring)")
         out = []
@@ -98,8 +104,15 @@ class OpenAISampler:
         return out
 
     def _group(self, messages: list[dict], params: SamplingParams, seed: int) -> list[Completion]:
-        payload = {"model": self.model, "messages": messages, "n": params.n, "max_tokens": params.max_new_tokens,
-                   "temperature": params.temperature, "top_p": params.top_p, "seed": seed}
+        payload = {
+            "model": self.model,
+            "messages": messages,
+            "n": params.n,
+            "max_tokens": params.max_new_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "seed": seed,
+        }
         if params.stop:
             payload["stop"] = list(params.stop)
         retries: list[dict] = []
@@ -109,27 +122,40 @@ class OpenAISampler:
             raise SamplerError(f"openai backend: asked for n={params.n} choices, got {len(choices)}")
         usage = body.get("usage") or {}
         texts = [(c.get("message") or {}).get("content") or "" for c in choices]
-        tokens = _split_tokens(int(usage.get("completion_tokens") or 0), texts,
-                               [c.get("finish_reason") == "length" for c in choices], params.max_new_tokens)
+        tokens = _split_tokens(
+            int(usage.get("completion_tokens") or 0),
+            texts,
+            [c.get("finish_reason") == "length" for c in choices],
+            params.max_new_tokens,
+        )
         meta: dict[str, Any] = {"retries": retries} if retries else {}
         if params.n > 1:
             meta["tokens_estimated"] = True
-        return [Completion(text=t, prompt_tokens=int(usage.get("prompt_tokens") or 0), completion_tokens=k,
-                           finish_reason="length" if c.get("finish_reason") == "length" else "stop",
-                           meta=dict(meta)) for c, t, k in zip(choices, texts, tokens)]
+        return [
+            Completion(
+                text=t,
+                prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                completion_tokens=k,
+                finish_reason="length" if c.get("finish_reason") == "length" else "stop",
+                meta=dict(meta),
+            )
+            for c, t, k in zip(choices, texts, tokens)
+        ]
 
     # --- HTTP ---------------------------------------------------------------------
-    def _call(self, method: str, path: str, payload: dict | None, retries: list[dict],
-              timeout: float | None = None) -> dict:
+    def _call(
+        self, method: str, path: str, payload: dict | None, retries: list[dict], timeout: float | None = None
+    ) -> dict:
         """One request with retries; each retry is appended to `retries`."""
         for attempt in range(self.cfg.max_retries + 1):
             try:
                 return self._once(method, path, payload, timeout or self.cfg.timeout_s)
             except _Retryable as e:
                 if attempt == self.cfg.max_retries:
-                    raise SamplerError(f"{method} {self.base}{path} failed after {attempt + 1} "
-                                       f"attempt(s): {e}") from None
-                wait = min(MAX_WAIT_S, max(self.cfg.backoff_s * 2 ** attempt, e.retry_after or 0.0))
+                    raise SamplerError(
+                        f"{method} {self.base}{path} failed after {attempt + 1} attempt(s): {e}"
+                    ) from None
+                wait = min(MAX_WAIT_S, max(self.cfg.backoff_s * 2**attempt, e.retry_after or 0.0))
                 retries.append({"attempt": attempt + 1, "error": str(e), "wait_s": wait})
                 time.sleep(wait)
         raise AssertionError("unreachable")

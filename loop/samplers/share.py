@@ -6,6 +6,7 @@ sleep mode) and `reacquire()` (take it back; also done lazily by its next `gener
 block (a training job) and reacquires them after it, in the same order, also when the block
 raises. Samplers without the pair (hf, openai) and None entries are left alone.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator

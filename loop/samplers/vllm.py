@@ -29,6 +29,7 @@ else merge on CPU and vllm_engine.CUDA_ADAPTER_DEFAULT on CUDA):
 - `lora`: the engine starts with enable_lora and each adapter is a LoRARequest.
   It works on CPU but decodes much slower than merged weights there.
 """
+
 from __future__ import annotations
 
 import gc
@@ -53,7 +54,7 @@ from loop.samplers.vllm_dp import DataParallelSampler
 
 ENV_DEFAULTS = {
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-    "VLLM_LOGGING_LEVEL": "ERROR",   # its start-up warnings are about settings chosen here on purpose
+    "VLLM_LOGGING_LEVEL": "ERROR",  # its start-up warnings are about settings chosen here on purpose
     "TOKENIZERS_PARALLELISM": "false",
 }
 WEIGHTS = "model.safetensors"
@@ -68,13 +69,13 @@ def set_env() -> None:
 
 
 def platform() -> str:
-    """"cuda" when a CUDA GPU is visible to torch, else "cpu" (decided before vLLM is imported)."""
+    """ "cuda" when a CUDA GPU is visible to torch, else "cpu" (decided before vLLM is imported)."""
     import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def engine_kwargs(model_dir: Path, dtype: str, enable_lora: bool = False, cpu: bool = True,
-                  settings=None) -> dict:
+def engine_kwargs(model_dir: Path, dtype: str, enable_lora: bool = False, cpu: bool = True, settings=None) -> dict:
     """Engine arguments for this model folder (loop.samplers.vllm_engine; settings: sample.vllm)."""
     cfg = json.loads((model_dir / "config.json").read_text())
     return vllm_engine.engine_kwargs(cfg, dtype, settings or VLLMSettings(), "cpu" if cpu else "cuda", enable_lora)
@@ -84,10 +85,12 @@ def start_engine(model: Path, dtype: str, settings=None, **kw):
     """vllm.LLM with the platform's settings; any failure becomes a SamplerError naming the model."""
     set_env()
     import torch
+
     set_threads, threads = torch.set_num_threads, torch.get_num_threads()
     try:
         from vllm import LLM
         from vllm.platforms import current_platform
+
         vllm_topp.install()
         _quiet_cast_warnings()
         lora = kw.pop("enable_lora", False)
@@ -124,6 +127,7 @@ class VLLMSampler:
             raise SamplerError(f"vllm: adapter mode {self.mode!r}; valid: merge, lora")
         self.dtype = sample_dtype("vllm", sample_cfg, model_cfg)
         from transformers import AutoTokenizer
+
         try:
             self.tok = AutoTokenizer.from_pretrained(self.model_dir)
         except Exception as e:  # noqa: BLE001
@@ -134,8 +138,9 @@ class VLLMSampler:
             self._cleanup = weakref.finalize(self, shutil.rmtree, self.scratch, True)
         t0 = time.perf_counter()
         try:
-            self.llm = start_engine(self.scratch or self.model_dir, self.dtype, self.settings,
-                                    enable_lora=self.mode == "lora")
+            self.llm = start_engine(
+                self.scratch or self.model_dir, self.dtype, self.settings, enable_lora=self.mode == "lora"
+            )
         except SamplerError:
             self.close()
             raise
@@ -161,13 +166,16 @@ class VLLMSampler:
 
     def _set_lora(self, adapter: Path | None) -> None:
         from vllm.lora.request import LoRARequest
+
         self._lora = None
         if adapter is not None:
             rank = json.loads((adapter / "adapter_config.json").read_text()).get("r", 0)
             limit = self.llm.llm_engine.vllm_config.lora_config.max_lora_rank
             if rank > limit:
-                raise SamplerError(f"vllm: adapter {adapter} has rank {rank} > max_lora_rank {limit} "
-                                   f"(set sample.vllm.max_lora_rank, or sample.vllm.adapter=merge)")
+                raise SamplerError(
+                    f"vllm: adapter {adapter} has rank {rank} > max_lora_rank {limit} "
+                    f"(set sample.vllm.max_lora_rank, or sample.vllm.adapter=merge)"
+                )
             self._lora_id += 1  # a new id each time: vLLM caches adapters by id
             self._lora = LoRARequest(f"adapter-{self._lora_id}", self._lora_id, str(adapter))
 
@@ -186,12 +194,12 @@ class VLLMSampler:
             self.llm.collective_rpc("reload_weights")
             self.llm.apply_model(_repack_lm_head)
         except Exception as e:  # noqa: BLE001
-            raise SamplerError(f"vllm: reloading weights for adapter {adapter} failed: "
-                               f"{type(e).__name__}: {e}") from e
+            raise SamplerError(f"vllm: reloading weights for adapter {adapter} failed: {type(e).__name__}: {e}") from e
         self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
 
     def _write_merged(self, adapter: Path) -> Path:
         import torch
+
         model, _ = load_for_inference(self.model_dir, adapter, "float32")  # merge in fp32, then cast
         model.to(getattr(torch, self.dtype))
         assert self.scratch is not None
@@ -241,8 +249,13 @@ class VLLMSampler:
     def _count(self, text: str) -> int:
         return len(self._encode(text))
 
-    def generate(self, prompts: list[list[dict]], params: SamplingParams,
-                 progress: Callable[[int], None] | None = None, first_index: int = 0) -> list[list[Completion]]:
+    def generate(
+        self,
+        prompts: list[list[dict]],
+        params: SamplingParams,
+        progress: Callable[[int], None] | None = None,
+        first_index: int = 0,
+    ) -> list[list[Completion]]:
         """`first_index`: the index of prompts[0] in the whole batch (a data-parallel shard), so
         seeds are those of one engine sampling all of it."""
         if self.llm is None:
@@ -253,15 +266,23 @@ class VLLMSampler:
 
         def first(max_tokens: int, stop: list[str], prog) -> list[list[Piece]]:
             n = 1 if params.temperature == 0 else params.n  # greedy: one request, copied n times
-            sps = [self._sp(params, n, max_tokens, stop, group_seed(params.seed, first_index + i))
-                   for i in range(len(ids))]
+            sps = [
+                self._sp(params, n, max_tokens, stop, group_seed(params.seed, first_index + i)) for i in range(len(ids))
+            ]
             outs = self._run([{"prompt_token_ids": x} for x in ids], sps, prog, params.n)
             return [[self._piece(c) for c in o.outputs] * (params.n // n) for o in outs]
 
         def cont(reqs: list[Request], phase: int) -> list[Piece]:
-            sps = [self._sp(params, 1, r.max_tokens, r.stop,
-                            phase_seed(params.seed, first_index + r.key[0], r.key[1], phase) if first_index else r.seed)
-                   for r in reqs]
+            sps = [
+                self._sp(
+                    params,
+                    1,
+                    r.max_tokens,
+                    r.stop,
+                    phase_seed(params.seed, first_index + r.key[0], r.key[1], phase) if first_index else r.seed,
+                )
+                for r in reqs
+            ]
             outs = self._run([{"prompt_token_ids": self._encode(r.prompt)} for r in reqs], sps, None, 1)
             return [self._piece(o.outputs[0]) for o in outs]
 
@@ -269,14 +290,23 @@ class VLLMSampler:
 
     def _sp(self, params: SamplingParams, n: int, max_tokens: int, stop: list[str], seed: int):
         from vllm import SamplingParams as VSP
+
         greedy = params.temperature == 0
-        return VSP(n=n, temperature=params.temperature, top_p=1.0 if greedy else params.top_p,
-                   max_tokens=max_tokens, seed=None if greedy else seed, stop=list(stop) or None,
-                   stop_token_ids=self.eos_ids, skip_special_tokens=True)
+        return VSP(
+            n=n,
+            temperature=params.temperature,
+            top_p=1.0 if greedy else params.top_p,
+            max_tokens=max_tokens,
+            seed=None if greedy else seed,
+            stop=list(stop) or None,
+            stop_token_ids=self.eos_ids,
+            skip_special_tokens=True,
+        )
 
     def _run(self, prompts: list[dict], sps: list, progress, per_request: int) -> list:
         def bar(it=None, **_):  # vLLM calls it for adding requests (with `it`) and for the run
             return it if it is not None else _Progress(progress, per_request)
+
         return self.llm.generate(prompts, sps, use_tqdm=bar if progress else False, lora_request=self._lora)
 
     def _piece(self, c) -> Piece:
@@ -284,8 +314,12 @@ class VLLMSampler:
         ids = list(c.token_ids)
         eos = c.finish_reason == "stop" and not isinstance(c.stop_reason, str) and ids and ids[-1] in self.eos_ids
         stop = c.stop_reason if isinstance(c.stop_reason, str) else None
-        return Piece(text=c.text, tokens=len(ids) - (1 if eos else 0),
-                     finish="stop" if c.finish_reason == "stop" else "length", stop=stop)
+        return Piece(
+            text=c.text,
+            tokens=len(ids) - (1 if eos else 0),
+            finish="stop" if c.finish_reason == "stop" else "length",
+            stop=stop,
+        )
 
 
 class _Progress:
@@ -323,6 +357,7 @@ def _repack_lm_head(model) -> bool:
     """Re-create the CPU GEMM handle of the (tied) lm_head from its current weight."""
     from vllm.model_executor.layers.utils import dispatch_cpu_unquantized_gemm
     from vllm.platforms import current_platform
+
     head = getattr(model, "lm_head", None)
     if not current_platform.is_cpu() or head is None or not hasattr(head, "weight") or head.weight.numel() == 0:
         return False
@@ -333,6 +368,7 @@ def _repack_lm_head(model) -> bool:
 def _free_cuda() -> None:
     gc.collect()
     import torch
+
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
 

@@ -9,6 +9,7 @@ seeds it has in one engine: same completions, only spread), waits for all and jo
 order; set_adapter, release, reacquire and close go to every replica. A replica's failure is
 re-raised here as SamplerError. Progress is reported per shard as it returns.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -89,13 +90,26 @@ def _serve(conn, target: str, devices: str, args: tuple) -> None:
 class DataParallelSampler:
     name = "vllm"
 
-    def __init__(self, model_dir, adapter_dir, sample_cfg, model_cfg, *, replicas: list | None = None,
-                 target: str = "loop.samplers.vllm:VLLMSampler"):
+    def __init__(
+        self,
+        model_dir,
+        adapter_dir,
+        sample_cfg,
+        model_cfg,
+        *,
+        replicas: list | None = None,
+        target: str = "loop.samplers.vllm:VLLMSampler",
+    ):
         v = sample_cfg.vllm
         if replicas is None:
             import torch
-            devices = replica_devices(v.data_parallel_size, v.tensor_parallel_size,
-                                      os.environ.get("CUDA_VISIBLE_DEVICES"), torch.cuda.device_count())
+
+            devices = replica_devices(
+                v.data_parallel_size,
+                v.tensor_parallel_size,
+                os.environ.get("CUDA_VISIBLE_DEVICES"),
+                torch.cuda.device_count(),
+            )
             args = (str(model_dir), str(adapter_dir) if adapter_dir else None, sample_cfg, model_cfg)
             replicas = []
             try:
@@ -113,8 +127,9 @@ class DataParallelSampler:
             r.submit(method, *args)
         return [r.result() for r in self.replicas]
 
-    def generate(self, prompts: list[list[dict]], params: SamplingParams,
-                 progress: Callable[[int], None] | None = None) -> list[list]:
+    def generate(
+        self, prompts: list[list[dict]], params: SamplingParams, progress: Callable[[int], None] | None = None
+    ) -> list[list]:
         parts = shards(len(prompts), len(self.replicas))
         for r, (a, b) in zip(self.replicas, parts):
             r.submit("generate", prompts[a:b], params, None, first_index=a)

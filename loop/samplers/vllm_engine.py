@@ -16,6 +16,7 @@ means the platform's default:
 Environment overrides kept from the CPU backend: LOOP_VLLM_MAX_MODEL_LEN, LOOP_VLLM_KV_CACHE_GIB,
 LOOP_VLLM_EAGER, LOOP_VLLM_MAX_LORA_RANK, LOOP_VLLM_ADAPTER; a config value wins over them.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,8 +51,9 @@ def adapter_mode(settings, platform: str, env: Mapping[str, str]) -> str:
     return env.get("LOOP_VLLM_ADAPTER") or (CUDA_ADAPTER_DEFAULT if platform == "cuda" else "merge")
 
 
-def engine_kwargs(model_config: dict, dtype: str, settings, platform: str, lora: bool = False,
-                  env: Mapping[str, str] | None = None) -> dict:
+def engine_kwargs(
+    model_config: dict, dtype: str, settings, platform: str, lora: bool = False, env: Mapping[str, str] | None = None
+) -> dict:
     """The keyword arguments of `vllm.LLM(model, **kw)` for this platform (see the table above)."""
     env = os.environ if env is None else env
     max_len = max_model_len(model_config, settings, env)
@@ -63,8 +65,9 @@ def engine_kwargs(model_config: dict, dtype: str, settings, platform: str, lora:
     if settings.enable_prefix_caching is not None:
         kw["enable_prefix_caching"] = settings.enable_prefix_caching
     if lora:
-        kw.update(enable_lora=True, max_loras=1,
-                  max_lora_rank=int(env.get("LOOP_VLLM_MAX_LORA_RANK", settings.max_lora_rank)))
+        kw.update(
+            enable_lora=True, max_loras=1, max_lora_rank=int(env.get("LOOP_VLLM_MAX_LORA_RANK", settings.max_lora_rank))
+        )
     return kw
 
 
@@ -76,7 +79,7 @@ def cpu_kwargs(settings, max_len: int, env: Mapping[str, str]) -> dict:
         eager = env.get("LOOP_VLLM_EAGER", "1") != "0"
     gib = settings.kv_cache_gib or float(env.get("LOOP_VLLM_KV_CACHE_GIB", "2"))
     chunked = bool(settings.enable_chunked_prefill)
-    kw = dict(enforce_eager=eager, kv_cache_memory_bytes=int(gib * 2 ** 30), enable_chunked_prefill=chunked)
+    kw = dict(enforce_eager=eager, kv_cache_memory_bytes=int(gib * 2**30), enable_chunked_prefill=chunked)
     if not chunked:
         kw["max_num_batched_tokens"] = max(8192, max_len)
     return kw
@@ -85,13 +88,15 @@ def cpu_kwargs(settings, max_len: int, env: Mapping[str, str]) -> dict:
 def cuda_kwargs(settings) -> dict:
     """CUDA settings: CUDA graphs, chunked prefill, prefix caching, the memory share, sleep mode,
     tensor parallelism (data parallelism is replicas of this engine: loop.samplers.vllm_dp)."""
-    kw = dict(enforce_eager=bool(settings.enforce_eager),
-              enable_chunked_prefill=(True if settings.enable_chunked_prefill is None
-                                      else settings.enable_chunked_prefill),
-              enable_prefix_caching=True, gpu_memory_utilization=settings.gpu_memory_utilization,
-              enable_sleep_mode=sleep_level(settings, "cuda") > 0)
+    kw = dict(
+        enforce_eager=bool(settings.enforce_eager),
+        enable_chunked_prefill=(True if settings.enable_chunked_prefill is None else settings.enable_chunked_prefill),
+        enable_prefix_caching=True,
+        gpu_memory_utilization=settings.gpu_memory_utilization,
+        enable_sleep_mode=sleep_level(settings, "cuda") > 0,
+    )
     if settings.kv_cache_gib:
-        kw["kv_cache_memory_bytes"] = int(settings.kv_cache_gib * 2 ** 30)
+        kw["kv_cache_memory_bytes"] = int(settings.kv_cache_gib * 2**30)
     if settings.tensor_parallel_size > 1:
         kw["tensor_parallel_size"] = settings.tensor_parallel_size
     return kw
@@ -103,6 +108,8 @@ def replica_devices(data_parallel: int, tensor_parallel: int, visible: str | Non
     ids = [x.strip() for x in visible.split(",") if x.strip()] if visible else [str(i) for i in range(count)]
     need = data_parallel * tensor_parallel
     if need > len(ids):
-        raise ValueError(f"sample.vllm: data_parallel_size {data_parallel} x tensor_parallel_size "
-                         f"{tensor_parallel} needs {need} GPUs; {len(ids)} visible")
-    return [",".join(ids[i * tensor_parallel:(i + 1) * tensor_parallel]) for i in range(data_parallel)]
+        raise ValueError(
+            f"sample.vllm: data_parallel_size {data_parallel} x tensor_parallel_size "
+            f"{tensor_parallel} needs {need} GPUs; {len(ids)} visible"
+        )
+    return [",".join(ids[i * tensor_parallel : (i + 1) * tensor_parallel]) for i in range(data_parallel)]

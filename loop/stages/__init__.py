@@ -5,6 +5,7 @@ loop.context). The round runner (loop.runner) runs them in `STAGES` order, skips
 whose step is done, and each stage commits its outputs with its step mark through
 `ctx.commit`. Round 0 holds only the baseline evaluation.
 """
+
 from __future__ import annotations
 
 from loop.context import Stage

@@ -12,6 +12,7 @@ counts strict-format answers.
 `evaluate.every = M` evaluates after every M-th round only (round 0 always); a
 round not due records its step as skipped, like train's sub-steps.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -40,11 +41,18 @@ def evaluate_model(ctx: RunContext, problems: list[Problem] | None = None, name:
     answers = [p.answer for p in problems]
     correct = build_reward("correctness", {})(prompts, outs, answer=answers)
     strict = build_reward("strict_format", {})(prompts, outs, answer=answers)
-    details = [{"question": p.question, "answer": p.answer, "completion": o, "correct": c}
-               for p, o, c in zip(problems, outs, correct)]
+    details = [
+        {"question": p.question, "answer": p.answer, "completion": o, "correct": c}
+        for p, o, c in zip(problems, outs, correct)
+    ]
     n_correct = sum(1 for c in correct if c == 1.0)
-    return {"n": len(problems), "correct": n_correct, "accuracy": n_correct / len(problems),
-            "format_rate": sum(1 for s in strict if s and s > 0) / len(problems), "details": details}
+    return {
+        "n": len(problems),
+        "correct": n_correct,
+        "accuracy": n_correct / len(problems),
+        "format_rate": sum(1 for s in strict if s and s > 0) / len(problems),
+        "details": details,
+    }
 
 
 def stage(ctx: RunContext, r: int) -> StageResult:
@@ -58,8 +66,16 @@ def stage(ctx: RunContext, r: int) -> StageResult:
     rows, per_set = [], {}
     for name, split, problems in eval_sets(ctx.cfg.evaluate):
         res = evaluate_model(ctx, problems, name)
-        rows.append({"run_id": ctx.run_id, "round": r, "model_version": version, "split": split,
-                     "details": res["details"], **{k: res[k] for k in keys}})
+        rows.append(
+            {
+                "run_id": ctx.run_id,
+                "round": r,
+                "model_version": version,
+                "split": split,
+                "details": res["details"],
+                **{k: res[k] for k in keys},
+            }
+        )
         per_set[name] = {k: res[k] for k in keys}
     gate_set, res = next(iter(per_set.items()))  # the gated set comes first
     info = dict(res) | {"model_version": version, "gate_set": gate_set, "sets": per_set}
@@ -71,6 +87,7 @@ def stage(ctx: RunContext, r: int) -> StageResult:
         store.insert_rows("evaluations", rows, conflict="DO NOTHING")
         if gate and not gate["accepted"]:  # every model since the last accepted evaluation (evaluate.every)
             pipeline.reject_models(store, ctx.run_id, gate["previous_round"], r, info["gate"]["reason"])
+
     return ctx.commit(r, "evaluate", info, write)
 
 
@@ -91,8 +108,16 @@ def gate_decision(ctx: RunContext, version: str, accuracy: float, r: int) -> dic
     ref = max(rows, key=lambda x: x["accuracy"]) if cfg.gate_against == "best" else prev
     accepted = accuracy >= ref["accuracy"] - tol
     basis = "before the round" if ref is prev else f"the best so far (round {ref['round']})"
-    reason = (f"held-out accuracy {accuracy:.3f} vs {ref['accuracy']:.3f} {basis} (tolerance {tol})"
-              + ("" if accepted else ": dropped too far, keeping the previous model"))
-    return {"accepted": accepted, "previous": prev["model_version"], "previous_accuracy": prev["accuracy"],
-            "previous_round": prev["round"], "against": cfg.gate_against, "reference_accuracy": ref["accuracy"],
-            "reference_round": ref["round"], "reason": reason}
+    reason = f"held-out accuracy {accuracy:.3f} vs {ref['accuracy']:.3f} {basis} (tolerance {tol})" + (
+        "" if accepted else ": dropped too far, keeping the previous model"
+    )
+    return {
+        "accepted": accepted,
+        "previous": prev["model_version"],
+        "previous_accuracy": prev["accuracy"],
+        "previous_round": prev["round"],
+        "against": cfg.gate_against,
+        "reference_accuracy": ref["accuracy"],
+        "reference_round": ref["round"],
+        "reason": reason,
+    }

@@ -5,6 +5,7 @@ Sources come from loop.problems (procedural, seed files); a `self` source or
 the model wrote, earlier problems re-added in the pass-rate band, and retirements.
 Held-out expressions and questions are never proposed.
 """
+
 from __future__ import annotations
 
 from loop import cancel
@@ -26,8 +27,18 @@ def stage(ctx: RunContext, r: int) -> StageResult:
     if cfg.propose.curriculum.resample_max or any(s.kind == "self" for s in cfg.propose.sources):
         plan = plan_round(ctx, r, problems, held, exclude)
         problems += plan.problems
-    rows = [{"problem_id": p.problem_id, "source": p.source, "kind": p.kind, "level": p.level,
-             "question": p.question, "answer": p.answer, "meta": p.meta} for p in problems]
+    rows = [
+        {
+            "problem_id": p.problem_id,
+            "source": p.source,
+            "kind": p.kind,
+            "level": p.level,
+            "question": p.question,
+            "answer": p.answer,
+            "meta": p.meta,
+        }
+        for p in problems
+    ]
     ids = list(dict.fromkeys([p.problem_id for p in problems] + (plan.resample if plan else [])))
     members = [{"run_id": ctx.run_id, "round": r, "problem_id": pid} for pid in ids]
     info = {"problems": len(ids), "sources": sorted({p.source for p in problems})} | (plan.info if plan else {})
@@ -39,4 +50,5 @@ def stage(ctx: RunContext, r: int) -> StageResult:
         for table, table_rows in extra.items():
             store.insert_rows(table, table_rows)
         stats.record_proposed(store, ctx.run_id, r)
+
     return ctx.commit(r, "propose", info, write)

@@ -7,6 +7,7 @@ the job in a child process (loop.trainers.launch) and registers the adapter as a
 version (parent, data hash, config, metrics) in the same transaction that marks the step done.
 A sampler holding the GPU releases it meanwhile.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -53,19 +54,34 @@ def sft_examples(ctx: RunContext, r: int) -> list[dict[str, Any]]:
 def grpo_examples(ctx: RunContext, r: int) -> list[dict[str, Any]]:
     lo, hi = ctx.cfg.train.grpo.band
     rows = pipeline.problems_in_band(ctx.store, ctx.run_id, r, lo, hi)
-    return [{"problem_id": x["problem_id"], "prompt": messages(x["question"]), "answer": x["answer"],
-             "pass_rate": x["pass_rate"]} for x in rows]
+    return [
+        {
+            "problem_id": x["problem_id"],
+            "prompt": messages(x["question"]),
+            "answer": x["answer"],
+            "pass_rate": x["pass_rate"],
+        }
+        for x in rows
+    ]
 
 
 def _job(ctx: RunContext, r: int, method: Method, data: str, out: str) -> TrainJob:
     cfg = ctx.cfg.train
     _, parent_adapter = ctx.current_model()
     backend = getattr(cfg, method).backend if method == "grpo" else None  # train.grpo.backend overrides
-    job = TrainJob(method=method, backend=backend or cfg.backend, base=str(ctx.base_dir),
-                   parent_adapter=str(parent_adapter) if parent_adapter else None, data=data, out=out,
-                   seed=ctx.round_seed(r, method), threads=ctx.cfg.run.threads,
-                   lora=cfg.lora.model_dump(mode="json"), gradient_checkpointing=cfg.gradient_checkpointing,
-                   rewards=[x.model_dump(mode="json") for x in ctx.cfg.verify.rewards])
+    job = TrainJob(
+        method=method,
+        backend=backend or cfg.backend,
+        base=str(ctx.base_dir),
+        parent_adapter=str(parent_adapter) if parent_adapter else None,
+        data=data,
+        out=out,
+        seed=ctx.round_seed(r, method),
+        threads=ctx.cfg.run.threads,
+        lora=cfg.lora.model_dump(mode="json"),
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        rewards=[x.model_dump(mode="json") for x in ctx.cfg.verify.rewards],
+    )
     job[method] = getattr(cfg, method).model_dump(mode="json")  # the method's own settings: job["sft"] or job["grpo"]
     return job
 
@@ -80,8 +96,16 @@ def _train(ctx: RunContext, r: int, method: Method, examples: list[dict[str, Any
         metrics = run_child(job, work / "job.json", ctx.cfg.run.threads, ctx.cfg.train.launcher)
     version = model_hash(out)
     info = {"model_version": version, "parent": parent_version, "examples": len(examples), **metrics}
-    row = {"model_version": version, "parent": parent_version, "run_id": ctx.run_id, "round": r,
-           "kind": "lora", "base_path": str(ctx.base_dir), "path": str(out), "data_hash": data_hash(examples),
-           "config": {"method": job["method"], "backend": job["backend"], "lora": job["lora"], method: job[method]},
-           "metrics": {**metrics, "accepted": True}}
+    row = {
+        "model_version": version,
+        "parent": parent_version,
+        "run_id": ctx.run_id,
+        "round": r,
+        "kind": "lora",
+        "base_path": str(ctx.base_dir),
+        "path": str(out),
+        "data_hash": data_hash(examples),
+        "config": {"method": job["method"], "backend": job["backend"], "lora": job["lora"], method: job[method]},
+        "metrics": {**metrics, "accepted": True},
+    }
     return ctx.commit(r, f"train.{method}", info, lambda store: store.insert_rows("models", [row]))

@@ -5,6 +5,7 @@ weighted total over judged rewards, the group-relative advantage
 (r - mean) / (std + eps) within its problem's group (GRPO), and `verified`:
 the correctness reward judged it exactly 1.0.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -48,8 +49,14 @@ class RewardSet:
             per = {name: values[name][i] for name, _, _ in self.entries}
             judged = [(w, per[n]) for n, w, _ in self.entries if per[n] is not None]
             total = sum(w * v for w, v in judged) if judged else None
-            out.append(Scored(rewards=per, total=total, verified=per[self.correctness] == 1.0,
-                              extracted=extract_answer(text).value))
+            out.append(
+                Scored(
+                    rewards=per,
+                    total=total,
+                    verified=per[self.correctness] == 1.0,
+                    extracted=extract_answer(text).value,
+                )
+            )
         return out
 
 
@@ -68,8 +75,9 @@ def verify_groups(reward_set: RewardSet, groups: dict[str, list[dict]]) -> dict[
     out = {}
     for pid, rows in groups.items():
         cancel.check()  # a stop request ends scoring within a group's time
-        scored = reward_set.score([r["prompt"] for r in rows], [r["completion"] for r in rows],
-                                  [r["answer"] for r in rows])
+        scored = reward_set.score(
+            [r["prompt"] for r in rows], [r["completion"] for r in rows], [r["answer"] for r in rows]
+        )
         for s, adv in zip(scored, group_advantages([s.total for s in scored])):
             s.advantage = adv
         out[pid] = scored
@@ -86,13 +94,25 @@ def stage(ctx: RunContext, r: int) -> StageResult:
     updates = []
     for pid, group in groups.items():
         for row, s in zip(group, scored[pid]):
-            updates.append({"sample_id": row["sample_id"], "rewards": s.rewards, "reward_total": s.total,
-                            "advantage": s.advantage, "verified": s.verified, "extracted": s.extracted,
-                            "verifier_version": VERIFIER_VERSION})
-    info = {"samples": len(updates), "verified": sum(u["verified"] for u in updates),
-            "problems_solved": sum(any(s.verified for s in g) for g in scored.values())}
+            updates.append(
+                {
+                    "sample_id": row["sample_id"],
+                    "rewards": s.rewards,
+                    "reward_total": s.total,
+                    "advantage": s.advantage,
+                    "verified": s.verified,
+                    "extracted": s.extracted,
+                    "verifier_version": VERIFIER_VERSION,
+                }
+            )
+    info = {
+        "samples": len(updates),
+        "verified": sum(u["verified"] for u in updates),
+        "problems_solved": sum(any(s.verified for s in g) for g in scored.values()),
+    }
 
     def write(store) -> None:
         store.update_samples(updates)
         stats.refresh_round(store, ctx.run_id, r)
+
     return ctx.commit(r, "verify", info, write)

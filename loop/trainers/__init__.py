@@ -1,13 +1,14 @@
 """Training backends, one per file. Each module exposes `sft(job) -> metrics` and
 `grpo(job) -> metrics`, reads the job's Parquet snapshot, and saves a LoRA adapter
 (PEFT format) into `job["tmp"]`; the caller publishes it atomically."""
+
 from __future__ import annotations
 
 import importlib
 import importlib.util
 
 BACKENDS: dict[str, str] = {
-    "trl": "loop.trainers.trl",          # TRL + PEFT LoRA, CPU or GPU
+    "trl": "loop.trainers.trl",  # TRL + PEFT LoRA, CPU or GPU
     "unsloth": "loop.trainers.unsloth",  # Unsloth FastLanguageModel, CUDA only
 }
 
@@ -20,6 +21,7 @@ def choose_trainer(name: str) -> str:
         return name
     if importlib.util.find_spec("unsloth") is not None:
         import torch
+
         if torch.cuda.is_available():
             return "unsloth"
     return "trl"

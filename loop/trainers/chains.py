@@ -5,6 +5,7 @@ chain not in the target format is repaired: its text up to the verified answer b
 reasoning, the answer goes in tags. `select.n` keeps an s1-style subset. Examples are
 TRL's conversational prompt/completion rows; `data_hash` names the exact set trained on.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,8 +33,13 @@ def select_chains(rows: list[dict], select=None, seed: int = 0) -> list[dict]:
     for pid in chosen:
         r = best[pid]
         target = r["completion"] if r["strict"] else repair(r["completion"], r["extracted"], r["answer"])
-        out.append({"problem_id": pid, "prompt": messages(r["question"]),
-                    "completion": [{"role": "assistant", "content": target}]})
+        out.append(
+            {
+                "problem_id": pid,
+                "prompt": messages(r["question"]),
+                "completion": [{"role": "assistant", "content": target}],
+            }
+        )
     return out
 
 
@@ -66,7 +72,7 @@ def s1_select(best: list[dict], n: int, quality: bool, max_pass_rate: float, see
 def repair(text: str, extracted: str | None, gold: str) -> str:
     """Wrap a verified but unformatted chain: reasoning up to the answer, then the answer."""
     cut = text.rfind(extracted) if extracted else -1
-    reasoning = text[:cut + len(extracted)] if extracted and cut >= 0 else text  # cut >= 0 only when extracted
+    reasoning = text[: cut + len(extracted)] if extracted and cut >= 0 else text  # cut >= 0 only when extracted
     return format_chain(reasoning or f"The answer is {gold}.", gold)
 
 
@@ -78,5 +84,6 @@ def data_hash(examples: list[dict]) -> str:
 def write_snapshot(examples: list[dict], path: Path) -> None:
     import pyarrow as pa  # heavy: only when a job is written
     import pyarrow.parquet as pq
+
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(examples), path)

@@ -5,6 +5,7 @@ adapter and metrics.json (renamed into place when complete), the others write to
 scratch folder of their own, so no two processes touch the same path.
 `LOOP_TRAIN_PROFILE=FILE` writes the child's cProfile stats to FILE.
 """
+
 from __future__ import annotations
 
 import cProfile
@@ -47,7 +48,6 @@ def _profiled(job: dict, path: str) -> None:
         prof.runcall(train_job, job)
     finally:
         prof.dump_stats(path)
-
 
 
 def main(argv: list[str]) -> None:

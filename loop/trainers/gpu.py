@@ -18,6 +18,7 @@ Contract:
 - `DevicePeak`: a thread sampling used device memory (total - free) every 50 ms; vLLM under
   sleep mode allocates outside torch's allocator, so torch's own peak misses it.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -28,7 +29,7 @@ from pathlib import Path
 
 from loop.samplers.gpu_check import param_count
 
-GIB = 2 ** 30
+GIB = 2**30
 PROMPT_TOKENS = 512  # room for the prompt in a GRPO sequence (the trainers' max_seq_len adds the same)
 
 
@@ -45,8 +46,7 @@ def generation_engine(job: dict, cuda: bool, find_spec=importlib.util.find_spec,
     if want == "auto":
         return "vllm" if auto == "vllm" and find_spec("vllm") is not None else "hf"
     if want == "vllm" and find_spec("vllm") is None:
-        raise RuntimeError("train.grpo.generation.engine: vllm, but vllm is not installed; "
-                           "pip install -e '.[gpu]'")
+        raise RuntimeError("train.grpo.generation.engine: vllm, but vllm is not installed; pip install -e '.[gpu]'")
     return want
 
 
@@ -81,12 +81,14 @@ class DevicePeak:
 
     def start(self) -> DevicePeak:
         import torch
+
         if torch.cuda.is_available():
             threading.Thread(target=self._run, name="loop-device-peak", daemon=True).start()
         return self
 
     def _run(self) -> None:
         import torch
+
         while not self._stop.is_set():
             free, total = torch.cuda.mem_get_info()
             self.peak = max(self.peak, total - free)

@@ -5,6 +5,7 @@ the Parquet snapshot it trains on, the folder it publishes, and the settings of 
 method; backends read it as a plain dict (`job["sft"]["max_steps"]`). `tmp` is added by
 the child: the scratch folder the adapter is written to before it is renamed into `out`.
 """
+
 from __future__ import annotations
 
 from typing import Any, Literal, TypedDict
@@ -14,19 +15,19 @@ Method = Literal["sft", "grpo", "instruct"]
 
 class TrainJob(TypedDict, total=False):
     method: Method
-    backend: str                        # train.backend: auto | trl | unsloth
-    base: str                           # the base model folder
-    parent_adapter: str | None          # the current adapter, continued; None = a fresh LoRA
-    data: str                           # Parquet snapshot of the examples
-    out: str                            # where the adapter and metrics.json are published
-    tmp: str                            # scratch folder (set by the child)
+    backend: str  # train.backend: auto | trl | unsloth
+    base: str  # the base model folder
+    parent_adapter: str | None  # the current adapter, continued; None = a fresh LoRA
+    data: str  # Parquet snapshot of the examples
+    out: str  # where the adapter and metrics.json are published
+    tmp: str  # scratch folder (set by the child)
     seed: int
     threads: int | None
-    lora: dict[str, Any]                # train.lora
+    lora: dict[str, Any]  # train.lora
     gradient_checkpointing: str
-    sft: dict[str, Any]                 # train.sft, for method sft
-    grpo: dict[str, Any]                # train.grpo, for method grpo
-    rewards: list[dict[str, Any]]       # verify.rewards, for GRPO
-    instruct: dict[str, Any]            # the `instruct` section, for method instruct (`loop sft`)
-    heldout: str                        # Parquet of the held-out rows (never trained on), for instruct
-    prompts: list[Any]                  # fixed prompts (chat messages or text), answered before and after
+    sft: dict[str, Any]  # train.sft, for method sft
+    grpo: dict[str, Any]  # train.grpo, for method grpo
+    rewards: list[dict[str, Any]]  # verify.rewards, for GRPO
+    instruct: dict[str, Any]  # the `instruct` section, for method instruct (`loop sft`)
+    heldout: str  # Parquet of the held-out rows (never trained on), for instruct
+    prompts: list[Any]  # fixed prompts (chat messages or text), answered before and after

@@ -7,6 +7,7 @@ corrupt the store or take the daemon down. The child dies with the daemon (Linux
 parent-death signal; a launcher's workers watch the daemon's pid), so a killed daemon
 leaves no orphan still writing the folder its restarted attempt rewrites.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -71,8 +72,10 @@ def launch_command(launcher: str | None) -> list[str]:
     local = Path(sys.executable).parent / words[0]
     found = str(local) if local.is_file() else shutil.which(words[0])
     if not found:
-        raise TrainError(f"train.launcher: {words[0]!r} not found next to {sys.executable} or on PATH "
-                         f"(e.g. 'accelerate launch --num_processes 2', 'torchrun --nproc_per_node 2')")
+        raise TrainError(
+            f"train.launcher: {words[0]!r} not found next to {sys.executable} or on PATH "
+            f"(e.g. 'accelerate launch --num_processes 2', 'torchrun --nproc_per_node 2')"
+        )
     return [found, *words[1:]]
 
 
@@ -93,6 +96,7 @@ def die_with_parent() -> None:
 
 def watch_daemon(pid: int, every_s: float = 1.0) -> None:
     """Exit this process (no cleanup: the restarted daemon redoes the job) once `pid` is gone."""
+
     def watch():
         while True:
             try:

@@ -6,6 +6,7 @@ or the course's Alpaca prompt text. `mix_examples`: per `train.sft.mix` source, 
 sample of round(weight x chains) conversations (weight 1.0 = as many rows as verified chains),
 in the chains' row schema (problem_id `mix:<hash>`, conversational prompt/completion).
 """
+
 from __future__ import annotations
 
 import hashlib

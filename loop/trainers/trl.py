@@ -5,6 +5,7 @@ fallback for TRL's Triton-only fused LM head (loop.trainers.trl_compat).
 On CUDA: the frozen base in bf16 (where supported), LoRA weights in fp32 (PEFT's
 default), bf16 autocast: the usual TRL recipe, half the base memory of fp32.
 """
+
 from __future__ import annotations
 
 import resource
@@ -21,6 +22,7 @@ from rewards import build_reward
 
 def _setup(job: dict):
     import torch
+
     trl_compat.install()
     quiet_transformers()
     watch_device_memory()
@@ -32,6 +34,7 @@ def _setup(job: dict):
 def _model_and_peft(job: dict):
     from peft import LoraConfig, PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
     tok = AutoTokenizer.from_pretrained(job["base"])
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -39,24 +42,46 @@ def _model_and_peft(job: dict):
     if job.get("parent_adapter"):  # continue the current adapter
         return PeftModel.from_pretrained(model, job["parent_adapter"], is_trainable=True), None, tok
     lora = job["lora"]
-    return model, LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-                             target_modules=lora["target_modules"], task_type="CAUSAL_LM"), tok
+    return (
+        model,
+        LoraConfig(
+            r=lora["r"],
+            lora_alpha=lora["alpha"],
+            lora_dropout=lora["dropout"],
+            target_modules=lora["target_modules"],
+            task_type="CAUSAL_LM",
+        ),
+        tok,
+    )
 
 
 def base_dtype():
     """bf16 for the frozen base on a bf16-capable GPU, else fp32 (CPU training stays fp32)."""
     import torch
+
     cuda = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     return torch.bfloat16 if cuda else torch.float32
 
 
 def _common_args(job: dict, cfg: dict, cuda: bool) -> dict:
-    return dict(output_dir=str(Path(job["tmp"]) / "trainer"), max_steps=cfg["max_steps"],
-                per_device_train_batch_size=cfg["batch_size"], learning_rate=cfg["learning_rate"],
-                lr_scheduler_type="constant", warmup_steps=0, logging_steps=1, save_strategy="no",
-                report_to=[], use_cpu=not cuda, bf16=cuda, seed=job["seed"], data_seed=job["seed"],
-                disable_tqdm=True, dataloader_num_workers=0,
-                gradient_checkpointing=cuda and job.get("gradient_checkpointing", "auto") in ("on", "offload"))
+    return dict(
+        output_dir=str(Path(job["tmp"]) / "trainer"),
+        max_steps=cfg["max_steps"],
+        per_device_train_batch_size=cfg["batch_size"],
+        learning_rate=cfg["learning_rate"],
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=not cuda,
+        bf16=cuda,
+        seed=job["seed"],
+        data_seed=job["seed"],
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        gradient_checkpointing=cuda and job.get("gradient_checkpointing", "auto") in ("on", "offload"),
+    )
 
 
 def step_timer():
@@ -95,6 +120,7 @@ def phase_times() -> dict[str, float]:
     run. TRL times these blocks but only reports them to wandb/mlflow/trackio; this keeps them in
     the train metrics (the model's row in the store, bench/train_gpu.py) so a slow phase shows."""
     from trl.extras.profiling import ProfilingContext
+
     if not getattr(ProfilingContext, "_loop_patched", False):
         original = ProfilingContext._log_metrics
 
@@ -111,6 +137,7 @@ def phase_times() -> dict[str, float]:
 def _quiet(trainer) -> None:
     """Our rich bar shows progress; drop transformers' per-step dict printer. Start phase timing."""
     from transformers.trainer_callback import PrinterCallback
+
     phase_times()
     trainer.remove_callback(PrinterCallback)
 
@@ -121,14 +148,21 @@ def _finish(trainer, result, n_examples: int, tmp: str) -> dict:
     hist = trainer.state.log_history
     losses = [h["loss"] for h in hist if "loss" in h]
     rewards = [h["reward"] for h in hist if "reward" in h]
-    return {"train_loss": result.training_loss, "first_loss": losses[0] if losses else None,
-            "last_loss": losses[-1] if losses else None, "steps": trainer.state.global_step,
-            "examples": n_examples, "runtime_s": result.metrics.get("train_runtime"),
-            "first_reward": rewards[0] if rewards else None, "last_reward": rewards[-1] if rewards else None,
-            "peak_memory_gb": _peak_memory(), "step_times": timer.times if timer else [],
-            "device_peak_gb": _DEVICE_PEAK.stop() if _DEVICE_PEAK else None,
-            "phase_s": {k: round(v, 3) for k, v in sorted(_PHASES.items())},
-            "phase_steps": _per_step(timer.phases if timer else [])}
+    return {
+        "train_loss": result.training_loss,
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "steps": trainer.state.global_step,
+        "examples": n_examples,
+        "runtime_s": result.metrics.get("train_runtime"),
+        "first_reward": rewards[0] if rewards else None,
+        "last_reward": rewards[-1] if rewards else None,
+        "peak_memory_gb": _peak_memory(),
+        "step_times": timer.times if timer else [],
+        "device_peak_gb": _DEVICE_PEAK.stop() if _DEVICE_PEAK else None,
+        "phase_s": {k: round(v, 3) for k, v in sorted(_PHASES.items())},
+        "phase_steps": _per_step(timer.phases if timer else []),
+    }
 
 
 def _per_step(snapshots: list[dict[str, float]]) -> dict[str, list[float]]:
@@ -145,6 +179,7 @@ def _per_step(snapshots: list[dict[str, float]]) -> dict[str, list[float]]:
 
 def _peak_memory() -> float | None:
     import torch
+
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**30
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # CPU: peak RSS
@@ -153,19 +188,30 @@ def _peak_memory() -> float | None:
 def sft_args(job: dict, cuda: bool) -> dict:
     """SFTConfig arguments shared by both backends."""
     cfg = job["sft"]
-    return dict(_common_args(job, cfg, cuda), gradient_accumulation_steps=cfg["grad_accum"],
-                max_length=cfg["max_seq_len"], pad_to_multiple_of=cfg.get("pad_to_multiple_of"))
+    return dict(
+        _common_args(job, cfg, cuda),
+        gradient_accumulation_steps=cfg["grad_accum"],
+        max_length=cfg["max_seq_len"],
+        pad_to_multiple_of=cfg.get("pad_to_multiple_of"),
+    )
 
 
 def sft(job: dict) -> dict:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
+
     cuda = _setup(job)
     model, peft_config, tok = _model_and_peft(job)
     ds = Dataset.from_parquet(job["data"])
     args = SFTConfig(**sft_args(job, cuda))
-    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
-                         peft_config=peft_config, callbacks=[train_callback("train (SFT)"), step_timer()])
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=ds,
+        processing_class=tok,
+        peft_config=peft_config,
+        callbacks=[train_callback("train (SFT)"), step_timer()],
+    )
     _quiet(trainer)
     return _finish(trainer, trainer.train(), len(ds), job["tmp"])
 
@@ -174,22 +220,36 @@ def reward_funcs(job: dict) -> tuple[list, list[float]]:
     return [build_reward(r["name"], r["params"]) for r in job["rewards"]], [r["weight"] for r in job["rewards"]]
 
 
-def run_grpo(job: dict, model, tok, cuda: bool, peft_config=None, label: str = "GRPO",
-             generation: tuple[str, dict] = ("hf", {})) -> dict:
+def run_grpo(
+    job: dict, model, tok, cuda: bool, peft_config=None, label: str = "GRPO", generation: tuple[str, dict] = ("hf", {})
+) -> dict:
     """GRPOTrainer on the job's prompts with its rewards and weights (shared by both backends);
     `generation`: (its name for the metrics, GRPOConfig arguments that select it)."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
+
     cfg = job["grpo"]
     ds = Dataset.from_parquet(job["data"])
     funcs, weights = reward_funcs(job)
-    args = GRPOConfig(**_common_args(job, cfg, cuda), num_generations=cfg["num_generations"],
-                      max_completion_length=cfg["max_completion_length"], beta=cfg["beta"],
-                      temperature=cfg["temperature"], reward_weights=weights, log_completions=False,
-                      **generation[1])
-    trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=ds,
-                          processing_class=tok, peft_config=peft_config,
-                          callbacks=[train_callback(f"train ({label})"), step_timer()])
+    args = GRPOConfig(
+        **_common_args(job, cfg, cuda),
+        num_generations=cfg["num_generations"],
+        max_completion_length=cfg["max_completion_length"],
+        beta=cfg["beta"],
+        temperature=cfg["temperature"],
+        reward_weights=weights,
+        log_completions=False,
+        **generation[1],
+    )
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=funcs,
+        args=args,
+        train_dataset=ds,
+        processing_class=tok,
+        peft_config=peft_config,
+        callbacks=[train_callback(f"train ({label})"), step_timer()],
+    )
     _quiet(trainer)
     return {**_finish(trainer, trainer.train(), len(ds), job["tmp"]), "generation": generation[0]}
 
@@ -200,12 +260,17 @@ def colocated_vllm(job: dict, cuda: bool) -> tuple[str, dict]:
     if gpu.generation_engine(job, cuda, auto=gpu.AUTO["trl"]) != "vllm":
         return "hf", {}
     import torch
+
     set_env()  # quiet logs (TRL's colocated engine runs in-process: external_launcher)
     share = gpu.engine_share(job["base"], job, torch.cuda.mem_get_info()[1])
     standby = bool((job["grpo"].get("generation") or {}).get("standby"))
-    return "vllm-colocate", dict(use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=share,
-                                 vllm_max_model_length=job["grpo"]["max_completion_length"] + gpu.PROMPT_TOKENS,
-                                 vllm_enable_sleep_mode=standby)
+    return "vllm-colocate", dict(
+        use_vllm=True,
+        vllm_mode="colocate",
+        vllm_gpu_memory_utilization=share,
+        vllm_max_model_length=job["grpo"]["max_completion_length"] + gpu.PROMPT_TOKENS,
+        vllm_enable_sleep_mode=standby,
+    )
 
 
 def grpo(job: dict) -> dict:

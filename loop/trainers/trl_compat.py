@@ -7,6 +7,7 @@ substitutes a pure-torch function with the same call signature and outputs
 (log-probs with gradient; entropy, log-sum of squared probs, mean logits and
 top-1 flags for metrics only). It changes nothing where Triton is present.
 """
+
 from __future__ import annotations
 
 
@@ -14,9 +15,19 @@ class TorchChunkedLogProb:
     """Drop-in for trl.kernels.ChunkedLogProbFunction (same `.apply` arguments and results)."""
 
     @staticmethod
-    def apply(hidden, weight, bias, targets, temperature, chunk_size, softcap=None, logit_scale=1.0,
-              outputs=("entropy", "log_sum_sq_probs", "mean_logits", "is_top1")):
+    def apply(
+        hidden,
+        weight,
+        bias,
+        targets,
+        temperature,
+        chunk_size,
+        softcap=None,
+        logit_scale=1.0,
+        outputs=("entropy", "log_sum_sq_probs", "mean_logits", "is_top1"),
+    ):
         import torch
+
         z = hidden.float() @ weight.float().t()
         if bias is not None:
             z = z + bias.float()
@@ -45,6 +56,7 @@ class TorchChunkedLogProb:
 def install() -> bool:
     """Patch TRL where its Triton kernel is missing; True when the fallback is active."""
     import trl.trainer.utils as tu
+
     if getattr(tu, "_ChunkedLogProbFunction", None) is None:
         tu._ChunkedLogProbFunction = TorchChunkedLogProb  # type: ignore[misc,assignment]  # monkeypatch: same .apply
         return True

@@ -9,6 +9,7 @@ Unsloth reads its switches from the environment when it is imported, so the ones
 backend sets (only where the user has not) go in before `import unsloth`; this is the
 training child, so nothing else sees them.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -81,23 +82,36 @@ def _unset_only(wanted: dict[str, str]) -> dict[str, str]:
 
 def _load(job: dict, max_seq_len: int, **fast):
     import unsloth  # noqa: F401 - must be imported before trl/transformers patches apply
+
     watch_device_memory()
     from unsloth import FastLanguageModel
+
     quiet_transformers()  # else every GRPO generate warns that max_new_tokens beats max_length
     lora = job["lora"]
     four_bit = lora.get("quant", "16bit") == "4bit"
     src = job.get("parent_adapter") or job["base"]
     gc = gradient_checkpointing(job)
-    model, tok = FastLanguageModel.from_pretrained(model_name=src, max_seq_length=max_seq_len,
-                                                   load_in_4bit=four_bit, dtype=None, use_gradient_checkpointing=gc,
-                                                   **fast)
+    model, tok = FastLanguageModel.from_pretrained(
+        model_name=src,
+        max_seq_length=max_seq_len,
+        load_in_4bit=four_bit,
+        dtype=None,
+        use_gradient_checkpointing=gc,
+        **fast,
+    )
     if not job.get("parent_adapter"):
         targets = lora["target_modules"]
         if targets == "all-linear":
             targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-        model = FastLanguageModel.get_peft_model(model, r=lora["r"], lora_alpha=lora["alpha"],
-                                                 lora_dropout=lora["dropout"], target_modules=targets,
-                                                 use_gradient_checkpointing=gc, random_state=job["seed"])
+        model = FastLanguageModel.get_peft_model(
+            model,
+            r=lora["r"],
+            lora_alpha=lora["alpha"],
+            lora_dropout=lora["dropout"],
+            target_modules=targets,
+            use_gradient_checkpointing=gc,
+            random_state=job["seed"],
+        )
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return model, tok
@@ -105,6 +119,7 @@ def _load(job: dict, max_seq_len: int, **fast):
 
 def _check_cuda() -> None:
     import torch
+
     if not torch.cuda.is_available():
         raise RuntimeError("the unsloth backend needs a CUDA GPU; use train.backend=trl on CPU")
 
@@ -149,10 +164,16 @@ def sft(job: dict) -> dict:
     model, tok = _load(job, job["sft"]["max_seq_len"])
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
+
     ds = Dataset.from_parquet(job["data"])
     args = SFTConfig(**sft_args(_hf_args(job), True))
-    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
-                         callbacks=[train_callback("train (SFT, unsloth)"), step_timer()])
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=ds,
+        processing_class=tok,
+        callbacks=[train_callback("train (SFT, unsloth)"), step_timer()],
+    )
     _quiet(trainer)
     return _finish(trainer, trainer.train(), len(ds), job["tmp"])
 
@@ -164,6 +185,7 @@ def fast_inference(job: dict) -> dict:
     if gpu.generation_engine(job, True, auto=gpu.AUTO["unsloth"]) != "vllm":
         return {}
     import torch
+
     set_env()  # in-process engine core, quiet logs
     if (job["grpo"].get("generation") or {}).get("standby"):
         os.environ.update(_unset_only({"UNSLOTH_VLLM_STANDBY": "1"}))
@@ -174,8 +196,13 @@ def fast_inference(job: dict) -> dict:
     # unsloth sizes max_num_seqs from the share (32 at the 6 % of an H200 that a 1.5B job gets, so a
     # 64-completion step ran in two waves, bench/results/train_gpu_grpo_vllm.log): one wave per step
     seqs = max(job["grpo"]["batch_size"], job["grpo"]["num_generations"])
-    return dict(fast_inference=True, gpu_memory_utilization=share, max_lora_rank=rank, enforce_eager=vllm_eager(job),
-                max_num_seqs=seqs)
+    return dict(
+        fast_inference=True,
+        gpu_memory_utilization=share,
+        max_lora_rank=rank,
+        enforce_eager=vllm_eager(job),
+        max_num_seqs=seqs,
+    )
 
 
 GRPO_VLLM_GRAPHS_FROM_STEPS = 0  # always graphs: eager decode made steps 5x slower (below)

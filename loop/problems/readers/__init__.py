@@ -8,6 +8,7 @@ a source records). Readers check bounds (loop.problems.readers.encoding: regular
 for a folder, a Hugging Face `save_to_disk` folder (`dataset_info.json` or `state.json`)
 or else the department-folder layout (`medical`).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,12 +18,24 @@ from loop.problems.readers import csvfile, hfdisk, jsonfile, medical, parquet, x
 from loop.problems.readers.base import Reader, ReadOptions, Table
 
 READERS: dict[str, Reader] = {
-    "json": jsonfile.read_json, "jsonl": jsonfile.read_jsonl, "csv": csvfile.read_csv,
-    "tsv": csvfile.read_tsv, "xlsx": xlsx.read_xlsx, "parquet": parquet.read_parquet,
-    "hf": hfdisk.read_hf, "medical": medical.read_medical,
+    "json": jsonfile.read_json,
+    "jsonl": jsonfile.read_jsonl,
+    "csv": csvfile.read_csv,
+    "tsv": csvfile.read_tsv,
+    "xlsx": xlsx.read_xlsx,
+    "parquet": parquet.read_parquet,
+    "hf": hfdisk.read_hf,
+    "medical": medical.read_medical,
 }
-SUFFIXES = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv",
-            ".xlsx": "xlsx", ".parquet": "parquet"}
+SUFFIXES = {
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".xlsx": "xlsx",
+    ".parquet": "parquet",
+}
 
 
 def pick_reader(path: Path, reader: str = "auto") -> str:
@@ -35,8 +48,10 @@ def pick_reader(path: Path, reader: str = "auto") -> str:
         return "hf" if hfdisk.is_hf_folder(path) else "medical"
     name = SUFFIXES.get(path.suffix.lower())
     if name is None:
-        raise ProposeError(f"{path}: cannot tell the format from the suffix {path.suffix!r}; set `reader:` "
-                           f"(one of {', '.join(sorted(READERS))})")
+        raise ProposeError(
+            f"{path}: cannot tell the format from the suffix {path.suffix!r}; set `reader:` "
+            f"(one of {', '.join(sorted(READERS))})"
+        )
     return name
 
 

@@ -1,4 +1,5 @@
 """The types every reader returns (`Table` of `Row`s with per-file provenance) and the field bound."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -51,5 +52,6 @@ Reader = Callable[[Path, ReadOptions], Table]
 def check_field(where: str, key: str, value: Any, limit: int) -> None:
     """A string field longer than `limit` bytes is refused (bounded reading)."""
     if isinstance(value, str) and len(value) > limit // 4 and len(value.encode()) > limit:
-        raise ProposeError(f"{where}: field {key!r} is {len(value.encode())} bytes, over the limit of "
-                           f"{limit} (max_field_bytes)")
+        raise ProposeError(
+            f"{where}: field {key!r} is {len(value.encode())} bytes, over the limit of {limit} (max_field_bytes)"
+        )

@@ -5,6 +5,7 @@ its line and the header; an unterminated quote is refused with the line it start
 Empty rows are skipped; a field over `max_field_bytes` is refused. Rows record the line
 their record starts on (1 = the header).
 """
+
 from __future__ import annotations
 
 import csv
@@ -52,8 +53,10 @@ def _read(path: Path, opt: ReadOptions, delimiter: str) -> Table:
 def _check_header(path: Path, line: int, header: list[str]) -> None:
     empty = [i + 1 for i, h in enumerate(header) if not h]
     if empty:
-        raise ProposeError(f"{path}:{line}: header has an empty column name at column {empty[0]}: "
-                           f"{','.join(header)} (the first row must name the columns)")
+        raise ProposeError(
+            f"{path}:{line}: header has an empty column name at column {empty[0]}: "
+            f"{','.join(header)} (the first row must name the columns)"
+        )
     dup = sorted({h for h in header if header.count(h) > 1})
     if dup:
         raise ProposeError(f"{path}:{line}: header names column {dup[0]!r} twice")
@@ -62,8 +65,10 @@ def _check_header(path: Path, line: int, header: list[str]) -> None:
 def _row(path: Path, line: int, header: list[str], rec: list[str], opt: ReadOptions) -> Row:
     where = f"{path}:{line}"
     if len(rec) != len(header):
-        raise ProposeError(f"{where}: {len(rec)} fields, the header has {len(header)} "
-                           f"({','.join(header)}); a stray delimiter or quote in this record?")
+        raise ProposeError(
+            f"{where}: {len(rec)} fields, the header has {len(header)} "
+            f"({','.join(header)}); a stray delimiter or quote in this record?"
+        )
     for k, v in zip(header, rec):
         check_field(where, k, v, opt.max_field_bytes)
     return Row(str(path), line, dict(zip(header, rec)))

@@ -17,6 +17,7 @@ Encoding rule (never a silent guess; the name used is returned and recorded per 
 A file no candidate decodes is refused naming, per codec, the byte offset of its first
 bad sequence.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -76,8 +77,9 @@ def decode(data: bytes, path: Path, encoding: str | None = None) -> tuple[str, s
         return data.decode("big5"), "big5"
     except UnicodeDecodeError as e:
         failures.append(_where("big5", data, e))
-    raise ProposeError(f"{path}: cannot decode: not " + "; not ".join(failures)
-                       + ". Set the source's `encoding:` if you know it")
+    raise ProposeError(
+        f"{path}: cannot decode: not " + "; not ".join(failures) + ". Set the source's `encoding:` if you know it"
+    )
 
 
 def _strict(data: bytes, path: Path, encoding: str) -> str:
@@ -91,7 +93,7 @@ def _strict(data: bytes, path: Path, encoding: str) -> str:
 
 def _where(codec: str, data: bytes, e: UnicodeDecodeError) -> str:
     line = data.count(b"\n", 0, e.start) + 1
-    bad = data[e.start:e.start + 4].hex(" ")
+    bad = data[e.start : e.start + 4].hex(" ")
     return f"{codec} (byte offset {e.start}, line {line}: {bad})"
 
 
@@ -107,8 +109,10 @@ def _refuse_mixed(data: bytes, path: Path, e: UnicodeDecodeError) -> None:
         if sum(not c.isascii() for c in decoded) < 3:  # a short GBK run can be valid UTF-8 by chance
             continue
         bad = data.count(b"\n", 0, e.start) + 1
-        raise ProposeError(f"{path}: mixed encodings: line {lineno} is UTF-8 but line {bad} is not "
-                           f"(byte offset {e.start}); convert the file to one encoding")
+        raise ProposeError(
+            f"{path}: mixed encodings: line {lineno} is UTF-8 but line {bad} is not "
+            f"(byte offset {e.start}); convert the file to one encoding"
+        )
 
 
 def _doubt_gb(text: str, data: bytes) -> bool:

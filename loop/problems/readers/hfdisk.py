@@ -1,6 +1,7 @@
 """Hugging Face datasets reader: a `Dataset.save_to_disk` folder (`datasets.load_from_disk`),
 or a `DatasetDict` folder (its `train` split). Rows record their index + 1 as line; the
 provenance hash is of the folder's Arrow files."""
+
 from __future__ import annotations
 
 import hashlib
@@ -17,6 +18,7 @@ def is_hf_folder(path: Path) -> bool:
 
 def read_hf(path: Path, opt: ReadOptions) -> Table:
     import datasets
+
     if not path.is_dir() or not is_hf_folder(path):
         raise ProposeError(f"{path}: not a Hugging Face datasets folder (no dataset_info.json/state.json)")
     try:

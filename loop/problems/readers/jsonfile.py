@@ -5,6 +5,7 @@ Each row records its line; a JSON error names line and column; a row that is not
 object is refused (`expected a JSON object`); a JSONL line over `max_field_bytes` is refused
 before it is parsed.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,10 @@ def read_jsonl(path: Path, opt: ReadOptions) -> Table:
             continue
         where = f"{path}:{lineno}"
         if len(line) > opt.max_field_bytes // 4 and len(line.encode()) > opt.max_field_bytes:
-            raise ProposeError(f"{where}: line is {len(line.encode())} bytes, over the limit of "
-                               f"{opt.max_field_bytes} (max_field_bytes)")
+            raise ProposeError(
+                f"{where}: line is {len(line.encode())} bytes, over the limit of "
+                f"{opt.max_field_bytes} (max_field_bytes)"
+            )
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
@@ -43,8 +46,10 @@ def read_json(path: Path, opt: ReadOptions) -> Table:
         obj = _decode(dec, text, i, path)[0]
         lists = [k for k, v in obj.items() if isinstance(v, list)] if isinstance(obj, dict) else []
         if len(lists) != 1:
-            raise ProposeError(f"{path}:1: expected a JSON array of objects (or an object holding one array); "
-                               f"keys: {', '.join(map(str, obj))}")
+            raise ProposeError(
+                f"{path}:1: expected a JSON array of objects (or an object holding one array); "
+                f"keys: {', '.join(map(str, obj))}"
+            )
         text = json.dumps(obj[lists[0]])  # line numbers then count within the array only
         i = 0
     if i >= len(text) or text[i] != "[":

@@ -4,6 +4,7 @@ usually GBK), read as one source. Each file is decoded on its own (loop.problems
 encoding), every row keeps its file and line, and `dept_folder` (the folder's name) is
 added as a column. A folder holding CSV files directly is read the same way.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,9 +24,10 @@ def read_medical(path: Path, opt: ReadOptions) -> Table:
     out = Table([], [])
     for f in files:
         t = read_csv(f, opt)
-        if out.columns and t.columns != out.columns[:len(t.columns)]:
-            raise ProposeError(f"{f}:1: columns {','.join(t.columns)} differ from {files[0]}'s "
-                               f"({','.join(out.columns[:-1])})")
+        if out.columns and t.columns != out.columns[: len(t.columns)]:
+            raise ProposeError(
+                f"{f}:1: columns {','.join(t.columns)} differ from {files[0]}'s ({','.join(out.columns[:-1])})"
+            )
         for row in t.rows:
             row.data["dept_folder"] = f.parent.name
         out.rows += t.rows

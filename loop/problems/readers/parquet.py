@@ -1,4 +1,5 @@
 """Parquet reader (pyarrow): the columns as they are; rows record their index + 1 as line."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,6 +11,7 @@ from loop.problems.readers.encoding import read_bytes, sha256
 
 def read_parquet(path: Path, opt: ReadOptions) -> Table:
     import pyarrow.parquet as pq
+
     data = read_bytes(path)
     try:
         t = pq.read_table(path)

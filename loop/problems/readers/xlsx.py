@@ -3,6 +3,7 @@ non-empty row the header. A header with an empty or non-text cell is refused nam
 cell (e.g. `B1`): a sheet without a header row would otherwise turn its first record into
 column names. Rows record their sheet row number.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,6 +15,7 @@ from loop.problems.readers.encoding import read_bytes, sha256
 
 def read_xlsx(path: Path, opt: ReadOptions) -> Table:
     import openpyxl
+
     data = read_bytes(path)
     try:
         wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
@@ -38,7 +40,7 @@ def _rows(path: Path, ws, opt: ReadOptions) -> tuple[list[Row], list[str]]:
         if header is None:
             header = _header(path, ws.title, n, list(values))
             continue
-        cells = list(values)[:len(header)] + [None] * max(0, len(header) - len(values))
+        cells = list(values)[: len(header)] + [None] * max(0, len(header) - len(values))
         rec = {h: ("" if v is None else v) for h, v in zip(header, cells)}
         for k, v in rec.items():
             check_field(f"{path}:{n}", k, v, opt.max_field_bytes)
@@ -52,8 +54,10 @@ def _header(path: Path, sheet: str, n: int, values: list) -> list[str]:
     for j, v in enumerate(values):
         if not isinstance(v, str) or not v.strip():
             cell = f"{_column_letter(j)}{n}"
-            raise ProposeError(f"{path}:{n}: sheet {sheet!r} has no header row: cell {cell} is {v!r}, "
-                               f"not a column name (the first non-empty row must name the columns)")
+            raise ProposeError(
+                f"{path}:{n}: sheet {sheet!r} has no header row: cell {cell} is {v!r}, "
+                f"not a column name (the first non-empty row must name the columns)"
+            )
     return [str(v).strip() for v in values]
 
 
