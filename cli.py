@@ -507,7 +507,9 @@ def inspect_export(
 
 @inspect_app.command("sets")
 def inspect_sets(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
-    """Held-out accuracy per round for each evaluation set (`evaluate.sets`; heldout = the gated one)."""
+    """Held-out accuracy per round for each evaluation set (`evaluate.sets`; heldout = the gated one).
+
+    Example: loop inspect sets -c configs/default.yaml --json"""
     from loop import inspection as lib
     from loop.inspection import view
 
@@ -516,7 +518,9 @@ def inspect_sets(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
 
 @inspect_app.command("sft")
 def inspect_sft(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
-    """`loop sft` models: data provenance, held-out loss before/after, fixed prompts' answers before/after."""
+    """`loop sft` models: data provenance, held-out loss before/after, fixed prompts' answers before/after.
+
+    Example: loop inspect sft -c configs/medical.yaml"""
     from loop import inspection as lib
     from loop.inspection import view
 
@@ -530,7 +534,9 @@ def sft(
     as_json: bool = typer.Option(False, "--json", help="Print the job's info as JSON."),
 ) -> None:
     """One-shot LoRA SFT on instruction data (`instruct.sources`: alpaca, messages, medical), the course's
-    recipe as defaults; recorded as a model version (export it with `loop export model`)."""
+    recipe as defaults; recorded as a model version (export it with `loop export model`).
+
+    Example: loop sft -c configs/medical.yaml --set model.name=/path/to/Qwen2.5-1.5B-Instruct"""
     cfg = _load(config, set)
     from loop import instruct
     from loop.inspection import view

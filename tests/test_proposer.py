@@ -172,11 +172,12 @@ def _canned(held_expr):
 
 
 def test_stage_records_every_proposal_with_its_reason(tmp_path):
+    from loop.problems.procedural import heldout
     from loop.stages import propose
     eval_file = tmp_path / "eval.jsonl"
     eval_file.write_text(json.dumps({"question": EVAL_TEXT, "answer": "#### 77"}) + "\n")
     ctx = _ctx(tmp_path, [{"kind": "self", "count": 3, "attempts": 6, "eval_paths": [str(eval_file)]}])
-    held = propose.heldout(20, [1, 2], ctx.cfg.evaluate.seed)
+    held = heldout(20, [1, 2], ctx.cfg.evaluate.seed)
     ctx.store.insert_rows("problems", [_problem("s1", STORED_SHORT, "21"), _problem("s2", STORED_LONG, "23")])
     ctx.use_sampler(CannedSampler(_canned(held[0].meta["expression"])))
     info = propose.stage(ctx, 1)
