@@ -45,20 +45,20 @@ for_tiny() {  # the real model converted once; its tokenizer builds tiny:llama-1
   LOOP_TINY_TOKENIZER=$(python -c "from loop.models import resolve_model; print(resolve_model('gguf:/tmp/smollm2.gguf'))" | tail -1)
   export LOOP_TINY_TOKENIZER
 }
-if [ "$what" = vsample ]; then  # (a) vllm vs HF generate on the same 1,024 sequences; adapter swap both ways
+if [ "$what" = vsample ]; then  # (a) vllm vs HF generate on the same 1,024 sequences; both seedings in one engine
   for_tiny
-  timeout ${SAMPLE_TIMEOUT:-560} python bench/sampling.py --device cuda --model tiny:llama-1.5b --prompts 128 --n 8 \
-    --max-new-tokens 256 --batch-size 1024 --backends ${SBACKENDS:-vllm@merge,vllm@lora,hf} --adapter-swap \
+  timeout ${SAMPLE_TIMEOUT:-400} python bench/sampling.py --device cuda --model tiny:llama-1.5b --prompts 128 --n 8 \
+    --max-new-tokens 256 --batch-size 1024 --backends ${SBACKENDS:-vllm,hf,vllm@async} --both-seedings \
     --out "$OUT/sampling_gpu_1p5b.json" 2>&1 | tee "$OUT/sampling_gpu_1p5b.log" | grep -E '^\{|│|speed|rror' | cut -c1-700
-  timeout ${SAMPLE2_TIMEOUT:-240} python bench/sampling.py --device cuda --model gguf:/tmp/smollm2.gguf --prompts 128 --n 8 \
-    --max-new-tokens 256 --batch-size 1024 --backends vllm,hf --out "$OUT/sampling_gpu_smollm2.json" 2>&1 | tee "$OUT/sampling_gpu_smollm2.log" \
-    | grep -E '^\{|│|speed|rror' | cut -c1-700
+  timeout ${SAMPLE2_TIMEOUT:-170} python bench/sampling.py --device cuda --model gguf:/tmp/smollm2.gguf --prompts 128 --n 8 \
+    --max-new-tokens 256 --batch-size 1024 --backends vllm,hf --both-seedings --out "$OUT/sampling_gpu_smollm2.json" 2>&1 \
+    | tee "$OUT/sampling_gpu_smollm2.log" | grep -E '^\{|│|speed|rror' | cut -c1-700
 fi
 if [ "$what" = vgrpo ]; then  # (b) GRPO, 1.5B shape, 64 completions x 128 tokens a step: HF generate vs vLLM
   for_tiny
   h=LOOP_GRPO_GENERATION=hf; v=LOOP_GRPO_GENERATION=vllm
   timeout ${GRPO_TIMEOUT:-540} python bench/train_gpu.py --model tiny:llama-1.5b --steps ${STEPS:-5} --methods grpo \
-    --baseline "trl+$h" --backends ${GBACKENDS:-trl+$h,unsloth+$h,unsloth+$v,trl+$v,unsloth+$v+LOOP_GRPO_VLLM_EAGER=0} \
+    --baseline "trl@off+$h" --backends ${GBACKENDS:-trl@off+$h,trl+$v,trl@off+$v,unsloth+$h} \
     --json "$OUT/train_gpu_1p5b_grpo_vllm.json" 2>&1 | tee "$OUT/train_gpu_grpo_vllm.log" \
     | grep -E 'x faster|│|rror|Traceback' | cut -c1-400
 fi

@@ -63,6 +63,8 @@ def child(spec: str, args) -> dict:
     count = args.prompts if backend == "vllm" or args.device == "cuda" else min(args.prompts, args.hf_prompts)
     prompts = [messages(p.question) for p in arithmetic(args.prompts, [1, 2], seed=0)][:count]
     params = SamplingParams(n=args.n, temperature=0.8, top_p=0.95, max_new_tokens=args.max_new_tokens, seed=0)
+    if args.device == "cuda":  # first-call work (sampler kernels, allocator growth) outside the timing
+        sampler.generate(prompts[:8], SamplingParams(n=args.n, temperature=0.8, top_p=0.95, max_new_tokens=16, seed=1))
     t2 = time.perf_counter()
     out = sampler.generate(prompts, params)
     t_gen = time.perf_counter() - t2
@@ -72,6 +74,10 @@ def child(spec: str, args) -> dict:
            "tok_s": round(tokens / t_gen, 1), "import_s": round(t_import, 2),
            "engine_s": round(t_engine, 2), "startup_s": round(t_import + t_engine, 2),
            "adapter_mode": getattr(sampler, "mode", None)}
+    if backend == "vllm":
+        row["seeding"] = "request" if sampler.request_seeds else "engine"
+    if args.both_seedings and backend == "vllm":
+        row |= other_seeding(sampler, prompts, params)
     if args.device == "cuda" and hasattr(sampler, "release"):
         row |= sleep_wake(sampler)
     if args.adapter_swap and backend == "vllm":
@@ -82,11 +88,26 @@ def child(spec: str, args) -> dict:
 VARIANTS = {  # backend@variant -> config overrides
     "lora": ["sample.vllm.adapter=lora"], "merge": ["sample.vllm.adapter=merge"],
     "eager": ["sample.vllm.enforce_eager=true"], "noprefix": ["sample.vllm.enable_prefix_caching=false"],
+    "async": ["sample.vllm.async_scheduling=true"], "seeded": ["sample.vllm.seeding=request"],
+    "unseeded": ["sample.vllm.seeding=engine"],
 }
 
 
 def dtype(args) -> str:
     return "bfloat16" if args.dtype == "auto" and args.device == "cuda" else args.dtype
+
+
+def other_seeding(sampler, prompts, params) -> dict:
+    """The same prompts again in the same engine with the other `sample.vllm.seeding`."""
+    main = "request" if sampler.request_seeds else "engine"
+    other = "engine" if main == "request" else "request"
+    sampler.request_seeds = other == "request"
+    t0 = time.perf_counter()
+    out = sampler.generate(prompts, params)
+    t_gen = time.perf_counter() - t0
+    sampler.request_seeds = main == "request"
+    tokens = sum(c.completion_tokens for g in out for c in g)
+    return {f"generate_s_{other}_seeds": round(t_gen, 2), f"tok_s_{other}_seeds": round(tokens / t_gen, 1)}
 
 
 def sleep_wake(sampler) -> dict:
@@ -178,6 +199,8 @@ def main() -> None:
     ap.add_argument("--model", default="embedded:smollm2-135m-instruct")
     ap.add_argument("--adapter-swap", nargs="?", const="make", default=None,
                     help="time set_adapter with a LoRA adapter folder (no value: a random r=16 one) and sampling after")
+    ap.add_argument("--both-seedings", action="store_true",
+                    help="vllm rows: also time the same prompts with the other sample.vllm.seeding, same engine")
     ap.add_argument("--out", help="also write the JSON object to this file")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -193,6 +216,8 @@ def main() -> None:
             f"--threads={args.threads}", f"--device={args.device}", f"--model={args.model}"]
     if args.adapter_swap:
         argv.append(f"--adapter-swap={args.adapter_swap}")
+    if args.both_seedings:
+        argv.append("--both-seedings")
     load0 = os.getloadavg()[0]
     rows = []
     for b in args.backends.split(","):
@@ -201,12 +226,18 @@ def main() -> None:
         except SystemExit as e:  # one failed backend still reports the others
             rows.append({"backend": b, "error": str(e)[-2000:]})
         print(json.dumps(rows[-1]), flush=True)
+        if args.out:  # after every row: a later row cut by a timeout leaves the earlier ones
+            Path(args.out).write_text(json.dumps({"rows": rows}, indent=2))
     summary = {"model": args.model, "device": args.device, "max_new_tokens": args.max_new_tokens,
                "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2)}
     by = {r["backend"]: r for r in rows if "error" not in r}
     for name in by:
         if name.startswith("vllm") and "hf" in by:
             summary[f"speedup_{name}_vs_hf"] = round(by[name]["tok_s"] / by["hf"]["tok_s"], 2)
+            for seeding in ("request", "engine"):
+                if f"tok_s_{seeding}_seeds" in by[name]:
+                    key = f"speedup_{name}_{seeding}_seeds_vs_hf"
+                    summary[key] = round(by[name][f"tok_s_{seeding}_seeds"] / by["hf"]["tok_s"], 2)
     res = {"summary": summary, "rows": rows}
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=2))

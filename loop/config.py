@@ -270,6 +270,19 @@ class VLLMSettings(_Strict):
         ),
     )
     max_lora_rank: int = Field(64, ge=1, description="lora mode: the largest adapter rank the engine accepts.")
+    seeding: Literal["auto", "request", "engine"] = Field(
+        "auto",
+        description=(
+            "request: every group is its own seeded request (its samples do not depend on the rest of the "
+            "batch; vLLM then draws each seeded row separately every decode step); engine: one seed for "
+            "the engine, rows drawn together. auto: request on CPU; engine on CUDA, where bf16 kernels "
+            "vary with the batch anyway and per-row draws cost throughput (bench/results/README.md)."
+        ),
+    )
+    async_scheduling: bool = Field(
+        False,
+        description="CUDA: vLLM's async scheduling (the next step is scheduled while the GPU runs this one).",
+    )
     kv_cache_gib: float | None = Field(
         None,
         gt=0.0,
@@ -486,8 +499,8 @@ class TrainSettings(_Strict):
         "auto",
         description="Activation recomputation: off = fastest, most memory; on = recompute in backward; "
         "offload = unsloth's (recompute, activations parked in CPU RAM; trl treats it as on); "
-        "auto = off for trl, and for unsloth offload for GRPO, for SFT off below 8 GB of "
-        "base weights.",
+        "auto = for trl on for GRPO on CUDA, else off; for unsloth offload for GRPO, for SFT off below "
+        "8 GB of base weights.",
     )
     launcher: str | None = Field(
         None,

@@ -267,6 +267,19 @@ def test_unsloth_gradient_checkpointing(tmp_path, method, mode, weights_bytes, s
     assert gradient_checkpointing(job) == expected
 
 
+@pytest.mark.parametrize("method,mode,cuda,expected", [
+    ("grpo", "auto", True, True),     # a 64-completion GRPO step: activations are most of trl's peak
+    ("sft", "auto", True, False),     # SFT on trl: fastest without
+    ("grpo", "auto", False, False),   # CPU: never (memory is not the limit there)
+    ("sft", "on", True, True),        # an explicit setting wins
+    ("grpo", "off", True, False),
+    ("sft", "offload", True, True),   # trl has no offload: recompute
+])
+def test_trl_gradient_checkpointing(method, mode, cuda, expected):
+    from loop.trainers.trl import checkpointing
+    assert checkpointing({"method": method, "gradient_checkpointing": mode}, cuda) is expected
+
+
 SP, PG = "UNSLOTH_GRPO_SEQ_PACKING", "UNSLOTH_GRPO_PREFIX_GROUPER"
 
 

@@ -89,6 +89,26 @@ def test_sleep_level(level, platform, expected):
     assert vllm_engine.sleep_level(VLLMSettings(sleep_level=level), platform) == expected
 
 
+@pytest.mark.parametrize("seeding, platform, expected", [
+    ("auto", "cpu", True),       # CPU: each group its own seeded request (batch-independent samples)
+    ("auto", "cuda", False),     # CUDA: one engine seed (per-row draws cost throughput)
+    ("request", "cuda", True),   # as set
+    ("engine", "cpu", False),    # as set
+])
+def test_request_seeds(seeding, platform, expected):
+    assert vllm_engine.request_seeds(VLLMSettings(seeding=seeding), platform) is expected
+
+
+@pytest.mark.parametrize("async_scheduling, platform, expected", [
+    (True, "cuda", True),    # passed to vllm.LLM on CUDA
+    (False, "cuda", None),   # left to vLLM's default
+    (True, "cpu", None),     # a CUDA-only setting
+])
+def test_async_scheduling_kwarg(async_scheduling, platform, expected):
+    kw = vllm_engine.engine_kwargs({}, "bfloat16", VLLMSettings(async_scheduling=async_scheduling), platform, env={})
+    assert kw.get("async_scheduling") is expected
+
+
 @pytest.mark.parametrize("dp, tp, visible, count, expected", [
     (2, 1, None, 2, ["0", "1"]),                  # one GPU per replica
     (2, 2, None, 4, ["0,1", "2,3"]),              # two replicas of two GPUs

@@ -3,7 +3,10 @@
 Contract (see loop.samplers): a group is ONE request with `n = params.n` and the
 per-request seed `budget.group_seed(params.seed, prompt index)` (vLLM gives
 sample j seed + j), so a prompt's completions do not depend on what else is in
-the batch. Prompts are rendered with the tokenizer's chat template and sent as
+the batch. On CUDA by default (`sample.vllm.seeding`) requests go unseeded and the
+engine's seed drives them: bf16 GPU kernels are not batch-invariant, so per-request
+seeds would not buy that property there, and vLLM draws seeded rows one by one.
+Prompts are rendered with the tokenizer's chat template and sent as
 token ids. Budget forcing runs through loop.samplers.budget; continuations are
 n=1 requests seeded by (seed, prompt, sample, phase).
 
@@ -122,6 +125,7 @@ class VLLMSampler:
         self.platform = platform()
         self.mode = adapter_mode or vllm_engine.adapter_mode(self.settings, self.platform, os.environ)
         self.sleep_level = vllm_engine.sleep_level(self.settings, self.platform)
+        self.request_seeds = vllm_engine.request_seeds(self.settings, self.platform)
         self.asleep = False
         if self.mode not in ("merge", "lora"):
             raise SamplerError(f"vllm: adapter mode {self.mode!r}; valid: merge, lora")
@@ -297,7 +301,7 @@ class VLLMSampler:
             temperature=params.temperature,
             top_p=1.0 if greedy else params.top_p,
             max_tokens=max_tokens,
-            seed=None if greedy else seed,
+            seed=seed if self.request_seeds and not greedy else None,
             stop=list(stop) or None,
             stop_token_ids=self.eos_ids,
             skip_special_tokens=True,

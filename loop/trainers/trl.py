@@ -80,8 +80,18 @@ def _common_args(job: dict, cfg: dict, cuda: bool) -> dict:
         data_seed=job["seed"],
         disable_tqdm=True,
         dataloader_num_workers=0,
-        gradient_checkpointing=cuda and job.get("gradient_checkpointing", "auto") in ("on", "offload"),
+        gradient_checkpointing=checkpointing(job, cuda),
     )
+
+
+def checkpointing(job: dict, cuda: bool) -> bool:
+    """train.gradient_checkpointing for trl: on/offload recompute; auto recomputes for GRPO on
+    CUDA only (a 64-completion step's activations are most of its peak memory; the measured cost
+    is in bench/results/README.md), not on CPU or for SFT."""
+    mode = job.get("gradient_checkpointing", "auto")
+    if mode == "auto":
+        return cuda and job.get("method") == "grpo"
+    return cuda and mode in ("on", "offload")
 
 
 def step_timer():
