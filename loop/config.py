@@ -270,13 +270,12 @@ class VLLMSettings(_Strict):
         ),
     )
     max_lora_rank: int = Field(64, ge=1, description="lora mode: the largest adapter rank the engine accepts.")
-    seeding: Literal["auto", "request", "engine"] = Field(
-        "auto",
+    seeding: Literal["request", "engine"] = Field(
+        "request",
         description=(
-            "request: every group is its own seeded request (its samples do not depend on the rest of the "
-            "batch; vLLM then draws each seeded row separately every decode step); engine: one seed for "
-            "the engine, rows drawn together. auto: request on CPU; engine on CUDA, where bf16 kernels "
-            "vary with the batch anyway and per-row draws cost throughput (bench/results/README.md)."
+            "request: every group is its own seeded request, so its samples do not depend on the rest of "
+            "the batch (on CPU; bf16 GPU kernels vary with the batch anyway); engine: one seed for the "
+            "engine, requests unseeded. On an H200 engine seeding sampled no faster (bench/results/README.md)."
         ),
     )
     async_scheduling: bool = Field(

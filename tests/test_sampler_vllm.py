@@ -95,6 +95,22 @@ def test_group_does_not_depend_on_batch(engine):
     assert checks.texts(three[:2]) == checks.texts(two)
 
 
+def test_engine_seeding_sends_unseeded_requests(engine):
+    """sample.vllm.seeding: request repeats a call exactly; engine (unseeded requests under the
+    engine's seed, whose generator moves on) draws new samples for the same call."""
+    from loop.samplers import SamplingParams
+    p = SamplingParams(n=3, temperature=1.0, max_new_tokens=16, seed=5)
+    seeded = [checks.texts(engine.generate(checks.QUESTIONS, p)) for _ in range(2)]
+    engine.request_seeds = False
+    try:
+        unseeded = [engine.generate(checks.QUESTIONS, p) for _ in range(2)]
+    finally:
+        engine.request_seeds = True
+    assert seeded[0] == seeded[1]
+    assert [len(g) for g in unseeded[0]] == [3] * len(checks.QUESTIONS)
+    assert checks.texts(unseeded[0]) != checks.texts(unseeded[1])
+
+
 def test_more_prompt_tokens_than_one_engine_step(engine):
     """Chunked prefill stays off: with it, vLLM 0.32 on CPU crashed in bench/sampling.py
     (16 prompts x 8 x 128 tokens) rewinding a seeded request's generator ("CPU Generator

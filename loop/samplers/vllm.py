@@ -3,9 +3,7 @@
 Contract (see loop.samplers): a group is ONE request with `n = params.n` and the
 per-request seed `budget.group_seed(params.seed, prompt index)` (vLLM gives
 sample j seed + j), so a prompt's completions do not depend on what else is in
-the batch. On CUDA by default (`sample.vllm.seeding`) requests go unseeded and the
-engine's seed drives them: bf16 GPU kernels are not batch-invariant, so per-request
-seeds would not buy that property there, and vLLM draws seeded rows one by one.
+the batch (`sample.vllm.seeding: engine` sends them unseeded under the engine's seed).
 Prompts are rendered with the tokenizer's chat template and sent as
 token ids. Budget forcing runs through loop.samplers.budget; continuations are
 n=1 requests seeded by (seed, prompt, sample, phase).

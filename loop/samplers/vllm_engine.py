@@ -12,7 +12,7 @@ means the platform's default:
 | enable_prefix_caching | vLLM's default (on) | True: a group's prompt is computed once |
 | KV cache | kv_cache_memory_bytes (2 GiB; LOOP_VLLM_KV_CACHE_GIB) | gpu_memory_utilization share |
 | sleep mode | off (CUDA and ROCm only) | enable_sleep_mode (level 1 by default) |
-| seeding (`request_seeds`) | per request: a group's samples do not depend on the batch | one engine seed |
+| seeding (`request_seeds`) | per request: a group's samples do not depend on the batch | per request |
 
 Environment overrides kept from the CPU backend: LOOP_VLLM_MAX_MODEL_LEN, LOOP_VLLM_KV_CACHE_GIB,
 LOOP_VLLM_EAGER, LOOP_VLLM_MAX_LORA_RANK, LOOP_VLLM_ADAPTER; a config value wins over them.
@@ -46,10 +46,8 @@ def sleep_level(settings, platform: str) -> int:
 
 
 def request_seeds(settings, platform: str) -> bool:
-    """Whether each group is sent with its own seed: `sample.vllm.seeding`; auto = on CPU only."""
-    if settings.seeding != "auto":
-        return settings.seeding == "request"
-    return platform != "cuda"
+    """Whether each group is sent with its own seed (`sample.vllm.seeding`, either platform)."""
+    return settings.seeding == "request"
 
 
 def adapter_mode(settings, platform: str, env: Mapping[str, str]) -> str:
