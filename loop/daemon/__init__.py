@@ -47,7 +47,6 @@ from loop import log
 from loop import runner as round_runner  # a module attribute: tests swap round_runner.run_rounds
 from loop.config import Config, parse_duration
 from loop.daemon.runfiles import AlreadyRunning, PidFile, kill_tree, read_status, running_pid, wait_gone, write_status
-from loop.problems.sources import validate_run_sources
 from store import queries
 from store.db import Store, StoreError
 
@@ -294,7 +293,7 @@ def start_daemon(cfg: Config, rounds: int | None, every: float | str, wait_s: fl
     pid = running_pid(run_dir)
     if pid is not None:
         raise AlreadyRunning(run_dir, pid)
-    validate_run_sources(cfg)  # a bad seed file fails here, not in the detached daemon's log
+    round_runner.validate_run(cfg)  # a bad seed file fails here, not in the detached daemon's log
     run_dir.mkdir(parents=True, exist_ok=True)
     _rotate(run_dir / OUT_NAME, cfg.daemon.log_max_bytes)
     argv = [sys.executable, "-m", "loop.daemon", "--every", str(parse_duration(every))]
