@@ -155,9 +155,11 @@ def run_rounds(
     *,
     max_new: int | None = None,
     on_event: EventSink | None = None,
+    tracker: tracking.RoundTracker | None = None,
 ) -> RunContext:
     """Run (or resume) until the run has `rounds` finished rounds (None = no bound), and at most
-    `max_new` rounds more than it had; return early, between stages, once `stop` is set."""
+    `max_new` rounds more than it had; return early, between stages, once `stop` is set.
+    `tracker`: the caller's (a daemon keeps one across its jobs), else one of this call's own."""
     if rounds is None and max_new is None:
         raise ValueError("run_rounds: give rounds, max_new or both")
     _set_threads(cfg.run.threads)
@@ -166,7 +168,9 @@ def run_rounds(
     emit = _emitter(on_event)
     ctx = open_run(cfg)
     console.print(f"[bold]run[/] {ctx.run_id}  store {cfg.store_path}  model {cfg.model.name}")
-    tracker = tracking.RoundTracker(cfg.train.report_to, ctx.run_dir, ctx.run_id, cfg.model_dump(mode="json"))
+    own = tracker is None
+    if tracker is None:
+        tracker = tracking.RoundTracker(cfg.train.report_to, ctx.run_dir, cfg.model_dump(mode="json"))
     try:
         _track(ctx, tracker)  # rounds a kill left unwritten
         done = finished_rounds(ctx.store, ctx.run_id)
@@ -193,7 +197,8 @@ def run_rounds(
                 _track(ctx, tracker)
         emit("run_end", run_id=ctx.run_id, finished=max(last, done))
     finally:
-        tracker.close()
+        if own:
+            tracker.close()
         ctx.close()
     return ctx
 

@@ -7,13 +7,14 @@ Contract:
   inside the run folder, `RUN_DIR/tracker/round-NNN-METHOD` (`trainer_dir`), not in the job's
   scratch folder: TENSORBOARD_LOGGING_DIR and WANDB_DIR point there, WANDB_MODE is offline
   unless the user set it, WANDB_PROJECT is `loop` unless set.
-- The loop: `RoundTracker.sync(store, run_id, rounds)` writes each given round not yet written
+- The loop: `RoundTracker(report_to, run_dir).sync(store, run_id, rounds)` writes each given round not yet written
   (`round_metrics`: held-out and per-set accuracy, pass rate, mean reward, train loss, solved,
   stage seconds, the gate's verdict) as scalars at step = round, to TensorBoard (SummaryWriter
   under RUN_DIR/tracker/loop/RUN_ID) and/or one offline wandb run there. The rounds written are
   kept in `logged.json` beside them, so a resumed run writes what a kill left unwritten and
   never a round twice over (a kill between the write and the note repeats one round's point,
-  with the same values). A failed write warns; the store keeps the numbers regardless.
+  with the same values). A failed write warns; the store keeps the numbers regardless. One
+  tracker lives as long as its caller: a `loop start`, or a daemon across all its jobs.
 Heavy imports (torch.utils.tensorboard, wandb) wait for the first writer.
 """
 
@@ -94,17 +95,27 @@ def round_metrics(store: Store, run_id: str, r: int) -> dict[str, float]:
 class RoundTracker:
     """The loop's own metrics to `report_to`'s trackers, one point per round."""
 
-    def __init__(self, report_to: Sequence[str], run_dir: Path, run_id: str, config: dict[str, Any] | None = None):
+    def __init__(self, report_to: Sequence[str], run_dir: Path, config: dict[str, Any] | None = None):
         self.names = trackers(report_to)
-        self.dir = Path(run_dir) / "tracker" / "loop" / run_id
-        self.run_id, self.config = run_id, config or {}
+        self.run_dir, self.config = Path(run_dir), config or {}
+        self.run_id: str | None = None  # the run written to; a daemon keeps one tracker across its jobs
         self._writers: dict[str, Any] = {}
+        self.logged: set[int] = set()
+
+    def _bind(self, run_id: str) -> None:
+        """Write to `run_id`'s folder from now on (closing another run's writers)."""
+        self.close()
+        self.run_id, self.dir = run_id, self.run_dir / "tracker" / "loop" / run_id
         self._note = self.dir / "logged.json"
-        self.logged: set[int] = set(json.loads(self._note.read_text())) if self._note.exists() else set()
+        self.logged = set(json.loads(self._note.read_text())) if self._note.exists() else set()
 
     def sync(self, store: Store, run_id: str, rounds: list[int]) -> list[int]:
         """Write each of `rounds` not written yet; return the ones written now."""
-        todo = [r for r in rounds if r not in self.logged] if self.names else []
+        if not self.names:
+            return []
+        if run_id != self.run_id:
+            self._bind(run_id)
+        todo = [r for r in rounds if r not in self.logged]
         if not todo:
             return []
         with store.session():  # read all, then write: the file is not held while writers start
@@ -141,7 +152,7 @@ class RoundTracker:
         return wandb.init(
             project=os.environ.get("WANDB_PROJECT", "loop"),
             name=self.run_id,
-            group=self.run_id,
+            group=self.run_id,  # one wandb run per process (a daemon's jobs share it), grouped by loop run
             job_type="loop",
             dir=str(self.dir),
             mode=os.environ.get("WANDB_MODE", "offline"),  # type: ignore[arg-type]

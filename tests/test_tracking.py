@@ -176,11 +176,11 @@ def test_round_tracker_writes_store_numbers_once(tmp_path):
     path = tmp_path / "s.duckdb"
     storefix.populate(path)
     st = Store(path, read_only=True, hold=False)
-    t = tracking.RoundTracker(["tensorboard"], tmp_path / "run", "run-b")
+    t = tracking.RoundTracker(["tensorboard"], tmp_path / "run")
     assert t.sync(st, "run-b", [0, 1]) == [0, 1]
     assert t.sync(st, "run-b", [0, 1]) == []  # written already
     t.close()
-    again = tracking.RoundTracker(["tensorboard"], tmp_path / "run", "run-b")  # a resumed run
+    again = tracking.RoundTracker(["tensorboard"], tmp_path / "run")  # a resumed run
     assert again.sync(st, "run-b", [0, 1, 2]) == [2]  # only what is new
     again.close()
     log = tmp_path / "run" / "tracker" / "loop" / "run-b"
@@ -191,12 +191,42 @@ def test_round_tracker_writes_store_numbers_once(tmp_path):
     assert json.loads((log / "logged.json").read_text()) == [0, 1, 2]
 
 
+def test_one_tracker_follows_the_run_it_is_given(tmp_path):
+    """A daemon's tracker across jobs: a new run (`--new-run`) gets its own folder, not the last one's."""
+    from loop import tracking
+    from store.db import Store
+    path = tmp_path / "s.duckdb"
+    storefix.populate(path)
+    st = Store(path, read_only=True, hold=False)
+    t = tracking.RoundTracker(["tensorboard"], tmp_path / "run")
+    assert t.sync(st, "run-b", [0, 1]) == [0, 1]
+    assert t.sync(st, "run-a", [1]) == [1]  # round 1 of run-a: not run-b's round 1
+    t.close()
+    a = _scalars(tmp_path / "run" / "tracker" / "loop" / "run-a")
+    assert a["loop/pass_rate"] == [(1, 1.0)] and a["loop/samples"] == [(1, 1.0)]  # run-a: 1 sample, verified
+    assert "loop/heldout_accuracy" not in a  # run-a has no evaluation
+
+
+def test_a_daemon_writes_all_its_rounds_through_one_writer(tmp_path):
+    """Scheduled jobs, one round each: one events file (one wandb run) for the daemon, every round in it."""
+    from loop.config import load_config
+    from loop.daemon import serve
+    from tests.conftest import ROOT
+    cfg = load_config(ROOT / "configs" / "tiny.yaml", [f"run.dir={tmp_path / 'run'}", "train.report_to=tensorboard",
+                                                       "train.sft.every=0"])
+    final = serve(cfg, 2, every="0.1s")
+    assert final["state"] == "finished", final
+    (loop_dir,) = (tmp_path / "run" / "tracker" / "loop").iterdir()
+    assert len(list(loop_dir.glob("events.out.tfevents.*"))) == 1
+    assert [step for step, _ in _scalars(loop_dir)["loop/heldout_accuracy"]] == [0, 1, 2]
+
+
 def test_no_tracker_writes_nothing(tmp_path):
     from loop import tracking
     path = tmp_path / "s.duckdb"
     storefix.populate(path)
     from store.db import Store
-    t = tracking.RoundTracker(["none"], tmp_path / "run", "run-b")
+    t = tracking.RoundTracker(["none"], tmp_path / "run")
     assert t.sync(Store(path, read_only=True, hold=False), "run-b", [0, 1]) == []
     assert not (tmp_path / "run" / "tracker").exists()
 
