@@ -169,13 +169,18 @@ def _scalars(log_dir):
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
-def test_round_tracker_writes_store_numbers_once(tmp_path):
-    """storefix's run-b: round 0 baseline 1/4, round 1 2/4 held-out with 7 of 12 samples verified."""
-    from loop import tracking
+@pytest.fixture
+def st(tmp_path):
+    """storefix's known store, read-only."""
     from store.db import Store
     path = tmp_path / "s.duckdb"
     storefix.populate(path)
-    st = Store(path, read_only=True, hold=False)
+    return Store(path, read_only=True, hold=False)
+
+
+def test_round_tracker_writes_store_numbers_once(tmp_path, st):
+    """storefix's run-b: round 0 baseline 1/4, round 1 2/4 held-out with 7 of 12 samples verified."""
+    from loop import tracking
     t = tracking.RoundTracker(["tensorboard"], tmp_path / "run")
     assert t.sync(st, "run-b", [0, 1]) == [0, 1]
     assert t.sync(st, "run-b", [0, 1]) == []  # written already
@@ -191,13 +196,9 @@ def test_round_tracker_writes_store_numbers_once(tmp_path):
     assert json.loads((log / "logged.json").read_text()) == [0, 1, 2]
 
 
-def test_one_tracker_follows_the_run_it_is_given(tmp_path):
+def test_one_tracker_follows_the_run_it_is_given(tmp_path, st):
     """A daemon's tracker across jobs: a new run (`--new-run`) gets its own folder, not the last one's."""
     from loop import tracking
-    from store.db import Store
-    path = tmp_path / "s.duckdb"
-    storefix.populate(path)
-    st = Store(path, read_only=True, hold=False)
     t = tracking.RoundTracker(["tensorboard"], tmp_path / "run")
     assert t.sync(st, "run-b", [0, 1]) == [0, 1]
     assert t.sync(st, "run-a", [1]) == [1]  # round 1 of run-a: not run-b's round 1
@@ -221,13 +222,10 @@ def test_a_daemon_writes_all_its_rounds_through_one_writer(tmp_path):
     assert [step for step, _ in _scalars(loop_dir)["loop/heldout_accuracy"]] == [0, 1, 2]
 
 
-def test_no_tracker_writes_nothing(tmp_path):
+def test_no_tracker_writes_nothing(tmp_path, st):
     from loop import tracking
-    path = tmp_path / "s.duckdb"
-    storefix.populate(path)
-    from store.db import Store
     t = tracking.RoundTracker(["none"], tmp_path / "run")
-    assert t.sync(Store(path, read_only=True, hold=False), "run-b", [0, 1]) == []
+    assert t.sync(st, "run-b", [0, 1]) == []
     assert not (tmp_path / "run" / "tracker").exists()
 
 
