@@ -20,12 +20,15 @@ a typo such as `group_size=99999999999999999999` is an error at load, not an all
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from loop.trainers.args import owned_error
 
 
 class ConfigError(ValueError):
@@ -381,6 +384,28 @@ class SelectSettings(_Strict):
     )
 
 
+def _extra_args_field(both: str) -> Any:
+    return Field(
+        default_factory=dict,
+        description=f"Arguments passed through to TRL's {both} (e.g. {{lr_scheduler_type: cosine, "
+        "warmup_steps: 0.1, weight_decay: 0.01}), over loop's own; keys are checked against the "
+        "config class before round 0, and keys loop sets itself are refused, naming the field to use.",
+    )
+
+
+def _check_extra_args(scope: str, value: dict[str, Any]) -> dict[str, Any]:
+    """Refuse keys loop owns (naming the `train.*` field to use) and values job.json cannot carry."""
+    for key in value:
+        why = owned_error(key, scope)
+        if why:
+            raise ValueError(why)
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{scope}: values must be plain YAML scalars, lists or mappings ({e})") from None
+    return value
+
+
 class MixSettings(SourceSettings):
     """`train.sft.mix[]`: instruction data (a `kind: file` source) mixed into each round's SFT set."""
 
@@ -405,7 +430,9 @@ class SFTSettings(_Strict):
     max_steps: int = Field(20, ge=1, le=10_000_000, description="Optimizer steps per SFT run.")
     batch_size: int = Field(4, ge=1, le=4096, description="Examples per device step.")
     grad_accum: int = Field(1, ge=1, le=4096, description="Gradient accumulation steps per optimizer step.")
-    learning_rate: float = Field(2e-4, gt=0.0, le=1.0, description="Learning rate (constant schedule, no warm-up).")
+    learning_rate: float = Field(
+        2e-4, gt=0.0, le=1.0, description="Learning rate (constant, no warm-up, unless extra_args sets a schedule)."
+    )
     max_seq_len: int = Field(
         384, ge=16, le=1_048_576, description="Max tokens per SFT example (prompt + completion; TRL max_length)."
     )
@@ -422,6 +449,12 @@ class SFTSettings(_Strict):
     mix: list[MixSettings] = Field(
         [], description="Instruction data mixed into the verified chains, weighted per source (loop/trainers/rows.py)."
     )
+    extra_args: dict[str, Any] = _extra_args_field("SFTConfig (SFT jobs only)")
+
+    @field_validator("extra_args")
+    @classmethod
+    def _extra(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _check_extra_args("train.sft.extra_args", v)
 
 
 class GRPOGeneration(_Strict):
@@ -464,7 +497,9 @@ class GRPOSettings(_Strict):
         4, ge=2, le=1024, description="Completions generated per prompt (the GRPO group size)."
     )
     max_completion_length: int = Field(128, ge=1, le=131_072, description="Token cap per generated completion.")
-    learning_rate: float = Field(5e-6, gt=0.0, le=1.0, description="Learning rate (constant schedule, no warm-up).")
+    learning_rate: float = Field(
+        5e-6, gt=0.0, le=1.0, description="Learning rate (constant, no warm-up, unless extra_args sets a schedule)."
+    )
     beta: float = Field(0.0, ge=0.0, le=1000.0, description="KL penalty weight; 0 = no reference model (cheaper).")
     temperature: float = Field(0.8, ge=0.0, le=10.0, description="Sampling temperature of GRPO's generations.")
     band: tuple[float, float] = Field(
@@ -478,6 +513,12 @@ class GRPOSettings(_Strict):
             "its colocated vLLM, the fastest GRPO step measured (bench/results/README.md)."
         ),
     )
+    extra_args: dict[str, Any] = _extra_args_field("GRPOConfig (GRPO jobs only)")
+
+    @field_validator("extra_args")
+    @classmethod
+    def _extra(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _check_extra_args("train.grpo.extra_args", v)
 
     @model_validator(mode="after")
     def _check(self) -> GRPOSettings:
@@ -510,6 +551,30 @@ class TrainSettings(_Strict):
     sft: SFTSettings = Field(SFTSettings(), description="Supervised fine-tuning on verified chains.")
     grpo: GRPOSettings = Field(GRPOSettings(), description="GRPO on the round's problems.")
     lora: LoraSettings = Field(LoraSettings(), description="The LoRA adapter both methods train.")
+    report_to: list[Literal["none", "tensorboard", "wandb"]] = Field(
+        ["none"],
+        description="Trackers for the trainers' logs (TRL report_to; under RUN_DIR/tracker/round-N-METHOD) "
+        "and the loop's per-round metrics (RUN_DIR/tracker/loop/RUN_ID): none, tensorboard, wandb "
+        "(offline unless WANDB_MODE is set). A single name is a list of one.",
+    )
+    extra_args: dict[str, Any] = _extra_args_field("SFTConfig and GRPOConfig (both methods)")
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_tracker(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("report_to")
+    @classmethod
+    def _none_alone(cls, v: list[str]) -> list[str]:
+        if "none" in v and len(v) > 1:
+            raise ValueError(f"'none' cannot be combined with a tracker: {v}")
+        return list(dict.fromkeys(v)) or ["none"]
+
+    @field_validator("extra_args")
+    @classmethod
+    def _extra(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _check_extra_args("train.extra_args", v)
 
 
 class EvalSetSettings(SourceSettings):

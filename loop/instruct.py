@@ -123,6 +123,8 @@ def _train(ctx, cfg: Config, data: list[dict], train: list[dict], held: list[dic
         instruct=cfg.instruct.model_dump(mode="json", exclude={"sources"}),
         heldout=str(work / "heldout.parquet"),
         prompts=fixed_prompts(cfg, held),
+        report_to=list(cfg.train.report_to),  # TRL's logs to train.report_to, as a round's jobs
+        tracker_dir=str(ctx.run_dir / "tracker" / f"sft-{dhash}"),
     )
     metrics = run_child(job, work / "job.json", cfg.run.threads, cfg.train.launcher)
     version, r = model_hash(out), finished_rounds(ctx.store, ctx.run_id)

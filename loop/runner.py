@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from loop import __version__, cancel, log
+from loop import __version__, cancel, log, tracking
 from loop.config import Config
 from loop.context import RunContext, Stage
 from loop.models import model_hash, resolve_model
@@ -44,6 +44,7 @@ from loop.progress import console
 from loop.run_config import ConfigChanged, changed_keys, config_hash, describe_change, result_config
 from loop.samplers import gpu_check
 from loop.stages import STAGE_NAMES, STAGES
+from loop.trainers.check_args import check_extra_args
 from store import runs
 from store.db import Store, StoreError
 from store.lock import StoreLock, describe, holder
@@ -73,11 +74,19 @@ class StopToken:
         return self._set.wait(timeout)
 
 
+def validate_run(cfg: Config) -> None:
+    """What can be checked before anything is written: every file the run reads, `train.*extra_args`
+    against TRL's config classes, that `train.report_to`'s trackers are installed."""
+    validate_run_sources(cfg)  # a bad seed file fails here, in seconds
+    check_extra_args(cfg)
+    tracking.check_available(cfg.train.report_to)
+
+
 def open_run(cfg: Config, new_run: bool = False) -> RunContext:
     """Lock and open (or create) the run in the configured store; resolve the base model.
     Resuming a run whose result config (loop.run_config) differs raises ConfigChanged, before
     the run is written; `new_run` starts a fresh run in the same store instead."""
-    validate_run_sources(cfg)  # a bad seed file fails here, in seconds, before anything is written
+    validate_run(cfg)
     base_dir = resolve_model(cfg.model.name, cfg.model.cache_dir)
     gpu_check.check_run(cfg, base_dir)  # vllm installed? the model fits the GPU share? (before round 0)
     base_version = model_hash(base_dir)
@@ -146,9 +155,11 @@ def run_rounds(
     *,
     max_new: int | None = None,
     on_event: EventSink | None = None,
+    tracker: tracking.RoundTracker | None = None,
 ) -> RunContext:
     """Run (or resume) until the run has `rounds` finished rounds (None = no bound), and at most
-    `max_new` rounds more than it had; return early, between stages, once `stop` is set."""
+    `max_new` rounds more than it had; return early, between stages, once `stop` is set.
+    `tracker`: the caller's (a daemon keeps one across its jobs), else one of this call's own."""
     if rounds is None and max_new is None:
         raise ValueError("run_rounds: give rounds, max_new or both")
     _set_threads(cfg.run.threads)
@@ -157,7 +168,11 @@ def run_rounds(
     emit = _emitter(on_event)
     ctx = open_run(cfg)
     console.print(f"[bold]run[/] {ctx.run_id}  store {cfg.store_path}  model {cfg.model.name}")
+    own = tracker is None
+    if tracker is None:
+        tracker = tracking.RoundTracker(cfg.train.report_to, ctx.run_dir, cfg.model_dump(mode="json"))
     try:
+        _track(ctx, tracker)  # rounds a kill left unwritten
         done = finished_rounds(ctx.store, ctx.run_id)
         last = min(x for x in (rounds, None if max_new is None else done + max_new) if x is not None)
         emit("run_start", run_id=ctx.run_id, finished=done, target=max(last, done))
@@ -168,6 +183,7 @@ def run_rounds(
             )
         if not ctx.is_done(0, "evaluate") and not _run_stage(ctx, 0, "evaluate", STAGES["evaluate"], stop, emit):
             return ctx
+        _track(ctx, tracker)
         for r in range(1, last + 1):
             with ctx.store.session():  # one open for the round's bookkeeping
                 todo = [s for s in STAGE_NAMES if not ctx.is_done(r, s)]
@@ -178,10 +194,23 @@ def run_rounds(
                     return ctx
             if _end_round(ctx, r):  # also closes a round killed after its last stage committed
                 emit("round_end", round=r, numbers=round_summary(ctx.store, ctx.run_id, r))
+                _track(ctx, tracker)
         emit("run_end", run_id=ctx.run_id, finished=max(last, done))
     finally:
+        if own:
+            tracker.close()
         ctx.close()
     return ctx
+
+
+def _track(ctx: RunContext, tracker: tracking.RoundTracker) -> None:
+    """The finished rounds (0 = the baseline evaluation) to train.report_to's trackers."""
+    if not tracker.names:
+        return
+    with ctx.store.session():
+        rounds = [0] if ctx.is_done(0, "evaluate") else []
+        rounds += range(1, finished_rounds(ctx.store, ctx.run_id) + 1)
+    tracker.sync(ctx.store, ctx.run_id, rounds)
 
 
 def _emitter(on_event: EventSink | None) -> Callable[..., None]:

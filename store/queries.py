@@ -47,6 +47,32 @@ def rounds(store: Store, run_id: str) -> list[dict]:
     return store.query(ROUNDS_SQL.replace("$run", "$1"), [run_id])
 
 
+def round_row(store: Store, run_id: str, r: int) -> dict | None:
+    """Round r's row of `rounds` (None when the round has none yet)."""
+    rows = store.query(f"SELECT * FROM ({ROUNDS_SQL.replace('$run', '$1')}) WHERE round = $2", [run_id, r])
+    return rows[0] if rows else None
+
+
+def stage_seconds(store: Store, run_id: str, r: int) -> dict[str, float]:
+    """Seconds of each done stage of round r (its last attempt: from started to done)."""
+    rows = store.query(
+        "SELECT stage, epoch(finished_at - started_at) AS s FROM steps WHERE run_id = ? AND round = ? "
+        "AND status = 'done' AND started_at IS NOT NULL AND finished_at IS NOT NULL ORDER BY stage",
+        [run_id, r],
+    )
+    return {x["stage"]: float(x["s"]) for x in rows}
+
+
+def split_accuracies(store: Store, run_id: str, r: int) -> dict[str, float]:
+    """Accuracy per evaluation split (heldout, each evaluate.sets name) of round r."""
+    rows = store.query(
+        "SELECT split, accuracy FROM evaluations WHERE run_id = ? AND round = ? AND accuracy IS NOT NULL "
+        "ORDER BY split",
+        [run_id, r],
+    )
+    return {x["split"]: float(x["accuracy"]) for x in rows}
+
+
 def summary(store: Store, run_id: str) -> dict:
     """Whole-run totals, from the summary tables: O(rounds + solved problems), not O(samples)."""
     out = store.query(

@@ -14,7 +14,7 @@ from tests.import_graph import cycles, deferred_imports, graph
 # `loop status`, a training child that never samples).
 HEAVY = {"torch", "transformers", "vllm", "trl", "unsloth", "peft", "datasets", "pyarrow", "sympy",
          "mpmath", "gguf", "matplotlib", "safetensors", "tokenizers", "huggingface_hub", "numpy",
-         "apscheduler", "accelerate", "bitsandbytes", "PIL", "openpyxl",
+         "apscheduler", "accelerate", "bitsandbytes", "PIL", "openpyxl", "wandb",
          "rewards.sympy_bridge"}  # imports sympy: only verifier workers pay for it
 # Entry points may defer project modules too: the CLI keeps `loop --help` instant.
 ENTRY_POINTS = {"cli.py"}

@@ -319,7 +319,7 @@ import loop.runner
 from loop import daemon
 from loop.config import load_config
 
-def run_rounds(cfg, rounds, stop=None, *, max_new=None, on_event=None):  # a train stage's child, no model
+def run_rounds(cfg, rounds, stop=None, *, max_new=None, on_event=None, tracker=None):  # a train stage's child
     on_event({"event": "stage_start", "round": 1, "stage": "train"})
     subprocess.run(["sleep", "120"], start_new_session=True)  # like loop.trainers.launch.run_child
 

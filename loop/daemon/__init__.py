@@ -43,11 +43,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from loop import log
+from loop import log, tracking
 from loop import runner as round_runner  # a module attribute: tests swap round_runner.run_rounds
 from loop.config import Config, parse_duration
 from loop.daemon.runfiles import AlreadyRunning, PidFile, kill_tree, read_status, running_pid, wait_gone, write_status
-from loop.problems.sources import validate_run_sources
 from store import queries
 from store.db import Store, StoreError
 
@@ -73,6 +72,8 @@ class _Runner:
         self.cfg, self.rounds, self.every_s = cfg, rounds, every_s
         self.run_dir = Path(cfg.run.dir)
         self.token = round_runner.StopToken()
+        # one tracker for all jobs: a wandb run per daemon, not per round
+        self.tracker = tracking.RoundTracker(cfg.train.report_to, self.run_dir, cfg.model_dump(mode="json"))
         self.finished: int | None = None  # rounds the run has, learned from events
         self.failures = 0
         self.error: BaseException | None = None
@@ -134,7 +135,9 @@ class _Runner:
         self._busy.set()
         self.update(state="running")
         try:
-            round_runner.run_rounds(self.cfg, self.rounds, self.token, max_new=max_new, on_event=self.on_event)
+            round_runner.run_rounds(
+                self.cfg, self.rounds, self.token, max_new=max_new, on_event=self.on_event, tracker=self.tracker
+            )
             self.failures = 0
         except BaseException as e:  # noqa: BLE001 - a round's failure must not kill the daemon
             self.failures += 1
@@ -244,7 +247,7 @@ def serve(cfg: Config, rounds: int | None, every: float | str | None = None, mod
     if every_s is None and rounds is None:
         raise DaemonError("without --every, give --rounds")
     pidfile = PidFile(cfg.run.dir).acquire()
-    close_log, old = None, None
+    close_log, old, runner = None, None, None
     try:
         close_log = log.configure(cfg.run.dir, cfg.daemon.log_max_bytes, cfg.daemon.log_backups)
         runner = _Runner(cfg, rounds, every_s, mode)
@@ -260,6 +263,8 @@ def serve(cfg: Config, rounds: int | None, every: float | str | None = None, mod
         log.event("exit", state=final, reason=runner.token.reason, finished_rounds=runner.finished)
     finally:
         _restore_signals(old)
+        if runner is not None:
+            runner.tracker.close()
         if close_log is not None:
             close_log()
         pidfile.release()
@@ -294,7 +299,7 @@ def start_daemon(cfg: Config, rounds: int | None, every: float | str, wait_s: fl
     pid = running_pid(run_dir)
     if pid is not None:
         raise AlreadyRunning(run_dir, pid)
-    validate_run_sources(cfg)  # a bad seed file fails here, not in the detached daemon's log
+    round_runner.validate_run(cfg)  # a bad seed file fails here, not in the detached daemon's log
     run_dir.mkdir(parents=True, exist_ok=True)
     _rotate(run_dir / OUT_NAME, cfg.daemon.log_max_bytes)
     argv = [sys.executable, "-m", "loop.daemon", "--every", str(parse_duration(every))]

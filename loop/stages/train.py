@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from loop import tracking
 from loop.context import RunContext, StageResult
 from loop.models import model_hash
 from loop.prompts import messages
@@ -81,6 +82,9 @@ def _job(ctx: RunContext, r: int, method: Method, data: str, out: str) -> TrainJ
         lora=cfg.lora.model_dump(mode="json"),
         gradient_checkpointing=cfg.gradient_checkpointing,
         rewards=[x.model_dump(mode="json") for x in ctx.cfg.verify.rewards],
+        report_to=list(cfg.report_to),
+        tracker_dir=str(tracking.trainer_dir(ctx.run_dir, r, method)),
+        extra_args=dict(cfg.extra_args),  # train.extra_args; the method's own ride in job[method]
     )
     job[method] = getattr(cfg, method).model_dump(mode="json")  # the method's own settings: job["sft"] or job["grpo"]
     return job
@@ -105,7 +109,13 @@ def _train(ctx: RunContext, r: int, method: Method, examples: list[dict[str, Any
         "base_path": str(ctx.base_dir),
         "path": str(out),
         "data_hash": data_hash(examples),
-        "config": {"method": job["method"], "backend": job["backend"], "lora": job["lora"], method: job[method]},
+        "config": {
+            "method": job["method"],
+            "backend": job["backend"],
+            "lora": job["lora"],
+            method: job[method],
+            "extra_args": job["extra_args"],
+        },
         "metrics": {**metrics, "accepted": True},
     }
     return ctx.commit(r, f"train.{method}", info, lambda store: store.insert_rows("models", [row]))

@@ -15,6 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from loop import tracking
 from loop.trainers import instruct, load_backend
 from loop.trainers.launch import die_with_parent
 
@@ -27,6 +28,7 @@ def train_job(job: dict) -> dict:
     tmp = Path(job["out"] + (".tmp" if rank == 0 else f".tmp.rank{rank}"))
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    os.environ.update(tracking.trainer_env(job))  # TRL's trackers write into the run folder
     backend = load_backend(job["backend"])
     run = instruct.instruct if job["method"] == "instruct" else getattr(backend, job["method"])
     metrics = run({**job, "tmp": str(tmp)})

@@ -31,3 +31,6 @@ class TrainJob(TypedDict, total=False):
     instruct: dict[str, Any]  # the `instruct` section, for method instruct (`loop sft`)
     heldout: str  # Parquet of the held-out rows (never trained on), for instruct
     prompts: list[Any]  # fixed prompts (chat messages or text), answered before and after
+    report_to: list[str]  # train.report_to: the trainer's trackers (loop.tracking.trainer_env)
+    tracker_dir: str  # where they write: RUN_DIR/tracker/round-NNN-METHOD
+    extra_args: dict[str, Any]  # train.extra_args, passed to SFTConfig/GRPOConfig (loop.trainers.args)

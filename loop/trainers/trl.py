@@ -16,6 +16,7 @@ from loop.models import quiet_transformers
 from loop.progress import train_callback
 from loop.samplers.vllm import set_env
 from loop.trainers import gpu, trl_compat
+from loop.trainers.args import extra_args
 from loop.trainers.gpu import DevicePeak
 from rewards import build_reward
 
@@ -73,7 +74,8 @@ def _common_args(job: dict, cfg: dict, cuda: bool) -> dict:
         warmup_steps=0,
         logging_steps=1,
         save_strategy="no",
-        report_to=[],
+        report_to=[t for t in job.get("report_to") or [] if t != "none"],  # TRL's logs: loop.tracking
+        run_name=Path(job["tracker_dir"]).name if job.get("tracker_dir") else None,
         use_cpu=not cuda,
         bf16=cuda,
         seed=job["seed"],
@@ -196,13 +198,33 @@ def _peak_memory() -> float | None:
 
 
 def sft_args(job: dict, cuda: bool) -> dict:
-    """SFTConfig arguments shared by both backends."""
+    """SFTConfig arguments shared by both backends; `train.*extra_args` last (loop.trainers.args:
+    the config refuses the keys loop owns, so they override only loop's defaults)."""
     cfg = job["sft"]
     return dict(
         _common_args(job, cfg, cuda),
         gradient_accumulation_steps=cfg["grad_accum"],
         max_length=cfg["max_seq_len"],
         pad_to_multiple_of=cfg.get("pad_to_multiple_of"),
+        **extra_args(job, "sft"),
+    )
+
+
+def grpo_args(job: dict, cuda: bool, generation: dict | None = None) -> dict:
+    """GRPOConfig arguments shared by both backends; `generation`: the arguments that select its
+    generation engine (colocated_vllm); `train.*extra_args` last, as in sft_args."""
+    cfg = job["grpo"]
+    _, weights = reward_funcs(job, build=False)
+    return dict(
+        _common_args(job, cfg, cuda),
+        num_generations=cfg["num_generations"],
+        max_completion_length=cfg["max_completion_length"],
+        beta=cfg["beta"],
+        temperature=cfg["temperature"],
+        reward_weights=weights,
+        log_completions=False,
+        **(generation or {}),
+        **extra_args(job, "grpo"),
     )
 
 
@@ -226,8 +248,10 @@ def sft(job: dict) -> dict:
     return _finish(trainer, trainer.train(), len(ds), job["tmp"])
 
 
-def reward_funcs(job: dict) -> tuple[list, list[float]]:
-    return [build_reward(r["name"], r["params"]) for r in job["rewards"]], [r["weight"] for r in job["rewards"]]
+def reward_funcs(job: dict, build: bool = True) -> tuple[list, list[float]]:
+    """The job's reward functions (none unless `build`) and their weights."""
+    funcs = [build_reward(r["name"], r["params"]) for r in job["rewards"]] if build else []
+    return funcs, [r["weight"] for r in job["rewards"]]
 
 
 def run_grpo(
@@ -238,19 +262,9 @@ def run_grpo(
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    cfg = job["grpo"]
     ds = Dataset.from_parquet(job["data"])
-    funcs, weights = reward_funcs(job)
-    args = GRPOConfig(
-        **_common_args(job, cfg, cuda),
-        num_generations=cfg["num_generations"],
-        max_completion_length=cfg["max_completion_length"],
-        beta=cfg["beta"],
-        temperature=cfg["temperature"],
-        reward_weights=weights,
-        log_completions=False,
-        **generation[1],
-    )
+    funcs, _ = reward_funcs(job)
+    args = GRPOConfig(**grpo_args(job, cuda, generation[1]))
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=funcs,
