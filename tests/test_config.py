@@ -24,6 +24,20 @@ def test_precedence_defaults_file_overrides(tmp_path):
     assert cfg.sample.top_p == Config().sample.top_p  # default kept
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("4e-4", 4e-4),        # exponent without a dot: a string under YAML 1.1, a float here
+    ("2.0e-4", 2e-4),      # YAML 1.1's own float form
+    ("1E-3", 1e-3),        # capital E
+    (".5e-3", 5e-4),       # leading dot
+    ("+3e-4", 3e-4),       # explicit sign
+])
+def test_exponent_floats_in_overrides_and_files(tmp_path, text, expected):
+    assert load_config(None, [f"train.sft.learning_rate={text}"]).train.sft.learning_rate == expected
+    f = tmp_path / "lr.yaml"
+    f.write_text(f"train:\n  sft:\n    learning_rate: {text}\n")
+    assert load_config(f).train.sft.learning_rate == expected
+
+
 @pytest.mark.parametrize("overrides, needle", [
     (["sample.bogus=1"], "sample.bogus: unknown key"),            # unknown nested key named
     (["nope=1"], "nope: unknown key"),                            # unknown top-level key
