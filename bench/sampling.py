@@ -10,7 +10,8 @@ unless --dtype says, hf in batches of --batch-size sequences (dynamic cache); vl
 time sleep (release) and wake (reacquire). `--adapter-swap`: after the timed generate, a random
 LoRA adapter (r=16, all linear layers) goes in with set_adapter (timed: `swap_s`) and the same
 prompts are sampled again (`tok_s_adapter`), so `vllm@merge` and `vllm@lora` (sample.vllm.adapter)
-show what each way costs a round. `vllm@eager` / `vllm@noprefix`: without CUDA graphs / prefix caching.
+show what each way costs a round. `vllm@eager` / `vllm@noprefix` / `vllm@nosleep`: without CUDA graphs /
+prefix caching / sleep mode; `vllm@async`: async scheduling; variants join with `+` (`vllm@merge+nosleep`).
 
 Each backend runs in its own fresh process (so start-up includes its imports):
 start-up = import + engine start (vllm) or model load (hf); then one timed
@@ -55,7 +56,7 @@ def child(spec: str, args) -> dict:
     torch.set_num_threads(args.threads)
     t_import = time.perf_counter() - t0
     cfg = load_config(None, [f"model.name={args.model}", f"sample.dtype={dtype(args)}",
-                             f"sample.batch_size={args.batch_size}", *VARIANTS.get(variant, ())])
+                             f"sample.batch_size={args.batch_size}", *[o for v in variant.split("+") if v for o in VARIANTS[v]]])
     base = resolve_model(cfg.model.name)
     t1 = time.perf_counter()
     sampler = build_sampler(backend, base, None, cfg.sample, cfg.model)
@@ -89,8 +90,8 @@ VARIANTS = {  # backend@variant -> config overrides
     "lora": ["sample.vllm.adapter=lora"], "merge": ["sample.vllm.adapter=merge"],
     "eager": ["sample.vllm.enforce_eager=true"], "noprefix": ["sample.vllm.enable_prefix_caching=false"],
     "async": ["sample.vllm.async_scheduling=true"], "seeded": ["sample.vllm.seeding=request"],
-    "unseeded": ["sample.vllm.seeding=engine"],
-}
+    "unseeded": ["sample.vllm.seeding=engine"], "nosleep": ["sample.vllm.sleep_level=0"],
+}  # several join with +: vllm@merge+nosleep
 
 
 def dtype(args) -> str:
