@@ -5,10 +5,12 @@ process-wide flag; `check()` raises `Cancelled` once it is set. Long loops call
 `check()` per item or batch: the sample and evaluate stages through the progress
 callback they hand every sampler (`ticking(advance)`: vLLM reports per finished
 request, hf per batch, openai per prompt, budget forcing per phase), the verify stage
-per problem group, budget forcing and hf continuation per phase/batch. `run_rounds`
-clears the flag when a run starts and turns `Cancelled` into a `stopped` event for
-that stage: nothing of it was committed (its step stays `running`), so the next
-`loop start` reruns it. The training child is not interrupted (`loop stop --now`).
+per problem group, budget forcing and hf continuation per phase/batch, the vLLM backend per
+engine step (its unfinished requests aborted), and the train stage while it waits for its
+child process (loop.trainers.launch.wait_cancellable: the child's process group is ended).
+`run_rounds` clears the flag when a run starts and turns `Cancelled` into a `stopped` event
+for that stage: nothing of it was committed (its step stays `running`), so the next
+`loop start` reruns it.
 """
 
 from __future__ import annotations
