@@ -3,8 +3,8 @@ error, and the process's peak RSS (its own and its children's, `resource.getrusa
 in the subprocess that ran it) stays under RSS_BOUND_MB.
 
 Before these bounds, `--set sample.group_size=99999999999999999999` reached 17.5 GB before
-the kernel's OOM killer ended the process, a 50 MB JSONL seed line 23 GB, a seed `path:
-/dev/zero` the same: seed files are refused by `loop start` before round 0 (readers' bounds,
+the kernel's OOM killer ended the process, a 50 MB JSONL seed line 23 GB, and a seed `path:
+/dev/zero` was read until memory ran out: seed files are refused by `loop start` before round 0 (readers' bounds,
 loop/problems/readers: a regular file of at most MAX_FILE_BYTES, no line or field over
 `max_field_bytes`).
 """
