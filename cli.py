@@ -126,7 +126,8 @@ def start(
 ) -> None:
     """Run (or resume) the loop: propose, sample, verify, store, train, evaluate.
 
-    Ctrl-C or SIGTERM stops after the current stage; a second Ctrl-C stops at once. Resuming a
+    Ctrl-C or SIGTERM cancels the current stage within seconds (a training child too; nothing of
+    the stage is stored, the next start reruns it); a second Ctrl-C stops at once. Resuming a
     run with a config that changes its results (model, sources, sampling, rewards, evaluation)
     is refused naming the changed keys; --new-run starts a fresh run instead.
 
@@ -194,7 +195,8 @@ def stop(
     ),
     timeout: float = typer.Option(600.0, "--timeout", min=0, help="Seconds to wait for a graceful stop."),
 ) -> None:
-    """Stop the loop running in the run directory: after its current stage commits (or --now); waits.
+    """Stop the loop running in the run directory: its current stage is cancelled (rerun by the
+    next start) within seconds; --now kills at once. Waits for the process to exit.
 
     Example: loop stop --run-dir runs/tiny --timeout 60"""
     from loop import daemon as lib

@@ -3,12 +3,15 @@
 Contract: `request(reason)` (called by `loop.runner.StopToken.stop`) sets one
 process-wide flag; `check()` raises `Cancelled` once it is set. Long loops call
 `check()` per item or batch: the sample and evaluate stages through the progress
-callback they hand every sampler (`ticking(advance)`: vLLM reports per finished
-request, hf per batch, openai per prompt, budget forcing per phase), the verify stage
-per problem group, budget forcing and hf continuation per phase/batch. `run_rounds`
-clears the flag when a run starts and turns `Cancelled` into a `stopped` event for
-that stage: nothing of it was committed (its step stays `running`), so the next
-`loop start` reruns it. The training child is not interrupted (`loop stop --now`).
+callback they hand every sampler (`ticking(advance)`: hf per batch, openai per prompt,
+budget forcing per phase), the vLLM backend itself per engine step (the call's unfinished
+requests aborted), hf continuation per batch, the verify stage per problem group, the
+self-proposer per judged proposal (each a sandbox run), and the train stage while it waits
+for its child process (loop.trainers.launch.wait_cancellable: the child's process group is
+ended). `run_rounds` clears the flag when a run starts and turns `Cancelled` into a
+`stopped` event for that stage: nothing of it was committed (its step stays `running`),
+so the next `loop start` reruns it. Not interruptible: loading a model or starting a vLLM
+engine (the check follows it).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Stopping: `run_rounds(..., stop=StopToken())` checks the token before each stage
 setting it also cancels the running stage within seconds (`loop.cancel`: checked in
 sampling, scoring and budget loops); run_rounds returns with that stage uncommitted
 (nothing half-done: a stage commits its outputs and its step in one transaction), so
-the next start reruns it. The training child is left to finish its stage.
+the next start reruns it. A training child is ended with its process group (loop.trainers.launch).
 Events: every stage start/end/error, round end (with the round's numbers) and run
 start/end/stop go to the structured log (`loop.log`) and to `on_event(dict)`.
 

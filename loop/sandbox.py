@@ -46,6 +46,16 @@ child announces "program starts" before executing it.  A line that fails the
 check (a raw os.write by the program), or a started run that ends without a
 valid result (the program dup2'd over or closed the pipe, or exited), is the
 program's failure `denied:result_channel`, never `ok` and never `sandbox:`.
+The key is never in the child's environment, argv or files, and once the audit
+hook is installed only the hook holds it (with the emitter): what the program
+can reach (its builtins' guards, the frames below it) reports through an audit
+event (`_audit_emit`), so with the static layer off a walk of frames, closures
+and defaults finds no key (tests/test_sandbox.py). The audit hook also denies
+the object graph (`gc.get_objects/get_referrers/get_referents`: `denied:gc`)
+and frames from tracebacks and generators (`denied:frame`); `sys._getframe`
+stays open (libraries need it). Calling `_audit_emit` itself gives a program
+an "ok" line with an output of its choosing -- what assigning `answer` gives it
+anyway; every denial exits at once, so no result can cover one.
 
 `SandboxResult.reason` vocabulary: 'ok', 'static:<what>' (syntax, too_long,
 import X, dunder X, private X, name X, attribute X, string __x), 'denied:<what>'
@@ -53,7 +63,8 @@ import X, dunder X, private X, name X, attribute X, string __x), 'denied:<what>'
 ctypes, import X, getattr X, setattr X, sympify, file_size, <audit event> such
 as os.remove), 'timeout', 'cpu_limit', 'memory_limit', 'nondeterministic',
 'no_answer', 'output_too_long', 'error:<ExceptionType>', 'crash:<SIGNAL>',
-'denied:result_channel', 'denied:attrgetter', 'denied:methodcaller',
+'denied:result_channel', 'denied:attrgetter', 'denied:methodcaller', 'denied:gc',
+'denied:frame <attribute>',
 'sandbox:<why>' (startup X, spawn X, bad_result, no_result: the sandbox itself
 failed, not the program). Start-up cost: ~0.05 s CPU per run, ~0.35 s when the
 program imports sympy/mpmath (only then is sympy imported).
@@ -648,6 +659,7 @@ _DENY_EVENTS = (  # audit-event prefixes -> reason
     ("sys.settrace", None),
     ("sys.setprofile", None),
     ("sys._current_frames", None),
+    ("gc.", "denied:gc"),  # get_objects/get_referrers/get_referents: the object graph holds the result key
     ("tempfile.", None),
     ("glob.", None),
     ("webbrowser.", None),
@@ -663,6 +675,9 @@ _DENY_EVENTS = (  # audit-event prefixes -> reason
     ("syslog.", None),
     ("pdb.", None),
 )
+# A frame's f_locals/f_globals lead to the sandbox's own frames (the result emitter, its key); Python
+# audits these getters (`object.__getattr__`), not f_back/f_locals themselves.
+_FRAME_ATTRS = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame"})
 _DENY_RUNTIME_IMPORTS = frozenset(
     {
         "socket",
@@ -890,7 +905,21 @@ def _make_emitter(fd: int, key: bytes):
     return emit, started
 
 
-def _make_audit_hook(roots: tuple, emit):
+_REPORT_EVENT = "loop.sandbox.report"  # how the program-side emitters reach the hook, which holds the key
+
+
+def _audit_emit(res: dict, _audit=sys.audit, _exit=os._exit) -> None:
+    """`emit` once the audit hook is installed: the hook writes the line and exits. What the program
+    can reach (its builtins' guards, the frames below it) holds this, not the key."""
+    _audit(_REPORT_EVENT, "R", res)
+    _exit(3)  # no hook took it: the parent sees no result, never a silent return
+
+
+def _audit_started(_audit=sys.audit) -> None:
+    _audit(_REPORT_EVENT, "S", None)
+
+
+def _make_audit_hook(roots: tuple, emit, started):
     """Build the hook. Everything it uses is bound as a default argument
     (rebinding those is itself a denied event), so a program that tampers with
     module globals or builtins cannot disarm it; hooks cannot be removed."""
@@ -910,9 +939,12 @@ def _make_audit_hook(roots: tuple, emit):
         event,
         args,
         _emit=emit,
+        _started=started,
+        _report=_REPORT_EVENT,
         _inside=inside,
         _deny=_DENY_EVENTS,
         _imports=_DENY_RUNTIME_IMPORTS,
+        _frames=_FRAME_ATTRS,
         _mask=_O_WRITE,
         _isinst=isinstance,
         _int=int,
@@ -922,6 +954,11 @@ def _make_audit_hook(roots: tuple, emit):
         _me=__file__,
     ):
         reason = None
+        if event == _report:  # _audit_emit / _audit_started: what they ask is written with the key
+            if args[0] == "S":
+                _started()
+                return
+            _emit(args[1])  # exits
         if event == "open":
             path, mode, flags = args
             if _isinst(path, _int):
@@ -942,7 +979,10 @@ def _make_audit_hook(roots: tuple, emit):
                 args[1] in ("__defaults__", "__kwdefaults__") and _getattr(code, "co_filename", "") == _me
             ):
                 reason = "denied:setattr " + args[1]
-        elif event not in ("exec", "compile", "object.__getattr__", "builtins.id", "marshal.loads", "sys._getframe"):
+        elif event == "object.__getattr__":
+            if args[1] in _frames:
+                reason = "denied:frame " + args[1]
+        elif event not in ("exec", "compile", "builtins.id", "marshal.loads", "sys._getframe"):
             for prefix, why in _deny:
                 if event.startswith(prefix):
                     reason = why or "denied:" + event
@@ -1095,9 +1135,11 @@ def _child_main() -> None:
     emit, started = _make_emitter(cfg.pop("result_fd"), bytes.fromhex(cfg.pop("key")))
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # stray writes to fd 1 vanish
     try:
-        glb, missing = _child_setup(cfg, emit)
+        glb, missing = _child_setup(cfg, emit, started)
     except BaseException as e:  # noqa: BLE001 - report, never hang
         emit({"reason": f"sandbox:startup {type(e).__name__}", "detail": str(e)[:300]})
+    if "audit" in cfg["layers"]:  # from here the key is only in the hook, not in this frame
+        emit, started = _audit_emit, _audit_started
     out = sys.stdout = sys.stderr = _CappedText(cfg["max_output"])
     if "cpu_timer" in cfg["layers"]:
         signal.setitimer(signal.ITIMER_PROF, cfg["timeout_s"])
@@ -1107,10 +1149,12 @@ def _child_main() -> None:
     emit(res)
 
 
-def _child_setup(cfg: dict, emit) -> tuple[dict, list[str]]:
+def _child_setup(cfg: dict, emit, started) -> tuple[dict, list[str]]:
     """Limits, imports, guards; the audit hook goes last (it would deny the
-    ctypes calls that install seccomp). Returns the program's globals."""
+    ctypes calls that install seccomp) and alone holds `emit`/`started` (the
+    guards report through it). Returns the program's globals."""
     layers, missing = set(cfg["layers"]), []
+    deny = _audit_emit if "audit" in layers else emit
     if "rlimit" in layers:
         for res, lim in (
             (resource.RLIMIT_AS, cfg["memory_mb"] * 2**20),
@@ -1128,10 +1172,10 @@ def _child_setup(cfg: dict, emit) -> tuple[dict, list[str]]:
         except ImportError:
             pass
     if "builtins" in layers and "sympy" in allow:
-        _guard_sympify(emit)
+        _guard_sympify(deny)
     if "builtins" in layers:
-        _guard_operator(emit)
-    builtins_ = _safe_builtins(allow, emit) if "builtins" in layers else __builtins__
+        _guard_operator(deny)
+    builtins_ = _safe_builtins(allow, deny) if "builtins" in layers else __builtins__
     if "rlimit" in layers:  # soft = hard: the kernel SIGKILLs at the limit, no signal to ignore
         limit = math.ceil(time.process_time() + cfg["timeout_s"])
         resource.setrlimit(resource.RLIMIT_CPU, (limit, limit))
@@ -1139,7 +1183,7 @@ def _child_setup(cfg: dict, emit) -> tuple[dict, list[str]]:
         missing.append("seccomp")
     if "audit" in layers:
         _guard_metadata((os.getcwd(), *cfg["roots"]))
-        sys.addaudithook(_make_audit_hook(tuple(cfg["roots"]), emit))
+        sys.addaudithook(_make_audit_hook(tuple(cfg["roots"]), emit, started))
     return {"__builtins__": builtins_, "__name__": "__program__"}, missing
 
 

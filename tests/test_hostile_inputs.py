@@ -3,14 +3,19 @@ error, and the process's peak RSS (its own and its children's, `resource.getrusa
 in the subprocess that ran it) stays under RSS_BOUND_MB.
 
 Before these bounds, `--set sample.group_size=99999999999999999999` reached 17.5 GB before
-the kernel's OOM killer ended the process. Bad seed files (a 50 MB JSONL line, `path:
-/dev/zero`) are the data readers' own bounds (loop/problems, tested there).
+the kernel's OOM killer ended the process, a 50 MB JSONL seed line 23 GB, and a seed `path:
+/dev/zero` was read until memory ran out: seed files are refused by `loop start` before round 0 (readers' bounds,
+loop/problems/readers: a regular file of at most MAX_FILE_BYTES, no line or field over
+`max_field_bytes`).
 """
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -59,7 +64,11 @@ print(f"PEAK_RSS_KB {peak} EXIT {int(res.ok)}", file=sys.stderr)
 VIA_SHELL = ["/bin/sh", "-c", '"$0" "$@"; exit $?']
 
 
-def _run(code: str, *args: str) -> tuple[int, float, str]:
+def substitute(args: list[str], subs: dict[str, str]) -> list[str]:
+    return [re.sub("|".join(subs), lambda m: subs[m.group(0)], a) for a in args]
+
+
+def run_measured(code: str, *args: str) -> tuple[int, float, str]:
     proc = subprocess.run([*VIA_SHELL, sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=END_WITHIN_S)
     m = re.search(r"PEAK_RSS_KB (\d+) EXIT (-?\d+)", proc.stderr)
@@ -93,28 +102,76 @@ CLI_CASES = [
 ]
 
 
-@pytest.mark.parametrize("args,needle", CLI_CASES, ids=[" ".join(a[-2:])[:60] for a, _ in CLI_CASES])
-def test_hostile_cli_input_ends_with_a_clear_error_in_bounded_memory(tmp_path, store, args, needle):
-    bad_yaml = tmp_path / "bad.yaml"
-    bad_yaml.write_bytes(TINY.read_bytes() + b"# caf\xe9\n")
-    subs = {"RUN": str(tmp_path / "run"), "STORE": str(store), "BADYAML": str(bad_yaml)}
-    args = [re.sub("|".join(subs), lambda m: subs[m.group(0)], a) for a in args]
-    code, peak_mb, out = _run(RUNNER, *args)
+BIG = 50 * 2**20  # 50 MB: a seed line or field far over max_field_bytes (1 MB by default)
+
+
+def _seed(src: str) -> list[str]:
+    return ["start", "--rounds", "1", "-c", str(TINY), "--set", "run.dir=RUN", "--set", f"propose.sources=[{src}]"]
+
+
+# (seed source, text the error must contain); DATA: the folder write_hostile_files fills
+SEED_CASES = [
+    ("{kind: jsonl, path: /dev/zero}", "/dev/zero: not a regular file"),                 # endless bytes
+    ("{kind: file, path: /dev/zero, reader: csv, format: qa}", "not a regular file"),     # ... through any reader
+    ("{kind: jsonl, path: DATA/fifo.jsonl}", "fifo.jsonl: not a regular file"),          # a FIFO blocks open()
+    ("{kind: jsonl, path: DATA/line.jsonl}", "line.jsonl:2: line is"),                    # one 50 MB JSONL line
+    ("{kind: jsonl, path: DATA/open.jsonl}", "open.jsonl:1: line is"),                    # 50 MB, no newline at all
+    ("{kind: file, path: DATA/field.json, reader: json, format: qa}", "field.json:1: field 'question'"),  # one line
+    ("{kind: file, path: DATA/field.csv, reader: csv, format: qa}", "field.csv:2: a field is over"),  # 50 MB field
+    ("{kind: jsonl, path: DATA/sparse.jsonl}", "over the limit of"),                      # 2 GB (sparse) file
+]
+CLI_CASES += [(_seed(src), needle) for src, needle in SEED_CASES]
+
+
+def write_hostile_files(d: Path) -> dict[str, str]:
+    """The hostile files the cases name (DATA: SEED_CASES' seed files; BADYAML: a non-UTF-8 config)."""
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "bad.yaml").write_bytes(TINY.read_bytes() + b"# caf\xe9\n")
+    q = "x" * BIG
+    ok = json.dumps({"question": "1+1?", "answer": "#### 2"})
+    (d / "line.jsonl").write_text(ok + "\n" + json.dumps({"question": q, "answer": "#### 1"}) + "\n")
+    (d / "open.jsonl").write_text('{"question": "' + q)
+    (d / "field.json").write_text(json.dumps([{"question": q, "answer": "1"}]))
+    (d / "field.csv").write_text(f"question,answer\n{q},1\n")
+    os.mkfifo(d / "fifo.jsonl")
+    with open(d / "sparse.jsonl", "wb") as f:
+        f.truncate(2 * 2**30)  # no disk used: the size alone is refused, before a byte is read
+    return {"DATA": str(d), "BADYAML": str(d / "bad.yaml")}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    return write_hostile_files(tmp_path_factory.mktemp("data"))
+
+
+def case_id(args: list[str]) -> str:
+    if "BADYAML" in args:
+        return "-c BADYAML (a config that is not UTF-8)"
+    return " ".join(args[-2:]).replace("--set propose.sources=", "seed ")[:70]
+
+
+@pytest.mark.parametrize("args,needle", CLI_CASES, ids=[case_id(a) for a, _ in CLI_CASES])
+def test_hostile_cli_input_ends_with_a_clear_error_in_bounded_memory(tmp_path, store, files, args, needle):
+    subs = {"RUN": str(tmp_path / "run"), "STORE": str(store), **files}
+    code, peak_mb, out = run_measured(RUNNER, *substitute(args, subs))
     assert code == 2 and needle in out and "Traceback" not in out, out[-2000:]
     assert peak_mb < RSS_BOUND_MB, peak_mb
 
 
 def test_hostile_answers_verify_in_bounded_memory():
-    wrong_true, peak_mb, out = _run(VERIFY_RUNNER)
+    wrong_true, peak_mb, out = run_measured(VERIFY_RUNNER)
     assert wrong_true == 0, out[-2000:]          # no hostile answer is judged equal to 5
     assert peak_mb < RSS_BOUND_MB, peak_mb
 
 
-@pytest.mark.parametrize("program", [
+PROGRAMS = [
     "x = ' ' * 10**10\nanswer = len(x)",          # one huge allocation (RLIMIT_AS in the child)
     "x = []\nwhile True:\n    x.append([0] * 10**6)",
-])
+]
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
 def test_hostile_programs_run_in_bounded_memory(program):
-    ok, peak_mb, out = _run(SANDBOX_RUNNER, program)
+    ok, peak_mb, out = run_measured(SANDBOX_RUNNER, program)
     assert ok == 0 and "memory_limit" in out, out[-2000:]
     assert peak_mb < RSS_BOUND_MB, peak_mb

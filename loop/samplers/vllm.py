@@ -13,7 +13,8 @@ Engine arguments per platform come from `sample.vllm` through loop/samplers/vllm
 chunked prefill, prefix caching, `gpu_memory_utilization`, sleep mode). The engine runs in
 this process (VLLM_ENABLE_V1_MULTIPROCESSING=0): no engine-core process that re-imports vllm.
 Top-p on CPU without a full-vocabulary sort (loop/samplers/vllm_topp.py): exact, and faster
-(bench/results/README.md).
+(bench/results/README.md). Requests are enqueued and the engine stepped here (`_run`): a stop
+request (loop.cancel) is checked every engine step and aborts the call's unfinished requests.
 dtype: loop.samplers.sample_dtype (bfloat16 on a bf16-capable CPU unless `sample.dtype` says).
 
 Sharing the GPU with training (`release()` / `reacquire()`, called by the train stage around
@@ -46,6 +47,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from loop import cancel
 from loop.config import VLLMSettings
 from loop.models import load_for_inference
 from loop.samplers import Completion, SamplerError, SamplingParams, sample_dtype, vllm_engine, vllm_topp
@@ -306,10 +308,25 @@ class VLLMSampler:
         )
 
     def _run(self, prompts: list[dict], sps: list, progress, per_request: int) -> list:
-        def bar(it=None, **_):  # vLLM calls it for adding requests (with `it`) and for the run
-            return it if it is not None else _Progress(progress, per_request)
-
-        return self.llm.generate(prompts, sps, use_tqdm=bar if progress else False, lora_request=self._lora)
+        """The requests' outputs in request order, driven one engine step at a time: a stop
+        request (loop.cancel) ends the call within a step, not after the first request finishes
+        (with all groups in one batch, near the end). On any exception the call's unfinished
+        requests are aborted, so the engine holds none for its next call."""
+        engine = self.llm.llm_engine
+        ids = self.llm.enqueue(prompts, sps, lora_request=self._lora, use_tqdm=False)
+        outs = []
+        try:
+            while engine.has_unfinished_requests():
+                cancel.check()
+                for out in engine.step():
+                    if out.finished:
+                        outs.append(out)
+                        if progress:
+                            progress(per_request)  # once per finished request (a group of n)
+        except BaseException:
+            engine.abort_request(ids, internal=True)
+            raise
+        return sorted(outs, key=lambda o: int(o.request_id))  # as LLM.generate orders them
 
     def _piece(self, c) -> Piece:
         """vLLM's output -> Piece; the EOS token is not counted (as in the hf backend)."""
@@ -322,23 +339,6 @@ class VLLMSampler:
             finish="stop" if c.finish_reason == "stop" else "length",
             stop=stop,
         )
-
-
-class _Progress:
-    """The slice of tqdm that vLLM's generate loop uses, forwarding to a progress(k) callback."""
-
-    def __init__(self, progress: Callable[[int], None], per_request: int):
-        self.progress, self.per_request, self.n, self.postfix = progress, per_request, 0, ""
-        self.format_dict = {"elapsed": 1e-9}
-        self._t0 = time.perf_counter()
-
-    def update(self, k: int) -> None:
-        self.n += k
-        self.format_dict["elapsed"] = max(time.perf_counter() - self._t0, 1e-9)
-        self.progress(self.per_request)  # vLLM calls this once per finished request
-
-    def refresh(self) -> None: ...
-    def close(self) -> None: ...
 
 
 class _DtypeCastFilter(logging.Filter):

@@ -6,6 +6,12 @@ the adapter folder, renamed into place when complete, so a crash in training can
 corrupt the store or take the daemon down. The child dies with the daemon (Linux
 parent-death signal; a launcher's workers watch the daemon's pid), so a killed daemon
 leaves no orphan still writing the folder its restarted attempt rewrites.
+
+A stop request (loop.cancel: SIGTERM/SIGINT to the daemon, `loop stop`) ends the child at once:
+`wait_cancellable` polls the flag while it waits, then sends the child's process group (its own
+session: launcher and workers included) SIGTERM, SIGKILL after `GRACE_S`, removes the job's
+scratch folders and raises `Cancelled`. Nothing was registered (the stage commits the adapter
+with its step), so the next `loop start` reruns the job from its Parquet snapshot.
 """
 
 from __future__ import annotations
@@ -22,9 +28,12 @@ import threading
 import time
 from pathlib import Path
 
+from loop import cancel
 from loop.trainers.job import TrainJob
 
 CHILD_MODULE = "loop.trainers.child"
+GRACE_S = 5.0  # a stopped child's group gets this long after SIGTERM before SIGKILL
+POLL_S = 0.2  # how often the wait looks at the stop flag
 
 
 class TrainError(RuntimeError):
@@ -43,14 +52,53 @@ def run_child(job: TrainJob, job_path: Path, threads: int | None, launcher: str 
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     if not launcher:
         env.update(one_gpu(env))
-    # own session: a Ctrl-C at the terminal reaches only the daemon, which finishes this stage
-    # gracefully; its hard stop (second Ctrl-C, `loop stop --now`) kills this child's group
+    # own session: a Ctrl-C at the terminal reaches only the daemon, whose stop request ends this
+    # child's whole group (wait_cancellable); a hard stop (`loop stop --now`) kills the group too
     cmd = [*launch_command(launcher), "-m", CHILD_MODULE, str(job_path)]
-    proc = subprocess.run(cmd, env=env, start_new_session=True)
     out = Path(job["out"])
-    if proc.returncode != 0 or not (out / "metrics.json").exists():
-        raise TrainError(f"training process failed (exit {proc.returncode}); job {job_path}")
+    try:
+        code = wait_cancellable(subprocess.Popen(cmd, env=env, start_new_session=True))
+    except cancel.Cancelled:
+        for tmp in out.parent.glob(out.name + ".tmp*"):  # the child's unfinished output (rank 0 and others)
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if code != 0 or not (out / "metrics.json").exists():
+        raise TrainError(f"training process failed (exit {code}); job {job_path}")
     return json.loads((out / "metrics.json").read_text())
+
+
+def wait_cancellable(proc: subprocess.Popen, grace_s: float = GRACE_S) -> int:
+    """Wait for `proc` (the leader of its own process group) and return its exit code; on a stop
+    request, or any exception here, end its group (end_group) first, then raise."""
+    try:
+        while proc.poll() is None:
+            cancel.check()
+            try:
+                proc.wait(timeout=POLL_S)
+            except subprocess.TimeoutExpired:
+                pass
+        return proc.returncode
+    except BaseException:
+        end_group(proc, grace_s)
+        raise
+
+
+def end_group(proc: subprocess.Popen, grace_s: float) -> None:
+    """SIGTERM the process group `proc` leads, SIGKILL what is left of it after `grace_s` (its
+    workers may outlive the leader), and reap the leader."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return  # the whole group has exited already
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 def one_gpu(env: dict) -> dict[str, str]:

@@ -46,6 +46,10 @@ def _read(path: Path, opt: ReadOptions, delimiter: str) -> Table:
                 rows.append(_row(path, start, header, rec, opt))
             start = reader.line_num + 1
     except csv.Error as e:
+        if str(e).startswith("field larger than field limit"):  # the limit is in characters, 4 per byte
+            raise ProposeError(
+                f"{path}:{start}: a field is over the limit of {opt.max_field_bytes} bytes (max_field_bytes)"
+            ) from None
         raise ProposeError(f"{path}:{start}: malformed CSV: {e} (the record starting on line {start})") from None
     return Table(rows, header or [], [FileInfo(str(path), sha256(data), enc, len(rows))])
 
