@@ -83,11 +83,14 @@ class SourceSettings(_Strict):
         description="jsonl/file: the data file or folder (required); read when the "
         "run opens, not when the config loads.",
     )
-    reader: Literal["auto", "json", "jsonl", "csv", "tsv", "xlsx", "parquet", "hf", "medical"] = Field(
+    reader: Literal["auto", "json", "jsonl", "csv", "tsv", "xlsx", "parquet", "hf", "hub", "medical"] = Field(
         "auto",
         description="file: how `path` is read; auto = by suffix, a folder = a datasets save_to_disk "
-        "folder or else department folders of CSVs (medical).",
+        "folder or else department folders of CSVs (medical); hub = `path` is a Hugging Face "
+        "dataset name already in the local datasets cache (never downloaded).",
     )
+    split: str = Field("train", description="file, hf/hub readers: the dataset split read.")
+    subset: str | None = Field(None, description="file, hub reader: the dataset's config (subset) name, e.g. main.")
     format: str = Field(
         "gsm8k",
         description="file: row format: gsm8k | math | plain (problems), alpaca | "
