@@ -511,12 +511,31 @@ class EvalSetSettings(SourceSettings):
         200, ge=1, description="arithmetic: problems generated; file: a seeded sample of n rows (None = every row)."
     )
     seed: int = Field(1_000_003, description="The set's seed (generator or sample); training never draws its problems.")
+    k: list[int] = Field(
+        [],
+        max_length=16,
+        description="pass@k and maj@k for each k (besides greedy pass@1), from `samples` completions a problem "
+        "sampled at evaluate.temperature; [] = greedy only.",
+    )
+    samples: int | None = Field(
+        None, ge=1, le=1024, description="Completions sampled per problem for k (pass@k is unbiased); None = max(k)."
+    )
 
     @model_validator(mode="after")
     def _eval_kind(self) -> EvalSetSettings:
         if self.kind == "self":
             raise ValueError("an evaluation set is arithmetic, jsonl or file, not self")
+        n = self.n_samples
+        if self.samples is not None and not self.k:
+            raise ValueError(f"evaluation set {self.name!r}: samples={self.samples} without k (pass@k, maj@k)")
+        if any(not 1 <= k <= n for k in self.k):
+            raise ValueError(f"evaluation set {self.name!r}: every k must be within 1..samples={n}, got k={self.k}")
         return self
+
+    @property
+    def n_samples(self) -> int:
+        """Completions sampled per problem for pass@k/maj@k (0 without k)."""
+        return self.samples if self.samples is not None else max(self.k, default=0)
 
 
 class EvalSettings(_Strict):
@@ -539,6 +558,9 @@ class EvalSettings(_Strict):
         1_000_003, description="Held-out set seed; training problems never collide with the held-out set."
     )
     max_new_tokens: int = Field(128, ge=1, le=131_072, description="Token cap per greedy eval completion.")
+    temperature: float = Field(
+        0.8, gt=0.0, le=10.0, description="Sampling temperature of the k samples of a set with `k` (pass@k, maj@k)."
+    )
     gate_tolerance: float | None = Field(
         0.1,
         ge=0.0,

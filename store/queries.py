@@ -217,7 +217,7 @@ def instruct_models(store: Store, run_id: str) -> list[dict]:
 def eval_sets(store: Store, run_id: str) -> list[dict]:
     """Every evaluation row of the run (one per round and set; split `heldout` = the gated set)."""
     return store.query(
-        "SELECT round, split, model_version, n, correct, accuracy, format_rate FROM evaluations "
+        "SELECT round, split, model_version, n, correct, accuracy, format_rate, metrics FROM evaluations "
         "WHERE run_id = ? ORDER BY round, split <> 'heldout', split",
         [run_id],
     )

@@ -330,8 +330,14 @@ def render_sets(rows: list[dict]) -> None:
     by_round: dict[int, dict[str, dict]] = {}
     for r in rows:
         by_round.setdefault(r["round"], {})[r["split"]] = r
-    body = [
-        [str(k)] + [f"{pct(v[n]['accuracy'])} % of {v[n]['n']}" if n in v else "" for n in names]
-        for k, v in sorted(by_round.items())
-    ]
-    out.print(_table("held-out accuracy per set (heldout = the gated set)", ["round", *names], body, right=set(names)))
+    body = [[str(k)] + [_set_cell(v[n]) if n in v else "" for n in names] for k, v in sorted(by_round.items())]
+    title = "held-out accuracy per set (greedy pass@1; pass@k/maj@k from sampled k; heldout = the gated set)"
+    out.print(_table(title, ["round", *names], body, right=set(names)))
+
+
+def _set_cell(row: dict) -> str:
+    """`35.0 % of 20`, then each sampled metric (`pass@4 50.0 maj@4 40.0`) of a set with k."""
+    cell = f"{pct(row['accuracy'])} % of {row['n']}"
+    m = row.get("metrics") or {}
+    extra = " ".join(f"{k} {pct(v)}" for k, v in m.items() if k.startswith(("pass@", "maj@")))
+    return f"{cell}\n{extra}" if extra else cell
