@@ -562,6 +562,60 @@ def sft(
     )
 
 
+def _ints(flag: str, text: str | None, lo: int) -> list[int]:
+    """`64,128,256` -> [64, 128, 256]; a bad item exits naming the flag and the item."""
+    if not text:
+        return []
+    out = []
+    for item in text.split(","):
+        try:
+            v = int(item.strip())
+        except ValueError:
+            _fail(f"{flag}: {item.strip()!r} is not an integer (expected e.g. {flag} 64,128,256)")
+        if v < lo:
+            _fail(f"{flag}: {v} is below {lo}")
+        out.append(v)
+    return out
+
+
+@app.command("eval")
+def eval_cmd(
+    budgets: str | None = typer.Option(
+        None, "--budgets", help="Thinking-token budgets to sweep, comma-separated (default: evaluate.budgets)."
+    ),
+    waits: str | None = typer.Option(
+        None, "--waits", help='Times "Wait" extends the thinking, comma-separated (default: evaluate.waits).'
+    ),
+    only: str | None = typer.Option(None, "--only", help="Only this evaluation set (default: every set)."),
+    png: Path | None = typer.Option(None, "--png", help="Sweep: write accuracy against tokens as a PNG."),
+    config: Path | None = ConfigOpt,
+    set: list[str] | None = SetOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    """Evaluate the run's current model on its evaluation sets now (greedy pass@1, pass@k/maj@k of a set
+    with k), or sweep s1 budget forcing: accuracy against thinking tokens, a table and a PNG. Nothing is stored.
+
+    Example: loop eval -c configs/s1.yaml --budgets 64,128,256 --waits 0,1,2 --png sweep.png"""
+    cfg = _load(config, set)
+    b = _ints("--budgets", budgets, 1) if budgets is not None else list(cfg.evaluate.budgets)
+    w = _ints("--waits", waits, 0) if waits is not None else list(cfg.evaluate.waits)
+    if png is not None and not (b or w):
+        _fail("--png draws a budget sweep: give --budgets and/or --waits (or evaluate.budgets/waits)")
+    from loop import sweep
+    from loop.inspection import view
+
+    data = _call(sweep.run_eval, cfg, b, w, only)
+    if png is not None:
+        _call(sweep.sweep_png, data, png)
+        data["png"] = str(png)
+    if as_json:
+        print(json.dumps(data, default=str, indent=2))
+        return
+    view.render_eval(data)
+    if png is not None:
+        view.out.print(f"wrote {png}")
+
+
 # --- loop export model (library: loop/export/) ----------------------------------------
 export_app = typer.Typer(help="Export from the store: models (`export model`).", no_args_is_help=True, **PLAIN)
 app.add_typer(export_app, name="export")

@@ -584,6 +584,14 @@ class EvalSettings(_Strict):
     gate_set: str | None = Field(
         None, description="The set the gate watches (stored as split `heldout`); None = the first of `sets`."
     )
+    budgets: list[int] = Field(
+        [],
+        max_length=64,
+        description="`loop eval`: thinking-token budgets of the s1 budget sweep (--budgets overrides); [] = none.",
+    )
+    waits: list[int] = Field(
+        [], max_length=64, description='`loop eval`: "Wait" counts of the budget sweep (--waits overrides); [] = 0.'
+    )
 
     @model_validator(mode="after")
     def _sets(self) -> EvalSettings:
@@ -592,6 +600,8 @@ class EvalSettings(_Strict):
             raise ValueError(f"evaluate.sets: names must be unique, got {names}")
         if self.gate_set is not None and self.gate_set not in names:
             raise ValueError(f"evaluate.gate_set {self.gate_set!r} is not a set; sets: {', '.join(names) or 'none'}")
+        if any(b < 1 for b in self.budgets) or any(w < 0 for w in self.waits):
+            raise ValueError(f"evaluate: budgets must be >= 1 and waits >= 0, got {self.budgets} / {self.waits}")
         if "heldout" in names and (self.gate_set or names[0]) != "heldout":
             raise ValueError("evaluate.sets: the name 'heldout' is the gated set's split; rename that set")
         return self

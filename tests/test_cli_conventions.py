@@ -25,6 +25,7 @@ def _help(*cmd):
     (["status"], "--run-dir", "<bool>"),
     (["stop"], "--run-dir", "<bool>"),
     (["inspect", "summary"], "--store", "<bool>"),                          # target options after the subcommand
+    (["eval"], "--budgets", "--json <bool>"),                               # loop eval: the sweep's flags
 ])
 def test_help_shows(cmd, shown, not_shown):
     out = _help(*cmd)

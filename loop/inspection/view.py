@@ -268,18 +268,25 @@ def render_curve(data: dict) -> None:
         )
 
 
-def curve_png(data: dict, path: str | Path) -> Path:
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no display); InspectError without it."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        import matplotlib.ticker
     except ImportError:
         raise InspectError(
             "--png needs matplotlib, which is not installed (pip install matplotlib); "
-            "the terminal chart works without it"
+            "the terminal tables work without it"
         ) from None
+    return plt
+
+
+def curve_png(data: dict, path: str | Path) -> Path:
+    plt = pyplot()
+    import matplotlib.ticker
+
     pts = data["points"]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot([p["round"] for p in pts], [100 * (p["accuracy"] or 0) for p in pts], marker="o")
@@ -341,3 +348,32 @@ def _set_cell(row: dict) -> str:
     m = row.get("metrics") or {}
     extra = " ".join(f"{k} {pct(v)}" for k, v in m.items() if k.startswith(("pass@", "maj@")))
     return f"{cell}\n{extra}" if extra else cell
+
+
+def render_eval(data: dict) -> None:
+    """`loop eval`: a row per set (plain) or per (set, waits, budget) point (a budget sweep)."""
+    title = f"model {short(data['model_version'], 12)} (run {data['run_id']})"
+    if "points" in data:
+        cols = ["set", "waits", "budget", "accuracy %", "tokens", "budget hit %", "waits used"]
+        body = [
+            [
+                p["set"],
+                str(p["waits"]),
+                "none" if p["budget"] is None else str(p["budget"]),
+                f"{pct(p['accuracy'])} of {p['n']}",
+                f"{p['tokens']:.1f}",
+                pct(p["budget_hit"]),
+                f"{p['waits_used']:.2f}",
+            ]
+            for p in data["points"]
+        ]
+        out.print(_table(f"budget sweep, {title}", cols, body, right=set(cols[1:])))
+        return
+    ks = list(dict.fromkeys(k for s in data["sets"] for k in (s.get("metrics") or {}) if "@" in k))
+    cols = ["set", "greedy pass@1 %", "format %", *ks]
+    body = [
+        [s["set"], f"{pct(s['accuracy'])} of {s['n']}", pct(s["format_rate"])]
+        + [pct((s.get("metrics") or {}).get(k)) for k in ks]
+        for s in data["sets"]
+    ]
+    out.print(_table(f"evaluation, {title}", cols, body, right=set(cols[1:])))
