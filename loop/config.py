@@ -62,6 +62,12 @@ class ModelSettings(_Strict):
     cache_dir: str | None = Field(
         None, description="Where converted/downloaded models are kept; None = ~/.cache/loop/models."
     )
+    chat_template: str | None = Field(
+        None,
+        description="Replaces the tokenizer's chat template: a named template (chatml), a Jinja template "
+        "string, or a file holding one; checked when the run opens (a test conversation must render; "
+        "errors name the template's line). Needed by a base model without a chat template. None = the model's.",
+    )
 
 
 class SourceSettings(_Strict):
@@ -667,6 +673,17 @@ def parse_duration(text: str | int | float) -> float:
     return seconds
 
 
+class PromptSettings(_Strict):
+    """`prompt`: the system prompt of every problem's chat (sampling, training rows, evaluation)."""
+
+    system: str | None = Field(
+        None,
+        max_length=100_000,
+        description="The system message before each problem; None = loop's answer-format instruction "
+        "(<reasoning>/<answer>, loop/prompts.py); an empty string = no system message.",
+    )
+
+
 class DaemonSettings(_Strict):
     """`daemon`: the background loop started by `loop start`."""
 
@@ -691,6 +708,7 @@ class Config(_Strict):
 
     run: RunSettings = Field(RunSettings(), description="Run directory, store, seed and threads.")
     model: ModelSettings = Field(ModelSettings(), description="The base model.")
+    prompt: PromptSettings = Field(PromptSettings(), description="The system prompt of every problem.")
     propose: ProposeSettings = Field(ProposeSettings(), description="Problem sources and curriculum.")
     sample: SampleSettings = Field(SampleSettings(), description="How completions are drawn.")
     verify: VerifySettings = Field(VerifySettings(), description="How completions are scored.")

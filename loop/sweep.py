@@ -84,7 +84,7 @@ def budget_point(sampler, problems: list[Problem], budget: int | None, waits: in
         num_waits=waits,
         answer_tokens=answer_tokens,
     )
-    prompts = [messages(p.question) for p in problems]
+    prompts = [messages(p.question, cfg.prompt.system) for p in problems]
     label = f"eval {name}: budget {budget if budget is not None else 'none'}, waits {waits}"
     with bar(f"{label} ({len(problems)} problems)", len(problems)) as advance:
         comps = [g[0] for g in sampler.generate(prompts, params, cancel.ticking(advance))]

@@ -46,7 +46,7 @@ def evaluate_model(
     problems = heldout(cfg.n_problems, cfg.levels, cfg.seed) if problems is None else problems
     sampler = ctx.eval_sampler()
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens, seed=0)
-    prompts = [messages(p.question) for p in problems]
+    prompts = [messages(p.question, ctx.cfg.prompt.system) for p in problems]
     with bar(f"evaluate {name} ({len(problems)} held-out, greedy)", len(problems)) as advance:
         outs = [g[0].text for g in sampler.generate(prompts, params, cancel.ticking(advance))]
     answers = [p.answer for p in problems]
