@@ -55,7 +55,7 @@ def _root(
 
 
 # choices as Enums: typer lists them in the help and rejects anything else, naming the valid ones
-SampleFormat = Enum("SampleFormat", {n: n for n in ("jsonl", "parquet", "hf")}, type=str)  # type: ignore[misc]
+SampleFormat = Enum("SampleFormat", {n: n for n in ("jsonl", "parquet", "hf", "trl-sft", "trl-grpo")}, type=str)  # type: ignore[misc]
 ModelFormat = Enum("ModelFormat", {n: n for n in ("lora", "merged16", "gguf")}, type=str)  # type: ignore[misc]
 DType = Enum("DType", {n: n for n in ("bfloat16", "float16", "float32")}, type=str)  # type: ignore[misc]
 OutType = Enum("OutType", {n: n for n in ("f16", "bf16", "q8_0", "f32")}, type=str)  # type: ignore[misc]
@@ -483,26 +483,38 @@ def inspect_curve(
 @_target_options
 def inspect_export(
     ctx: typer.Context,
-    out: Path = typer.Option(..., "--out", help="New directory to write."),
-    format: SampleFormat = typer.Option("jsonl", "--format", help="hf: a datasets.load_from_disk folder."),
-    verified: bool = typer.Option(False, "--verified", help="Only verified samples."),
+    out: Path = typer.Option(..., "--out", "-o", help="New directory to write."),
+    format: SampleFormat = typer.Option(
+        "jsonl",
+        "--format",
+        help="hf: a datasets.load_from_disk folder; trl-sft: verified chains as TRL SFT rows; "
+        "trl-grpo: problems as TRL GRPO rows (prompt + answer).",
+    ),
+    verified: bool = typer.Option(False, "--verified", help="Only verified samples (jsonl/parquet/hf)."),
+    round: int | None = typer.Option(None, "--round", min=0, help="trl-*: only this round's samples."),
+    messages: bool = typer.Option(False, "--messages", help="trl-sft: one `messages` column, not prompt/completion."),
+    force: bool = typer.Option(False, "--force", help="trl-*: replace a non-empty --out directory."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Export samples with problem, completion, rewards and provenance.
+    """Export samples with problem, completion, rewards and provenance, or (trl-sft, trl-grpo) datasets
+    TRL's trainers take as they are, with a card naming the system prompt and chat template.
 
-    Example: loop inspect export --format hf --verified --out data/"""
-    from loop.export import samples as lib
+    Example: loop inspect export --format trl-sft --round 2 -o data/sft"""
     from loop.inspection import view
 
-    _emit(
-        ctx,
-        as_json,
-        lib.export,
-        lambda m: view.out.print(f"exported {m['rows']} samples to {m['out']}"),
-        out,
-        fmt=format.value,
-        verified_only=verified,
-    )
+    def done(m: dict) -> None:
+        view.out.print(f"exported {m['rows']} rows to {m['out']}")
+
+    if format.value.startswith("trl-"):
+        from loop.export import trl
+
+        _emit(
+            ctx, as_json, trl.export_trl, done, out, fmt=format.value, round=round, force=force, messages_col=messages
+        )
+    else:
+        from loop.export import samples as lib
+
+        _emit(ctx, as_json, lib.export, done, out, fmt=format.value, verified_only=verified)
 
 
 @inspect_app.command("sets")

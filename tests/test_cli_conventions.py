@@ -19,7 +19,7 @@ def _help(*cmd):
 
 @pytest.mark.parametrize("cmd, shown, not_shown", [
     (["inspect", "samples"], "--verified  ", "--verified <bool>"),          # a flag shows as a flag
-    (["inspect", "export"], "<jsonl|parquet|hf>", "--format <str>"),        # choices listed
+    (["inspect", "export"], "<jsonl|parquet|hf|trl-sft|trl-grpo>", "--format <str>"),        # choices listed
     (["export", "model"], "<lora|merged16|gguf>", "--format <str>"),
     (["export", "model"], "<f16|bf16|q8_0|f32>", "--outtype <str>"),
     (["status"], "--run-dir", "<bool>"),

@@ -68,10 +68,10 @@ def export_model(
             raise ExportError(f"unknown GGUF outtype {outtype!r}; valid: {', '.join(OUTTYPES)}")
         converter = find_converter(converter)
     out = Path(out)
-    _check_out(out, force)
+    check_out(out, force)
     lin = lineage(store_path, round=round, version=version, run_id=run_id)
     base, adapter = _verified_folders(lin, Path(store_path))
-    _guard(out, [Path(store_path), base, adapter])
+    guard_out(out, [Path(store_path), base, adapter])
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -234,14 +234,14 @@ def _verified_folders(lin: dict, store_path: Path) -> tuple[Path, Path]:
 
 
 # --- the output folder ---------------------------------------------------------------
-def _check_out(out: Path, force: bool) -> None:
+def check_out(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise ExportError(f"--out {out} exists and is not empty; pass --force to replace it")
 
 
-def _guard(out: Path, keep: list[Path]) -> None:
+def guard_out(out: Path, keep: list[Path]) -> None:
     o = out.resolve()
     for p in keep:
         if p.resolve() == o or o in p.resolve().parents:
