@@ -25,7 +25,7 @@ from pathlib import Path
 
 import jinja2
 
-from loop.models import ModelError, loop_cache
+from loop.models import ModelError, loop_cache, resolve_model
 
 # Plain ChatML (the embedded model's template without its default system message).
 CHATML = (
@@ -130,3 +130,25 @@ def _build(base: Path, text: str, out: Path) -> None:
         (tmp / conf.name).write_text(json.dumps(data, indent=2, ensure_ascii=False))
     (tmp / "chat_template.jinja").write_text(text, encoding="utf-8")
     tmp.replace(out) if not out.exists() else shutil.rmtree(tmp)  # atomic publish
+
+
+def run_template(cfg: dict) -> tuple[str | None, str]:
+    """(the chat template the run rendered with, where it came from); None when unreadable here."""
+    model = cfg.get("model") or {}
+    spec, name = model.get("chat_template"), model.get("name")
+    try:
+        if spec:
+            return template_text(spec)[0], f"model.chat_template {spec!r}"
+        if not name:
+            return None, "unknown (the run's config names no model)"
+        folder = resolve_model(name, model.get("cache_dir"))
+    except ModelError as e:
+        return None, f"not readable here ({e})"
+    f = folder / "chat_template.jinja"
+    if f.is_file():
+        return f.read_text(encoding="utf-8"), f"the model's own ({name})"
+    try:
+        text = json.loads((folder / "tokenizer_config.json").read_text()).get("chat_template")
+    except (OSError, ValueError):
+        text = None
+    return (text, f"the model's own ({name})") if isinstance(text, str) else (None, f"none ({name} has none)")

@@ -17,6 +17,11 @@ def messages(question: str, system: str | None = None) -> list[dict]:
     return ([{"role": "system", "content": text}] if text else []) + [{"role": "user", "content": question}]
 
 
+def system_text(system: str | None = None) -> str | None:
+    """The system message `prompt.system` gives (None: no system message)."""
+    return (SYSTEM_PROMPT if system is None else system) or None
+
+
 def prompt_version(system: str | None = None) -> str:
     """PROMPT_VERSION, tagged with a hash of a configured system prompt (stored with each sample)."""
     if system is None:

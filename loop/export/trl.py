@@ -26,12 +26,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loop.chat_templates import template_text
+from loop.chat_templates import run_template
 from loop.export.errors import ExportError
 from loop.export.model import check_out, guard_out
 from loop.inspection import InspectError, open_store, resolve_run
-from loop.models import ModelError, resolve_model
-from loop.prompts import messages
+from loop.prompts import messages, system_text
 from loop.trainers.chains import select_chains
 from store import pipeline, queries
 
@@ -61,14 +60,13 @@ def export_trl(path, out, fmt: str, run_id=None, round: int | None = None, force
         else:
             rows = grpo_rows(queries.trl_problems(st, rid, first, last), system)
     template, template_from = run_template(cfg)
-    head = messages("", system)[0]
     manifest = {
         "run_id": rid,
         "format": fmt,
         "columns": list(rows[0]) if rows else [],
         "round": round,
         "rows": len(rows),
-        "system_prompt": head["content"] if head["role"] == "system" else None,
+        "system_prompt": system_text(system),
         "chat_template_from": template_from,
         "store": str(path),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -94,28 +92,6 @@ def grpo_rows(problems: list[dict], system: str | None) -> list[dict[str, Any]]:
         }
         for p in problems
     ]
-
-
-def run_template(cfg: dict) -> tuple[str | None, str]:
-    """(the chat template the run rendered with, where it came from); None when unreadable here."""
-    model = cfg.get("model") or {}
-    spec, name = model.get("chat_template"), model.get("name")
-    try:
-        if spec:
-            return template_text(spec)[0], f"model.chat_template {spec!r}"
-        if not name:
-            return None, "unknown (the run's config names no model)"
-        folder = resolve_model(name, model.get("cache_dir"))
-    except ModelError as e:
-        return None, f"not readable here ({e})"
-    f = folder / "chat_template.jinja"
-    if f.is_file():
-        return f.read_text(encoding="utf-8"), f"the model's own ({name})"
-    try:
-        text = json.loads((folder / "tokenizer_config.json").read_text()).get("chat_template")
-    except (OSError, ValueError):
-        text = None
-    return (text, f"the model's own ({name})") if isinstance(text, str) else (None, f"none ({name} has none)")
 
 
 def _publish(out: Path, rows: list[dict], manifest: dict, template: str | None, force: bool) -> None:
