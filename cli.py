@@ -55,7 +55,7 @@ def _root(
 
 
 # choices as Enums: typer lists them in the help and rejects anything else, naming the valid ones
-SampleFormat = Enum("SampleFormat", {n: n for n in ("jsonl", "parquet", "hf")}, type=str)  # type: ignore[misc]
+SampleFormat = Enum("SampleFormat", {n: n for n in ("jsonl", "parquet", "hf", "trl-sft", "trl-grpo")}, type=str)  # type: ignore[misc]
 ModelFormat = Enum("ModelFormat", {n: n for n in ("lora", "merged16", "gguf")}, type=str)  # type: ignore[misc]
 DType = Enum("DType", {n: n for n in ("bfloat16", "float16", "float32")}, type=str)  # type: ignore[misc]
 OutType = Enum("OutType", {n: n for n in ("f16", "bf16", "q8_0", "f32")}, type=str)  # type: ignore[misc]
@@ -485,26 +485,38 @@ def inspect_curve(
 @_target_options
 def inspect_export(
     ctx: typer.Context,
-    out: Path = typer.Option(..., "--out", help="New directory to write."),
-    format: SampleFormat = typer.Option("jsonl", "--format", help="hf: a datasets.load_from_disk folder."),
-    verified: bool = typer.Option(False, "--verified", help="Only verified samples."),
+    out: Path = typer.Option(..., "--out", "-o", help="New directory to write."),
+    format: SampleFormat = typer.Option(
+        "jsonl",
+        "--format",
+        help="hf: a datasets.load_from_disk folder; trl-sft: verified chains as TRL SFT rows; "
+        "trl-grpo: problems as TRL GRPO rows (prompt + answer).",
+    ),
+    verified: bool = typer.Option(False, "--verified", help="Only verified samples (jsonl/parquet/hf)."),
+    round: int | None = typer.Option(None, "--round", min=0, help="trl-*: only this round's samples."),
+    messages: bool = typer.Option(False, "--messages", help="trl-sft: one `messages` column, not prompt/completion."),
+    force: bool = typer.Option(False, "--force", help="trl-*: replace a non-empty --out directory."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Export samples with problem, completion, rewards and provenance.
+    """Export samples with problem, completion, rewards and provenance, or (trl-sft, trl-grpo) datasets
+    TRL's trainers take as they are, with a card naming the system prompt and chat template.
 
-    Example: loop inspect export --format hf --verified --out data/"""
-    from loop.export import samples as lib
+    Example: loop inspect export --format trl-sft --round 2 -o data/sft"""
     from loop.inspection import view
 
-    _emit(
-        ctx,
-        as_json,
-        lib.export,
-        lambda m: view.out.print(f"exported {m['rows']} samples to {m['out']}"),
-        out,
-        fmt=format.value,
-        verified_only=verified,
-    )
+    def done(m: dict) -> None:
+        view.out.print(f"exported {m['rows']} rows to {m['out']}")
+
+    if format.value.startswith("trl-"):
+        from loop.export import trl
+
+        _emit(
+            ctx, as_json, trl.export_trl, done, out, fmt=format.value, round=round, force=force, messages_col=messages
+        )
+    else:
+        from loop.export import samples as lib
+
+        _emit(ctx, as_json, lib.export, done, out, fmt=format.value, verified_only=verified)
 
 
 @inspect_app.command("sets")
@@ -562,6 +574,60 @@ def sft(
             }
         ]
     )
+
+
+def _ints(flag: str, text: str | None, lo: int) -> list[int]:
+    """`64,128,256` -> [64, 128, 256]; a bad item exits naming the flag and the item."""
+    if not text:
+        return []
+    out = []
+    for item in text.split(","):
+        try:
+            v = int(item.strip())
+        except ValueError:
+            _fail(f"{flag}: {item.strip()!r} is not an integer (expected e.g. {flag} 64,128,256)")
+        if v < lo:
+            _fail(f"{flag}: {v} is below {lo}")
+        out.append(v)
+    return out
+
+
+@app.command("eval")
+def eval_cmd(
+    budgets: str | None = typer.Option(
+        None, "--budgets", help="Thinking-token budgets to sweep, comma-separated (default: evaluate.budgets)."
+    ),
+    waits: str | None = typer.Option(
+        None, "--waits", help='Times "Wait" extends the thinking, comma-separated (default: evaluate.waits).'
+    ),
+    only: str | None = typer.Option(None, "--only", help="Only this evaluation set (default: every set)."),
+    png: Path | None = typer.Option(None, "--png", help="Sweep: write accuracy against tokens as a PNG."),
+    config: Path | None = ConfigOpt,
+    set: list[str] | None = SetOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    """Evaluate the run's current model on its evaluation sets now (greedy pass@1, pass@k/maj@k of a set
+    with k), or sweep s1 budget forcing: accuracy against thinking tokens, a table and a PNG. Nothing is stored.
+
+    Example: loop eval -c configs/s1.yaml --budgets 64,128,256 --waits 0,1,2 --png sweep.png"""
+    cfg = _load(config, set)
+    b = _ints("--budgets", budgets, 1) if budgets is not None else list(cfg.evaluate.budgets)
+    w = _ints("--waits", waits, 0) if waits is not None else list(cfg.evaluate.waits)
+    if png is not None and not (b or w):
+        _fail("--png draws a budget sweep: give --budgets and/or --waits (or evaluate.budgets/waits)")
+    from loop import sweep
+    from loop.inspection import view
+
+    data = _call(sweep.run_eval, cfg, b, w, only)
+    if png is not None:
+        _call(sweep.sweep_png, data, png)
+        data["png"] = str(png)
+    if as_json:
+        print(json.dumps(data, default=str, indent=2))
+        return
+    view.render_eval(data)
+    if png is not None:
+        view.out.print(f"wrote {png}")
 
 
 # --- loop export model (library: loop/export/) ----------------------------------------

@@ -65,6 +65,12 @@ class ModelSettings(_Strict):
     cache_dir: str | None = Field(
         None, description="Where converted/downloaded models are kept; None = ~/.cache/loop/models."
     )
+    chat_template: str | None = Field(
+        None,
+        description="Replaces the tokenizer's chat template: a named template (chatml), a Jinja template "
+        "string, or a file holding one; checked when the run opens (a test conversation must render; "
+        "errors name the template's line). Needed by a base model without a chat template. None = the model's.",
+    )
 
 
 class SourceSettings(_Strict):
@@ -86,11 +92,14 @@ class SourceSettings(_Strict):
         description="jsonl/file: the data file or folder (required); read when the "
         "run opens, not when the config loads.",
     )
-    reader: Literal["auto", "json", "jsonl", "csv", "tsv", "xlsx", "parquet", "hf", "medical"] = Field(
+    reader: Literal["auto", "json", "jsonl", "csv", "tsv", "xlsx", "parquet", "hf", "hub", "medical"] = Field(
         "auto",
         description="file: how `path` is read; auto = by suffix, a folder = a datasets save_to_disk "
-        "folder or else department folders of CSVs (medical).",
+        "folder or else department folders of CSVs (medical); hub = `path` is a Hugging Face "
+        "dataset name already in the local datasets cache (never downloaded).",
     )
+    split: str = Field("train", description="file, hf/hub readers: the dataset split read.")
+    subset: str | None = Field(None, description="file, hub reader: the dataset's config (subset) name, e.g. main.")
     format: str = Field(
         "gsm8k",
         description="file: row format: gsm8k | math | plain (problems), alpaca | "
@@ -585,12 +594,31 @@ class EvalSetSettings(SourceSettings):
         200, ge=1, description="arithmetic: problems generated; file: a seeded sample of n rows (None = every row)."
     )
     seed: int = Field(1_000_003, description="The set's seed (generator or sample); training never draws its problems.")
+    k: list[int] = Field(
+        [],
+        max_length=16,
+        description="pass@k and maj@k for each k (besides greedy pass@1), from `samples` completions a problem "
+        "sampled at evaluate.temperature; [] = greedy only.",
+    )
+    samples: int | None = Field(
+        None, ge=1, le=1024, description="Completions sampled per problem for k (pass@k is unbiased); None = max(k)."
+    )
 
     @model_validator(mode="after")
     def _eval_kind(self) -> EvalSetSettings:
         if self.kind == "self":
             raise ValueError("an evaluation set is arithmetic, jsonl or file, not self")
+        n = self.n_samples
+        if self.samples is not None and not self.k:
+            raise ValueError(f"evaluation set {self.name!r}: samples={self.samples} without k (pass@k, maj@k)")
+        if any(not 1 <= k <= n for k in self.k):
+            raise ValueError(f"evaluation set {self.name!r}: every k must be within 1..samples={n}, got k={self.k}")
         return self
+
+    @property
+    def n_samples(self) -> int:
+        """Completions sampled per problem for pass@k/maj@k (0 without k)."""
+        return self.samples if self.samples is not None else max(self.k, default=0)
 
 
 class EvalSettings(_Strict):
@@ -613,6 +641,9 @@ class EvalSettings(_Strict):
         1_000_003, description="Held-out set seed; training problems never collide with the held-out set."
     )
     max_new_tokens: int = Field(128, ge=1, le=131_072, description="Token cap per greedy eval completion.")
+    temperature: float = Field(
+        0.8, gt=0.0, le=10.0, description="Sampling temperature of the k samples of a set with `k` (pass@k, maj@k)."
+    )
     gate_tolerance: float | None = Field(
         0.1,
         ge=0.0,
@@ -636,6 +667,14 @@ class EvalSettings(_Strict):
     gate_set: str | None = Field(
         None, description="The set the gate watches (stored as split `heldout`); None = the first of `sets`."
     )
+    budgets: list[int] = Field(
+        [],
+        max_length=64,
+        description="`loop eval`: thinking-token budgets of the s1 budget sweep (--budgets overrides); [] = none.",
+    )
+    waits: list[int] = Field(
+        [], max_length=64, description='`loop eval`: "Wait" counts of the budget sweep (--waits overrides); [] = 0.'
+    )
 
     @model_validator(mode="after")
     def _sets(self) -> EvalSettings:
@@ -644,6 +683,8 @@ class EvalSettings(_Strict):
             raise ValueError(f"evaluate.sets: names must be unique, got {names}")
         if self.gate_set is not None and self.gate_set not in names:
             raise ValueError(f"evaluate.gate_set {self.gate_set!r} is not a set; sets: {', '.join(names) or 'none'}")
+        if any(b < 1 for b in self.budgets) or any(w < 0 for w in self.waits):
+            raise ValueError(f"evaluate: budgets must be >= 1 and waits >= 0, got {self.budgets} / {self.waits}")
         if "heldout" in names and (self.gate_set or names[0]) != "heldout":
             raise ValueError("evaluate.sets: the name 'heldout' is the gated set's split; rename that set")
         return self
@@ -709,6 +750,17 @@ def parse_duration(text: str | int | float) -> float:
     return seconds
 
 
+class PromptSettings(_Strict):
+    """`prompt`: the system prompt of every problem's chat (sampling, training rows, evaluation)."""
+
+    system: str | None = Field(
+        None,
+        max_length=100_000,
+        description="The system message before each problem; None = loop's answer-format instruction "
+        "(<reasoning>/<answer>, loop/prompts.py); an empty string = no system message.",
+    )
+
+
 class DaemonSettings(_Strict):
     """`daemon`: the background loop started by `loop start`."""
 
@@ -733,6 +785,7 @@ class Config(_Strict):
 
     run: RunSettings = Field(RunSettings(), description="Run directory, store, seed and threads.")
     model: ModelSettings = Field(ModelSettings(), description="The base model.")
+    prompt: PromptSettings = Field(PromptSettings(), description="The system prompt of every problem.")
     propose: ProposeSettings = Field(ProposeSettings(), description="Problem sources and curriculum.")
     sample: SampleSettings = Field(SampleSettings(), description="How completions are drawn.")
     verify: VerifySettings = Field(VerifySettings(), description="How completions are scored.")

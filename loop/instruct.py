@@ -15,9 +15,7 @@ prompt/completion rows) or the course's Alpaca prompt (`template: alpaca`).
 
 from __future__ import annotations
 
-import json
 import random
-from pathlib import Path
 from typing import Any
 
 from loop.config import Config
@@ -39,8 +37,17 @@ def gather(cfg: Config) -> list[dict[str, Any]]:
         convs = source_conversations(src)
         if src.limit and src.limit < len(convs):
             convs = random.Random(cfg.instruct.seed + k).sample(convs, src.limit)
-        out += convs
+        out += [with_system(c, cfg.prompt.system) for c in convs]
     return out
+
+
+def with_system(conv: dict[str, Any], system: str | None) -> dict[str, Any]:
+    """`prompt.system` before a conversation that has no system message of its own (a source's
+    `system` and a row's own win); unchanged when unset."""
+    msgs = conv["messages"]
+    if not system or (msgs and msgs[0]["role"] == "system"):
+        return conv
+    return {**conv, "messages": [{"role": "system", "content": system}, *msgs]}
 
 
 def split(convs: list[dict[str, Any]], heldout: int, seed: int) -> tuple[list[dict], list[dict]]:
@@ -56,7 +63,7 @@ def split(convs: list[dict[str, Any]], heldout: int, seed: int) -> tuple[list[di
 def fixed_prompts(cfg: Config, held: list[dict[str, Any]]) -> list[Any]:
     """The prompts answered before and after: `instruct.prompts` (with the first source's system
     prompt) or the first three held-out rows' prompts, rendered for the template."""
-    system = next((s.system for s in cfg.instruct.sources if s.system), None)
+    system = next((s.system for s in cfg.instruct.sources if s.system), None) or cfg.prompt.system
     if cfg.instruct.prompts:
         convs = [
             {
@@ -70,33 +77,14 @@ def fixed_prompts(cfg: Config, held: list[dict[str, Any]]) -> list[Any]:
     return [to_row(c, cfg.instruct.template)["prompt"] for c in convs]
 
 
-def check_template(base_dir: Path, template: str) -> None:
-    if template != "chat":
-        return
-    has = (base_dir / "chat_template.jinja").is_file() or "chat_template" in _json(base_dir / "tokenizer_config.json")
-    if not has:
-        raise ProposeError(
-            f"{base_dir}: the model has no chat template; set `instruct.template: alpaca` "
-            f"(the Alpaca prompt text) or use an instruct model"
-        )
-
-
-def _json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def run_sft(cfg: Config) -> dict[str, Any]:
     """Validate the sources, train, record the adapter as a model version; return its info."""
     if not cfg.instruct.sources:
         raise ProposeError("instruct.sources is empty: add a `kind: file` source (e.g. configs/alpaca.yaml)")
     data = validate_sources(cfg.instruct.sources, chat=True)
     train, held = split(gather(cfg), cfg.instruct.heldout, cfg.instruct.seed)
-    ctx = open_run(cfg)
+    ctx = open_run(cfg, need_template=cfg.instruct.template == "chat")  # alpaca: prompt text, no template
     try:
-        check_template(ctx.base_dir, cfg.instruct.template)
         return _train(ctx, cfg, data, train, held)
     finally:
         ctx.close()

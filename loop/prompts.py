@@ -1,16 +1,32 @@
 """Prompt templates. The template version is stored with every sample, so a
-change here must bump PROMPT_VERSION."""
+change here must bump PROMPT_VERSION; a configured `prompt.system` replaces SYSTEM_PROMPT
+in every problem's chat (sample, verify, train rows, evaluate, loop eval) and tags the version."""
 
 from __future__ import annotations
+
+import hashlib
 
 PROMPT_VERSION = "reasoning-answer-v1"
 
 SYSTEM_PROMPT = "Respond in the following format:\n<reasoning>\n...\n</reasoning>\n<answer>\n...\n</answer>"
 
 
-def messages(question: str) -> list[dict]:
-    """Chat messages for one problem."""
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question}]
+def messages(question: str, system: str | None = None) -> list[dict]:
+    """Chat messages for one problem; `system` is `prompt.system` (None = SYSTEM_PROMPT, "" = none)."""
+    text = SYSTEM_PROMPT if system is None else system
+    return ([{"role": "system", "content": text}] if text else []) + [{"role": "user", "content": question}]
+
+
+def system_text(system: str | None = None) -> str | None:
+    """The system message `prompt.system` gives (None: no system message)."""
+    return (SYSTEM_PROMPT if system is None else system) or None
+
+
+def prompt_version(system: str | None = None) -> str:
+    """PROMPT_VERSION, tagged with a hash of a configured system prompt (stored with each sample)."""
+    if system is None:
+        return PROMPT_VERSION
+    return f"{PROMPT_VERSION}+system:{hashlib.sha256(system.encode()).hexdigest()[:8]}"
 
 
 def format_chain(reasoning: str, answer: str) -> str:

@@ -3,8 +3,9 @@ that names what changed.
 
 Contract:
 - `result_config(cfg)` is the sub-tree of the resolved config whose values change what a run
-  stores: `run.seed`, `model` (not `model.cache_dir`), `propose.sources`, `sample` (not the
-  endpoint's credentials, timeouts and retries), `verify`, `evaluate`. Where a run lives, threads,
+  stores: `run.seed`, `model` (not `model.cache_dir`), `prompt`, `propose.sources`, `sample` (not the
+  endpoint's credentials, timeouts and retries), `verify`, `evaluate` (not the `loop eval` sweep's
+  budgets and waits). Where a run lives, threads,
   training cadence and the daemon's schedule are not in it.
 - `config_hash(tree)` is the sha256 of its canonical JSON (sorted keys).
 - `changed_keys(pinned, now)` lists `(dotted key, pinned value, new value)` for every leaf that
@@ -21,13 +22,15 @@ from typing import Any
 
 from loop.config import Config, ConfigError
 
-RESULT_KEYS = ("run.seed", "model", "propose.sources", "sample", "verify", "evaluate")
+RESULT_KEYS = ("run.seed", "model", "prompt", "propose.sources", "sample", "verify", "evaluate")
 NOT_RESULT = (
     "model.cache_dir",
     "sample.openai.api_key_env",
     "sample.openai.timeout_s",
     "sample.openai.max_retries",
     "sample.openai.backoff_s",
+    "evaluate.budgets",  # `loop eval` sweeps: nothing a round stores
+    "evaluate.waits",
 )
 
 

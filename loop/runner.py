@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from loop import __version__, cancel, log, tracking
+from loop.chat_templates import templated_folder
 from loop.config import Config
 from loop.context import RunContext, Stage
 from loop.models import model_hash, resolve_model
@@ -82,12 +83,14 @@ def validate_run(cfg: Config) -> None:
     tracking.check_available(cfg.train.report_to)
 
 
-def open_run(cfg: Config, new_run: bool = False) -> RunContext:
-    """Lock and open (or create) the run in the configured store; resolve the base model.
+def open_run(cfg: Config, new_run: bool = False, need_template: bool = True) -> RunContext:
+    """Lock and open (or create) the run in the configured store; resolve the base model (with
+    `model.chat_template`, loop.chat_templates; `need_template`: a model without one is refused).
     Resuming a run whose result config (loop.run_config) differs raises ConfigChanged, before
     the run is written; `new_run` starts a fresh run in the same store instead."""
     validate_run(cfg)
     base_dir = resolve_model(cfg.model.name, cfg.model.cache_dir)
+    base_dir = templated_folder(base_dir, cfg.model.chat_template, cfg.model.cache_dir, need_template)
     gpu_check.check_run(cfg, base_dir)  # vllm installed? the model fits the GPU share? (before round 0)
     base_version = model_hash(base_dir)
     lock = StoreLock(cfg.store_path).acquire()

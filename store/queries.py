@@ -6,6 +6,8 @@ values from the user only ever travel as query parameters, never as SQL text.
 
 from __future__ import annotations
 
+import json
+
 from store.db import Store
 from store.pipeline import PASS_RATES_SQL, pass_rate_params
 
@@ -243,7 +245,25 @@ def instruct_models(store: Store, run_id: str) -> list[dict]:
 def eval_sets(store: Store, run_id: str) -> list[dict]:
     """Every evaluation row of the run (one per round and set; split `heldout` = the gated set)."""
     return store.query(
-        "SELECT round, split, model_version, n, correct, accuracy, format_rate FROM evaluations "
+        "SELECT round, split, model_version, n, correct, accuracy, format_rate, metrics FROM evaluations "
         "WHERE run_id = ? ORDER BY round, split <> 'heldout', split",
         [run_id],
+    )
+
+
+def run_config(store: Store, run_id: str) -> dict:
+    """The config a run last ran with (the resolved tree; {} when none was stored)."""
+    raw = store.scalar("SELECT config FROM runs WHERE run_id = ?", [run_id])
+    tree = json.loads(raw) if isinstance(raw, str) else raw
+    return tree if isinstance(tree, dict) else {}
+
+
+def trl_problems(store: Store, run_id: str, first: int, last: int) -> list[dict]:
+    """Every problem the run sampled in rounds first..last, with its gold answer and pass rate
+    over those rounds (None: not judged yet), in problem_id order."""
+    return store.query(
+        f"WITH pr AS ({PASS_RATES_SQL}) "
+        "SELECT p.problem_id, p.question, p.answer, pr.pass_rate FROM pr JOIN problems p USING (problem_id) "
+        "ORDER BY p.problem_id",
+        pass_rate_params(run_id, first, last),
     )

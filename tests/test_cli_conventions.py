@@ -19,12 +19,13 @@ def _help(*cmd):
 
 @pytest.mark.parametrize("cmd, shown, not_shown", [
     (["inspect", "samples"], "--verified  ", "--verified <bool>"),          # a flag shows as a flag
-    (["inspect", "export"], "<jsonl|parquet|hf>", "--format <str>"),        # choices listed
+    (["inspect", "export"], "<jsonl|parquet|hf|trl-sft|trl-grpo>", "--format <str>"),        # choices listed
     (["export", "model"], "<lora|merged16|gguf>", "--format <str>"),
     (["export", "model"], "<f16|bf16|q8_0|f32>", "--outtype <str>"),
     (["status"], "--run-dir", "<bool>"),
     (["stop"], "--run-dir", "<bool>"),
     (["inspect", "summary"], "--store", "<bool>"),                          # target options after the subcommand
+    (["eval"], "--budgets", "--json <bool>"),                               # loop eval: the sweep's flags
 ])
 def test_help_shows(cmd, shown, not_shown):
     out = _help(*cmd)

@@ -224,6 +224,19 @@ def test_card_names_every_ancestor(lineage_store, lora_out):
     assert [line.split("|")[1].strip() for line in curve] == ["0", "1", "2"]  # accuracy per round
 
 
+def test_card_states_the_prompt_and_its_example_runs(lora_out):
+    """The system prompt and chat template the model was trained with, and a runnable render."""
+    import re
+
+    from loop.prompts import SYSTEM_PROMPT
+    card = (lora_out / "README.md").read_text()
+    assert "## Prompt" in card and SYSTEM_PROMPT in card and "Chat template: the model's own (tiny:llama)" in card
+    code = re.search(r"## Prompt.*?```python\n(.*?)\n```", card, re.S).group(1).replace("THIS_DIR", str(lora_out))
+    printed: list[str] = []
+    exec(code, {"print": printed.append})  # the card's own example
+    assert printed[0].startswith(f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\nWhat is 2 + 3?")
+
+
 def test_round_and_version_prefix_select_the_round_1_model(lineage_store, tmp_path):
     for args in (["--round", "1"], ["--model-version", lineage_store["v1"][:6]]):
         out = tmp_path / args[0].strip("-")

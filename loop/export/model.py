@@ -35,9 +35,11 @@ import time
 from pathlib import Path
 
 from loop import __version__
+from loop.chat_templates import run_template
 from loop.export.errors import ExportError
 from loop.export.gguf import OUTTYPES, find_converter, write_gguf
 from loop.models import ModelError, load_for_inference, model_hash, resolve_model
+from loop.prompts import system_text
 from store import lineage as lineage_q
 from store import queries
 from store.db import Store
@@ -68,10 +70,10 @@ def export_model(
             raise ExportError(f"unknown GGUF outtype {outtype!r}; valid: {', '.join(OUTTYPES)}")
         converter = find_converter(converter)
     out = Path(out)
-    _check_out(out, force)
+    check_out(out, force)
     lin = lineage(store_path, round=round, version=version, run_id=run_id)
     base, adapter = _verified_folders(lin, Path(store_path))
-    _guard(out, [Path(store_path), base, adapter])
+    guard_out(out, [Path(store_path), base, adapter])
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -135,6 +137,10 @@ def lineage(
             "model_cache": (cfg.get("model") or {}).get("cache_dir"),
         },
         "evaluations": evals,
+        "prompt": {
+            "system": system_text((cfg.get("prompt") or {}).get("system")),
+            "chat_template_from": run_template(cfg)[1] if cfg else "unknown (no config stored with the run)",
+        },
     }
 
 
@@ -234,14 +240,14 @@ def _verified_folders(lin: dict, store_path: Path) -> tuple[Path, Path]:
 
 
 # --- the output folder ---------------------------------------------------------------
-def _check_out(out: Path, force: bool) -> None:
+def check_out(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise ExportError(f"--out {out} exists and is not empty; pass --force to replace it")
 
 
-def _guard(out: Path, keep: list[Path]) -> None:
+def guard_out(out: Path, keep: list[Path]) -> None:
     o = out.resolve()
     for p in keep:
         if p.resolve() == o or o in p.resolve().parents:
@@ -360,6 +366,7 @@ def card(lin: dict) -> str:
         )
     if not lin["evaluations"]:
         lines.append("| | no evaluation recorded | | | | |")
+    lines += _prompt_lines(lin.get("prompt") or {}, ex)
     lines += [
         "",
         "## Files",
@@ -374,6 +381,29 @@ def card(lin: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _prompt_lines(p: dict, ex: dict) -> list[str]:
+    """The system prompt and chat template the model was trained with, and how to render them."""
+    system = p.get("system")
+    gguf = f", gguf_file='model-{ex.get('outtype')}.gguf'" if ex["format"] == "gguf" else ""
+    chat = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": "What is 2 + 3?"}]
+    return [
+        "",
+        "## Prompt",
+        "",
+        "Trained and evaluated with this system prompt:" if system else "Trained without a system message.",
+        *(["", "```text", system, "```"] if system else []),
+        "",
+        f"Chat template: {p.get('chat_template_from', 'unknown')}; the tokenizer files here carry it.",
+        "",
+        "```python",
+        "from transformers import AutoTokenizer",
+        f"tok = AutoTokenizer.from_pretrained('THIS_DIR'{gguf})",
+        f"messages = {json.dumps(chat, ensure_ascii=False)}",
+        "print(tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))",
+        "```",
+    ]
 
 
 def _usage(ex: dict, b: dict) -> str:

@@ -176,7 +176,11 @@ def sft(path, run_id=None) -> list[dict]:
 
 
 def sets(path, run_id=None) -> list[dict]:
-    """Held-out accuracy per round and evaluation set (`evaluate.sets`; `heldout` = the gated set)."""
+    """Held-out accuracy per round and evaluation set (`evaluate.sets`; `heldout` = the gated set),
+    with `metrics` (pass@k/maj@k of a set with `k`, else None) decoded."""
     with open_store(path) as st:
         rid = resolve_run(st, run_id)
-        return queries.eval_sets(st, rid) if rid else []
+        rows = queries.eval_sets(st, rid) if rid else []
+    for r in rows:
+        r["metrics"] = json.loads(r["metrics"]) if r["metrics"] else None
+    return rows

@@ -268,18 +268,25 @@ def render_curve(data: dict) -> None:
         )
 
 
-def curve_png(data: dict, path: str | Path) -> Path:
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no display); InspectError without it."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        import matplotlib.ticker
     except ImportError:
         raise InspectError(
             "--png needs matplotlib, which is not installed (pip install matplotlib); "
-            "the terminal chart works without it"
+            "the terminal tables work without it"
         ) from None
+    return plt
+
+
+def curve_png(data: dict, path: str | Path) -> Path:
+    plt = pyplot()
+    import matplotlib.ticker
+
     pts = data["points"]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot([p["round"] for p in pts], [100 * (p["accuracy"] or 0) for p in pts], marker="o")
@@ -330,8 +337,43 @@ def render_sets(rows: list[dict]) -> None:
     by_round: dict[int, dict[str, dict]] = {}
     for r in rows:
         by_round.setdefault(r["round"], {})[r["split"]] = r
+    body = [[str(k)] + [_set_cell(v[n]) if n in v else "" for n in names] for k, v in sorted(by_round.items())]
+    title = "held-out accuracy per set (greedy pass@1; pass@k/maj@k from sampled k; heldout = the gated set)"
+    out.print(_table(title, ["round", *names], body, right=set(names)))
+
+
+def _set_cell(row: dict) -> str:
+    """`35.0 % of 20`, then each sampled metric (`pass@4 50.0 maj@4 40.0`) of a set with k."""
+    cell = f"{pct(row['accuracy'])} % of {row['n']}"
+    m = row.get("metrics") or {}
+    extra = " ".join(f"{k} {pct(v)}" for k, v in m.items() if k.startswith(("pass@", "maj@")))
+    return f"{cell}\n{extra}" if extra else cell
+
+
+def render_eval(data: dict) -> None:
+    """`loop eval`: a row per set (plain) or per (set, waits, budget) point (a budget sweep)."""
+    title = f"model {short(data['model_version'], 12)} (run {data['run_id']})"
+    if "points" in data:
+        cols = ["set", "waits", "budget", "accuracy %", "tokens", "budget hit %", "waits used"]
+        body = [
+            [
+                p["set"],
+                str(p["waits"]),
+                "none" if p["budget"] is None else str(p["budget"]),
+                f"{pct(p['accuracy'])} of {p['n']}",
+                f"{p['tokens']:.1f}",
+                pct(p["budget_hit"]),
+                f"{p['waits_used']:.2f}",
+            ]
+            for p in data["points"]
+        ]
+        out.print(_table(f"budget sweep, {title}", cols, body, right=set(cols[1:])))
+        return
+    ks = list(dict.fromkeys(k for s in data["sets"] for k in (s.get("metrics") or {}) if "@" in k))
+    cols = ["set", "greedy pass@1 %", "format %", *ks]
     body = [
-        [str(k)] + [f"{pct(v[n]['accuracy'])} % of {v[n]['n']}" if n in v else "" for n in names]
-        for k, v in sorted(by_round.items())
+        [s["set"], f"{pct(s['accuracy'])} of {s['n']}", pct(s["format_rate"])]
+        + [pct((s.get("metrics") or {}).get(k)) for k in ks]
+        for s in data["sets"]
     ]
-    out.print(_table("held-out accuracy per set (heldout = the gated set)", ["round", *names], body, right=set(names)))
+    out.print(_table(f"evaluation, {title}", cols, body, right=set(cols[1:])))

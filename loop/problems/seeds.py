@@ -24,10 +24,12 @@ def source_table(src) -> Table:
     """The source's rows (read once per process while the file is unchanged)."""
     p = Path(src.path)
     reader = "jsonl" if src.kind == "jsonl" else src.reader
-    opt = ReadOptions(encoding=src.encoding, max_field_bytes=src.max_field_bytes, sheet=src.sheet)
-    st = p.stat() if p.exists() else None
+    opt = ReadOptions(
+        encoding=src.encoding, max_field_bytes=src.max_field_bytes, sheet=src.sheet, split=src.split, subset=src.subset
+    )
+    st = p.stat() if p.exists() and reader != "hub" else None
     key = (str(p.resolve()), reader, opt, st.st_size if st else None, st.st_mtime_ns if st else None)
-    if key not in _CACHE or st is None:
+    if key not in _CACHE or (st is None and reader != "hub"):  # a cached hub dataset does not change
         _CACHE[key] = read_table(p, reader, opt)
     return _CACHE[key]
 
@@ -52,7 +54,8 @@ class _JsonlSource:
     """The settings `load_jsonl` reads with (a `kind: jsonl` source's defaults)."""
 
     kind, reader, format, encoding, sheet = "jsonl", "jsonl", "gsm8k", None, None
-    question_field = answer_field = answer_format = system = None
+    question_field = answer_field = answer_format = system = subset = None
+    split = "train"
     max_field_bytes = 1_000_000
 
     def __init__(self, path: str) -> None:

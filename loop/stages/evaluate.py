@@ -1,7 +1,9 @@
 """Evaluate stage: greedy pass@1 on fixed held-out sets (`evaluate.sets`, loop.problems.evalsets;
 default one procedural set). Each set is an `evaluations` row (split = its name; the gated set's
 split is `heldout`); the step's top-level accuracy and the gate are the gated set's, named in
-`gate_set`, and `sets` holds every set's numbers.
+`gate_set`, and `sets` holds every set's numbers. A set with `k` also samples `samples`
+completions a problem at `evaluate.temperature` and stores pass@k/maj@k (loop.metrics) in
+its row's `metrics`.
 
 The held-out set depends only on `evaluate.{n_problems, levels, seed}`; proposals
 never include its expressions. Round 0 is the model before any training, so
@@ -19,6 +21,7 @@ from typing import Any
 
 from loop import cancel
 from loop.context import RunContext, StageResult
+from loop.metrics import set_metrics, vote_key
 from loop.problems import Problem
 from loop.problems.evalsets import eval_sets
 from loop.problems.procedural import heldout
@@ -30,12 +33,20 @@ from rewards import build_reward
 from store import pipeline
 
 
-def evaluate_model(ctx: RunContext, problems: list[Problem] | None = None, name: str = "heldout") -> dict[str, Any]:
+def evaluate_model(
+    ctx: RunContext,
+    problems: list[Problem] | None = None,
+    name: str = "heldout",
+    ks: list[int] | None = None,
+    n_samples: int = 0,
+) -> dict[str, Any]:
+    """Greedy pass@1 on `problems`; with `ks`, also pass@k/maj@k from `n_samples` sampled
+    completions a problem (`metrics`; per problem the votes and per-sample correctness in details)."""
     cfg = ctx.cfg.evaluate
     problems = heldout(cfg.n_problems, cfg.levels, cfg.seed) if problems is None else problems
     sampler = ctx.eval_sampler()
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens, seed=0)
-    prompts = [messages(p.question) for p in problems]
+    prompts = [messages(p.question, ctx.cfg.prompt.system) for p in problems]
     with bar(f"evaluate {name} ({len(problems)} held-out, greedy)", len(problems)) as advance:
         outs = [g[0].text for g in sampler.generate(prompts, params, cancel.ticking(advance))]
     answers = [p.answer for p in problems]
@@ -46,13 +57,31 @@ def evaluate_model(ctx: RunContext, problems: list[Problem] | None = None, name:
         for p, o, c in zip(problems, outs, correct)
     ]
     n_correct = sum(1 for c in correct if c == 1.0)
-    return {
+    res = {
         "n": len(problems),
         "correct": n_correct,
         "accuracy": n_correct / len(problems),
         "format_rate": sum(1 for s in strict if s and s > 0) / len(problems),
         "details": details,
+        "metrics": None,
     }
+    if ks:
+        res["metrics"] = sampled_metrics(sampler, prompts, answers, ks, n_samples, cfg, name, details)
+    return res
+
+
+def sampled_metrics(sampler, prompts, answers, ks: list[int], n: int, cfg, name: str, details) -> dict[str, Any]:
+    """pass@k/maj@k from n samples a problem at `evaluate.temperature` (seeded, reproducible);
+    each problem's detail gains its vote keys and per-sample correctness."""
+    params = SamplingParams(n=n, temperature=cfg.temperature, top_p=1.0, max_new_tokens=cfg.max_new_tokens, seed=1)
+    with bar(f"evaluate {name} ({len(prompts)} x {n} samples, pass@k/maj@k)", len(prompts) * n) as advance:
+        groups = [[c.text for c in g] for g in sampler.generate(prompts, params, cancel.ticking(advance))]
+    flat = [t for g in groups for t in g]
+    scores = build_reward("correctness", {})(None, flat, answer=[a for a in answers for _ in range(n)])
+    correct = [[s == 1.0 for s in scores[i * n : (i + 1) * n]] for i in range(len(groups))]
+    for d, texts, c in zip(details, groups, correct):
+        d.update(votes=[vote_key(t) for t in texts], samples_correct=c)
+    return {"samples": n, "temperature": cfg.temperature, **set_metrics(groups, correct, ks)}
 
 
 def stage(ctx: RunContext, r: int) -> StageResult:
@@ -62,10 +91,12 @@ def stage(ctx: RunContext, r: int) -> StageResult:
     if r > 0 and not due(every, r):
         return ctx.commit(r, "evaluate", {"skipped": f"evaluate.every={every}"})
     version, _ = ctx.current_model()
-    keys = ("n", "correct", "accuracy", "format_rate")
+    keys = ("n", "correct", "accuracy", "format_rate", "metrics")
     rows, per_set = [], {}
+    settings = {s.name: s for s in ctx.cfg.evaluate.sets}
     for name, split, problems in eval_sets(ctx.cfg.evaluate):
-        res = evaluate_model(ctx, problems, name)
+        s = settings.get(name)
+        res = evaluate_model(ctx, problems, name, s.k if s else [], s.n_samples if s else 0)
         rows.append(
             {
                 "run_id": ctx.run_id,
@@ -73,10 +104,10 @@ def stage(ctx: RunContext, r: int) -> StageResult:
                 "model_version": version,
                 "split": split,
                 "details": res["details"],
-                **{k: res[k] for k in keys},
+                **{k: res.get(k) for k in keys},
             }
         )
-        per_set[name] = {k: res[k] for k in keys}
+        per_set[name] = {k: res.get(k) for k in keys if k != "metrics" or res.get(k)}
     gate_set, res = next(iter(per_set.items()))  # the gated set comes first
     info = dict(res) | {"model_version": version, "gate_set": gate_set, "sets": per_set}
     gate = gate_decision(ctx, version, res["accuracy"], r)

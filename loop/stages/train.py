@@ -48,7 +48,7 @@ def stage(ctx: RunContext, r: int) -> StageResult:
 def sft_examples(ctx: RunContext, r: int) -> list[dict[str, Any]]:
     first = 1 if ctx.cfg.train.sft.replay else r
     rows = pipeline.verified_chains(ctx.store, ctx.run_id, first, r)
-    chains = select_chains(rows, ctx.cfg.train.sft.select, ctx.round_seed(r, "select"))
+    chains = select_chains(rows, ctx.cfg.train.sft.select, ctx.round_seed(r, "select"), ctx.cfg.prompt.system)
     return chains + mix_examples(ctx.cfg.train.sft.mix, len(chains), ctx.round_seed(r, "mix"))
 
 
@@ -58,7 +58,7 @@ def grpo_examples(ctx: RunContext, r: int) -> list[dict[str, Any]]:
     return [
         {
             "problem_id": x["problem_id"],
-            "prompt": messages(x["question"]),
+            "prompt": messages(x["question"], ctx.cfg.prompt.system),
             "answer": x["answer"],
             "pass_rate": x["pass_rate"],
         }

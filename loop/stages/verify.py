@@ -89,7 +89,9 @@ def stage(ctx: RunContext, r: int) -> StageResult:
     """Score round r's samples and write every verdict in one transaction."""
     groups: dict[str, list[dict]] = {}
     for row in pipeline.round_samples(ctx.store, ctx.run_id, r):
-        groups.setdefault(row["problem_id"], []).append({**row, "prompt": messages(row["question"])})
+        groups.setdefault(row["problem_id"], []).append(
+            {**row, "prompt": messages(row["question"], ctx.cfg.prompt.system)}
+        )
     scored = verify_groups(RewardSet(ctx.cfg.verify), groups)
     updates = []
     for pid, group in groups.items():

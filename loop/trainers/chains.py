@@ -16,7 +16,7 @@ from pathlib import Path
 from loop.prompts import format_chain, messages
 
 
-def select_chains(rows: list[dict], select=None, seed: int = 0) -> list[dict]:
+def select_chains(rows: list[dict], select=None, seed: int = 0, system: str | None = None) -> list[dict]:
     """rows: verified samples (problem_id, question, answer, completion, extracted, strict; for
     `select` also kind and pass_rate). Returns one SFT example per problem: {problem_id, prompt,
     completion}, or with `select.n` > 0 the s1-style subset (s1_select)."""
@@ -36,7 +36,7 @@ def select_chains(rows: list[dict], select=None, seed: int = 0) -> list[dict]:
         out.append(
             {
                 "problem_id": pid,
-                "prompt": messages(r["question"]),
+                "prompt": messages(r["question"], system),
                 "completion": [{"role": "assistant", "content": target}],
             }
         )

@@ -6,7 +6,8 @@ a source records). Readers check bounds (loop.problems.readers.encoding: regular
 `max_field_bytes` per line or field) and raise ProposeError naming file, line and column.
 `reader: auto` picks by suffix (`.json`, `.jsonl`, `.csv`, `.tsv`, `.xlsx`, `.parquet`) or,
 for a folder, a Hugging Face `save_to_disk` folder (`dataset_info.json` or `state.json`)
-or else the department-folder layout (`medical`).
+or else the department-folder layout (`medical`). `reader: hub` reads a hub dataset name
+(`path: openai/gsm8k`, with `subset`/`split`) from the local datasets cache, never downloading.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ READERS: dict[str, Reader] = {
     "xlsx": xlsx.read_xlsx,
     "parquet": parquet.read_parquet,
     "hf": hfdisk.read_hf,
+    "hub": hfdisk.read_hub,
     "medical": medical.read_medical,
 }
 SUFFIXES = {
@@ -58,11 +60,18 @@ def pick_reader(path: Path, reader: str = "auto") -> str:
 def read_table(path: str | Path, reader: str = "auto", options: ReadOptions | None = None) -> Table:
     """Read every row of a data file or folder (bounded; errors name file, line, column)."""
     p = Path(path)
-    if not p.exists():
-        raise ProposeError(f"{p}: seed file not found")
+    if reader != "hub" and not p.exists():
+        hint = "; a Hugging Face hub name? set `reader: hub`" if _hub_like(str(path)) else ""
+        raise ProposeError(f"{p}: seed file not found{hint}")
     name = pick_reader(p, reader)
     table = READERS[name](p, options or ReadOptions())
     table.reader = name
     if not table.rows:
         raise ProposeError(f"{p}: seed file has no problems (no rows: an empty file or sheet)")
     return table
+
+
+def _hub_like(name: str) -> bool:
+    """`owner/name` with no suffix: what a hub dataset id looks like (only for the hint)."""
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not Path(name).suffix

@@ -44,6 +44,8 @@ class ReadOptions:
     encoding: str | None = None
     max_field_bytes: int = MAX_FIELD_BYTES
     sheet: str | None = None
+    split: str = "train"  # hf/hub: the split read
+    subset: str | None = None  # hub: the dataset's config name
 
 
 Reader = Callable[[Path, ReadOptions], Table]
