@@ -70,10 +70,11 @@ class ModelSettings(_Strict):
 class SourceSettings(_Strict):
     """`propose.sources[]`: one source of training problems (procedural, a JSONL file, or the model itself)."""
 
-    kind: Literal["arithmetic", "jsonl", "file", "self"] = Field(
+    kind: Literal["arithmetic", "jsonl", "file", "self", "dashboard"] = Field(
         description="arithmetic = procedural problems; jsonl = a GSM8K-format file; file = any data file or "
         "folder (`reader`, `format`); self = the current model proposes problems with answer "
-        "programs (loop/proposer/)."
+        "programs (loop/proposer/); dashboard = drawn dashboard images to read (a vision model; "
+        "`levels` 1..4 = noise/blur difficulty, `path` = the image folder, default ~/.cache/loop/dashboards)."
     )
     count: int = Field(
         16, ge=0, le=100_000, description="Problems drawn from this source per round (self: kept at most)."

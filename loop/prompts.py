@@ -3,6 +3,8 @@ change here must bump PROMPT_VERSION."""
 
 from __future__ import annotations
 
+import json
+
 PROMPT_VERSION = "reasoning-answer-v1"
 
 SYSTEM_PROMPT = "Respond in the following format:\n<reasoning>\n...\n</reasoning>\n<answer>\n...\n</answer>"
@@ -11,6 +13,20 @@ SYSTEM_PROMPT = "Respond in the following format:\n<reasoning>\n...\n</reasoning
 def messages(question: str) -> list[dict]:
     """Chat messages for one problem."""
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question}]
+
+
+def problem_messages(problem: dict) -> list[dict]:
+    """Chat messages for a stored problem; one with an image in its meta (a dashboard) shows
+    the image before the question (an image block, loop.samplers.hf_vision)."""
+    meta = problem.get("meta") or {}
+    meta = json.loads(meta) if isinstance(meta, str) else meta
+    msgs = messages(problem["question"])
+    if meta.get("image"):
+        msgs[-1] = {
+            "role": "user",
+            "content": [{"type": "image", "image": meta["image"]}, {"type": "text", "text": problem["question"]}],
+        }
+    return msgs
 
 
 def format_chain(reasoning: str, answer: str) -> str:

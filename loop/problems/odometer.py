@@ -6,6 +6,10 @@ or mi, in one of `LAYOUTS` with one of the DejaVu `FONTS` (PIL's built-in font w
 are absent). Difficulty 0..3 adds pixel noise and blur (`NOISE`, `BLUR`). Everything is drawn
 from `random.Random(seed)`, so a seed is one image and one answer.
 
+`dashboard_problems(count, levels, seed, folder)` is the `kind: dashboard` source: level L is
+difficulty L-1; each image is saved as PNG under `folder`, named by its content hash, and the
+problem's meta holds its path and sha256 (so the store keeps where the pixels are).
+
 The answer is `answer_text(values)`: one `field: value` line per field, the format the
 `dashboard_fields` reward (rewards/dashboard.py) parses. `Dashboard.boxes` records, per field,
 the exact string drawn and where, so a test can redraw each string alone and compare pixels.
@@ -13,10 +17,15 @@ the exact string drawn and where, so a test can redraw each string alone and com
 
 from __future__ import annotations
 
+import hashlib
+import io
 import random
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from loop.problems import Problem
 
 FIELDS = ("odometer", "trip", "speed", "clock", "temperature", "gear")
 GEARS = ("P", "R", "N", "D", "1", "2", "3", "4", "5", "6")
@@ -138,3 +147,41 @@ def degrade(img, difficulty: int, r: random.Random):
     if BLUR[difficulty]:
         img = img.filter(ImageFilter.GaussianBlur(BLUR[difficulty]))
     return img
+
+
+DEFAULT_FOLDER = Path("~/.cache/loop/dashboards")
+
+
+def dashboard_problems(
+    count: int, levels: list[int], seed: int, folder: str | None, exclude: AbstractSet[str] = frozenset()
+) -> list[Problem]:
+    """`count` dashboards (seeded), their images saved under `folder` by content hash."""
+    out_dir = Path(folder or DEFAULT_FOLDER).expanduser()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    r = random.Random(seed)
+    out = []
+    for _ in range(count):
+        s, level = r.randrange(2**31), r.choice(levels)
+        d = dashboard(s, difficulty=level - 1)
+        buf = io.BytesIO()
+        d.image.save(buf, format="PNG")
+        sha = hashlib.sha256(buf.getvalue()).hexdigest()[:16]
+        path = out_dir / f"{sha}.png"
+        if not path.exists():
+            path.write_bytes(buf.getvalue())
+        p = Problem(PROMPT, d.answer, "dashboard", "dashboard", level, meta=_meta(d, s, str(path.resolve()), sha))
+        if p.answer not in exclude:
+            out.append(p)
+    return out
+
+
+def _meta(d: Dashboard, seed: int, path: str, sha: str) -> dict[str, Any]:
+    return {
+        "image": path,
+        "image_sha256": sha,
+        "seed": seed,
+        "difficulty": d.difficulty,
+        "layout": d.layout,
+        "unit": d.unit,
+        "font": d.font,
+    }

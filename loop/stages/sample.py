@@ -12,7 +12,7 @@ import hashlib
 from loop import __version__, cancel
 from loop.context import RunContext, StageResult
 from loop.progress import bar
-from loop.prompts import PROMPT_VERSION, messages
+from loop.prompts import PROMPT_VERSION, problem_messages
 from loop.samplers import SamplingParams
 from store import pipeline, stats
 
@@ -35,7 +35,7 @@ def stage(ctx: RunContext, r: int) -> StageResult:
         answer_tokens=cfg.budget.answer_tokens,
     )
     with bar(f"round {r}: sample ({sampler.name})", len(problems) * params.n) as advance:
-        groups = sampler.generate([messages(p["question"]) for p in problems], params, cancel.ticking(advance))
+        groups = sampler.generate([problem_messages(p) for p in problems], params, cancel.ticking(advance))
     sampling = params.as_dict() | {"dtype": getattr(sampler, "dtype", None)}  # provenance
     rows = []
     for p, group in zip(problems, groups):

@@ -11,8 +11,9 @@ validation used (loop.problems.readers.images.open_image: RGB, longer side <= ma
 - unsloth (CUDA): `FastVisionModel` with the course's switches (`unsloth_load_args`,
   `unsloth_peft_args`) and `UnslothVisionDataCollator`, `remove_unused_columns=False`,
   `dataset_kwargs={"skip_prepare_dataset": True}` (`unsloth_sft_args`).
-Both: held-out loss before and after, the fixed prompts (held-out rows with their images)
-answered greedily before and after, the adapter saved like a text model's.
+`loop sft` jobs: held-out loss before and after, the fixed prompts (held-out rows with their images)
+answered greedily before and after; a round's SFT on verified dashboard readings (no
+`heldout`) continues `parent_adapter`. The adapter is saved like a text model's.
 """
 
 from __future__ import annotations
@@ -112,6 +113,12 @@ def _trl(job: dict, cuda: bool) -> dict:
     from transformers import AutoModelForImageTextToText
 
     model = AutoModelForImageTextToText.from_pretrained(job["base"], dtype=trl_backend.base_dtype())
+    processor = load_processor(job["base"])
+    if job.get("parent_adapter"):  # a round continues the current adapter
+        from peft import PeftModel
+
+        tuned = PeftModel.from_pretrained(model, job["parent_adapter"], is_trainable=True)
+        return _run(job, cuda, tuned, processor, None, vision_sft_args(job, cuda), None)
     lora = job["lora"]
     peft = LoraConfig(
         r=lora["r"],
@@ -120,7 +127,7 @@ def _trl(job: dict, cuda: bool) -> dict:
         target_modules=lora_targets(job["instruct"]["vision"]),
         task_type="CAUSAL_LM",
     )
-    return _run(job, cuda, model, load_processor(job["base"]), peft, vision_sft_args(job, cuda), None)
+    return _run(job, cuda, model, processor, peft, vision_sft_args(job, cuda), None)
 
 
 def _unsloth(job: dict, cuda: bool) -> dict:
@@ -137,7 +144,8 @@ def _run(job: dict, cuda: bool, model, processor, peft, args: dict, collator) ->
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    train, held = Dataset.from_list(load_rows(job["data"])), Dataset.from_list(load_rows(job["heldout"]))
+    train = Dataset.from_list(load_rows(job["data"]))
+    held = Dataset.from_list(load_rows(job["heldout"])) if job.get("heldout") else None
     trainer = SFTTrainer(
         model=model,
         args=SFTConfig(**args),
@@ -149,7 +157,10 @@ def _run(job: dict, cuda: bool, model, processor, peft, args: dict, collator) ->
         callbacks=[train_callback("train (vision SFT)"), trl_backend.step_timer()],
     )
     trl_backend._quiet(trainer)
-    metrics = before_and_after(trainer, job, lambda m: answers(m, processor, job), shown)
+    if held is None:  # a round's SFT on verified chains: no held-out split (the evaluate stage judges)
+        metrics = trl_backend._finish(trainer, trainer.train(), len(train), job["tmp"])
+    else:
+        metrics = before_and_after(trainer, job, lambda m: answers(m, processor, job), shown)
     processor.tokenizer.save_pretrained(job["tmp"])
     return metrics
 
