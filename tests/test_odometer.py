@@ -70,3 +70,18 @@ def test_field_reward_table(prediction, expected):
     reward = build_reward("dashboard_fields")
     (got,) = reward(["p"], [[{"role": "assistant", "content": prediction}]], answer=[GOLD])
     assert got == (None if expected is None else pytest.approx(expected))
+
+
+def test_dashboard_source_saves_hashed_images_and_skips_held_out(tmp_path):
+    import hashlib
+
+    from loop.problems.odometer import dashboard_problems
+
+    probs = dashboard_problems(3, [1, 4], seed=5, folder=str(tmp_path))
+    for p in probs:
+        data = open(p.meta["image"], "rb").read()
+        assert hashlib.sha256(data).hexdigest()[:16] == p.meta["image_sha256"]  # named and stored by content
+        assert p.meta["difficulty"] == p.level - 1 and p.level in (1, 4)
+        assert p.answer == dashboard(p.meta["seed"], p.meta["difficulty"]).answer  # the seed redraws it
+    again = dashboard_problems(3, [1, 4], seed=5, folder=str(tmp_path), exclude={probs[0].answer})
+    assert [p.answer for p in again] == [p.answer for p in probs[1:]]  # a held-out reading is never proposed

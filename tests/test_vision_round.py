@@ -31,14 +31,19 @@ def _sets(tmp_path, sft_every=1):
 
 
 def test_a_round_samples_and_scores_dashboard_images(tmp_path):
-    args = [a for s in _sets(tmp_path) for a in ("--set", s)]
+    dash_eval = json.dumps([{"name": "dash", "kind": "dashboard", "n": 2, "levels": [1], "path": str(tmp_path / "ev")}])
+    args = [a for s in [*_sets(tmp_path), f"evaluate.sets={dash_eval}"] for a in ("--set", s)]
     res = runner.invoke(cli.app, ["start", "--rounds", "1", "-c", str(ROOT / "configs" / "tiny.yaml"), *args])
     assert res.exit_code == 0, res.output
     db = tmp_path / "run" / "loop.duckdb"
     with Store(db, read_only=True) as st:
         problems = st.query("SELECT problem_id, question, answer, meta FROM problems WHERE kind = 'dashboard'")
         samples = st.query("SELECT sample_id, prompt_tokens, rewards FROM samples ORDER BY sample_id")
-    assert len(problems) == 2 and len(samples) == 4  # 2 problems x group_size 2
+        (ev,) = st.query("SELECT info FROM steps WHERE round = 1 AND stage = 'evaluate'")
+    assert len(problems) == 2 and len(samples) == 4  # 2 problems x group_size 2 (held-out dashboards not stored)
+    fields = json.loads(ev["info"])["sets"]["dash"]["fields"]  # held-out evaluation per field
+    assert set(fields) == {"odometer", "trip", "speed", "clock", "temperature", "gear"}
+    assert all(0.0 <= v <= 1.0 for v in fields.values())
     for p in problems:
         meta = json.loads(p["meta"])
         data = open(meta["image"], "rb").read()
