@@ -9,8 +9,11 @@ as a model version of the run (kind lora, parent = the base, `config.method = in
 `config.data` = each source's files with sha256, encoding and rows), so `loop export model`
 exports it like any other and it becomes the run's current model. Its metrics hold the
 held-out loss/perplexity and the fixed prompts' answers, before and after
-(`loop inspect sft`). Templates: the model's chat template (`template: chat`, conversational
-prompt/completion rows) or the course's Alpaca prompt (`template: alpaca`).
+(`loop inspect sft`). Vision sources (loop.problems.vision) train a vision-language model
+(`method: vision`, loop.trainers.vision): rows are the structured turns with image paths and
+hashes, the fixed prompts are the first held-out rows with their images. Templates: the
+model's chat template (`template: chat`, conversational prompt/completion rows) or the course's
+Alpaca prompt (`template: alpaca`).
 """
 
 from __future__ import annotations
@@ -122,6 +125,11 @@ def run_sft(cfg: Config) -> dict[str, Any]:
     data = validate_sources(cfg.instruct.sources, chat=True)
     train, held = split(gather(cfg), cfg.instruct.heldout, cfg.instruct.seed)
     vision = any(is_vision(s) for s in cfg.instruct.sources)
+    if vision and cfg.instruct.prompts:
+        raise ProposeError(
+            "instruct.prompts are text-only; with vision sources the first held-out rows (with their images) "
+            "are answered before and after: leave instruct.prompts empty"
+        )
     ctx = open_run(cfg)
     try:
         check_model(ctx.base_dir, vision, cfg.instruct.template)
@@ -210,6 +218,8 @@ def _brief(m: dict[str, Any]) -> dict[str, Any]:
         "first_loss",
         "last_loss",
         "step_times",
+        "peak_memory_gb",
+        "device_peak_gb",
         "prompts",
     )
     return {k: m.get(k) for k in keys}

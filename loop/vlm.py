@@ -39,7 +39,26 @@ CHAT_TEMPLATE = (
 TINY_VL: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "qwen2.5-vl": (
         dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2),
-        dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, fullatt_block_indexes=[1]),
+        dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, fullatt_block_indexes=[1], window_size=56),
+    ),
+    # Qwen2.5-VL-3B's shape (the embedded tokenizer's 49k vocabulary, not Qwen's 151k), for GPU
+    # speed/memory benchmarks; saved in bf16.
+    "qwen2.5-vl-3b": (
+        dict(
+            hidden_size=2048,
+            intermediate_size=11008,
+            num_hidden_layers=36,
+            num_attention_heads=16,
+            num_key_value_heads=2,
+        ),
+        dict(
+            depth=32,
+            hidden_size=1280,
+            intermediate_size=3420,
+            num_heads=16,
+            fullatt_block_indexes=[7, 15, 23, 31],
+            window_size=112,
+        ),
     ),
 }
 # Few image tokens per image on CPU: 28x28 pixels per token, 4..256 tokens.
@@ -73,7 +92,7 @@ def build_tiny_vlm(out: Path, tok, key: str) -> Path:
             max_position_embeddings=4096,
             **text,
         ),
-        vision_config=dict(out_hidden_size=text["hidden_size"], window_size=56, **vision),
+        vision_config=dict(out_hidden_size=text["hidden_size"], **vision),
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
@@ -85,6 +104,8 @@ def build_tiny_vlm(out: Path, tok, key: str) -> Path:
     with torch.no_grad():  # no zero pad row: pad = <|im_end|> ends every turn (see loop.models)
         embed: Any = model.get_input_embeddings()
         embed.weight[tok.pad_token_id].normal_(0.0, 0.02)  # Qwen2.5-VL's initializer_range
+    if text["hidden_size"] > 512:
+        model = model.to(torch.bfloat16)  # type: ignore[arg-type]  # transformers' @wraps'd .to reads as unbound
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)  # the parts, not our processor class: AutoProcessor elsewhere reads them

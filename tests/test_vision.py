@@ -238,3 +238,14 @@ def _generate_with_adapter(base, adapter, image_path):
         gen = model.generate(**ids, max_new_tokens=4, do_sample=False)
     assert gen.shape[1] > ids["input_ids"].shape[1]  # it generated new tokens after the image prompt
     return proc.tokenizer.decode(gen[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+@pytest.mark.parametrize("sets, expected", [
+    (["model.name=tiny:llama"], "the model is not a vision-language model"),        # vision data, text model
+    (['instruct.prompts=["Read it."]'], "instruct.prompts are text-only"),          # text prompts have no image
+])
+def test_vision_sft_refuses_a_mismatch_before_training(tmp_path, sets, expected):
+    _image(tmp_path / "a.png")
+    rows = [(i, "Read it.", "a.png", str(i)) for i in range(4)]
+    res = _sft(tmp_path, _sheet(tmp_path, rows), *[a for s in sets for a in ("--set", s)])
+    assert res.exit_code == 2 and expected in res.output, res.output
