@@ -22,18 +22,21 @@ from tests.conftest import ROOT
 runner = CliRunner()
 
 
-def _sets(tmp_path, sft_every=1):
+CONFIG = ROOT / "configs" / "dashboard.yaml"
+
+
+def _sets(tmp_path):
+    """configs/dashboard.yaml made small: 2 dashboards, groups of 2, 8 tokens, 1 SFT step."""
     src = [{"kind": "dashboard", "count": 2, "levels": [1, 3], "path": str(tmp_path / "images")}]
-    return ["model.name=tiny:qwen2.5-vl", f"run.dir={tmp_path / 'run'}", f"propose.sources={json.dumps(src)}",
-            'verify.rewards=[{"name": "dashboard_fields"}]', "verify.correctness=dashboard_fields",
-            "evaluate.n_problems=2", "sample.max_new_tokens=8", "evaluate.max_new_tokens=8",
-            f"train.sft.every={sft_every}", "train.sft.max_steps=1", "train.sft.batch_size=1"]
+    ev = [{"name": "dash", "kind": "dashboard", "n": 2, "levels": [1], "path": str(tmp_path / "ev")}]
+    return [f"run.dir={tmp_path / 'run'}", f"propose.sources={json.dumps(src)}", f"evaluate.sets={json.dumps(ev)}",
+            "sample.group_size=2", "sample.max_new_tokens=8", "evaluate.max_new_tokens=8",
+            "train.sft.max_steps=1", "train.sft.batch_size=1"]
 
 
 def test_a_round_samples_and_scores_dashboard_images(tmp_path):
-    dash_eval = json.dumps([{"name": "dash", "kind": "dashboard", "n": 2, "levels": [1], "path": str(tmp_path / "ev")}])
-    args = [a for s in [*_sets(tmp_path), f"evaluate.sets={dash_eval}"] for a in ("--set", s)]
-    res = runner.invoke(cli.app, ["start", "--rounds", "1", "-c", str(ROOT / "configs" / "tiny.yaml"), *args])
+    args = [a for s in _sets(tmp_path) for a in ("--set", s)]
+    res = runner.invoke(cli.app, ["start", "--rounds", "1", "-c", str(CONFIG), *args])
     assert res.exit_code == 0, res.output
     db = tmp_path / "run" / "loop.duckdb"
     with Store(db, read_only=True) as st:
@@ -59,7 +62,7 @@ def test_a_round_samples_and_scores_dashboard_images(tmp_path):
 
 
 def test_a_verified_reading_trains_the_vlm_in_the_round(tmp_path):
-    cfg = load_config(ROOT / "configs" / "tiny.yaml", _sets(tmp_path))
+    cfg = load_config(CONFIG, _sets(tmp_path))
     ctx = open_run(cfg, new_run=True)
     try:
         STAGES["propose"](ctx, 1)
