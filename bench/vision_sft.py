@@ -56,7 +56,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     a = ap.parse_args()
-    out = {"course": COURSE, "cases": []}
+    import torch
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
+    out = {"course": COURSE, "device": device, "cases": []}
     for name in a.cases:
         try:
             out["cases"].append(run_case(name, a.model, a.steps))
