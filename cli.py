@@ -566,7 +566,7 @@ def sft(
                 "round": info["round"],
                 "metrics": info,
                 "config": {
-                    "template": cfg.instruct.template,
+                    "template": "processor" if info.get("vision") else cfg.instruct.template,
                     "train_rows": info["examples"],
                     "heldout_rows": info["heldout_rows"],
                     "data": info.get("data", []),

@@ -76,10 +76,11 @@ class ModelSettings(_Strict):
 class SourceSettings(_Strict):
     """`propose.sources[]`: one source of training problems (procedural, a JSONL file, or the model itself)."""
 
-    kind: Literal["arithmetic", "jsonl", "file", "self"] = Field(
+    kind: Literal["arithmetic", "jsonl", "file", "self", "dashboard"] = Field(
         description="arithmetic = procedural problems; jsonl = a GSM8K-format file; file = any data file or "
         "folder (`reader`, `format`); self = the current model proposes problems with answer "
-        "programs (loop/proposer/)."
+        "programs (loop/proposer/); dashboard = drawn dashboard images to read (a vision model; "
+        "`levels` 1..4 = noise/blur difficulty, `path` = the image folder, default ~/.cache/loop/dashboards)."
     )
     count: int = Field(
         16, ge=0, le=100_000, description="Problems drawn from this source per round (self: kept at most)."
@@ -103,7 +104,8 @@ class SourceSettings(_Strict):
     format: str = Field(
         "gsm8k",
         description="file: row format: gsm8k | math | plain (problems), alpaca | "
-        "messages | medical (instruction data for `loop sft`).",
+        "messages | medical (instruction data for `loop sft`), vision (id, prompt, image, response) | "
+        "vision_messages (messages with <image> placeholders + images) for vision `loop sft`.",
     )
     question_field: str | None = Field(
         None, description="file: the question (alpaca: instruction) column; None = the format's."
@@ -124,6 +126,15 @@ class SourceSettings(_Strict):
         None, description="file: system prompt for this source's conversations (a row's own `system` wins)."
     )
     sheet: str | None = Field(None, description="file, xlsx: the sheet read; None = the first.")
+    image_field: str | None = Field(
+        None, description="file, format vision: the image-path column (relative to the file's folder); None = image."
+    )
+    image_max_side: int = Field(
+        512,
+        ge=28,
+        le=8192,
+        description="file, vision formats: images are shrunk (aspect kept) so the longer side is at most this, pixels.",
+    )
     limit: int | None = Field(
         None, ge=1, le=100_000_000, description="file, `loop sft`: at most this many rows (seeded sample); None = all."
     )
@@ -690,6 +701,26 @@ class EvalSettings(_Strict):
         return self
 
 
+class VisionSettings(_Strict):
+    """`instruct.vision`: which layers of a vision-language model get LoRA (the course's switches)."""
+
+    backend: Literal["auto", "trl", "unsloth"] = Field(
+        "auto", description="auto = Unsloth FastVisionModel on CUDA when installed, else TRL + PEFT (CPU too)."
+    )
+    finetune_vision_layers: bool = Field(True, description="LoRA on the vision tower's blocks.")
+    finetune_language_layers: bool = Field(True, description="LoRA on the language model's layers.")
+    finetune_attention_modules: bool = Field(True, description="LoRA on attention projections (in the towers chosen).")
+    finetune_mlp_modules: bool = Field(True, description="LoRA on MLP projections (in the towers chosen).")
+
+    @model_validator(mode="after")
+    def _some(self) -> VisionSettings:
+        if not (self.finetune_vision_layers or self.finetune_language_layers):
+            raise ValueError("instruct.vision: finetune_vision_layers and finetune_language_layers are both off")
+        if not (self.finetune_attention_modules or self.finetune_mlp_modules):
+            raise ValueError("instruct.vision: finetune_attention_modules and finetune_mlp_modules are both off")
+        return self
+
+
 class InstructSettings(_Strict):
     """`instruct`: `loop sft`, one-shot LoRA SFT on instruction data (the course's recipe as defaults)."""
 
@@ -720,12 +751,18 @@ class InstructSettings(_Strict):
         "empty = the first held-out rows' questions (3).",
     )
     max_new_tokens: int = Field(128, ge=1, description="Token cap per fixed-prompt answer.")
+    vision: VisionSettings = Field(
+        VisionSettings(), description="Vision sources (format vision / vision_messages): backend and LoRA layers."
+    )
 
     @model_validator(mode="after")
     def _file_sources(self) -> InstructSettings:
         bad = [s.kind for s in self.sources if s.kind not in ("file", "jsonl")]
         if bad:
             raise ValueError(f"instruct.sources must be `kind: file` (or jsonl), got {bad[0]!r}")
+        kinds = {s.format.startswith("vision") for s in self.sources}
+        if len(kinds) > 1:
+            raise ValueError("instruct.sources: vision and text sources cannot train in one `loop sft` job")
         return self
 
 

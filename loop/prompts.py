@@ -5,6 +5,7 @@ in every problem's chat (sample, verify, train rows, evaluate, loop eval) and ta
 from __future__ import annotations
 
 import hashlib
+import json
 
 PROMPT_VERSION = "reasoning-answer-v1"
 
@@ -27,6 +28,20 @@ def prompt_version(system: str | None = None) -> str:
     if system is None:
         return PROMPT_VERSION
     return f"{PROMPT_VERSION}+system:{hashlib.sha256(system.encode()).hexdigest()[:8]}"
+
+
+def problem_messages(problem: dict, system: str | None = None) -> list[dict]:
+    """Chat messages for a stored problem (`system`: as for `messages`); one with an image in its
+    meta (a dashboard) shows the image before the question (an image block, loop.samplers.hf_vision)."""
+    meta = problem.get("meta") or {}
+    meta = json.loads(meta) if isinstance(meta, str) else meta
+    msgs = messages(problem["question"], system)
+    if meta.get("image"):
+        msgs[-1] = {
+            "role": "user",
+            "content": [{"type": "image", "image": meta["image"]}, {"type": "text", "text": problem["question"]}],
+        }
+    return msgs
 
 
 def format_chain(reasoning: str, answer: str) -> str:

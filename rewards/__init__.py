@@ -12,7 +12,7 @@ for the set/tuple/interval order rules and ``rewards.pool`` for time bounds.
 
 Layers, bottom up (a module imports only from lower ones; no cycles)::
 
-    errors, normalize, extract, pool          no project imports
+    errors, normalize, extract, pool, dashboard   no project imports
     lexer -> _primary -> parse                the answer parser
     verdict, evaluate -> sympy_bridge         sympy_bridge: loaded by pool workers only
     scalar -> intervals -> equivalence -> verifier -> funcs -> rewards

@@ -25,6 +25,8 @@ timed out; weights are the caller's business):
                    last number): a wordy tag like ``<answer>72 clips in all``
                    still counts.  Only unreadable candidates fall through, so
                    listing several guesses does not help.
+  ``dashboard_fields``  field-wise dashboard reading (rewards.dashboard): share of
+                   the gold's fields read right, numbers within a tolerance.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from .dashboard import score as dashboard_score
 from .extract import candidates, extract_answer
 from .verifier import DEFAULT_TIMEOUT_S, verify
 
@@ -46,6 +49,7 @@ __all__ = [
     "IntReward",
     "CorrectnessReward",
     "AccuracyReward",
+    "DashboardFieldsReward",
 ]
 
 
@@ -230,9 +234,28 @@ class AccuracyReward(_VerifiedReward):
         return self._reward(verdict.equal)
 
 
+class DashboardFieldsReward(_Reward):
+    """Dashboard readings (rewards.dashboard): the mean of per-field matches against the gold
+    `answer` lines; None when the completion has no readable field."""
+
+    name = "dashboard_fields"
+
+    def score(self, texts: list[str], columns: dict) -> list[float | None]:
+        golds = columns.get("answer") or [None] * len(texts)
+        return [None if g is None else dashboard_score(str(g), t) for t, g in zip(texts, golds)]
+
+
 REWARDS: dict[str, type[_Reward]] = {
     cls.name: cls
-    for cls in (XmlCountReward, SoftFormatReward, StrictFormatReward, IntReward, CorrectnessReward, AccuracyReward)
+    for cls in (
+        XmlCountReward,
+        SoftFormatReward,
+        StrictFormatReward,
+        IntReward,
+        CorrectnessReward,
+        AccuracyReward,
+        DashboardFieldsReward,
+    )
 }
 
 

@@ -100,9 +100,9 @@ def pass_rates(
 
 # --- what a round's stages read -------------------------------------------------------
 def round_problems(store: Store, run_id: str, r: int) -> list[dict[str, Any]]:
-    """(problem_id, question) of round r's problems, in problem_id order."""
+    """(problem_id, question, meta) of round r's problems, in problem_id order."""
     return store.query(
-        "SELECT p.problem_id, p.question FROM round_problems rp JOIN problems p USING (problem_id) "
+        "SELECT p.problem_id, p.question, p.meta FROM round_problems rp JOIN problems p USING (problem_id) "
         "WHERE rp.run_id = ? AND rp.round = ? ORDER BY p.problem_id",
         [run_id, r],
     )
@@ -129,6 +129,16 @@ def verified_chains(store: Store, run_id: str, first: int, last: int) -> list[di
         "WHERE s.run_id = $run AND s.verified AND s.round <= $last_round AND s.round >= $first_round",
         pass_rate_params(run_id, first, last),
     )
+
+
+def problem_meta(store: Store, problem_ids: list[str]) -> dict[str, Any]:
+    """problem_id -> its meta (JSON text as stored), for the given problems."""
+    if not problem_ids:
+        return {}
+    rows = store.query(
+        "SELECT problem_id, meta FROM problems WHERE problem_id IN (SELECT unnest($ids))", {"ids": problem_ids}
+    )
+    return {r["problem_id"]: r["meta"] for r in rows}
 
 
 def problems_in_band(store: Store, run_id: str, r: int, lo: float, hi: float) -> list[dict[str, Any]]:

@@ -40,6 +40,7 @@ from loop.export.errors import ExportError
 from loop.export.gguf import OUTTYPES, find_converter, write_gguf
 from loop.models import ModelError, load_for_inference, model_hash, resolve_model
 from loop.prompts import system_text
+from loop.vlm import copy_processor_files, is_vision_model, load_merged
 from store import lineage as lineage_q
 from store import queries
 from store.db import Store
@@ -292,11 +293,14 @@ def write_merged(base: Path, adapter: Path, dest: Path, dtype: str) -> None:
     import torch
     from transformers import AutoTokenizer
 
-    model, _ = load_for_inference(base, adapter, "float32")
+    vision = is_vision_model(base)
+    model = load_merged(base, adapter) if vision else load_for_inference(base, adapter, "float32")[0]
     model = model.to(getattr(torch, dtype))
     model.config.dtype = dtype
     model.save_pretrained(dest)
     AutoTokenizer.from_pretrained(base).save_pretrained(dest)
+    if vision:
+        copy_processor_files(base, dest)
 
 
 def _loop_version() -> str:

@@ -212,6 +212,9 @@ def render_show(r: dict) -> None:
         ("created", r["created_at"]),
         ("tokens", f"prompt {r['prompt_tokens']}, completion {r['completion_tokens']} ({r['finish_reason']})"),
     ]
+    meta = r.get("problem_meta") or {}
+    if isinstance(meta, dict) and meta.get("image"):  # a vision problem: where its pixels are
+        prov.append(("image", f"{meta['image']} (sha256 {meta.get('image_sha256')})"))
     out.print(_table("provenance", ["field", "value"], [[k, str(v)] for k, v in prov]))
     out.print(
         Panel(

@@ -1,7 +1,8 @@
 """Problems with exact answers: the type every source yields, and the sources' error.
 
 A problem's id is the hash of its normalized question and answer, so the same problem
-proposed twice is stored once. Sources live beside this file: `procedural` (seeded
+proposed twice is stored once. Sources live beside this file: `odometer` (drawn dashboards
+with exact readings, a vision task), `vision` (image row formats), `procedural` (seeded
 arithmetic with sympy-exact answers, and the held-out set), `readers/` (one module per
 file format; bounded reads, detected encodings), `formats` (named row formats: problems
 and conversations), `seeds` (file sources, cached), `evalsets` (`evaluate.sets`),

@@ -3,7 +3,8 @@
 Without `sets`, one procedural set (`evaluate.n_problems/levels/seed`) named `heldout`, as
 before. A file set is a seeded sample of `n` rows of a problem-format file; its questions
 join the exclusions, so no training round proposes them (e.g. evaluate on 200 rows of a
-GSM8K file whose other rows train). The gated set (`evaluate.gate_set`, else the first) is
+GSM8K file whose other rows train). A `dashboard` set draws `n` (default 50) dashboards from its
+seed; their readings join the exclusions. The gated set (`evaluate.gate_set`, else the first) is
 stored as split `heldout`, the others under their names.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import random
 
 from loop.problems import Problem
+from loop.problems.odometer import dashboard_problems
 from loop.problems.procedural import heldout
 from loop.problems.seeds import source_problems
 
@@ -33,6 +35,8 @@ def eval_sets(ev) -> list[tuple[str, str, list[Problem]]]:
 def set_problems(s) -> list[Problem]:
     if s.kind == "arithmetic":
         return heldout(s.n or 200, s.levels, s.seed)
+    if s.kind == "dashboard":
+        return dashboard_problems(s.n or 50, s.levels, s.seed, s.path)
     pool = source_problems(s)
     if s.n is None or s.n >= len(pool):
         return pool

@@ -87,5 +87,7 @@ def heldout(n: int, levels: list[int], seed: int) -> list[Problem]:
 
 
 def heldout_keys(problems: list[Problem]) -> set[str]:
-    """What training proposals must avoid: held-out expressions and questions."""
-    return {p.meta.get("expression", p.question) for p in problems} | {p.question for p in problems}
+    """What training proposals must avoid: held-out expressions and questions; for dashboards
+    (one prompt for every image) the readings themselves."""
+    keys = {p.meta.get("expression", p.question) for p in problems} | {p.question for p in problems}
+    return keys | {p.answer for p in problems if p.kind == "dashboard"}

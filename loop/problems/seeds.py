@@ -16,6 +16,7 @@ from loop.problems import Problem
 from loop.problems.formats import conversations, problems
 from loop.problems.readers import read_table
 from loop.problems.readers.base import ReadOptions, Table
+from loop.problems.vision import VISION_FORMATS, vision_conversations
 
 _CACHE: dict[tuple, Table] = {}
 
@@ -41,8 +42,15 @@ def source_problems(src) -> list[Problem]:
 
 
 def source_conversations(src) -> list[dict[str, Any]]:
-    """Every row of a file source as {"messages", "meta"} (instruction SFT)."""
+    """Every row of a file source as {"messages", "meta"} (instruction SFT); a vision format's
+    rows also carry their checked images (loop.problems.vision)."""
+    if is_vision(src):
+        return vision_conversations(source_table(src), src)
     return conversations(source_table(src), src)
+
+
+def is_vision(src) -> bool:
+    return getattr(src, "format", None) in VISION_FORMATS
 
 
 def load_jsonl(path: str | Path) -> list[Problem]:
@@ -54,8 +62,9 @@ class _JsonlSource:
     """The settings `load_jsonl` reads with (a `kind: jsonl` source's defaults)."""
 
     kind, reader, format, encoding, sheet = "jsonl", "jsonl", "gsm8k", None, None
-    question_field = answer_field = answer_format = system = subset = None
+    question_field = answer_field = answer_format = system = subset = image_field = None
     split = "train"
+    image_max_side = 512
     max_field_bytes = 1_000_000
 
     def __init__(self, path: str) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Set as AbstractSet
 from typing import Any
 
 from loop.problems import Problem, ProposeError
+from loop.problems.odometer import dashboard_problems
 from loop.problems.procedural import arithmetic
 from loop.problems.seeds import sample_jsonl, source_conversations, source_problems, source_table
 
@@ -26,7 +27,16 @@ def _file(src, seed: int, exclude: AbstractSet[str]) -> list[Problem]:
     return sample_jsonl(pool, src.count, seed)
 
 
-SOURCES: dict[str, Callable[..., list[Problem]]] = {"arithmetic": _arithmetic, "jsonl": _file, "file": _file}
+def _dashboard(src, seed: int, exclude: AbstractSet[str]) -> list[Problem]:
+    return dashboard_problems(src.count, src.levels, seed, src.path, exclude)
+
+
+SOURCES: dict[str, Callable[..., list[Problem]]] = {
+    "arithmetic": _arithmetic,
+    "jsonl": _file,
+    "file": _file,
+    "dashboard": _dashboard,
+}
 
 
 def propose(sources, seed: int, exclude: AbstractSet[str] = frozenset()) -> list[Problem]:

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from loop.vlm import is_vision_model
+
 
 @dataclass
 class SamplingParams:
@@ -79,6 +81,7 @@ BACKENDS: dict[str, str] = {  # name -> module path:class; imported lazily
     "hf": "loop.samplers.hf:HFSampler",
     "vllm": "loop.samplers.vllm:VLLMSampler",
     "openai": "loop.samplers.openai:OpenAISampler",
+    "hf-vision": "loop.samplers.hf_vision:HFVisionSampler",  # chosen for a VLM folder (build_sampler)
 }
 
 
@@ -130,5 +133,9 @@ def sample_dtype(backend: str, sample_cfg, model_cfg) -> str:
 
 def build_sampler(name: str, model_dir, adapter_dir, sample_cfg, model_cfg) -> Sampler:
     backend = choose_backend(name)
+    if is_vision_model(model_dir):  # images in the prompts: HF generate with the model's processor
+        if name not in ("auto", "hf"):
+            raise SamplerError(f"{model_dir}: a vision-language model samples with `hf` (or auto) only, not {name!r}")
+        backend = "hf-vision"
     mod, cls = BACKENDS[backend].split(":")
     return getattr(importlib.import_module(mod), cls)(model_dir, adapter_dir, sample_cfg, model_cfg)

@@ -10,7 +10,9 @@ never include its expressions. Round 0 is the model before any training, so
 each round's gain is measured against it. The model evaluated is always the local
 one being trained (ctx.eval_sampler), also when a teacher endpoint samples.
 Accuracy counts a correct answer wherever the verifier finds it; `format_rate`
-counts strict-format answers.
+counts strict-format answers. A dashboard set (images; loop.problems.odometer) counts a problem
+correct when every field is read right (`dashboard_fields` = 1) and reports each field's accuracy
+(`fields`).
 `evaluate.every = M` evaluates after every M-th round only (round 0 always); a
 round not due records its step as skipped, like train's sub-steps.
 """
@@ -26,10 +28,11 @@ from loop.problems import Problem
 from loop.problems.evalsets import eval_sets
 from loop.problems.procedural import heldout
 from loop.progress import bar
-from loop.prompts import messages
+from loop.prompts import problem_messages
 from loop.rounds import due
 from loop.samplers import SamplingParams
 from rewards import build_reward
+from rewards.dashboard import field_match, fields
 from store import pipeline
 
 
@@ -46,11 +49,12 @@ def evaluate_model(
     problems = heldout(cfg.n_problems, cfg.levels, cfg.seed) if problems is None else problems
     sampler = ctx.eval_sampler()
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens, seed=0)
-    prompts = [messages(p.question, ctx.cfg.prompt.system) for p in problems]
+    prompts = [problem_messages({"question": p.question, "meta": p.meta}, ctx.cfg.prompt.system) for p in problems]
     with bar(f"evaluate {name} ({len(problems)} held-out, greedy)", len(problems)) as advance:
         outs = [g[0].text for g in sampler.generate(prompts, params, cancel.ticking(advance))]
     answers = [p.answer for p in problems]
-    correct = build_reward("correctness", {})(prompts, outs, answer=answers)
+    dash = bool(problems) and all(p.kind == "dashboard" for p in problems)  # read every field right
+    correct = build_reward("dashboard_fields" if dash else "correctness", {})(prompts, outs, answer=answers)
     strict = build_reward("strict_format", {})(prompts, outs, answer=answers)
     details = [
         {"question": p.question, "answer": p.answer, "completion": o, "correct": c}
@@ -67,6 +71,8 @@ def evaluate_model(
     }
     if ks:
         res["metrics"] = sampled_metrics(sampler, prompts, answers, ks, n_samples, cfg, name, details)
+    if dash:
+        res["fields"] = per_field(answers, outs)
     return res
 
 
@@ -82,6 +88,17 @@ def sampled_metrics(sampler, prompts, answers, ks: list[int], n: int, cfg, name:
     for d, texts, c in zip(details, groups, correct):
         d.update(votes=[vote_key(t) for t in texts], samples_correct=c)
     return {"samples": n, "temperature": cfg.temperature, **set_metrics(groups, correct, ks)}
+
+
+def per_field(answers: list[str], outs: list[str]) -> dict[str, float]:
+    """Dashboard sets: the share of problems whose each field was read right (rewards.dashboard)."""
+    gold = [fields(a) for a in answers]
+    pred = [fields(o) for o in outs]
+    names = list(dict.fromkeys(k for g in gold for k in g))
+    return {
+        k: sum(bool(k in p and field_match(k, g[k], p[k])) for g, p in zip(gold, pred) if k in g) / len(gold)
+        for k in names
+    }
 
 
 def stage(ctx: RunContext, r: int) -> StageResult:
@@ -107,7 +124,9 @@ def stage(ctx: RunContext, r: int) -> StageResult:
                 **{k: res.get(k) for k in keys},
             }
         )
-        per_set[name] = {k: res.get(k) for k in keys if k != "metrics" or res.get(k)}
+        per_set[name] = {k: res.get(k) for k in keys if k != "metrics" or res.get(k)} | (
+            {"fields": res["fields"]} if "fields" in res else {}
+        )
     gate_set, res = next(iter(per_set.items()))  # the gated set comes first
     info = dict(res) | {"model_version": version, "gate_set": gate_set, "sets": per_set}
     gate = gate_decision(ctx, version, res["accuracy"], r)

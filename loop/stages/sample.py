@@ -12,7 +12,7 @@ import hashlib
 from loop import __version__, cancel
 from loop.context import RunContext, StageResult
 from loop.progress import bar
-from loop.prompts import messages, prompt_version
+from loop.prompts import problem_messages, prompt_version
 from loop.samplers import SamplingParams
 from store import pipeline, stats
 
@@ -36,7 +36,7 @@ def stage(ctx: RunContext, r: int) -> StageResult:
     )
     with bar(f"round {r}: sample ({sampler.name})", len(problems) * params.n) as advance:
         groups = sampler.generate(
-            [messages(p["question"], ctx.cfg.prompt.system) for p in problems], params, cancel.ticking(advance)
+            [problem_messages(p, ctx.cfg.prompt.system) for p in problems], params, cancel.ticking(advance)
         )
     sampling = params.as_dict() | {"dtype": getattr(sampler, "dtype", None)}  # provenance
     rows = []

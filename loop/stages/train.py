@@ -21,6 +21,8 @@ from loop.trainers.chains import data_hash, select_chains, write_snapshot
 from loop.trainers.job import Method, TrainJob
 from loop.trainers.launch import run_child
 from loop.trainers.rows import mix_examples
+from loop.trainers.vision_rows import round_vision_settings, vision_examples
+from loop.vlm import is_vision_model
 from store import pipeline
 
 
@@ -93,9 +95,18 @@ def _job(ctx: RunContext, r: int, method: Method, data: str, out: str) -> TrainJ
 def _train(ctx: RunContext, r: int, method: Method, examples: list[dict[str, Any]]) -> StageResult:
     parent_version, _ = ctx.current_model()
     work = ctx.run_dir / "train" / f"round-{r:03d}-{method}"
+    vision = is_vision_model(ctx.base_dir)
+    if vision and method != "sft":
+        raise ValueError(
+            f"train.{method}: a vision-language model trains by SFT only in rounds (set train.grpo.every=0)"
+        )
+    if vision:  # the chains with their problems' images (loop.trainers.vision)
+        examples = vision_examples(examples, pipeline.problem_meta(ctx.store, [e["problem_id"] for e in examples]))
     write_snapshot(examples, work / "data.parquet")
     out = ctx.run_dir / "models" / f"round-{r:03d}-{method}"
     job = _job(ctx, r, method, str(work / "data.parquet"), str(out))
+    if vision:
+        job["method"], job["instruct"] = "vision", round_vision_settings(ctx.cfg)
     with ctx.gpu_released():  # a sleeping vLLM engine leaves the GPU to the training child
         metrics = run_child(job, work / "job.json", ctx.cfg.run.threads, ctx.cfg.train.launcher)
     version = model_hash(out)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from collections.abc import Callable
 
 from loop.progress import train_callback
 from loop.trainers import trl as trl_backend
@@ -66,20 +67,27 @@ def instruct(job: dict) -> dict:
         callbacks=[train_callback("train (instruct SFT)"), trl_backend.step_timer()],
     )
     trl_backend._quiet(trainer)
-    before_loss, before = trainer.evaluate()["eval_loss"], answers(trainer.model, tok, job)
-    result = trainer.train()
-    after_loss, after = trainer.evaluate()["eval_loss"], answers(trainer.model, tok, job)
-    metrics = trl_backend._finish(trainer, result, len(train), job["tmp"])
+    metrics = before_and_after(trainer, job, lambda m: answers(m, tok, job), _shown)
     tok.save_pretrained(job["tmp"])
-    prompts = [{"prompt": _shown(p), "before": b, "after": a} for p, b, a in zip(job["prompts"], before, after)]
+    return metrics
+
+
+def before_and_after(trainer, job: dict, answer: Callable, shown: Callable) -> dict:
+    """Train; held-out loss/perplexity and the fixed prompts' answers (`answer(model)`) before
+    and after; the adapter saved into job["tmp"]. Shared by instruction and vision SFT."""
+    before_loss, before = trainer.evaluate()["eval_loss"], answer(trainer.model)
+    result = trainer.train()
+    after_loss, after = trainer.evaluate()["eval_loss"], answer(trainer.model)
+    metrics = trl_backend._finish(trainer, result, len(trainer.train_dataset), job["tmp"])
+    prompts = [{"prompt": shown(p), "before": b, "after": a} for p, b, a in zip(job["prompts"], before, after)]
     return {
         **metrics,
-        "heldout_rows": len(held),
+        "heldout_rows": len(trainer.eval_dataset),
         "heldout_loss_before": before_loss,
         "heldout_loss_after": after_loss,
         "heldout_ppl_before": math.exp(before_loss),
         "heldout_ppl_after": math.exp(after_loss),
-        "optim": args.optim,
+        "optim": trainer.args.optim,
         "prompts": prompts,
     }
 

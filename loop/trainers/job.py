@@ -14,7 +14,7 @@ Method = Literal["sft", "grpo", "instruct"]
 
 
 class TrainJob(TypedDict, total=False):
-    method: Method
+    method: Method | Literal["vision"]  # vision: `loop sft` on a vision source (loop.trainers.vision)
     backend: str  # train.backend: auto | trl | unsloth
     base: str  # the base model folder
     parent_adapter: str | None  # the current adapter, continued; None = a fresh LoRA

@@ -1,0 +1,62 @@
+"""A round's verified chains as vision SFT rows, and the settings such a job trains with.
+
+`vision_examples(chains, metas)`: each chain ({problem_id, prompt, completion}) whose problem
+has an image in its meta (a `dashboard` problem) -> {"problem_id", "messages": JSON of the
+structured turns (the image block before the question), "images", "image_sha256",
+"max_side"}, the rows loop.trainers.vision reads; chains without an image keep their text
+turns. `round_vision_settings(cfg)`: the vision child's `instruct` block from `train.sft`
+(steps, batch, lr, accumulation, length) with a constant schedule as a round's SFT has, and
+`instruct.vision`'s layer switches.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from loop.samplers.hf_vision import IMAGE_MAX_SIDE
+
+
+def vision_examples(chains: list[dict[str, Any]], metas: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for c in chains:
+        meta = metas.get(c["problem_id"]) or {}
+        meta = json.loads(meta) if isinstance(meta, str) else meta
+        turns = [_blocks(m) for m in [*c["prompt"], *c["completion"]]]
+        images = [meta["image"]] if meta.get("image") else []
+        if images:  # the image before the question, as the sampler showed it
+            turns[-2]["content"].insert(0, {"type": "image"})
+        out.append(
+            {
+                "problem_id": c["problem_id"],
+                "messages": json.dumps(turns, ensure_ascii=False),
+                "images": images,
+                "image_sha256": [meta["image_sha256"]] if images else [],
+                "max_side": IMAGE_MAX_SIDE,
+            }
+        )
+    return out
+
+
+def _blocks(turn: dict[str, Any]) -> dict[str, Any]:
+    """Every turn's content as a list of blocks (one column type for the whole dataset)."""
+    content = turn["content"]
+    return {
+        "role": turn["role"],
+        "content": [{"type": "text", "text": content}] if isinstance(content, str) else list(content),
+    }
+
+
+def round_vision_settings(cfg) -> dict[str, Any]:
+    sft = cfg.train.sft
+    return {
+        **cfg.instruct.model_dump(mode="json", exclude={"sources"}),
+        "max_steps": sft.max_steps,
+        "batch_size": sft.batch_size,
+        "grad_accum": sft.grad_accum,
+        "learning_rate": sft.learning_rate,
+        "max_seq_len": sft.max_seq_len,
+        "lr_scheduler": "constant",
+        "warmup_steps": 0,
+        "weight_decay": 0.0,
+    }
