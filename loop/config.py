@@ -70,10 +70,11 @@ class ModelSettings(_Strict):
 class SourceSettings(_Strict):
     """`propose.sources[]`: one source of training problems (procedural, a JSONL file, or the model itself)."""
 
-    kind: Literal["arithmetic", "jsonl", "file", "self"] = Field(
+    kind: Literal["arithmetic", "jsonl", "file", "self", "code"] = Field(
         description="arithmetic = procedural problems; jsonl = a GSM8K-format file; file = any data file or "
         "folder (`reader`, `format`); self = the current model proposes problems with answer "
-        "programs (loop/proposer/)."
+        "programs (loop/proposer/); code = code-reasoning tasks checked by execution "
+        "(loop/problems/codetasks.py; `tasks`, `model_count`)."
     )
     count: int = Field(
         16, ge=0, le=100_000, description="Problems drawn from this source per round (self: kept at most)."
@@ -136,6 +137,20 @@ class SourceSettings(_Strict):
         le=1.0,
         description="self: word-3-gram Jaccard similarity (0, 1] at or above which a proposal "
         "counts as a near-duplicate of a stored problem.",
+    )
+    tasks: list[Literal["deduction", "abduction", "induction"]] = Field(
+        ["deduction", "abduction", "induction"],
+        min_length=1,
+        description="code: task kinds, in turn: deduction (program + input -> output), abduction "
+        "(program + output -> an input), induction (input/output pairs -> the program).",
+    )
+    model_count: int = Field(
+        0,
+        ge=0,
+        le=10_000,
+        description="code: programs the current model writes per round (kept at most; each kept one "
+        "gives one task per kind in `tasks`); 0 = procedural programs only. Uses shots, attempts, "
+        "temperature, max_new_tokens.",
     )
     eval_paths: list[str] = Field(
         [],
@@ -578,7 +593,8 @@ class TrainSettings(_Strict):
 
 
 class EvalSetSettings(SourceSettings):
-    """`evaluate.sets[]`: one named held-out set: procedural arithmetic or a file (`kind: jsonl|file`)."""
+    """`evaluate.sets[]`: one named held-out set: procedural arithmetic, code tasks (`kind: code`) or a
+    file (`kind: jsonl|file`)."""
 
     name: str = Field(description="The set's name (its rows in `loop inspect sets`; `evaluate.gate_set` refers to it).")
     n: int | None = Field(
@@ -589,7 +605,7 @@ class EvalSetSettings(SourceSettings):
     @model_validator(mode="after")
     def _eval_kind(self) -> EvalSetSettings:
         if self.kind == "self":
-            raise ValueError("an evaluation set is arithmetic, jsonl or file, not self")
+            raise ValueError("an evaluation set is arithmetic, code, jsonl or file, not self")
         return self
 
 

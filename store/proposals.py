@@ -22,6 +22,15 @@ def verified_programs(store: Store, run_id: str) -> list[tuple[str, str]]:
     return [(r["question"], r["program"]) for r in rows]
 
 
+def code_programs(store: Store) -> list[str]:
+    """Every stored code task's program (`meta.code`), for the code proposer's dedup."""
+    rows = store.query(
+        "SELECT DISTINCT json_extract_string(meta, '$.code') AS code FROM problems "
+        "WHERE json_extract_string(meta, '$.code') IS NOT NULL ORDER BY 1"
+    )
+    return [r["code"] for r in rows]
+
+
 def pass_rate_rows(store: Store, run_id: str, before: int, source: str | None = None) -> list[tuple]:
     """(problem_id, round, n, n_verified) of rounds < `before`, optionally of one source."""
     sql = (

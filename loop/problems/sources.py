@@ -2,7 +2,8 @@
 
 Deterministic in the seed; a problem drawn twice is kept once; nothing in `exclude`
 (held-out expressions and questions) is drawn. `self` sources are planned separately
-by loop.proposer (they need the model). `validate_sources` opens and maps every file
+by loop.proposer (they need the model), as are the model-written programs of a `code`
+source (`model_count`); its procedural tasks are drawn here. `validate_sources` opens and maps every file
 source (all rows) so a bad file fails when the run opens, before anything is stored.
 """
 
@@ -13,6 +14,7 @@ from collections.abc import Set as AbstractSet
 from typing import Any
 
 from loop.problems import Problem, ProposeError
+from loop.problems.codetasks import code_tasks
 from loop.problems.procedural import arithmetic
 from loop.problems.seeds import sample_jsonl, source_conversations, source_problems, source_table
 
@@ -26,7 +28,16 @@ def _file(src, seed: int, exclude: AbstractSet[str]) -> list[Problem]:
     return sample_jsonl(pool, src.count, seed)
 
 
-SOURCES: dict[str, Callable[..., list[Problem]]] = {"arithmetic": _arithmetic, "jsonl": _file, "file": _file}
+def _code(src, seed: int, exclude: AbstractSet[str]) -> list[Problem]:
+    return code_tasks(src.count, src.tasks, seed, exclude)
+
+
+SOURCES: dict[str, Callable[..., list[Problem]]] = {
+    "arithmetic": _arithmetic,
+    "jsonl": _file,
+    "file": _file,
+    "code": _code,
+}
 
 
 def propose(sources, seed: int, exclude: AbstractSet[str] = frozenset()) -> list[Problem]:

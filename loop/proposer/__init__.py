@@ -16,6 +16,9 @@ Contract (the propose stage, loop/stages/propose.py, calls `plan_round` once per
   decontamination, program/number agreement, `loop.sandbox.run` twice, gold
   check) and recorded as one `proposals` row, kept or rejected with its reason;
   valid completions beyond the quota are recorded as 'quota'.
+- Code proposer: a `kind: code` source with `model_count > 0` also asks the model for
+  programs with inputs (loop.proposer.programs); each kept program gives one task per kind,
+  its references the sandbox's outputs; every completion is a `proposals` row too.
 - Curriculum: pass rates per (problem, round) come from the `problem_pass_rates`
   view (judged samples); `loop.problems.curriculum.select_for_resampling` picks up to
   `propose.curriculum.resample_max` earlier problems to sample again and the
@@ -43,6 +46,7 @@ from typing import Any
 
 from loop.problems.curriculum import select_for_resampling, track
 from loop.problems.seeds import load_jsonl
+from loop.proposer import programs
 from loop.proposer.gate import Gate
 from loop.proposer.generate import (
     PROPOSER_VERSION,
@@ -113,6 +117,14 @@ def plan_round(ctx, r: int, fresh: list, held: list, exclude: set[str]) -> Round
     plan.tables = {"retirements": retire, "proposals": []}
     version, _ = ctx.current_model()
     for k, src in enumerate(ctx.cfg.propose.sources):
+        if src.kind == "code" and src.model_count:
+            known = {programs.program_key(x) for x in [*exclude, *proposals.code_programs(ctx.store)]}
+            known |= {programs.program_key(p.meta["code"]) for p in fresh + plan.problems if "code" in p.meta}
+            drawn_code = programs.generate(ctx, src, known, ctx.round_seed(r, f"propose-code-{k}"))
+            problems, rows = programs.proposal_rows(ctx, r, drawn_code, version, src.tasks, salt=str(k))
+            plan.problems += problems
+            plan.tables["proposals"] += rows
+            continue
         if src.kind != "self" or src.count == 0:
             continue
         seed = ctx.round_seed(r, f"propose-self-{k}")
@@ -124,9 +136,11 @@ def plan_round(ctx, r: int, fresh: list, held: list, exclude: set[str]) -> Round
         plan.problems += problems
         plan.tables["proposals"] += rows
     reasons = Counter(x["reason"] for x in plan.tables["proposals"] if x["status"] == "rejected")
+    kept_rows = sum(x["status"] == "kept" for x in plan.tables["proposals"])
     plan.info = {
         "self_proposed": len(plan.tables["proposals"]),
-        "self_kept": len(plan.problems),
+        "self_kept": kept_rows,
+        "self_tasks": len(plan.problems),
         "self_rejected": dict(sorted(reasons.items())),
         "resampled": len(plan.resample),
         "retired": len(retire),

@@ -102,42 +102,74 @@ def judge(
     return Proposal(attempt, raw, prompt, parsed, v.reason, v.answer, {**v.detail, "finish_reason": finish})
 
 
-def generate(
-    ctx, src, gate: Gate, pool: list[tuple[str, str]], hint: str, seed: int, runner: Callable = run_program
-) -> list[Proposal]:
-    """Waves of proposer generations until `src.count` are kept or the budget is spent."""
+def waves(ctx, src, count: int, make_prompt: Callable, judge_one: Callable, seed: int, stop: list[str], label: str):
+    """Waves of proposer generations until `count` are kept or `count * src.attempts` were drawn.
+
+    make_prompt(rng) -> chat messages; judge_one(attempt, raw, finish, prompt, room) -> a
+    proposal with `.kept` (room: the quota is not full yet)."""
     rng, kept = random.Random(seed), 0
-    out: list[Proposal] = []
-    budget, wave = src.count * src.attempts, 0
+    out: list = []
+    budget, wave = count * src.attempts, 0
     per_wave = max(GEN_PER_PROMPT, ctx.cfg.sample.batch_size // GEN_PER_PROMPT * GEN_PER_PROMPT)
     sampler = ctx.sampler()
-    while kept < src.count and len(out) < budget:
-        want = min(per_wave, budget - len(out), WAVE_FACTOR * (src.count - kept))
-        n_prompts = -(-want // GEN_PER_PROMPT)
-        prompts = [build_prompt(rng.sample(pool, min(src.shots, len(pool))), hint) for _ in range(n_prompts)]
+    while kept < count and len(out) < budget:
+        want = min(per_wave, budget - len(out), WAVE_FACTOR * (count - kept))
+        prompts = [make_prompt(rng) for _ in range(-(-want // GEN_PER_PROMPT))]
         params = SamplingParams(
             n=GEN_PER_PROMPT,
             temperature=src.temperature,
             top_p=ctx.cfg.sample.top_p,
             max_new_tokens=src.max_new_tokens,
             seed=seed + wave,
-            stop=["</program>"],
+            stop=stop,
         )
-        with bar(f"propose (self, wave {wave + 1})", n_prompts * GEN_PER_PROMPT) as advance:
+        with bar(f"propose ({label}, wave {wave + 1})", len(prompts) * GEN_PER_PROMPT) as advance:
             groups = sampler.generate(prompts, params, advance)
         for prompt, group in zip(prompts, groups):
             for c in group:
-                p = judge(gate, len(out), c.text, c.finish_reason, prompt, kept < src.count, runner)
-                if p.kept:
-                    kept += 1
-                    assert p.parsed.problem is not None  # a kept proposal parsed ok
-                    gate.add(f"self:{seed}:{p.attempt}", p.parsed.problem)
+                p = judge_one(len(out), c.text, c.finish_reason, prompt, kept < count)
+                kept += p.kept
                 out.append(p)
         wave += 1
     return out
 
 
+def generate(
+    ctx, src, gate: Gate, pool: list[tuple[str, str]], hint: str, seed: int, runner: Callable = run_program
+) -> list[Proposal]:
+    """Waves of proposer generations until `src.count` are kept or the budget is spent."""
+
+    def make_prompt(rng: random.Random) -> list[dict]:
+        return build_prompt(rng.sample(pool, min(src.shots, len(pool))), hint)
+
+    def judge_one(attempt: int, raw: str, finish: str, prompt: list[dict], room: bool) -> Proposal:
+        p = judge(gate, attempt, raw, finish, prompt, room, runner)
+        if p.kept:
+            assert p.parsed.problem is not None  # a kept proposal parsed ok
+            gate.add(f"self:{seed}:{p.attempt}", p.parsed.problem)
+        return p
+
+    return waves(ctx, src, src.count, make_prompt, judge_one, seed, ["</program>"], "self")
+
+
 # --- rows for the store -----------------------------------------------------------------
+def proposal_row(ctx, r: int, version: str, pid: str, p, **fields) -> dict:
+    """One `proposals` row: proposal `p`'s common columns plus `fields` (text, problem_id, program,
+    answer, meta)."""
+    return {
+        "proposal_id": pid,
+        "run_id": ctx.run_id,
+        "round": r,
+        "model_version": version,
+        "attempt": p.attempt,
+        "status": "kept" if p.kept else "rejected",
+        "reason": p.reason,
+        "raw": p.raw,
+        "prompt": p.prompt,
+        **fields,
+    }
+
+
 def proposal_rows(ctx, r: int, drawn: list[Proposal], version: str, salt: str):
     """(kept Problems, proposals rows) for one self source."""
     problems, rows = [], []
@@ -161,21 +193,17 @@ def proposal_rows(ctx, r: int, drawn: list[Proposal], version: str, salt: str):
             )
             problems.append(problem)
         rows.append(
-            {
-                "proposal_id": pid,
-                "run_id": ctx.run_id,
-                "round": r,
-                "model_version": version,
-                "attempt": p.attempt,
-                "text": p.parsed.problem,
-                "problem_id": problem.problem_id if problem else None,
-                "program": p.parsed.program,
-                "answer": p.answer,
-                "status": "kept" if p.kept else "rejected",
-                "reason": p.reason,
-                "raw": p.raw,
-                "prompt": p.prompt,
-                "meta": p.detail,
-            }
+            proposal_row(
+                ctx,
+                r,
+                version,
+                pid,
+                p,
+                text=p.parsed.problem,
+                problem_id=problem.problem_id if problem else None,
+                program=p.parsed.program,
+                answer=p.answer,
+                meta=p.detail,
+            )
         )
     return problems, rows
