@@ -138,6 +138,15 @@ class SourceSettings(_Strict):
         description="self: word-3-gram Jaccard similarity (0, 1] at or above which a proposal "
         "counts as a near-duplicate of a stored problem.",
     )
+    agreement: Literal["majority", "second_program", "none"] = Field(
+        "none",
+        description="self: a proposal that passed the gate is kept only when its program's answer agrees "
+        "with the solver's majority answer over `votes` samples (majority) or with a second program the "
+        "model writes for the problem (second_program); none = no check. Votes are stored per proposal.",
+    )
+    votes: int = Field(
+        4, ge=1, le=64, description="self, agreement: solver samples (majority) or second programs drawn."
+    )
     tasks: list[Literal["deduction", "abduction", "induction"]] = Field(
         ["deduction", "abduction", "induction"],
         min_length=1,

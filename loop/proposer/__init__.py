@@ -14,8 +14,10 @@ Contract (the propose stage, loop/stages/propose.py, calls `plan_round` once per
   were drawn.
 - Every completion is parsed and gated (`loop.proposer.gate`: dedup, near-dup,
   decontamination, program/number agreement, `loop.sandbox.run` twice, gold
-  check) and recorded as one `proposals` row, kept or rejected with its reason;
-  valid completions beyond the quota are recorded as 'quota'.
+  check), then, with `agreement: majority | second_program`, vetted against the
+  solver's majority answer or a second program (`loop.proposer.agreement`; votes
+  on the row), and recorded as one `proposals` row, kept or rejected with its
+  reason; valid completions beyond the quota are recorded as 'quota'.
 - Code proposer: a `kind: code` source with `model_count > 0` also asks the model for
   programs with inputs (loop.proposer.programs); each kept program gives one task per kind,
   its references the sandbox's outputs; every completion is a `proposals` row too.
@@ -47,6 +49,7 @@ from typing import Any
 from loop.problems.curriculum import select_for_resampling, track
 from loop.problems.seeds import load_jsonl
 from loop.proposer import programs
+from loop.proposer.agreement import Agreement
 from loop.proposer.gate import Gate
 from loop.proposer.generate import (
     PROPOSER_VERSION,
@@ -131,7 +134,8 @@ def plan_round(ctx, r: int, fresh: list, held: list, exclude: set[str]) -> Round
         pool = fewshot_pool(ctx.store, ctx.run_id, src.shots, seed, exclude)
         hint = steering_hint(ctx.store, ctx.run_id, r, tuple(cur.band))
         gate = load_gate(ctx, fresh + plan.problems, held, src)
-        drawn = generate(ctx, src, gate, pool, hint, seed)
+        agree = Agreement(ctx, src, seed, run_program)
+        drawn = generate(ctx, src, gate, pool, hint, seed, agree=agree.check)
         problems, rows = proposal_rows(ctx, r, drawn, version, salt=str(k))
         plan.problems += problems
         plan.tables["proposals"] += rows

@@ -78,6 +78,7 @@ class Proposal:
     reason: str
     answer: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    votes: dict[str, Any] | None = None  # the agreement filter's record (loop.proposer.agreement)
 
     @property
     def kept(self) -> bool:
@@ -135,15 +136,29 @@ def waves(ctx, src, count: int, make_prompt: Callable, judge_one: Callable, seed
 
 
 def generate(
-    ctx, src, gate: Gate, pool: list[tuple[str, str]], hint: str, seed: int, runner: Callable = run_program
+    ctx,
+    src,
+    gate: Gate,
+    pool: list[tuple[str, str]],
+    hint: str,
+    seed: int,
+    runner: Callable = run_program,
+    agree: Callable | None = None,
 ) -> list[Proposal]:
-    """Waves of proposer generations until `src.count` are kept or the budget is spent."""
+    """Waves of proposer generations until `src.count` are kept or the budget is spent.
+    `agree(problem, answer, attempt) -> votes | None` (loop.proposer.agreement) vets each proposal
+    that passed the gate; one that disagrees is rejected as `disagree:<mode>`."""
 
     def make_prompt(rng: random.Random) -> list[dict]:
         return build_prompt(rng.sample(pool, min(src.shots, len(pool))), hint)
 
     def judge_one(attempt: int, raw: str, finish: str, prompt: list[dict], room: bool) -> Proposal:
         p = judge(gate, attempt, raw, finish, prompt, room, runner)
+        if p.kept and agree is not None:
+            assert p.parsed.problem is not None and p.answer is not None  # passed the gate
+            p.votes = agree(p.parsed.problem, p.answer, attempt)
+            if p.votes is not None and not p.votes["agreed"]:
+                p.reason = f"disagree:{p.votes['mode']}"
         if p.kept:
             assert p.parsed.problem is not None  # a kept proposal parsed ok
             gate.add(f"self:{seed}:{p.attempt}", p.parsed.problem)
@@ -155,7 +170,7 @@ def generate(
 # --- rows for the store -----------------------------------------------------------------
 def proposal_row(ctx, r: int, version: str, pid: str, p, **fields) -> dict:
     """One `proposals` row: proposal `p`'s common columns plus `fields` (text, problem_id, program,
-    answer, meta)."""
+    answer, meta; agreement and votes when the agreement filter ran)."""
     return {
         "proposal_id": pid,
         "run_id": ctx.run_id,
@@ -166,6 +181,8 @@ def proposal_row(ctx, r: int, version: str, pid: str, p, **fields) -> dict:
         "reason": p.reason,
         "raw": p.raw,
         "prompt": p.prompt,
+        "agreement": None,
+        "votes": None,
         **fields,
     }
 
@@ -204,6 +221,8 @@ def proposal_rows(ctx, r: int, drawn: list[Proposal], version: str, salt: str):
                 program=p.parsed.program,
                 answer=p.answer,
                 meta=p.detail,
+                agreement=p.votes["mode"] if p.votes else None,
+                votes=p.votes,
             )
         )
     return problems, rows
