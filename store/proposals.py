@@ -74,3 +74,18 @@ def proposals_with_pass_rates(store: Store, run_id: str, include_rejected: bool)
         "GROUP BY ALL ORDER BY pr.round, pr.proposal_id",
         [run_id, include_rejected],
     )
+
+
+def round_summary(store: Store, run_id: str, r: int) -> dict[str, Any]:
+    """Round r's proposals (status, reason), pass rates with problem kinds, and evaluate step info."""
+    return {
+        "proposals": store.query("SELECT status, reason FROM proposals WHERE run_id = ? AND round = ?", [run_id, r]),
+        "rates": store.query(
+            "SELECT p.kind, pp.pass_rate FROM problem_pass_rates pp JOIN problems p USING (problem_id) "
+            "WHERE pp.run_id = ? AND pp.round = ?",
+            [run_id, r],
+        ),
+        "evaluate": store.scalar(
+            "SELECT info FROM steps WHERE run_id = ? AND round = ? AND stage = 'evaluate'", [run_id, r]
+        ),
+    }

@@ -123,7 +123,7 @@ def plan_round(ctx, r: int, fresh: list, held: list, exclude: set[str]) -> Round
         if src.kind == "code" and src.model_count:
             known = {programs.program_key(x) for x in [*exclude, *proposals.code_programs(ctx.store)]}
             known |= {programs.program_key(p.meta["code"]) for p in fresh + plan.problems if "code" in p.meta}
-            drawn_code = programs.generate(ctx, src, known, ctx.round_seed(r, f"propose-code-{k}"))
+            drawn_code = programs.generate(ctx, src, known, ctx.round_seed(r, f"propose-code-{k}"), exclude)
             problems, rows = programs.proposal_rows(ctx, r, drawn_code, version, src.tasks, salt=str(k))
             plan.problems += problems
             plan.tables["proposals"] += rows

@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,9 +157,10 @@ def check(raw: str, finish: str, known: set[str]) -> tuple[str, str | None, list
     return "ok", program, inputs, outputs, detail
 
 
-def generate(ctx, src, known: set[str], seed: int) -> list[CodeProposal]:
-    """Waves of model-written programs until `src.model_count` are kept (see loop.proposer.generate.waves)."""
-    pool = [(p, ins) for p, ins, _ in programs(max(2 * src.shots, 8), seed)]
+def generate(ctx, src, known: set[str], seed: int, exclude: AbstractSet[str] = frozenset()) -> list[CodeProposal]:
+    """Waves of model-written programs until `src.model_count` are kept (see loop.proposer.generate.waves);
+    the few-shot programs are procedural ones, never a held-out program (`exclude`)."""
+    pool = [(p, ins) for p, ins, _ in programs(max(2 * src.shots, 8), seed, exclude)]
 
     def make_prompt(rng: random.Random) -> list[dict]:
         return build_prompt(rng.sample(pool, min(src.shots, len(pool))))
