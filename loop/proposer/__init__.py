@@ -112,31 +112,39 @@ def load_gate(ctx, fresh: list, held: list, src) -> Gate:
     return Gate(stored, evals + [p.question for p in held], held, near_dup=src.near_dup)
 
 
+def plan_self(ctx, r: int, k: int, src, seen: list, held: list, exclude: set[str], version: str):
+    """(kept Problems, proposals rows) of one `kind: self` source; `seen`: this round's problems so far."""
+    seed = ctx.round_seed(r, f"propose-self-{k}")
+    pool = fewshot_pool(ctx.store, ctx.run_id, src.shots, seed, exclude)
+    hint = steering_hint(ctx.store, ctx.run_id, r, tuple(ctx.cfg.propose.curriculum.band))
+    gate = load_gate(ctx, seen, held, src)
+    agree = Agreement(ctx, src, seed, run_program)
+    drawn = generate(ctx, src, gate, pool, hint, seed, agree=agree.check)
+    return proposal_rows(ctx, r, drawn, version, salt=str(k))
+
+
+def plan_code(ctx, r: int, k: int, src, seen: list, exclude: set[str], version: str):
+    """(tasks, proposals rows) of the model-written programs of one `kind: code` source."""
+    known = {programs.program_key(x) for x in [*exclude, *proposals.code_programs(ctx.store)]}
+    known |= {programs.program_key(p.meta["code"]) for p in seen if "code" in p.meta}
+    drawn = programs.generate(ctx, src, known, ctx.round_seed(r, f"propose-code-{k}"), exclude)
+    return programs.proposal_rows(ctx, r, drawn, version, src.tasks, salt=str(k))
+
+
 def plan_round(ctx, r: int, fresh: list, held: list, exclude: set[str]) -> RoundPlan:
-    """Curriculum resampling + retirements, then every `self` source's proposals."""
+    """Curriculum resampling + retirements, then every `self` source's proposals and every `code`
+    source's model-written programs."""
     plan = RoundPlan()
-    cur = ctx.cfg.propose.curriculum
     plan.resample, retire = curriculum_plan(ctx, r)
     plan.tables = {"retirements": retire, "proposals": []}
     version, _ = ctx.current_model()
     for k, src in enumerate(ctx.cfg.propose.sources):
         if src.kind == "code" and src.model_count:
-            known = {programs.program_key(x) for x in [*exclude, *proposals.code_programs(ctx.store)]}
-            known |= {programs.program_key(p.meta["code"]) for p in fresh + plan.problems if "code" in p.meta}
-            drawn_code = programs.generate(ctx, src, known, ctx.round_seed(r, f"propose-code-{k}"), exclude)
-            problems, rows = programs.proposal_rows(ctx, r, drawn_code, version, src.tasks, salt=str(k))
-            plan.problems += problems
-            plan.tables["proposals"] += rows
+            problems, rows = plan_code(ctx, r, k, src, fresh + plan.problems, exclude, version)
+        elif src.kind == "self" and src.count:
+            problems, rows = plan_self(ctx, r, k, src, fresh + plan.problems, held, exclude, version)
+        else:
             continue
-        if src.kind != "self" or src.count == 0:
-            continue
-        seed = ctx.round_seed(r, f"propose-self-{k}")
-        pool = fewshot_pool(ctx.store, ctx.run_id, src.shots, seed, exclude)
-        hint = steering_hint(ctx.store, ctx.run_id, r, tuple(cur.band))
-        gate = load_gate(ctx, fresh + plan.problems, held, src)
-        agree = Agreement(ctx, src, seed, run_program)
-        drawn = generate(ctx, src, gate, pool, hint, seed, agree=agree.check)
-        problems, rows = proposal_rows(ctx, r, drawn, version, salt=str(k))
         plan.problems += problems
         plan.tables["proposals"] += rows
     reasons = Counter(x["reason"] for x in plan.tables["proposals"] if x["status"] == "rejected")
