@@ -220,3 +220,28 @@ def test_stage_records_model_programs_and_their_tasks(tmp_path):
     ids = {i for r in rows for i in json.loads(r["meta"])["problem_ids"]}
     assert len(ids) == 6 and ctx.store.scalar("SELECT count(*) FROM round_problems WHERE round = 1") == 9
     assert ctx.store.scalar("SELECT count(*) FROM problems WHERE source = 'code'") == 3  # procedural ones
+
+
+def test_code_config_evaluates_a_disjoint_code_set_first():
+    from loop.config import load_config
+    from loop.problems.evalsets import all_heldout, eval_sets
+    from loop.problems.procedural import heldout_keys
+    from loop.problems.sources import propose
+    from tests.conftest import ROOT
+    cfg = load_config(ROOT / "configs" / "code.yaml")
+    (name, split, probs), (other, _, arith) = eval_sets(cfg.evaluate)
+    assert (name, split, other) == ("code", "heldout", "arithmetic")  # the gate watches the code set
+    assert len(probs) == 30 and all(read_spec(p.answer) for p in probs)
+    train = propose(cfg.propose.sources, seed=11, exclude=heldout_keys(all_heldout(cfg.evaluate)))
+    assert len(train) == 12 and not {p.meta["code"] for p in train} & {p.meta["code"] for p in probs}
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("propose.sources", "[{kind: code, tasks: [sorting]}]", "tasks"),         # an unknown task kind
+    ("propose.sources", "[{kind: code, tasks: []}]", "tasks"),                # no task kind
+    ("propose.sources", "[{kind: self, agreement: vote}]", "agreement"),      # an unknown agreement mode
+])
+def test_bad_code_and_agreement_settings_name_the_key(key, value, needle):
+    from loop.config import ConfigError, load_config
+    with pytest.raises(ConfigError, match=needle):
+        load_config(None, [f"{key}={value}"])
