@@ -76,11 +76,12 @@ class ModelSettings(_Strict):
 class SourceSettings(_Strict):
     """`propose.sources[]`: one source of training problems (procedural, a JSONL file, or the model itself)."""
 
-    kind: Literal["arithmetic", "jsonl", "file", "self", "dashboard"] = Field(
+    kind: Literal["arithmetic", "jsonl", "file", "self", "dashboard", "code"] = Field(
         description="arithmetic = procedural problems; jsonl = a GSM8K-format file; file = any data file or "
         "folder (`reader`, `format`); self = the current model proposes problems with answer "
         "programs (loop/proposer/); dashboard = drawn dashboard images to read (a vision model; "
-        "`levels` 1..4 = noise/blur difficulty, `path` = the image folder, default ~/.cache/loop/dashboards)."
+        "`levels` 1..4 = noise/blur difficulty, `path` = the image folder, default ~/.cache/loop/dashboards); "
+        "code = code-reasoning tasks checked by execution (loop/problems/codetasks.py; `tasks`, `model_count`)."
     )
     count: int = Field(
         16, ge=0, le=100_000, description="Problems drawn from this source per round (self: kept at most)."
@@ -156,6 +157,29 @@ class SourceSettings(_Strict):
         le=1.0,
         description="self: word-3-gram Jaccard similarity (0, 1] at or above which a proposal "
         "counts as a near-duplicate of a stored problem.",
+    )
+    agreement: Literal["majority", "second_program", "none"] = Field(
+        "none",
+        description="self: a proposal that passed the gate is kept only when its program's answer agrees "
+        "with the solver's majority answer over `votes` samples (majority) or with a second program the "
+        "model writes for the problem (second_program); none = no check. Votes are stored per proposal.",
+    )
+    votes: int = Field(
+        4, ge=1, le=64, description="self, agreement: solver samples (majority) or second programs drawn."
+    )
+    tasks: list[Literal["deduction", "abduction", "induction"]] = Field(
+        ["deduction", "abduction", "induction"],
+        min_length=1,
+        description="code: task kinds, in turn: deduction (program + input -> output), abduction "
+        "(program + output -> an input), induction (input/output pairs -> the program).",
+    )
+    model_count: int = Field(
+        0,
+        ge=0,
+        le=10_000,
+        description="code: programs the current model writes per round (kept at most; each kept one "
+        "gives one task per kind in `tasks`); 0 = procedural programs only. Uses shots, attempts, "
+        "temperature, max_new_tokens.",
     )
     eval_paths: list[str] = Field(
         [],
@@ -598,7 +622,8 @@ class TrainSettings(_Strict):
 
 
 class EvalSetSettings(SourceSettings):
-    """`evaluate.sets[]`: one named held-out set: procedural arithmetic or a file (`kind: jsonl|file`)."""
+    """`evaluate.sets[]`: one named held-out set: procedural arithmetic, code tasks (`kind: code`) or a
+    file (`kind: jsonl|file`)."""
 
     name: str = Field(description="The set's name (its rows in `loop inspect sets`; `evaluate.gate_set` refers to it).")
     n: int | None = Field(
@@ -618,7 +643,7 @@ class EvalSetSettings(SourceSettings):
     @model_validator(mode="after")
     def _eval_kind(self) -> EvalSetSettings:
         if self.kind == "self":
-            raise ValueError("an evaluation set is arithmetic, jsonl or file, not self")
+            raise ValueError("an evaluation set is arithmetic, code, jsonl or file, not self")
         n = self.n_samples
         if self.samples is not None and not self.k:
             raise ValueError(f"evaluation set {self.name!r}: samples={self.samples} without k (pass@k, maj@k)")

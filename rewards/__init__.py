@@ -16,6 +16,7 @@ Layers, bottom up (a module imports only from lower ones; no cycles)::
     lexer -> _primary -> parse                the answer parser
     verdict, evaluate -> sympy_bridge         sympy_bridge: loaded by pool workers only
     scalar -> intervals -> equivalence -> verifier -> funcs -> rewards
+    codetask (code tasks; runs programs in loop.sandbox) -> funcs
 
 Only sympy (via ``sympy_bridge``) and mpmath (in ``evaluate.ctx``) load lazily.
 """

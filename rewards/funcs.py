@@ -27,6 +27,11 @@ timed out; weights are the caller's business):
                    listing several guesses does not help.
   ``dashboard_fields``  field-wise dashboard reading (rewards.dashboard): share of
                    the gold's fields read right, numbers within a tolerance.
+  A gold that is a code-task spec (``rewards.codetask``) is checked by execution instead.
+
+Code tasks (``rewards.codetask``; 1.0 / 0.0, ``None`` when the gold is not a spec of the
+reward's kind or no answer can be read from the completion):
+  ``code``         any of the three kinds; ``deduction``, ``abduction``, ``induction``: one kind.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from . import codetask
 from .dashboard import score as dashboard_score
 from .extract import candidates, extract_answer
 from .verifier import DEFAULT_TIMEOUT_S, verify
@@ -178,6 +184,18 @@ class IntReward(_Reward):
         return self.score_value if self._digits.fullmatch(_recipe_answer(text)) else 0.0
 
 
+def _gold_list(name: str, texts: list[str], columns: dict) -> list[Any] | None:
+    """The `answer` column aligned with the completions; None when there is none."""
+    golds = columns.get("answer")
+    if golds is None:
+        return None
+    if isinstance(golds, str):
+        golds = [golds] * len(texts)
+    if len(golds) != len(texts):
+        raise ValueError(f"reward {name!r}: {len(golds)} answers for {len(texts)} completions")
+    return list(golds)
+
+
 class _VerifiedReward(_Reward):
     PARAMS = {"timeout_s": (int, float)}
     timeout_s = DEFAULT_TIMEOUT_S
@@ -187,13 +205,9 @@ class _VerifiedReward(_Reward):
             raise ValueError(f"reward {self.name!r}: param 'timeout_s' must be > 0, got {self.timeout_s!r}")
 
     def score(self, texts: list[str], columns: dict) -> list[float | None]:
-        golds = columns.get("answer")
+        golds = _gold_list(self.name, texts, columns)
         if golds is None:
             return [None] * len(texts)
-        if isinstance(golds, str):
-            golds = [golds] * len(texts)
-        if len(golds) != len(texts):
-            raise ValueError(f"reward {self.name!r}: {len(golds)} answers for {len(texts)} completions")
         return [self.judge(g, t) for g, t in zip(golds, texts, strict=True)]
 
     def judge(self, gold: Any, text: str) -> float | None:
@@ -215,6 +229,8 @@ class CorrectnessReward(_VerifiedReward):
     name = "correctness"
 
     def judge(self, gold: Any, text: str) -> float | None:
+        if codetask.read_spec(gold) is not None:  # a code task: checked by execution (rewards.codetask)
+            return codetask.judge(gold, text)
         ext = extract_answer(text)
         return self._reward(verify(gold_answer(gold), ext.value or "", timeout_s=self.timeout_s).equal)
 
@@ -245,6 +261,29 @@ class DashboardFieldsReward(_Reward):
         return [None if g is None else dashboard_score(str(g), t) for t, g in zip(texts, golds)]
 
 
+class CodeReward(_Reward):
+    """A code task checked by execution (``rewards.codetask``); None for a gold of another kind."""
+
+    name = "code"
+    task: str | None = None  # None: any of the three kinds
+
+    def score(self, texts: list[str], columns: dict) -> list[float | None]:
+        golds = _gold_list(self.name, texts, columns) or [None] * len(texts)
+        return [codetask.judge(g, t, self.task) for g, t in zip(golds, texts, strict=True)]
+
+
+class DeductionReward(CodeReward):
+    name = task = "deduction"
+
+
+class AbductionReward(CodeReward):
+    name = task = "abduction"
+
+
+class InductionReward(CodeReward):
+    name = task = "induction"
+
+
 REWARDS: dict[str, type[_Reward]] = {
     cls.name: cls
     for cls in (
@@ -255,6 +294,10 @@ REWARDS: dict[str, type[_Reward]] = {
         CorrectnessReward,
         AccuracyReward,
         DashboardFieldsReward,
+        CodeReward,
+        DeductionReward,
+        AbductionReward,
+        InductionReward,
     )
 }
 

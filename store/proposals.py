@@ -22,6 +22,15 @@ def verified_programs(store: Store, run_id: str) -> list[tuple[str, str]]:
     return [(r["question"], r["program"]) for r in rows]
 
 
+def code_programs(store: Store) -> list[str]:
+    """Every stored code task's program (`meta.code`), for the code proposer's dedup."""
+    rows = store.query(
+        "SELECT DISTINCT json_extract_string(meta, '$.code') AS code FROM problems "
+        "WHERE json_extract_string(meta, '$.code') IS NOT NULL ORDER BY 1"
+    )
+    return [r["code"] for r in rows]
+
+
 def pass_rate_rows(store: Store, run_id: str, before: int, source: str | None = None) -> list[tuple]:
     """(problem_id, round, n, n_verified) of rounds < `before`, optionally of one source."""
     sql = (
@@ -65,3 +74,18 @@ def proposals_with_pass_rates(store: Store, run_id: str, include_rejected: bool)
         "GROUP BY ALL ORDER BY pr.round, pr.proposal_id",
         [run_id, include_rejected],
     )
+
+
+def round_summary(store: Store, run_id: str, r: int) -> dict[str, Any]:
+    """Round r's proposals (status, reason), pass rates with problem kinds, and evaluate step info."""
+    return {
+        "proposals": store.query("SELECT status, reason FROM proposals WHERE run_id = ? AND round = ?", [run_id, r]),
+        "rates": store.query(
+            "SELECT p.kind, pp.pass_rate FROM problem_pass_rates pp JOIN problems p USING (problem_id) "
+            "WHERE pp.run_id = ? AND pp.round = ?",
+            [run_id, r],
+        ),
+        "evaluate": store.scalar(
+            "SELECT info FROM steps WHERE run_id = ? AND round = ? AND stage = 'evaluate'", [run_id, r]
+        ),
+    }

@@ -90,7 +90,8 @@ def test_misaligned_answer_column_is_an_error():
 
 def test_registry_names_and_builder():
     assert set(REWARDS) == {"xmlcount", "soft_format", "strict_format", "int", "correctness", "accuracy",
-                            "dashboard_fields"}
+                            "dashboard_fields",
+                            "code", "deduction", "abduction", "induction"}
     for name in REWARDS:
         fn = build_reward(name, {})
         assert fn.__name__ == name

@@ -429,3 +429,58 @@ def test_side_doors_are_closed(world, program, disabled, imports, expected, chec
         assert res.cpu_s <= T + 1.5, res.cpu_s
     if check == "wall":  # at timeout_s + PROGRAM_GRACE_S after start, long before the 3*T+5 backstop
         assert res.elapsed_s < 3 * T + 5 - 2, res.elapsed_s
+
+
+# --- code-reasoning tasks: model-written induction programs and abduction inputs -------------
+# (program, inputs, expected reason prefixes) through rewards.codetask.run_on, the path every
+# induction answer and model-proposed program takes (f on each input, twice: deterministic).
+LIN = "def f(x):\n    return x * 3 + 1"
+CODE_TASK_HOSTILE = [
+    ("def f(x):\n    return 'y' * 10 ** 7", [1], ("output_too_long",)),                   # huge output
+    ("def f(x):\n    return list(range(x))", [10 ** 6], ("output_too_long",)),            # huge via the input
+    ("def f(x):\n    while True:\n        print('y' * 1000)", [1], ("cpu_limit", "timeout")),  # print flood
+    ("def f(x):\n    while True:\n        pass", [1], ("cpu_limit", "timeout")),         # infinite loop
+    ("def f(x):\n    return [0] * 10 ** 10", [1], ("memory_limit", "error:MemoryError")),  # memory bomb
+    ("def f(x):\n    return f(x)", [1], ("error:RecursionError",)),                       # unbounded recursion
+    ("def f(x):\n    return open('SENTINEL').read()", [1], ("static:name open",)),        # read a file
+    ("import os\ndef f(x):\n    os.remove('SENTINEL')", [1], ("static:import os",)),      # delete a file
+    ("import os\ndef f(x):\n    os.kill(VICTIM, 9)", [1], ("static:import os",)),         # kill a process
+    ("import socket\ndef f(x):\n    return socket.create_connection(('127.0.0.1', PORT))", [1],
+     ("static:import socket",)),                                                           # network
+    ("def f(x):\n    return ().__class__.__base__.__subclasses__()", [1], ("static:dunder",)),  # escape
+    ("import random\ndef f(x):\n    return random.random()", [1], ("nondeterministic",)),  # differs per run
+    ("def f(x):\n    raise SystemExit(0)", [1], ("error:SystemExit",)),                   # exit early
+    (LIN, ["'); import os; os.remove('SENTINEL') #"], ("error:TypeError",)),             # an input is data only
+]
+
+
+@pytest.mark.parametrize("program,inputs,expected", CODE_TASK_HOSTILE,
+                         ids=[r[2][0] + ":" + r[0].splitlines()[-1].strip()[:30] for r in CODE_TASK_HOSTILE])
+def test_code_task_programs_are_contained(world, program, inputs, expected):
+    from rewards.codetask import run_on
+    t0 = time.monotonic()
+    res = run_on(world(program), inputs, runs=2, max_output=4096)
+    assert not res.ok and res.output is None
+    assert res.reason.startswith(expected), (res.reason, res.detail)
+    assert time.monotonic() - t0 < 3 * 2.0 + 5 + 5  # the sandbox's wall limit for CHECK_TIMEOUT_S, plus slack
+
+
+ABDUCTION_INPUTS = [  # an abduction answer is read as a literal in this process and never run as code
+    "__import__('os').remove('SENTINEL')",      # a call
+    "[x for x in ().__class__.__bases__]",      # a comprehension
+    "9" * 10_000,                               # over the size cap
+    "(1).real",                                 # an attribute access
+    "lambda: 0",                                # a function
+]
+
+
+@pytest.mark.parametrize("answer", ABDUCTION_INPUTS, ids=[a[:30] for a in ABDUCTION_INPUTS])
+def test_abduction_inputs_that_are_not_literals_never_reach_the_sandbox(world, monkeypatch, answer):
+    from rewards.codetask import judge, spec
+
+    def refuse(*a, **k):
+        raise AssertionError("the sandbox was called")
+
+    monkeypatch.setattr(sandbox, "run", refuse)
+    gold = spec("abduction", LIN, input="4", output="13")
+    assert judge(gold, "\\boxed{" + world(answer) + "}") is None

@@ -1,5 +1,6 @@
 """The held-out evaluation sets (`evaluate.sets`): name -> problems, the gated set first.
 
+A `kind: code` set is code-reasoning tasks (loop.problems.codetasks) under its own seed.
 Without `sets`, one procedural set (`evaluate.n_problems/levels/seed`) named `heldout`, as
 before. A file set is a seeded sample of `n` rows of a problem-format file; its questions
 join the exclusions, so no training round proposes them (e.g. evaluate on 200 rows of a
@@ -13,6 +14,7 @@ from __future__ import annotations
 import random
 
 from loop.problems import Problem
+from loop.problems.codetasks import code_tasks
 from loop.problems.odometer import dashboard_problems
 from loop.problems.procedural import heldout
 from loop.problems.seeds import source_problems
@@ -37,6 +39,8 @@ def set_problems(s) -> list[Problem]:
         return heldout(s.n or 200, s.levels, s.seed)
     if s.kind == "dashboard":
         return dashboard_problems(s.n or 50, s.levels, s.seed, s.path)
+    if s.kind == "code":  # training draws exclude these programs (their `meta.expression`)
+        return code_tasks(s.n or 200, s.tasks, s.seed)
     pool = source_problems(s)
     if s.n is None or s.n >= len(pool):
         return pool

@@ -2,7 +2,8 @@
 
 Deterministic in the seed; a problem drawn twice is kept once; nothing in `exclude`
 (held-out expressions and questions) is drawn. `self` sources are planned separately
-by loop.proposer (they need the model). `validate_sources` opens and maps every file
+by loop.proposer (they need the model), as are the model-written programs of a `code`
+source (`model_count`); its procedural tasks are drawn here. `validate_sources` opens and maps every file
 source (all rows) so a bad file fails when the run opens, before anything is stored.
 """
 
@@ -13,6 +14,7 @@ from collections.abc import Set as AbstractSet
 from typing import Any
 
 from loop.problems import Problem, ProposeError
+from loop.problems.codetasks import code_tasks
 from loop.problems.odometer import dashboard_problems
 from loop.problems.procedural import arithmetic
 from loop.problems.seeds import sample_jsonl, source_conversations, source_problems, source_table
@@ -31,11 +33,16 @@ def _dashboard(src, seed: int, exclude: AbstractSet[str]) -> list[Problem]:
     return dashboard_problems(src.count, src.levels, seed, src.path, exclude)
 
 
+def _code(src, seed: int, exclude: AbstractSet[str]) -> list[Problem]:
+    return code_tasks(src.count, src.tasks, seed, exclude)
+
+
 SOURCES: dict[str, Callable[..., list[Problem]]] = {
     "arithmetic": _arithmetic,
     "jsonl": _file,
     "file": _file,
     "dashboard": _dashboard,
+    "code": _code,
 }
 
 

@@ -14,8 +14,13 @@ Contract (the propose stage, loop/stages/propose.py, calls `plan_round` once per
   were drawn.
 - Every completion is parsed and gated (`loop.proposer.gate`: dedup, near-dup,
   decontamination, program/number agreement, `loop.sandbox.run` twice, gold
-  check) and recorded as one `proposals` row, kept or rejected with its reason;
-  valid completions beyond the quota are recorded as 'quota'.
+  check), then, with `agreement: majority | second_program`, vetted against the
+  solver's majority answer or a second program (`loop.proposer.agreement`; votes
+  on the row), and recorded as one `proposals` row, kept or rejected with its
+  reason; valid completions beyond the quota are recorded as 'quota'.
+- Code proposer: a `kind: code` source with `model_count > 0` also asks the model for
+  programs with inputs (loop.proposer.programs); each kept program gives one task per kind,
+  its references the sandbox's outputs; every completion is a `proposals` row too.
 - Curriculum: pass rates per (problem, round) come from the `problem_pass_rates`
   view (judged samples); `loop.problems.curriculum.select_for_resampling` picks up to
   `propose.curriculum.resample_max` earlier problems to sample again and the
@@ -43,6 +48,8 @@ from typing import Any
 
 from loop.problems.curriculum import select_for_resampling, track
 from loop.problems.seeds import load_jsonl
+from loop.proposer import programs
+from loop.proposer.agreement import Agreement
 from loop.proposer.gate import Gate
 from loop.proposer.generate import (
     PROPOSER_VERSION,
@@ -105,28 +112,47 @@ def load_gate(ctx, fresh: list, held: list, src) -> Gate:
     return Gate(stored, evals + [p.question for p in held], held, near_dup=src.near_dup)
 
 
+def plan_self(ctx, r: int, k: int, src, seen: list, held: list, exclude: set[str], version: str):
+    """(kept Problems, proposals rows) of one `kind: self` source; `seen`: this round's problems so far."""
+    seed = ctx.round_seed(r, f"propose-self-{k}")
+    pool = fewshot_pool(ctx.store, ctx.run_id, src.shots, seed, exclude)
+    hint = steering_hint(ctx.store, ctx.run_id, r, tuple(ctx.cfg.propose.curriculum.band))
+    gate = load_gate(ctx, seen, held, src)
+    agree = Agreement(ctx, src, seed, run_program)
+    drawn = generate(ctx, src, gate, pool, hint, seed, agree=agree.check)
+    return proposal_rows(ctx, r, drawn, version, salt=str(k))
+
+
+def plan_code(ctx, r: int, k: int, src, seen: list, exclude: set[str], version: str):
+    """(tasks, proposals rows) of the model-written programs of one `kind: code` source."""
+    known = {programs.program_key(x) for x in [*exclude, *proposals.code_programs(ctx.store)]}
+    known |= {programs.program_key(p.meta["code"]) for p in seen if "code" in p.meta}
+    drawn = programs.generate(ctx, src, known, ctx.round_seed(r, f"propose-code-{k}"), exclude)
+    return programs.proposal_rows(ctx, r, drawn, version, src.tasks, salt=str(k))
+
+
 def plan_round(ctx, r: int, fresh: list, held: list, exclude: set[str]) -> RoundPlan:
-    """Curriculum resampling + retirements, then every `self` source's proposals."""
+    """Curriculum resampling + retirements, then every `self` source's proposals and every `code`
+    source's model-written programs."""
     plan = RoundPlan()
-    cur = ctx.cfg.propose.curriculum
     plan.resample, retire = curriculum_plan(ctx, r)
     plan.tables = {"retirements": retire, "proposals": []}
     version, _ = ctx.current_model()
     for k, src in enumerate(ctx.cfg.propose.sources):
-        if src.kind != "self" or src.count == 0:
+        if src.kind == "code" and src.model_count:
+            problems, rows = plan_code(ctx, r, k, src, fresh + plan.problems, exclude, version)
+        elif src.kind == "self" and src.count:
+            problems, rows = plan_self(ctx, r, k, src, fresh + plan.problems, held, exclude, version)
+        else:
             continue
-        seed = ctx.round_seed(r, f"propose-self-{k}")
-        pool = fewshot_pool(ctx.store, ctx.run_id, src.shots, seed, exclude)
-        hint = steering_hint(ctx.store, ctx.run_id, r, tuple(cur.band))
-        gate = load_gate(ctx, fresh + plan.problems, held, src)
-        drawn = generate(ctx, src, gate, pool, hint, seed)
-        problems, rows = proposal_rows(ctx, r, drawn, version, salt=str(k))
         plan.problems += problems
         plan.tables["proposals"] += rows
     reasons = Counter(x["reason"] for x in plan.tables["proposals"] if x["status"] == "rejected")
+    kept_rows = sum(x["status"] == "kept" for x in plan.tables["proposals"])
     plan.info = {
         "self_proposed": len(plan.tables["proposals"]),
-        "self_kept": len(plan.problems),
+        "self_kept": kept_rows,
+        "self_tasks": len(plan.problems),
         "self_rejected": dict(sorted(reasons.items())),
         "resampled": len(plan.resample),
         "retired": len(retire),

@@ -78,6 +78,7 @@ class Proposal:
     reason: str
     answer: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    votes: dict[str, Any] | None = None  # the agreement filter's record (loop.proposer.agreement)
 
     @property
     def kept(self) -> bool:
@@ -102,43 +103,91 @@ def judge(
     return Proposal(attempt, raw, prompt, parsed, v.reason, v.answer, {**v.detail, "finish_reason": finish})
 
 
-def generate(
-    ctx, src, gate: Gate, pool: list[tuple[str, str]], hint: str, seed: int, runner: Callable = run_program
-) -> list[Proposal]:
-    """Waves of proposer generations until `src.count` are kept or the budget is spent."""
+def waves(ctx, src, count: int, make_prompt: Callable, judge_one: Callable, seed: int, stop: list[str], label: str):
+    """Waves of proposer generations until `count` are kept or `count * src.attempts` were drawn.
+
+    make_prompt(rng) -> chat messages; judge_one(attempt, raw, finish, prompt, room) -> a
+    proposal with `.kept` (room: the quota is not full yet)."""
     rng, kept = random.Random(seed), 0
-    out: list[Proposal] = []
-    budget, wave = src.count * src.attempts, 0
+    out: list = []
+    budget, wave = count * src.attempts, 0
     per_wave = max(GEN_PER_PROMPT, ctx.cfg.sample.batch_size // GEN_PER_PROMPT * GEN_PER_PROMPT)
     sampler = ctx.sampler()
-    while kept < src.count and len(out) < budget:
-        want = min(per_wave, budget - len(out), WAVE_FACTOR * (src.count - kept))
-        n_prompts = -(-want // GEN_PER_PROMPT)
-        prompts = [build_prompt(rng.sample(pool, min(src.shots, len(pool))), hint) for _ in range(n_prompts)]
+    while kept < count and len(out) < budget:
+        want = min(per_wave, budget - len(out), WAVE_FACTOR * (count - kept))
+        prompts = [make_prompt(rng) for _ in range(-(-want // GEN_PER_PROMPT))]
         params = SamplingParams(
             n=GEN_PER_PROMPT,
             temperature=src.temperature,
             top_p=ctx.cfg.sample.top_p,
             max_new_tokens=src.max_new_tokens,
             seed=seed + wave,
-            stop=["</program>"],
+            stop=stop,
         )
-        with bar(f"propose (self, wave {wave + 1})", n_prompts * GEN_PER_PROMPT) as advance:
+        with bar(f"propose ({label}, wave {wave + 1})", len(prompts) * GEN_PER_PROMPT) as advance:
             groups = sampler.generate(prompts, params, cancel.ticking(advance))
         for prompt, group in zip(prompts, groups):
             for c in group:
                 cancel.check()  # each judgement runs the sandbox: a stop ends the stage between them
-                p = judge(gate, len(out), c.text, c.finish_reason, prompt, kept < src.count, runner)
-                if p.kept:
-                    kept += 1
-                    assert p.parsed.problem is not None  # a kept proposal parsed ok
-                    gate.add(f"self:{seed}:{p.attempt}", p.parsed.problem)
+                p = judge_one(len(out), c.text, c.finish_reason, prompt, kept < count)
+                kept += p.kept
                 out.append(p)
         wave += 1
     return out
 
 
+def generate(
+    ctx,
+    src,
+    gate: Gate,
+    pool: list[tuple[str, str]],
+    hint: str,
+    seed: int,
+    runner: Callable = run_program,
+    agree: Callable | None = None,
+) -> list[Proposal]:
+    """Waves of proposer generations until `src.count` are kept or the budget is spent.
+    `agree(problem, answer, attempt) -> votes | None` (loop.proposer.agreement) vets each proposal
+    that passed the gate; one that disagrees is rejected as `disagree:<mode>`."""
+
+    def make_prompt(rng: random.Random) -> list[dict]:
+        return build_prompt(rng.sample(pool, min(src.shots, len(pool))), hint)
+
+    def judge_one(attempt: int, raw: str, finish: str, prompt: list[dict], room: bool) -> Proposal:
+        p = judge(gate, attempt, raw, finish, prompt, room, runner)
+        if p.kept and agree is not None:
+            assert p.parsed.problem is not None and p.answer is not None  # passed the gate
+            p.votes = agree(p.parsed.problem, p.answer, attempt)
+            if p.votes is not None and not p.votes["agreed"]:
+                p.reason = f"disagree:{p.votes['mode']}"
+        if p.kept:
+            assert p.parsed.problem is not None  # a kept proposal parsed ok
+            gate.add(f"self:{seed}:{p.attempt}", p.parsed.problem)
+        return p
+
+    return waves(ctx, src, src.count, make_prompt, judge_one, seed, ["</program>"], "self")
+
+
 # --- rows for the store -----------------------------------------------------------------
+def proposal_row(ctx, r: int, version: str, pid: str, p, **fields) -> dict:
+    """One `proposals` row: proposal `p`'s common columns plus `fields` (text, problem_id, program,
+    answer, meta; agreement and votes when the agreement filter ran)."""
+    return {
+        "proposal_id": pid,
+        "run_id": ctx.run_id,
+        "round": r,
+        "model_version": version,
+        "attempt": p.attempt,
+        "status": "kept" if p.kept else "rejected",
+        "reason": p.reason,
+        "raw": p.raw,
+        "prompt": p.prompt,
+        "agreement": None,
+        "votes": None,
+        **fields,
+    }
+
+
 def proposal_rows(ctx, r: int, drawn: list[Proposal], version: str, salt: str):
     """(kept Problems, proposals rows) for one self source."""
     problems, rows = [], []
@@ -162,21 +211,19 @@ def proposal_rows(ctx, r: int, drawn: list[Proposal], version: str, salt: str):
             )
             problems.append(problem)
         rows.append(
-            {
-                "proposal_id": pid,
-                "run_id": ctx.run_id,
-                "round": r,
-                "model_version": version,
-                "attempt": p.attempt,
-                "text": p.parsed.problem,
-                "problem_id": problem.problem_id if problem else None,
-                "program": p.parsed.program,
-                "answer": p.answer,
-                "status": "kept" if p.kept else "rejected",
-                "reason": p.reason,
-                "raw": p.raw,
-                "prompt": p.prompt,
-                "meta": p.detail,
-            }
+            proposal_row(
+                ctx,
+                r,
+                version,
+                pid,
+                p,
+                text=p.parsed.problem,
+                problem_id=problem.problem_id if problem else None,
+                program=p.parsed.program,
+                answer=p.answer,
+                meta=p.detail,
+                agreement=p.votes["mode"] if p.votes else None,
+                votes=p.votes,
+            )
         )
     return problems, rows

@@ -24,7 +24,9 @@ def stage(ctx: RunContext, r: int) -> StageResult:
     problems = propose(cfg.propose.sources, seed=ctx.round_seed(r, "propose"), exclude=exclude)
     cancel.check()
     plan = None
-    if cfg.propose.curriculum.resample_max or any(s.kind == "self" for s in cfg.propose.sources):
+    if cfg.propose.curriculum.resample_max or any(
+        s.kind == "self" or (s.kind == "code" and s.model_count) for s in cfg.propose.sources
+    ):
         plan = plan_round(ctx, r, problems, held, exclude)
         problems += plan.problems
     rows = [

@@ -1,0 +1,70 @@
+"""Code-reasoning rounds on the real embedded model (configs/code.yaml, sizes from --set): per
+round, the model's program proposals (kept, rejected by reason), the pass-rate distribution of
+the round's tasks per kind, held-out accuracy on the code set (gated) and on arithmetic, and the
+gate's decision. Writes bench/results/code_rounds.json.
+
+    python bench/code_rounds.py [--rounds 5] [--set key=value ...]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from loop import inspection  # noqa: E402
+from loop.config import load_config  # noqa: E402
+from loop.runner import run_rounds  # noqa: E402
+from store import proposals  # noqa: E402
+from store.db import Store  # noqa: E402
+
+
+def round_rows(store: Store, run_id: str, rounds: int) -> list[dict]:
+    out = []
+    for r in range(1, rounds + 1):
+        summary = proposals.round_summary(store, run_id, r)
+        props, rates, gate = summary["proposals"], summary["rates"], summary["evaluate"]
+        by_kind: dict[str, list[float]] = {}
+        for x in rates:
+            by_kind.setdefault(x["kind"], []).append(round(float(x["pass_rate"]), 3))
+        out.append({
+            "round": r,
+            "proposals": len(props),
+            "kept": sum(p["status"] == "kept" for p in props),
+            "rejected_by_reason": dict(Counter(p["reason"] for p in props if p["status"] == "rejected")),
+            "pass_rates_by_kind": {k: sorted(v) for k, v in sorted(by_kind.items())},
+            "gate": (json.loads(gate).get("gate") or {}).get("accepted") if gate else None,
+        })
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--set", action="append", default=[])
+    a = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-code-"))
+    overrides = [f"run.dir={work}", *a.set]
+    cfg = load_config(ROOT / "configs" / "code.yaml", overrides)
+    t0 = time.time()
+    ctx = run_rounds(cfg, a.rounds)
+    with Store(cfg.store_path, read_only=True) as st:
+        rows = round_rows(st, ctx.run_id, a.rounds)
+    out = {"config": "configs/code.yaml", "overrides": a.set, "rounds": a.rounds,
+           "wall_s": round(time.time() - t0, 1), "per_round": rows,
+           "heldout": inspection.sets(cfg.store_path, ctx.run_id)}
+    (ROOT / "bench" / "results" / "code_rounds.json").write_text(json.dumps(out, indent=2, default=str))
+    for r in out["heldout"]:
+        print(r["round"], r["split"], r["n"], r["accuracy"])
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
