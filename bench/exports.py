@@ -32,7 +32,7 @@ from loop.prompts import SYSTEM_PROMPT, messages  # noqa: E402
 from tests import consumers  # noqa: E402
 
 SETS = ["sample.backend=hf", "evaluate.backend=hf", "evaluate.n_problems=2", "evaluate.max_new_tokens=8",
-        "train.sft.max_steps=4", "train.sft.batch_size=2", "train.sft.max_seq_len=96", "train.sft.learning_rate=1e-3"]
+        "train.sft.max_steps=4", "train.sft.batch_size=2", "train.sft.max_seq_len=96", "train.sft.learning_rate=0.001"]
 # format label -> (export arguments, consumers it is run in)
 CASES = {
     "lora": ({"fmt": "lora"}, ["peft", "vllm-lora"]),

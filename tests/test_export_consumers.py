@@ -190,3 +190,49 @@ def test_k_quant_without_llama_quantize_is_refused_before_any_work(lineage_store
     res = _export(lineage_store, tmp_path / "out", "--format", "gguf", *args)
     assert res.exit_code == 2 and needle in res.output and "scripts/setup.sh" in res.output, res.output
     assert not (tmp_path / "out").exists()
+
+
+LLAMA3 = ("{{ bos_token }}{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n' + "
+          "m['content'] + '<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}"
+          "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}")
+LLAMA2 = ("{% for m in messages %}{% if m['role'] == 'system' %}{% set sys = m['content'] %}{% elif m['role'] == 'user' %}"
+          "{{ '[INST] ' + (('<<SYS>>' + sys + '<</SYS>> ') if sys is defined and loop.index0 == 1 else '') + m['content'] "
+          "+ ' [/INST]' }}{% else %}{{ ' ' + m['content'] + ' </s>' }}{% endif %}{% endfor %}")
+DROPS = ("{% for m in messages %}{% if m['role'] != 'assistant' %}{{ '<' + m['role'] + '>' + m['content'] }}"
+         "{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<assistant>' }}{% endif %}")
+
+
+@pytest.mark.parametrize("template, error", [
+    (LLAMA3, None),  # header-style turns with a leading BOS text: per-role blocks, exact
+    (LLAMA2, "chat template"),  # the system text folded into a user turn (or lost): not per-role blocks
+    (DROPS, "does not render each message's content once"),  # assistant turns dropped from the prompt
+])
+def test_modelfile_template_from_other_chat_templates(tmp_path, template, error):
+    from transformers import AutoTokenizer
+
+    from loop.export.ollama import write_modelfile
+    from loop.models import resolve_model
+    tok = AutoTokenizer.from_pretrained(resolve_model("tiny:llama"))
+    tok.chat_template = template
+    tok.save_pretrained(tmp_path / "m")
+    (tmp_path / "out").mkdir()
+    if error:
+        with pytest.raises(ExportError, match=error):
+            write_modelfile(tmp_path / "m", tmp_path / "out", "m.gguf", {"template": "chat", "system": "Sys."})
+        assert not (tmp_path / "out" / "Modelfile").exists()
+        return
+    write_modelfile(tmp_path / "m", tmp_path / "out", "m.gguf", {"template": "chat", "system": "Sys."})
+    text = (tmp_path / "out" / "Modelfile").read_text()
+    for msgs in ([{"role": "user", "content": "Q"}],
+                 [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]):
+        want = tok.apply_chat_template([{"role": "system", "content": "Sys."}, *msgs], tokenize=False,
+                                       add_generation_prompt=True)
+        assert consumers.modelfile_prompt(text, msgs) == want
+
+
+def test_modelfile_refuses_an_alpaca_run(tmp_path):
+    from loop.export.ollama import write_modelfile
+    from loop.models import resolve_model
+    with pytest.raises(ExportError, match="Alpaca prompt"):
+        write_modelfile(resolve_model("tiny:llama"), tmp_path, "m.gguf", {"template": "alpaca", "system": None})
+    assert list(tmp_path.iterdir()) == []

@@ -24,7 +24,7 @@ PROMPTS = ["What is 47 + 38?", "Compute 12 * 3.", "Name a prime number."]
 N = 12
 SETS = ["sample.backend=hf", "evaluate.backend=hf", "evaluate.n_problems=2", "evaluate.max_new_tokens=8",
         "train.sft.max_steps=4", "train.sft.batch_size=2", "train.sft.max_seq_len=96",
-        "train.sft.learning_rate=1e-3"]
+        "train.sft.learning_rate=0.001"]
 
 
 @pytest.fixture(scope="module")

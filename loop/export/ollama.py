@@ -67,13 +67,28 @@ def decompose(tok) -> dict:
     if not sys_to_user.endswith(user_prefix):
         raise ExportError("the chat template's user turn opens differently after a system message")
     blocks: dict = {
-        "lead": "",
         "prefix": {"system": seg[0], "user": user_prefix, "assistant": asst_prefix},
         "suffix": {"system": sys_to_user.removesuffix(user_prefix), "user": user_suffix, "assistant": asst_suffix},
         "gen": gen,
     }
-    blocks["default_system"] = _default_system(tok, blocks)
+    blocks["lead"], blocks["prefix"]["system"], blocks["default_system"] = _lead_and_default(tok, blocks)
     return blocks
+
+
+def _lead_and_default(tok, blocks: dict) -> tuple[str, str, str | None]:
+    """(text before the first turn, the system turn's prefix, the system text the template
+    inserts into a conversation without one or None), from a conversation without a system message."""
+    u = MARK["user"]
+    head = _render(tok, [("user", u)]).split(u, 1)[0]
+    seg0, p_user, s_sys = blocks["prefix"]["system"], blocks["prefix"]["user"], blocks["suffix"]["system"]
+    if not head.endswith(p_user):
+        raise ExportError("the chat template opens a user turn differently without a system message")
+    h = head[: len(head) - len(p_user)]
+    if seg0.startswith(h):  # no default system turn: what precedes the first turn either way leads
+        return h, seg0[len(h) :], None
+    if h.startswith(seg0) and h.endswith(s_sys):  # a default system turn
+        return "", seg0, h[len(seg0) : len(h) - len(s_sys)]
+    raise ExportError("the chat template adds text before a conversation without a system message")
 
 
 def _generation_prompt(tok, convo: list[tuple[str, str]]) -> str:
@@ -91,18 +106,6 @@ def _common_prefix(a: str, b: str) -> str:
     while n < min(len(a), len(b)) and a[n] == b[n]:
         n += 1
     return a[:n]
-
-
-def _default_system(tok, blocks: dict) -> str | None:
-    """The system text the template inserts into a conversation without one, if it does."""
-    u = MARK["user"]
-    head = _render(tok, [("user", u)]).split(u, 1)[0]
-    p, s = blocks["prefix"]["system"], blocks["suffix"]["system"]
-    if head == blocks["prefix"]["user"]:
-        return None
-    if head.startswith(p) and head.endswith(s + blocks["prefix"]["user"]):
-        return head[len(p) : len(head) - len(s + blocks["prefix"]["user"])]
-    raise ExportError("the chat template adds text before a conversation without a system message")
 
 
 def render_blocks(blocks: dict, convo: list[tuple[str, str]], system: str | None) -> str:
