@@ -28,17 +28,19 @@ def _cut(tok, ids: list[int]) -> str:
 
 
 def hf_greedy(model, tok, texts: list[str], n: int) -> list[str]:
-    """Argmax steps (no generation config involved) of a transformers / PEFT model."""
+    """Argmax steps with the KV cache (no generation config involved) of a transformers / PEFT model."""
     import torch
     outs = []
     for text in texts:
         ids = tok(text, return_tensors="pt", add_special_tokens=False).input_ids.to(model.device)
-        start = ids.shape[1]
+        got: list[int] = []
         with torch.no_grad():
+            out = model(ids, use_cache=True)
             for _ in range(n):
-                nxt = model(ids).logits[:, -1].argmax(-1, keepdim=True)
-                ids = torch.cat([ids, nxt], dim=1)
-        outs.append(_cut(tok, ids[0, start:].tolist()))
+                nxt = out.logits[:, -1].argmax(-1, keepdim=True)
+                got.append(int(nxt))
+                out = model(nxt, past_key_values=out.past_key_values, use_cache=True)
+        outs.append(_cut(tok, got))
     return outs
 
 

@@ -38,7 +38,9 @@ def trained(lineage_store):  # noqa: F811
     from loop.models import load_for_inference
     model, tok = load_for_inference(lineage_store["base"], lineage_store["adapter2"])
     texts = [consumers.chat_text(tok, q, SYSTEM_PROMPT) for q in PROMPTS]
-    return {"tok": tok, "texts": texts, "answers": consumers.hf_greedy(model, tok, texts, N)}
+    answers = consumers.hf_greedy(model, tok, texts, N)
+    assert all(a.strip() for a in answers), answers  # real text to agree on, not an immediate end of turn
+    return {"tok": tok, "texts": texts, "answers": answers}
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +55,9 @@ def vllm_store(tmp_path_factory):
                                  ROOT / "configs" / "tiny.yaml")
     model, tok = load_for_inference(st["base"], st["adapter"])
     texts = [consumers.chat_text(tok, q, SYSTEM_PROMPT) for q in PROMPTS]
-    return {**st, "tok": tok, "texts": texts, "answers": consumers.hf_greedy(model, tok, texts, N)}
+    answers = consumers.hf_greedy(model, tok, texts, N)
+    assert all(a.strip() for a in answers), answers
+    return {**st, "tok": tok, "texts": texts, "answers": answers}
 
 
 def test_merged16_generates_the_trained_answers_in_transformers_and_vllm(vllm_store, tmp_path):
