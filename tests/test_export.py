@@ -251,7 +251,7 @@ def test_round_and_version_prefix_select_the_round_1_model(lineage_store, tmp_pa
     (["--round", "7"], "no trained model for round 7"),
     (["--model-version", "deadbeef"], "no model version 'deadbeef'"),
     (["--round", "1", "--model-version", "x"], "not both"),
-    (["--format", "onnx"], "'onnx' is not one of 'lora', 'merged16', 'gguf'"),  # the CLI lists the choices
+    (["--format", "onnx"], "'onnx' is not one of 'lora', 'merged16', 'merged4', 'gguf', 'ollama'"),  # the CLI lists the choices
     (["--format", "gguf", "--converter", "/no/convert_hf_to_gguf.py"], "/no/convert_hf_to_gguf.py"),
 ])
 def test_bad_requests_exit_2_and_write_nothing(lineage_store, tmp_path, args, needle):

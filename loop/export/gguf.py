@@ -14,7 +14,9 @@ Contract:
   tensors are byte-identical to the converter's (SmolLM2-135M: bf16, q8_0; the tiny model
   in tests: f32); its metadata differs only in a few general.* fields.
 - outtype: f32 | f16 | bf16 | q8_0 (q8_0: 2-D tensors whose rows are not a multiple of 32
-  fall back to f16, as llama.cpp does).
+  fall back to f16, as llama.cpp does), written by either writer; or a k-quant (QUANTS:
+  q4_k_m | q5_k_m | q6_k | q4_0): an f32 GGUF from that writer, then llama.cpp's
+  `llama-quantize` (loop.export.quantize; the binary is found before any work).
 - Both writers read a *GGUF source* folder: the merged folder, or a staging copy of it
   (symlinked weights) with two tokenizer normalizations, each checked to change nothing
   the tokenizer does: a byte-level BPE's redundant byte fallback is dropped (llama.cpp
@@ -33,9 +35,11 @@ import sys
 from pathlib import Path
 
 from loop.export.errors import ExportError
+from loop.export.quantize import QUANTS, quantize
 from loop.models import loop_cache
 
 OUTTYPES = ("f32", "f16", "bf16", "q8_0")
+ALL_OUTTYPES = OUTTYPES + QUANTS
 ENV = "LOOP_LLAMA_CPP_CONVERT"
 SCRIPT = "convert_hf_to_gguf.py"
 HOW_TO_GET = (
@@ -71,11 +75,26 @@ def find_converter(converter: str | None = None) -> str:
 
 
 def write_gguf(
-    merged: Path, dest: Path, outtype: str, converter: str | None, work: Path, name: str = "loop export"
+    merged: Path,
+    dest: Path,
+    outtype: str,
+    converter: str | None,
+    work: Path,
+    name: str = "loop export",
+    quantizer: str | None = None,
 ) -> dict:
-    """Write `dest` (.gguf) from the merged fp32 folder; return {writer, converter, outtype}."""
-    if outtype not in OUTTYPES:
-        raise ExportError(f"unknown GGUF outtype {outtype!r}; valid: {', '.join(OUTTYPES)}")
+    """Write `dest` (.gguf) from the merged fp32 folder; return {writer, converter, outtype[, quantizer]}.
+    A k-quant outtype needs `quantizer`, the path of llama-quantize (loop.export.quantize.find_tool)."""
+    if outtype not in ALL_OUTTYPES:
+        raise ExportError(f"unknown GGUF outtype {outtype!r}; valid: {', '.join(ALL_OUTTYPES)}")
+    if outtype in QUANTS:
+        if quantizer is None:
+            raise ExportError(f"GGUF outtype {outtype} needs llama.cpp's llama-quantize")
+        f32 = work / "model-f32.gguf"
+        info = write_gguf(merged, f32, "f32", converter, work, name)
+        quantize(quantizer, f32, dest, outtype)
+        f32.unlink()
+        return {**info, "outtype": outtype, "quantizer": quantizer}
     which = find_converter(converter)
     src = gguf_source(merged, work / "gguf-src")
     if which == "builtin":

@@ -18,8 +18,14 @@ Contract:
   merged16  base + adapter merged in fp32 (peft merge_and_unload), saved in `dtype`
             (bfloat16 default; float16, float32) with tokenizer, chat template and
             generation config; loads in plain transformers, no peft.
-  gguf      the fp32 merge as `model-<outtype>.gguf` (f32|f16|bf16|q8_0); writer choice in
-            loop.export.gguf (llama.cpp's converter when configured, else built-in).
+  merged4   the fp32 merge quantized to bitsandbytes NF4 (loop.export.merged4), with its
+            quantization_config; bitsandbytes 4-bit is checked before any work.
+  gguf      the fp32 merge as `model-<outtype>.gguf` (f32|f16|bf16|q8_0, or a k-quant
+            q4_k_m|q5_k_m|q6_k|q4_0 through llama.cpp's llama-quantize, found before any work);
+            writer choice in loop.export.gguf (llama.cpp's converter when configured, else built-in).
+  ollama    the gguf export plus a Modelfile (loop.export.ollama): the TEMPLATE, stop tokens and
+            SYSTEM of the model's training prompt (lineage run.prompt: its chat template and the
+            run's system prompt).
 - Every export has README.md (model card) and lineage.json: the base model, each ancestor
   version (walking models.parent), rounds, method, data counts and hash, the held-out
   accuracy per round up to the model's round, the run's and the exporter's loop version.
@@ -36,8 +42,12 @@ from pathlib import Path
 
 from loop import __version__
 from loop.chat_templates import run_template
+from loop.export.card import write_card
 from loop.export.errors import ExportError
-from loop.export.gguf import OUTTYPES, find_converter, write_gguf
+from loop.export.gguf import ALL_OUTTYPES, find_converter, write_gguf
+from loop.export.merged4 import check_bnb4, write_merged4
+from loop.export.ollama import write_modelfile
+from loop.export.quantize import QUANTS, find_tool
 from loop.models import ModelError, load_for_inference, model_hash, resolve_model
 from loop.prompts import system_text
 from loop.vlm import copy_processor_files, is_vision_model, load_merged
@@ -45,7 +55,7 @@ from store import lineage as lineage_q
 from store import queries
 from store.db import Store
 
-FORMATS = ("lora", "merged16", "gguf")
+FORMATS = ("lora", "merged16", "merged4", "gguf", "ollama")
 DTYPES = ("bfloat16", "float16", "float32")
 
 
@@ -60,16 +70,20 @@ def export_model(
     outtype: str = "f16",
     converter: str | None = None,
     force: bool = False,
+    quantizer: str | None = None,
 ) -> dict:
     """Export one model version into `out`; return its lineage (with an `export` section)."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
     if dtype not in DTYPES:
         raise ExportError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
-    if fmt == "gguf":  # a bad outtype or converter fails before any work
-        if outtype not in OUTTYPES:
-            raise ExportError(f"unknown GGUF outtype {outtype!r}; valid: {', '.join(OUTTYPES)}")
+    if fmt in ("gguf", "ollama"):  # a bad outtype, converter or quantizer fails before any work
+        if outtype not in ALL_OUTTYPES:
+            raise ExportError(f"unknown GGUF outtype {outtype!r}; valid: {', '.join(ALL_OUTTYPES)}")
         converter = find_converter(converter)
+        quantizer = find_tool("llama-quantize", quantizer) if outtype in QUANTS else None
+    if fmt == "merged4":
+        check_bnb4()
     out = Path(out)
     check_out(out, force)
     lin = lineage(store_path, round=round, version=version, run_id=run_id)
@@ -79,7 +93,7 @@ def export_model(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        info = _write(fmt, base, adapter, tmp, dtype, outtype, converter, lin)
+        info = _write(fmt, base, adapter, tmp, dtype, outtype, (converter, quantizer), lin)
         lin["export"] = {
             "format": fmt,
             **info,
@@ -95,9 +109,8 @@ def export_model(
     return lin
 
 
-def _write(
-    fmt: str, base: Path, adapter: Path, dest: Path, dtype: str, outtype: str, converter: str | None, lin: dict
-) -> dict:
+def _write(fmt: str, base: Path, adapter: Path, dest: Path, dtype: str, outtype: str, tools: tuple, lin: dict) -> dict:
+    """Write format `fmt` into `dest`; `tools` = (GGUF converter, llama-quantize path)."""
     if fmt == "lora":
         write_lora(base, adapter, dest, lin["base"]["name"])
         return {}
@@ -107,8 +120,14 @@ def _write(
     with tempfile.TemporaryDirectory(prefix="loop-export-") as work:
         merged = Path(work) / "merged"
         write_merged(base, adapter, merged, "float32")
+        if fmt == "merged4":
+            return write_merged4(merged, dest, dtype)
         name = f"loop {lin['model']['version']} ({lin['base']['name']})"
-        return write_gguf(merged, dest / f"model-{outtype}.gguf", outtype, converter, Path(work), name)
+        gguf_name = f"model-{outtype}.gguf"
+        info = write_gguf(merged, dest / gguf_name, outtype, tools[0], Path(work), name, tools[1])
+        if fmt == "ollama":
+            info["modelfile"] = write_modelfile(merged, dest, gguf_name, lin["run"]["prompt"])
+        return info
 
 
 # --- which model, and where it came from --------------------------------------------
@@ -136,6 +155,7 @@ def lineage(
             "loop_version": run["loop_version"] if run else None,
             "dir": (cfg.get("run") or {}).get("dir"),
             "model_cache": (cfg.get("model") or {}).get("cache_dir"),
+            "prompt": training_prompt(cfg, chain[-1]["method"]),
         },
         "evaluations": evals,
         "prompt": {
@@ -143,6 +163,16 @@ def lineage(
             "chat_template_from": run_template(cfg)[1] if cfg else "unknown (no config stored with the run)",
         },
     }
+
+
+def training_prompt(cfg: dict, method: str | None) -> dict:
+    """{template, system} the model was trained with: `loop sft` (method instruct) uses
+    instruct.template and the first source's system prompt; the rounds use loop.prompts."""
+    if method == "instruct":
+        ins = cfg.get("instruct") or {}
+        system = next((s.get("system") for s in ins.get("sources") or [] if s.get("system")), None)
+        return {"template": ins.get("template", "chat"), "system": system}
+    return {"template": "chat", "system": system_text((cfg.get("prompt") or {}).get("system"))}
 
 
 def _select(st, rid: str | None, round: int | None, version: str | None) -> dict:
@@ -305,134 +335,3 @@ def write_merged(base: Path, adapter: Path, dest: Path, dtype: str) -> None:
 
 def _loop_version() -> str:
     return __version__
-
-
-# --- the model card ------------------------------------------------------------------
-def write_card(dest: Path, lin: dict) -> None:
-    """README.md (for people) and lineage.json (for programs) into `dest`."""
-    (dest / "lineage.json").write_text(json.dumps(lin, indent=2, default=str) + "\n")
-    (dest / "README.md").write_text(card(lin))
-
-
-def card(lin: dict) -> str:
-    m, b, ex, run = lin["model"], lin["base"], lin["export"], lin["run"]
-    lib = {"lora": "peft", "merged16": "transformers", "gguf": "gguf"}[ex["format"]]
-    how = ex.get("dtype") or " ".join(x for x in (ex.get("outtype"), ex.get("writer") and f"via {ex['writer']}") if x)
-    lines = [
-        "---",
-        f"library_name: {lib}",
-        *([f"base_model: {json.dumps(b['name'])}"] if b["name"] else []),
-        f"tags: [loop, {ex['format']}]",
-        "---",
-        "",
-        f"# loop model `{m['version']}`",
-        "",
-        f"Exported by loop {ex['loop_version']} on {ex['exported_at']} as **{ex['format']}**"
-        + (f" ({how})" if how else "")
-        + ".",
-        "",
-        "| | |",
-        "|---|---|",
-        f"| model version | `{m['version']}` |",
-        f"| run | `{run['run_id']}` (loop {run['loop_version']}) |",
-        f"| round | {m['round']} |",
-        f"| base model | `{b['name']}` (version `{b['version']}`) |",
-        "",
-        "## Lineage",
-        "",
-        "Each version is a LoRA adapter trained from its parent's weights (the first from the base "
-        "model); the exported weights are the base plus the last adapter.",
-        "",
-        "| # | version | parent | round | method | backend | examples | data hash | steps | last loss |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-        f"| 0 | `{b['version']}` (base `{b['name']}`) | | | | | | | | |",
-    ]
-    for i, a in enumerate(lin["ancestors"], 1):
-        loss = "" if a["last_loss"] is None else f"{a['last_loss']:.4f}"
-        lines.append(
-            f"| {i} | `{a['version']}` | `{a['parent']}` | {a['round']} | {a['method']} | {a['backend']} "
-            f"| {_s(a['examples'])} | `{a['data_hash']}` | {_s(a['steps'])} | {loss} |"
-        )
-    lines += [
-        "",
-        "## Held-out evaluation",
-        "",
-        "Greedy pass@1 on the run's fixed held-out set; round 0 is the base model before training.",
-        "",
-        "| round | model | n | correct | accuracy | format rate |",
-        "|---|---|---|---|---|---|",
-    ]
-    for e in lin["evaluations"]:
-        mark = " (this model)" if e["model_version"] == m["version"] else ""
-        lines.append(
-            f"| {e['round']} | `{e['model_version']}`{mark} | {e['n']} | {e['correct']} "
-            f"| {_pct(e['accuracy'])} | {_pct(e['format_rate'])} |"
-        )
-    if not lin["evaluations"]:
-        lines.append("| | no evaluation recorded | | | | |")
-    lines += _prompt_lines(lin.get("prompt") or {}, ex)
-    lines += [
-        "",
-        "## Files",
-        "",
-        *[f"- `{f}`" for f in ex["files"]],
-        "",
-        "## Loading",
-        "",
-        "```python",
-        _usage(ex, b),
-        "```",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _prompt_lines(p: dict, ex: dict) -> list[str]:
-    """The system prompt and chat template the model was trained with, and how to render them."""
-    system = p.get("system")
-    gguf = f", gguf_file='model-{ex.get('outtype')}.gguf'" if ex["format"] == "gguf" else ""
-    chat = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": "What is 2 + 3?"}]
-    return [
-        "",
-        "## Prompt",
-        "",
-        "Trained and evaluated with this system prompt:" if system else "Trained without a system message.",
-        *(["", "```text", system, "```"] if system else []),
-        "",
-        f"Chat template: {p.get('chat_template_from', 'unknown')}; the tokenizer files here carry it.",
-        "",
-        "```python",
-        "from transformers import AutoTokenizer",
-        f"tok = AutoTokenizer.from_pretrained('THIS_DIR'{gguf})",
-        f"messages = {json.dumps(chat, ensure_ascii=False)}",
-        "print(tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))",
-        "```",
-    ]
-
-
-def _usage(ex: dict, b: dict) -> str:
-    if ex["format"] == "lora":
-        return (
-            "from peft import PeftModel\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n"
-            f"base = AutoModelForCausalLM.from_pretrained({b['path']!r})  # {b['name']}\n"
-            "model = PeftModel.from_pretrained(base, 'THIS_DIR')\ntok = AutoTokenizer.from_pretrained('THIS_DIR')"
-        )
-    if ex["format"] == "merged16":
-        return (
-            "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
-            "model = AutoModelForCausalLM.from_pretrained('THIS_DIR')\n"
-            "tok = AutoTokenizer.from_pretrained('THIS_DIR')"
-        )
-    f = f"model-{ex['outtype']}.gguf"
-    return (
-        f"# llama.cpp: llama-cli -m THIS_DIR/{f}\nfrom transformers import AutoModelForCausalLM\n"
-        f"model = AutoModelForCausalLM.from_pretrained('THIS_DIR', gguf_file={f!r})"
-    )
-
-
-def _s(v) -> str:
-    return "" if v is None else str(v)
-
-
-def _pct(v) -> str:
-    return "" if v is None else f"{100 * v:.1f}%"
