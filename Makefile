@@ -7,6 +7,10 @@ export OMP_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM = false
 CODE = loop rewards store cli.py
 
+# The test targets also build llama.cpp's llama-quantize and llama-completion (scripts/setup.sh,
+# LOOP_BUILD_LLAMA_CPP): the GGUF k-quant exports and their llama.cpp consumer tests need them.
+test test-all test-fast lint typecheck: export LOOP_BUILD_LLAMA_CPP ?= 1
+
 setup:
 	@bash scripts/setup.sh
 
