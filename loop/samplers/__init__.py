@@ -83,6 +83,7 @@ BACKENDS: dict[str, str] = {  # name -> module path:class; imported lazily
     "openai": "loop.samplers.openai:OpenAISampler",
     "hf-vision": "loop.samplers.hf_vision:HFVisionSampler",  # chosen for a VLM folder (build_sampler)
 }
+CHOSEN_ONLY = {"hf-vision"}  # never named in sample.backend: build_sampler picks it for a vision model
 
 
 class SamplerError(RuntimeError):
@@ -92,8 +93,9 @@ class SamplerError(RuntimeError):
 def choose_backend(name: str) -> str:
     """`auto` picks vllm when importable, else hf."""
     if name != "auto":
-        if name not in BACKENDS:
-            raise SamplerError(f"unknown sampler backend {name!r}; valid: auto, {', '.join(sorted(BACKENDS))}")
+        if name not in BACKENDS or name in CHOSEN_ONLY:
+            valid = ", ".join(sorted(set(BACKENDS) - CHOSEN_ONLY))
+            raise SamplerError(f"unknown sampler backend {name!r}; valid: auto, {valid}")
         return name
     if "vllm" in BACKENDS and importlib.util.find_spec("vllm") is not None:
         return "vllm"
@@ -133,7 +135,8 @@ def sample_dtype(backend: str, sample_cfg, model_cfg) -> str:
 
 def build_sampler(name: str, model_dir, adapter_dir, sample_cfg, model_cfg) -> Sampler:
     backend = choose_backend(name)
-    if is_vision_model(model_dir):  # images in the prompts: HF generate with the model's processor
+    # A vision model (images in the prompts) samples with HF generate and its processor; openai has no folder.
+    if model_dir is not None and is_vision_model(model_dir):
         if name not in ("auto", "hf"):
             raise SamplerError(f"{model_dir}: a vision-language model samples with `hf` (or auto) only, not {name!r}")
         backend = "hf-vision"
