@@ -37,6 +37,10 @@ Gold vs prediction rules (the check is asymmetric where that blocks hacks):
   (``x > 3``, ``-1 \\le x < 2``, ``x < 0 \\text{ or } x > 1``).  Echoing an
   unsolved inequality from the problem (``x^2 - 4 < 0``) is wrong, not
   equivalent.
+* Numbers: a plain-number gold (``94``, ``5/4``) needs a number, not the
+  arithmetic that gives it: ``12 + 82``, ``3 \\cdot 4``, ``2^{5} \\cdot 2^{5}`` are wrong
+  (``unevaluated``), as echoing the question would otherwise be a reward a
+  policy learns; a fraction ``188/2``, a power ``2^{10}`` and a sign are numbers.
 """
 
 from __future__ import annotations
@@ -126,6 +130,8 @@ def compare(g: str, p: str, gn, pn, timeout_s: float) -> Verdict:
         return Verdict(False, f"prediction over safety limits: {exc}", "guard")
     except ParseError as exc:
         return Verdict(False, f"prediction unreadable: {exc}", "unreadable")
+    if gn is not None and unevaluated(past):
+        return Verdict(False, "an arithmetic expression, not its value", "unevaluated")
     budget = Budget(timeout_s)
     try:
         equal, reason = match(gast, past, budget)
@@ -134,6 +140,30 @@ def compare(g: str, p: str, gn, pn, timeout_s: float) -> Verdict:
     except RecursionError:
         return Verdict(None, "input too deeply nested", "guard")
     return Verdict(equal, reason, "structural")
+
+
+ARITHMETIC = {"n", "+", "*", "neg", "/", "^"}
+
+
+def _literal(node) -> bool:
+    """A number as written: ``94``, ``-94``, ``188/2``, ``\\frac{-3}{4}``, ``10^{2}``."""
+    if node[0] == "neg":
+        return _literal(node[1])
+    return node[0] == "n" or (node[0] in "/^" and _signed(node[1]) and _signed(node[2]))
+
+
+def _signed(node) -> bool:
+    return node[0] == "n" or (node[0] == "neg" and _signed(node[1]))
+
+
+def unevaluated(node) -> bool:
+    """Arithmetic of number literals only (no variables, constants or functions) that is not
+    itself a literal: what a policy writes when it restates ``12 + 82`` instead of computing it."""
+
+    def pure(n) -> bool:
+        return n[0] in ARITHMETIC and (n[0] == "n" or all(pure(k) for k in _kids(n)))
+
+    return not _literal(node) and pure(node)
 
 
 # ------------------------------------------------------------------ dispatch

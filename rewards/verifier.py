@@ -68,7 +68,8 @@ from .verdict import REL_TOL, Verdict, compare_numbers, has_finite_decimal
 # equivalence/scalar, which need them) and are re-exported from here, their old home.
 __all__ = ["Verdict", "verify", "VERIFIER_VERSION", "REL_TOL", "clear_cache", "compare_numbers", "has_finite_decimal"]
 
-VERIFIER_VERSION = "2.0.0"  # 2: unicode confusables, random points, stated-precision tolerance
+# 2: unicode confusables, random points, stated-precision tolerance; 2.1: unevaluated arithmetic is wrong
+VERIFIER_VERSION = "2.1.0"
 MAX_GOLD_CHARS = 2000
 MAX_PRED_CHARS = 2000
 DEFAULT_TIMEOUT_S = 2.0

@@ -167,6 +167,19 @@ TABLE = [
     ("x \\ne 0", "(-\\infty, 0) \\cup (0, \\infty)", T),  # not-equal as a union
     ("[0, \\pi]", "[0, \\frac{2\\pi}{2}]", T),         # symbolic endpoints
     ("[1, 2]", "x \\in [1, 2]", T),                    # membership form
+    # --- a number gold needs the number, not the arithmetic (a learned echo) ----
+    ("94", "12 + 82", F),                              # the question restated
+    ("19", "32 + 69 - 82", F),                         # three terms restated
+    ("146", "73 * 2", F),                              # a product restated
+    ("12", "3 \\cdot 4", F),                           # LaTeX product
+    ("1024", "2^{5} \\cdot 2^{5}", F),                 # a product of powers restated
+    ("5/4", "3/4 + 1/2", F),                           # fractions summed, not added up
+    ("-18", "-(76 - 58)", F),                          # a negated difference
+    ("94", "\\frac{188}{2}", T),                       # a fraction literal is a number
+    ("94", "(94)", T),                                 # parentheses around the number
+    ("-3", "-(3)", T),                                 # a negated literal
+    ("5/4", "10/8", T),                                # an unreduced fraction literal
+    ("2x + 1", "x + x + 1", T),                        # symbolic golds keep their algebra
     ("(-2, 2)", "x^2 < 4", F),                         # echoing an unsolved inequality is wrong
     ("-2 < x < 2", "x^2 < 4", F),                      # ...also against an inequality gold
     ("x^2 < 4", "(-2, 2)", T),                         # unsolved gold is solved (sympy)
