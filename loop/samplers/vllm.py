@@ -305,6 +305,10 @@ class VLLMSampler:
             stop=list(stop) or None,
             stop_token_ids=self.eos_ids,
             skip_special_tokens=True,
+            # Stop strings need vLLM's incremental detokenizer; without them the text is decoded
+            # once at the end (_piece): per-step detokenizing of every sequence in the batch is
+            # Python work that an in-process engine does between GPU steps.
+            detokenize=bool(stop),
         )
 
     def _run(self, prompts: list[dict], sps: list, progress, per_request: int) -> list:
@@ -329,12 +333,14 @@ class VLLMSampler:
         return sorted(outs, key=lambda o: int(o.request_id))  # as LLM.generate orders them
 
     def _piece(self, c) -> Piece:
-        """vLLM's output -> Piece; the EOS token is not counted (as in the hf backend)."""
+        """vLLM's output -> Piece; the EOS token is not counted (as in the hf backend). Requests
+        sent without detokenize (no stop strings) are decoded here."""
         ids = list(c.token_ids)
         eos = c.finish_reason == "stop" and not isinstance(c.stop_reason, str) and ids and ids[-1] in self.eos_ids
         stop = c.stop_reason if isinstance(c.stop_reason, str) else None
+        text = c.text if c.text or not ids else self.tok.decode(ids, skip_special_tokens=True)
         return Piece(
-            text=c.text,
+            text=text,
             tokens=len(ids) - (1 if eos else 0),
             finish="stop" if c.finish_reason == "stop" else "length",
             stop=stop,
