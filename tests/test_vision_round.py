@@ -26,12 +26,12 @@ CONFIG = ROOT / "configs" / "dashboard.yaml"
 
 
 def _sets(tmp_path):
-    """configs/dashboard.yaml made small: 2 dashboards, groups of 2, 8 tokens, 1 SFT step."""
+    """configs/dashboard.yaml made small: 2 dashboards, groups of 2, 8 tokens, 1 SFT step, no GRPO."""
     src = [{"kind": "dashboard", "count": 2, "levels": [1, 3], "path": str(tmp_path / "images")}]
     ev = [{"name": "dash", "kind": "dashboard", "n": 2, "levels": [1], "path": str(tmp_path / "ev")}]
     return [f"run.dir={tmp_path / 'run'}", f"propose.sources={json.dumps(src)}", f"evaluate.sets={json.dumps(ev)}",
             "sample.group_size=2", "sample.max_new_tokens=8", "evaluate.max_new_tokens=8",
-            "train.sft.max_steps=1", "train.sft.batch_size=1"]
+            "train.sft.max_steps=1", "train.sft.batch_size=1", "train.grpo.every=0"]  # GRPO: test_vision_grpo
 
 
 def test_a_round_samples_and_scores_dashboard_images(tmp_path):

@@ -5,7 +5,8 @@ whose pass rate in the round lay strictly inside `train.grpo.band` for GRPO), wr
 a Parquet snapshot (SFT: plus `train.sft.mix`'s instruction rows, weighted per source), runs
 the job in a child process (loop.trainers.launch) and registers the adapter as a new model
 version (parent, data hash, config, metrics) in the same transaction that marks the step done.
-A sampler holding the GPU releases it meanwhile.
+A sampler holding the GPU releases it meanwhile. On a vision-language model (loop.vlm) both
+methods train on the problems' images: SFT as `vision`, GRPO as `vision-grpo` (loop.trainers.vision_rows).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from loop.trainers.chains import data_hash, select_chains, write_snapshot
 from loop.trainers.job import Method, TrainJob
 from loop.trainers.launch import run_child
 from loop.trainers.rows import mix_examples
-from loop.trainers.vision_rows import round_vision_settings, vision_examples
+from loop.trainers.vision_rows import grpo_vision_examples, vision_examples, vision_job
 from loop.vlm import is_vision_model
 from store import pipeline
 
@@ -96,17 +97,13 @@ def _train(ctx: RunContext, r: int, method: Method, examples: list[dict[str, Any
     parent_version, _ = ctx.current_model()
     work = ctx.run_dir / "train" / f"round-{r:03d}-{method}"
     vision = is_vision_model(ctx.base_dir)
-    if vision and method != "sft":
-        raise ValueError(
-            f"train.{method}: a vision-language model trains by SFT only in rounds (set train.grpo.every=0)"
-        )
-    if vision:  # the chains with their problems' images (loop.trainers.vision)
-        examples = vision_examples(examples, pipeline.problem_meta(ctx.store, [e["problem_id"] for e in examples]))
-    write_snapshot(examples, work / "data.parquet")
     out = ctx.run_dir / "models" / f"round-{r:03d}-{method}"
     job = _job(ctx, r, method, str(work / "data.parquet"), str(out))
-    if vision:
-        job["method"], job["instruct"] = "vision", round_vision_settings(ctx.cfg)
+    if vision:  # the rows with their problems' images (loop.trainers.vision, loop.trainers.vision_grpo)
+        job.update(vision_job(method, job, ctx.cfg))  # type: ignore[typeddict-item]  # the same keys, vision values
+        metas = pipeline.problem_meta(ctx.store, [e["problem_id"] for e in examples])
+        examples = (vision_examples if method == "sft" else grpo_vision_examples)(examples, metas)
+    write_snapshot(examples, work / "data.parquet")
     with ctx.gpu_released():  # a sleeping vLLM engine leaves the GPU to the training child
         metrics = run_child(job, work / "job.json", ctx.cfg.run.threads, ctx.cfg.train.launcher)
     version = model_hash(out)

@@ -14,7 +14,9 @@ Method = Literal["sft", "grpo", "instruct"]
 
 
 class TrainJob(TypedDict, total=False):
-    method: Method | Literal["vision"]  # vision: `loop sft` on a vision source (loop.trainers.vision)
+    # vision: vision-language SFT (`loop sft` on a vision source, a VLM round's SFT; loop.trainers.vision);
+    # vision-grpo: a VLM round's GRPO on its problems' images (loop.trainers.vision_grpo)
+    method: Method | Literal["vision", "vision-grpo"]
     backend: str  # train.backend: auto | trl | unsloth
     base: str  # the base model folder
     parent_adapter: str | None  # the current adapter, continued; None = a fresh LoRA
@@ -28,7 +30,7 @@ class TrainJob(TypedDict, total=False):
     sft: dict[str, Any]  # train.sft, for method sft
     grpo: dict[str, Any]  # train.grpo, for method grpo
     rewards: list[dict[str, Any]]  # verify.rewards, for GRPO
-    instruct: dict[str, Any]  # the `instruct` section, for method instruct (`loop sft`)
+    instruct: dict[str, Any]  # the `instruct` section, for method instruct (`loop sft`); vision*: its layers
     heldout: str  # Parquet of the held-out rows (never trained on), for instruct
     prompts: list[Any]  # fixed prompts (chat messages or text), answered before and after
     report_to: list[str]  # train.report_to: the trainer's trackers (loop.tracking.trainer_env)

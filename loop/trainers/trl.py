@@ -255,14 +255,23 @@ def reward_funcs(job: dict, build: bool = True) -> tuple[list, list[float]]:
 
 
 def run_grpo(
-    job: dict, model, tok, cuda: bool, peft_config=None, label: str = "GRPO", generation: tuple[str, dict] = ("hf", {})
+    job: dict,
+    model,
+    tok,
+    cuda: bool,
+    peft_config=None,
+    label: str = "GRPO",
+    generation: tuple[str, dict] = ("hf", {}),
+    dataset=None,
 ) -> dict:
-    """GRPOTrainer on the job's prompts with its rewards and weights (shared by both backends);
-    `generation`: (its name for the metrics, GRPOConfig arguments that select it)."""
+    """GRPOTrainer on the job's prompts with its rewards and weights (shared by both backends and
+    vision GRPO); `generation`: (its name for the metrics, GRPOConfig arguments that select it);
+    `dataset`: the rows to train on (None: the job's Parquet snapshot); `tok`: a tokenizer or a
+    VLM's processor."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    ds = Dataset.from_parquet(job["data"])
+    ds = Dataset.from_parquet(job["data"]) if dataset is None else dataset
     funcs, _ = reward_funcs(job)
     args = GRPOConfig(**grpo_args(job, cuda, generation[1]))
     trainer = GRPOTrainer(

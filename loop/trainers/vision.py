@@ -109,16 +109,21 @@ def vision(job: dict) -> dict:
 
 
 def _trl(job: dict, cuda: bool) -> dict:
-    from peft import LoraConfig
+    model, processor, peft = trl_model(job)
+    return _run(job, cuda, model, processor, peft, vision_sft_args(job, cuda), None)
+
+
+def trl_model(job: dict):
+    """(model, processor, LoRA config) for TRL: the VLM as `AutoModelForImageTextToText` with the
+    image-only processor; the job's parent adapter continued (config None), else a fresh LoRA on
+    the layers `instruct.vision` selects. Shared by vision SFT and vision GRPO."""
+    from peft import LoraConfig, PeftModel
     from transformers import AutoModelForImageTextToText
 
     model = AutoModelForImageTextToText.from_pretrained(job["base"], dtype=trl_backend.base_dtype())
     processor = load_processor(job["base"])
     if job.get("parent_adapter"):  # a round continues the current adapter
-        from peft import PeftModel
-
-        tuned = PeftModel.from_pretrained(model, job["parent_adapter"], is_trainable=True)
-        return _run(job, cuda, tuned, processor, None, vision_sft_args(job, cuda), None)
+        return PeftModel.from_pretrained(model, job["parent_adapter"], is_trainable=True), processor, None
     lora = job["lora"]
     peft = LoraConfig(
         r=lora["r"],
@@ -127,7 +132,7 @@ def _trl(job: dict, cuda: bool) -> dict:
         target_modules=lora_targets(job["instruct"]["vision"]),
         task_type="CAUSAL_LM",
     )
-    return _run(job, cuda, model, processor, peft, vision_sft_args(job, cuda), None)
+    return model, processor, peft
 
 
 def _unsloth(job: dict, cuda: bool) -> dict:

@@ -1,4 +1,4 @@
-"""A round's verified chains as vision SFT rows, and the settings such a job trains with.
+"""A round's training rows for a vision-language model, and the job settings they train with.
 
 `vision_examples(chains, metas)`: each chain ({problem_id, prompt, completion}) whose problem
 has an image in its meta (a `dashboard` problem) -> {"problem_id", "messages": JSON of the
@@ -7,11 +7,17 @@ structured turns (the image block before the question), "images", "image_sha256"
 turns. `round_vision_settings(cfg)`: the vision child's `instruct` block from `train.sft`
 (steps, batch, lr, accumulation, length) with a constant schedule as a round's SFT has, and
 `instruct.vision`'s layer switches.
+`grpo_vision_examples(problems, metas)`: GRPO rows ({problem_id, prompt, answer, pass_rate}, as
+the text path's) plus "image" (the problem's image path; None without one), "image_sha256" and
+"max_side", the rows loop.trainers.vision_grpo reads. `vision_job(method, job, cfg)`: the job
+keys a VLM's round job changes: `vision` (SFT) or `vision-grpo` (GRPO, trl only: `train.backend`
+or `train.grpo.backend` = unsloth is refused here, before anything trains), and its `instruct`.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from loop.samplers.hf_vision import IMAGE_MAX_SIDE
@@ -60,3 +66,26 @@ def round_vision_settings(cfg) -> dict[str, Any]:
         "warmup_steps": 0,
         "weight_decay": 0.0,
     }
+
+
+def grpo_vision_examples(problems: list[dict[str, Any]], metas: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for p in problems:
+        meta = metas.get(p["problem_id"]) or {}
+        meta = json.loads(meta) if isinstance(meta, str) else meta
+        image = meta.get("image")
+        out.append({**p, "image": image, "image_sha256": meta.get("image_sha256"), "max_side": IMAGE_MAX_SIDE})
+    return out
+
+
+def vision_job(method: str, job: Mapping[str, Any], cfg) -> dict[str, Any]:
+    """The keys of a VLM's round job that differ from a text model's (merged into the job)."""
+    if method == "sft":
+        return {"method": "vision", "instruct": round_vision_settings(cfg)}
+    if job["backend"] == "unsloth":
+        raise ValueError(
+            "train.grpo.backend: GRPO on a vision-language model trains with trl (TRL GRPOTrainer + PEFT); "
+            "set train.grpo.backend=trl"
+        )
+    vision = cfg.instruct.vision.model_dump(mode="json")
+    return {"method": "vision-grpo", "backend": "trl", "instruct": {"vision": vision}}
