@@ -6,7 +6,8 @@ Reads each run directory's structured log (JSON lines; `stage_end` events carry 
 seconds and counts, evaluate's counts its held-out accuracy) and prints, per run and round,
 the seconds of every stage, the round's total and the accuracy after it (round 0: before
 training); with two runs, the first's round time over the second's ("speedup": the second
-run's mean seconds of rounds 1.. over the first's). The last attempt of a stage counts.
+run's mean seconds over the first's, on the rounds 1.. that both completed: a run cut mid-round
+has no evaluate for that round). The last attempt of a stage counts.
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ def rounds(events: list[dict]) -> list[dict]:
             row["sample_backend"] = counts.get("backend")
     for row in by.values():
         row["round_s"] = round(sum(row.get(f"{s}_s") or 0 for s in STAGES), 2)
+        row["complete"] = row.get("evaluate_s") is not None  # a run cut mid-round has no evaluate
     return [by[r] for r in sorted(by)]
 
 
@@ -54,11 +56,13 @@ def report(runs: dict[str, Path]) -> dict:
     names = list(runs)
     if len(names) == 2:
         a, b = (res["runs"][n] for n in names)
+        both = {r["round"] for r in a if r["complete"]} & {r["round"] for r in b if r["complete"]} - {0}
 
-        def mean(rows: list[dict]) -> float:
-            return sum(r["round_s"] for r in rows if r["round"] >= 1) / max(1, sum(r["round"] >= 1 for r in rows))
+        def mean(rows: list[dict]) -> float:  # rounds 1.. that both runs completed
+            return sum(r["round_s"] for r in rows if r["round"] in both) / max(1, len(both))
         if mean(a):
             res["speedup"] = {"of": names[0], "over": names[1], "round_s": round(mean(b) / mean(a), 2),
+                              "rounds": sorted(both),
                               f"{names[0]}_mean_round_s": round(mean(a), 1), f"{names[1]}_mean_round_s": round(mean(b), 1)}
     return res
 

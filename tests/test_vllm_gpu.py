@@ -70,14 +70,18 @@ def test_lora_kwargs():
     assert (got["enable_lora"], got["max_loras"], got["max_lora_rank"]) == (True, 1, 32)
 
 
-@pytest.mark.parametrize("adapter, platform, env, expected", [
-    ("auto", "cpu", {}, "merge"),                           # CPU default: merged reload
-    ("auto", "cuda", {}, vllm_engine.CUDA_ADAPTER_DEFAULT),  # CUDA default: the measured faster one
-    ("auto", "cpu", {"LOOP_VLLM_ADAPTER": "lora"}, "lora"),  # env override kept
-    ("merge", "cuda", {"LOOP_VLLM_ADAPTER": "lora"}, "merge"),  # config beats env
+@pytest.mark.parametrize("adapter, platform, env, weights, expected", [
+    ("auto", "cpu", {}, 3 * GIB, "merge"),                      # CPU: merged reload, any size
+    ("auto", "cuda", {}, int(0.27 * GIB), "merge"),             # 135M bf16: reload ~1 s, faster decode
+    ("auto", "cuda", {}, 3 * GIB, "lora"),                      # 1.5B bf16: reload 18 s a round
+    ("auto", "cuda", {}, None, vllm_engine.CUDA_ADAPTER_DEFAULT),  # size unknown
+    ("auto", "cpu", {"LOOP_VLLM_ADAPTER": "lora"}, None, "lora"),  # env override kept
+    ("auto", "cuda", {"LOOP_VLLM_ADAPTER": "merge"}, 3 * GIB, "merge"),  # ...over the size rule
+    ("merge", "cuda", {"LOOP_VLLM_ADAPTER": "lora"}, None, "merge"),  # config beats env
+    ("lora", "cuda", {}, int(0.27 * GIB), "lora"),              # as set, whatever the size
 ])
-def test_adapter_mode(adapter, platform, env, expected):
-    assert vllm_engine.adapter_mode(VLLMSettings(adapter=adapter), platform, env) == expected
+def test_adapter_mode(adapter, platform, env, weights, expected):
+    assert vllm_engine.adapter_mode(VLLMSettings(adapter=adapter), platform, env, weights) == expected
 
 
 @pytest.mark.parametrize("level, platform, expected", [

@@ -123,7 +123,8 @@ class VLLMSampler:
             raise SamplerError(f"vllm: {self.model_dir} is not a Hugging Face model folder (no config.json)")
         self.settings = getattr(sample_cfg, "vllm", None) or VLLMSettings()
         self.platform = platform()
-        self.mode = adapter_mode or vllm_engine.adapter_mode(self.settings, self.platform, os.environ)
+        weights = sum(f.stat().st_size for f in self.model_dir.glob("*.safetensors")) or None
+        self.mode = adapter_mode or vllm_engine.adapter_mode(self.settings, self.platform, os.environ, weights)
         self.sleep_level = vllm_engine.sleep_level(self.settings, self.platform)
         self.request_seeds = vllm_engine.request_seeds(self.settings, self.platform)
         self.asleep = False

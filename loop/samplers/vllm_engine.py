@@ -23,11 +23,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-# A new adapter on CUDA: a LoRA request swaps at once but decodes slower than merged weights, whose
-# reload takes seconds; LoRA is cheaper for rounds of up to about half a million sampled tokens (a
-# configs/gpu.yaml round samples fewer). On CPU LoRA decodes much slower: merge there.
-# (bench/results/README.md has the numbers.)
-CUDA_ADAPTER_DEFAULT = "lora"
+# A new adapter on CUDA. Merged weights decode faster than a LoRA request (H200, 1.5B shape,
+# 1,024 x 256 tokens: 25.0k against 16.0k tok/s) but their reload grows with the model (18.3 s at
+# 1.5B, about 1 s at 135M), so merging wins for small models and LoRA for large ones at a
+# configs/gpu.yaml round's ~0.3M sampled tokens (break-even ~0.8M at 1.5B). On CPU LoRA decodes
+# much slower: merge there. (bench/results/README.md has the numbers.)
+CUDA_MERGE_MAX_BYTES = 2**30  # weights up to 1 GiB (~0.5B parameters in bf16): merge; larger: lora
+CUDA_ADAPTER_DEFAULT = "lora"  # when the weights' size is unknown
 
 
 def max_model_len(model_config: dict, settings, env: Mapping[str, str]) -> int:
@@ -50,11 +52,18 @@ def request_seeds(settings, platform: str) -> bool:
     return settings.seeding == "request"
 
 
-def adapter_mode(settings, platform: str, env: Mapping[str, str]) -> str:
-    """`merge` or `lora`: the setting, else LOOP_VLLM_ADAPTER, else the platform's faster one."""
+def adapter_mode(settings, platform: str, env: Mapping[str, str], weights_bytes: int | None = None) -> str:
+    """`merge` or `lora`: the setting, else LOOP_VLLM_ADAPTER, else the faster one for this
+    platform and model size (`weights_bytes`: the checkpoint's size; None: unknown)."""
     if settings.adapter != "auto":
         return settings.adapter
-    return env.get("LOOP_VLLM_ADAPTER") or (CUDA_ADAPTER_DEFAULT if platform == "cuda" else "merge")
+    if env.get("LOOP_VLLM_ADAPTER"):
+        return env["LOOP_VLLM_ADAPTER"]
+    if platform != "cuda":
+        return "merge"
+    if weights_bytes is None:
+        return CUDA_ADAPTER_DEFAULT
+    return "merge" if weights_bytes <= CUDA_MERGE_MAX_BYTES else "lora"
 
 
 def engine_kwargs(
