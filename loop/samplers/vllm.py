@@ -339,7 +339,7 @@ class VLLMSampler:
         ids = list(c.token_ids)
         eos = c.finish_reason == "stop" and not isinstance(c.stop_reason, str) and ids and ids[-1] in self.eos_ids
         stop = c.stop_reason if isinstance(c.stop_reason, str) else None
-        text = c.text if c.text or not ids else self.tok.decode(ids, skip_special_tokens=True)
+        text = c.text if c.text or not ids else str(self.tok.decode(ids, skip_special_tokens=True))
         return Piece(
             text=text,
             tokens=len(ids) - (1 if eos else 0),
