@@ -592,6 +592,13 @@ class TrainSettings(_Strict):
         '"accelerate launch --num_processes 4" (one process per GPU); '
         "None = plain python.",
     )
+    worker: Literal["auto", "warm", "fresh"] = Field(
+        "auto",
+        description="Where a job without train.launcher trains: warm = one training process kept between "
+        "jobs (loop.trainers.worker: torch, transformers, trl, peft stay imported; replaced when it dies, "
+        "fails or is stopped), except GRPO with vLLM generation on CUDA; fresh = a new child per job "
+        "(`python -m loop.trainers.child JOB.json`); auto = warm on CPU, fresh on CUDA.",
+    )
     sft: SFTSettings = Field(SFTSettings(), description="Supervised fine-tuning on verified chains.")
     grpo: GRPOSettings = Field(GRPOSettings(), description="GRPO on the round's problems.")
     lora: LoraSettings = Field(LoraSettings(), description="The LoRA adapter both methods train.")

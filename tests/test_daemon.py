@@ -364,7 +364,7 @@ def test_ctrl_c_ends_the_training_child_and_stop_now_kills_it(tmp_path):
         proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)  # its own group, like a terminal's job
         _poll(lambda: read_status(run).get("stage") == "train", 120)
-        return proc, _poll(lambda: [c for c in children(proc.pid) if b"loop.trainers.child" in _cmdline(c)], 60)[0]
+        return proc, _poll(lambda: [c for c in children(proc.pid) if _is_trainer(_cmdline(c))], 60)[0]
 
     proc, trainer = start_until_training()
     try:
@@ -387,6 +387,11 @@ def test_ctrl_c_ends_the_training_child_and_stop_now_kills_it(tmp_path):
     assert _invoke_start(run, 1, *grpo).exit_code == 0  # a restart resumes at the train stage
     done = assert_consistent(run / "loop.duckdb")
     assert {(1, "train.grpo"), (1, "evaluate")} <= done
+
+
+def _is_trainer(cmdline: bytes) -> bool:
+    """A training process: a fresh child, or the warm worker (train.worker auto is warm on CPU)."""
+    return b"loop.trainers.child" in cmdline or b"loop.trainers.worker" in cmdline
 
 
 def _cmdline(pid: int) -> bytes:

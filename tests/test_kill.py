@@ -213,11 +213,15 @@ def test_kill_during_training(tmp_path):
     assert not [p for p in (run / "models").iterdir() if p.name != "round-002-sft"]  # no partial/tmp folders
 
 
+TRAINERS = (b"loop.trainers.child", b"loop.trainers.worker")
+
+
 def _training_children(pid: int, within: float = 120.0) -> list[int]:
-    """The training child(ren) of `loop start` `pid`, once one runs (`python -m loop.trainers.child`)."""
+    """The training child(ren) of `loop start` `pid`, once one runs (`python -m loop.trainers.child`,
+    or the warm worker: train.worker auto is warm on CPU)."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        found = [c for c in _children(pid) if b"loop.trainers.child" in _cmdline(c)]
+        found = [c for c in _children(pid) if any(m in _cmdline(c) for m in TRAINERS)]
         if found:
             return found
         time.sleep(0.05)

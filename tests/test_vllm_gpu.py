@@ -169,7 +169,7 @@ def test_train_stage_releases_the_sampler_around_the_child(tiny_cfg, monkeypatch
     from loop.trainers.launch import TrainError
     log = []
 
-    def child(job, job_path, threads, launcher=None):
+    def child(job, job_path, threads, launcher=None, worker="fresh"):
         log.append(("train", job["method"]))
         raise TrainError("stop here")
     monkeypatch.setattr(train, "run_child", child)
@@ -321,7 +321,7 @@ def test_grpo_backend_key_reaches_the_job(tiny_cfg, monkeypatch):
     from loop.trainers.launch import TrainError
     seen = {}
 
-    def child(job, job_path, threads, launcher=None):
+    def child(job, job_path, threads, launcher=None, worker="fresh"):
         seen[job["method"]] = job["backend"]
         raise TrainError("stop here")
     monkeypatch.setattr(train, "run_child", child)

@@ -48,6 +48,7 @@ from loop import log, tracking
 from loop import runner as round_runner  # a module attribute: tests swap round_runner.run_rounds
 from loop.config import Config, parse_duration
 from loop.daemon.runfiles import AlreadyRunning, PidFile, kill_tree, read_status, running_pid, wait_gone, write_status
+from loop.trainers.launch import close_worker
 from store import queries
 from store.db import Store, StoreError
 
@@ -266,6 +267,7 @@ def serve(cfg: Config, rounds: int | None, every: float | str | None = None, mod
         _restore_signals(old)
         if runner is not None:
             runner.tracker.close()
+        close_worker()  # the warm training process (loop.trainers.launch) ends with the loop
         if close_log is not None:
             close_log()
         pidfile.release()

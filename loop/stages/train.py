@@ -3,10 +3,11 @@
 The stage picks the training set from the store (loop.trainers.chains for SFT; problems
 whose pass rate in the round lay strictly inside `train.grpo.band` for GRPO), writes it as
 a Parquet snapshot (SFT: plus `train.sft.mix`'s instruction rows, weighted per source), runs
-the job in a child process (loop.trainers.launch) and registers the adapter as a new model
-version (parent, data hash, config, metrics) in the same transaction that marks the step done.
-A sampler holding the GPU releases it meanwhile. On a vision-language model (loop.vlm) both
-methods train on the problems' images: SFT as `vision`, GRPO as `vision-grpo` (loop.trainers.vision_rows).
+the job in a child process or the warm worker (loop.trainers.launch, `train.worker`) and
+registers the adapter as a new model version (parent, data hash, config, metrics) in the same
+transaction that marks the step done. A sampler holding the GPU releases it meanwhile. On a
+vision-language model (loop.vlm) both methods train on the problems' images: SFT as `vision`,
+GRPO as `vision-grpo` (loop.trainers.vision_rows).
 """
 
 from __future__ import annotations
@@ -105,7 +106,9 @@ def _train(ctx: RunContext, r: int, method: Method, examples: list[dict[str, Any
         examples = (vision_examples if method == "sft" else grpo_vision_examples)(examples, metas)
     write_snapshot(examples, work / "data.parquet")
     with ctx.gpu_released():  # a sleeping vLLM engine leaves the GPU to the training child
-        metrics = run_child(job, work / "job.json", ctx.cfg.run.threads, ctx.cfg.train.launcher)
+        metrics = run_child(
+            job, work / "job.json", ctx.cfg.run.threads, ctx.cfg.train.launcher, worker=ctx.cfg.train.worker
+        )
     version = model_hash(out)
     info = {"model_version": version, "parent": parent_version, "examples": len(examples), **metrics}
     row = {

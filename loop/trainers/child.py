@@ -4,6 +4,7 @@ Under `accelerate launch` / torchrun every process trains; only rank 0 publishes
 adapter and metrics.json (renamed into place when complete), the others write to a
 scratch folder of their own, so no two processes touch the same path.
 `LOOP_TRAIN_PROFILE=FILE` writes the child's cProfile stats to FILE.
+A warm worker (loop.trainers.worker) runs each of its jobs through `run_job` too.
 """
 
 from __future__ import annotations
@@ -44,8 +45,18 @@ def train_job(job: dict) -> dict:
     return metrics
 
 
+def run_job(job_path: Path) -> None:
+    """One job from its JSON file, profiled when LOOP_TRAIN_PROFILE is set (this child's or a
+    warm worker's job: the same code path)."""
+    job = json.loads(Path(job_path).read_text())
+    if os.environ.get("LOOP_TRAIN_PROFILE"):
+        _profiled(job, os.environ["LOOP_TRAIN_PROFILE"])
+    else:
+        train_job(job)
+
+
 def _profiled(job: dict, path: str) -> None:
-    """LOOP_TRAIN_PROFILE=FILE: the child's cProfile stats go to FILE (for slow-step hunts)."""
+    """LOOP_TRAIN_PROFILE=FILE: the job's cProfile stats go to FILE (for slow-step hunts)."""
     prof = cProfile.Profile()
     try:
         prof.runcall(train_job, job)
@@ -55,11 +66,7 @@ def _profiled(job: dict, path: str) -> None:
 
 def main(argv: list[str]) -> None:
     die_with_parent()
-    job = json.loads(Path(argv[1]).read_text())
-    if os.environ.get("LOOP_TRAIN_PROFILE"):
-        _profiled(job, os.environ["LOOP_TRAIN_PROFILE"])
-    else:
-        train_job(job)
+    run_job(Path(argv[1]))
 
 
 if __name__ == "__main__":

@@ -12,13 +12,28 @@ A stop request (loop.cancel: SIGTERM/SIGINT to the daemon, `loop stop`) ends the
 session: launcher and workers included) SIGTERM, SIGKILL after `GRACE_S`, removes the job's
 scratch folders and raises `Cancelled`. Nothing was registered (the stage commits the adapter
 with its step), so the next `loop start` reruns the job from its Parquet snapshot.
+
+A warm worker (`train.worker`: `auto` = on CPU, `warm`, `fresh`) keeps one training process between
+jobs instead (loop.trainers.worker: the libraries stay imported; a small job's fresh child spends
+most of its time importing them): started on the first job like a child (own session, the child's
+environment, parent-death signal), handed each job's path on its stdin, answering on a pipe of its
+own, running the job by the child's code path. It gives what the child gives: it only writes the
+adapter folder (renamed into place when complete); a stop request ends its process group as it
+ends a child's, and the next job starts a new worker; one that died (killed, crashed) is replaced
+on the next job, and so is one whose job failed (TrainError) or whose environment would differ
+from the next job's child's; `close_worker` (at exit, and when `serve` ends) ends it. Jobs under
+`train.launcher` and, on CUDA, GRPO jobs whose generation runs in a vLLM engine (which cannot be
+re-created in one process reliably) always run in a fresh child; `auto` keeps CUDA jobs fresh too
+(memory given back between jobs is not measured there).
 """
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import json
 import os
+import select
 import shlex
 import shutil
 import signal
@@ -26,12 +41,17 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Literal
 
 from loop import cancel
+from loop.trainers import choose_trainer, gpu
 from loop.trainers.job import TrainJob
 
 CHILD_MODULE = "loop.trainers.child"
+WORKER_MODULE = "loop.trainers.worker"
+WorkerMode = Literal["auto", "warm", "fresh"]
 GRACE_S = 5.0  # a stopped child's group gets this long after SIGTERM before SIGKILL
 POLL_S = 0.2  # how often the wait looks at the stop flag
 
@@ -40,10 +60,39 @@ class TrainError(RuntimeError):
     pass
 
 
-def run_child(job: TrainJob, job_path: Path, threads: int | None, launcher: str | None = None) -> dict:
+def run_child(
+    job: TrainJob, job_path: Path, threads: int | None, launcher: str | None = None, worker: WorkerMode = "fresh"
+) -> dict:
     """Run the training job in a child process (under `launcher`, e.g. `accelerate launch
-    --num_processes 4`, one per GPU); return its metrics."""
+    --num_processes 4`, one per GPU) or, as `worker` (train.worker) decides, in the warm worker;
+    return its metrics."""
     job_path.write_text(json.dumps(job, indent=2))
+    env = child_env(threads, launcher)
+    # own session: a Ctrl-C at the terminal reaches only the daemon, whose stop request ends this
+    # child's whole group (wait_cancellable); a hard stop (`loop stop --now`) kills the group too
+    out = Path(job["out"])
+    code: int | None
+    error = None
+    try:
+        warm = use_worker(worker, job, launcher) and _run_warm(job_path, env)
+        if warm:
+            code, error = warm
+        else:
+            cmd = [*launch_command(launcher), "-m", CHILD_MODULE, str(job_path)]
+            code = wait_cancellable(subprocess.Popen(cmd, env=env, start_new_session=True))
+    except cancel.Cancelled:
+        for tmp in out.parent.glob(out.name + ".tmp*"):  # the child's unfinished output (rank 0 and others)
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if error is not None:
+        raise TrainError(f"training process failed ({error}); job {job_path}")
+    if code != 0 or not (out / "metrics.json").exists():
+        raise TrainError(f"training process failed (exit {code}); job {job_path}")
+    return json.loads((out / "metrics.json").read_text())
+
+
+def child_env(threads: int | None, launcher: str | None) -> dict[str, str]:
+    """The training process's environment: the daemon's, tied to the daemon's pid, its threads."""
     # a direct child dies with the daemon by the kernel's parent-death signal; a launcher's
     # workers are grandchildren, so they watch the daemon's pid instead (die_with_parent)
     env = {k: v for k, v in os.environ.items() if k not in ("LOOP_PARENT_PID", "LOOP_DAEMON_PID")}
@@ -52,27 +101,186 @@ def run_child(job: TrainJob, job_path: Path, threads: int | None, launcher: str 
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     if not launcher:
         env.update(one_gpu(env))
-    # own session: a Ctrl-C at the terminal reaches only the daemon, whose stop request ends this
-    # child's whole group (wait_cancellable); a hard stop (`loop stop --now`) kills the group too
-    cmd = [*launch_command(launcher), "-m", CHILD_MODULE, str(job_path)]
-    out = Path(job["out"])
+    return env
+
+
+def use_worker(mode: WorkerMode, job: TrainJob, launcher: str | None) -> bool:
+    """train.worker for this job: the warm worker, or a fresh child (see the contract)."""
+    if launcher or mode == "fresh":
+        return False
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if cuda and job.get("method") == "grpo":
+        try:
+            backend = choose_trainer(job.get("backend", "auto"))
+            engine = gpu.generation_engine(dict(job), True, auto=gpu.AUTO[backend])
+        except (ValueError, RuntimeError):
+            return False  # the child reports the bad setting
+        if engine == "vllm":
+            return False
+    return mode == "warm" or not cuda
+
+
+class Worker:
+    """The warm training process (loop.trainers.worker): job paths in on its stdin, one JSON answer
+    a job back on a pipe of its own (its stdout and stderr are the daemon's, as a child's are)."""
+
+    def __init__(self, env: dict[str, str]):
+        read, write = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", WORKER_MODULE, str(write)],
+                env=env,
+                stdin=subprocess.PIPE,
+                pass_fds=(write,),
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(read)
+            raise
+        finally:
+            os.close(write)
+        self.env, self.jobs, self._reply, self._buf = env, 0, read, b""
+        self.started, self._eof = False, False
+        self._answer: dict[str, Any] = {}
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def hand(self, job_path: Path) -> bool:
+        """Give it one job (its path on stdin); False when it is gone already."""
+        assert self.proc.stdin is not None
+        self.started, self._answer = False, {}
+        try:
+            self.proc.stdin.write(f"{job_path}\n".encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            return False
+        self.jobs += 1
+        return True
+
+    def wait(self) -> tuple[int, str | None]:
+        """Wait (cancellable, as for a child) for the job handed: (0, None) done, (1, error) the
+        job failed, (exit code, None) the worker died (`started`: after it took the job)."""
+        code = wait_cancellable(self.proc, reply=self._answered)
+        if code is not None:
+            while self._unread() and not self._answered(0.0):  # read what it wrote before it went
+                pass
+            if not self._answer:
+                return code, None
+        return (0, None) if self._answer["ok"] else (1, self._answer["error"])
+
+    def _answered(self, timeout: float) -> bool:
+        """Wait up to `timeout` for the job's answer; True once it is in. The worker's lines:
+        `{"started": PATH}` when it takes a job, then `{"ok": ...}`."""
+        if not self._unread(timeout):
+            return False
+        chunk = os.read(self._reply, 65536)
+        if not chunk:  # its end closed: the worker is exiting; wait_cancellable sees it go
+            self._eof = True
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+            return False
+        self._buf += chunk
+        while b"\n" in self._buf:
+            line, _, self._buf = self._buf.partition(b"\n")
+            msg = json.loads(line)
+            if "ok" in msg:
+                self._answer = msg
+                return True
+            self.started = True
+        return False
+
+    def _unread(self, timeout: float = 0.0) -> bool:
+        """Something (or the end) to read on the answer pipe within `timeout`."""
+        return not self._eof and bool(select.select([self._reply], [], [], timeout)[0])
+
+    def close(self, grace_s: float = GRACE_S) -> None:
+        """End it: end of stdin (an idle worker exits at once), its group ended after `grace_s`."""
+        try:
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+        end_group(self.proc, grace_s)
+        try:
+            os.close(self._reply)
+        except OSError:
+            pass
+
+
+_WORKER: list[Worker] = []  # the warm worker, at most one
+_WORKER_LOCK = threading.Lock()  # one job at a time in it; a second job meanwhile runs in a fresh child
+
+
+def warm_worker() -> Worker | None:
+    """The warm worker now (started, maybe dead since), if any."""
+    return _WORKER[0] if _WORKER else None
+
+
+def close_worker() -> None:
+    """End the warm worker, if any (at exit, when the daemon's `serve` ends, in tests)."""
+    while _WORKER:
+        _WORKER.pop().close()
+
+
+atexit.register(close_worker)  # a clean exit leaves no worker (a killed daemon's dies by its signal)
+
+
+def _run_warm(job_path: Path, env: dict[str, str]) -> tuple[int, str | None] | None:
+    """Run the job in the warm worker (a new one unless the last is alive with this environment);
+    None when it is busy with another job. A failed job, a stop or a death retires the worker."""
+    if "\n" in str(job_path) or not _WORKER_LOCK.acquire(blocking=False):
+        return None
     try:
-        code = wait_cancellable(subprocess.Popen(cmd, env=env, start_new_session=True))
-    except cancel.Cancelled:
-        for tmp in out.parent.glob(out.name + ".tmp*"):  # the child's unfinished output (rank 0 and others)
-            shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if code != 0 or not (out / "metrics.json").exists():
-        raise TrainError(f"training process failed (exit {code}); job {job_path}")
-    return json.loads((out / "metrics.json").read_text())
+        for _ in range(2):  # a worker gone before it took the job (dead at the hand-off) is replaced once
+            old = warm_worker()
+            if old is None or not old.alive() or old.env != env:
+                close_worker()
+                _WORKER.append(Worker(env))
+            worker = _WORKER[0]
+            if not worker.hand(job_path):
+                close_worker()
+                continue
+            try:
+                code, error = worker.wait()
+            except BaseException:  # a stop request: wait_cancellable ended its group
+                close_worker()
+                raise
+            if code != 0:
+                close_worker()
+            if code == 0 or worker.started:
+                return code, error
+        return None  # two workers gone at the hand-off: a fresh child says why
+    finally:
+        _WORKER_LOCK.release()
 
 
-def wait_cancellable(proc: subprocess.Popen, grace_s: float = GRACE_S) -> int:
-    """Wait for `proc` (the leader of its own process group) and return its exit code; on a stop
-    request, or any exception here, end its group (end_group) first, then raise."""
+def wait_cancellable(
+    proc: subprocess.Popen, grace_s: float = GRACE_S, reply: Callable[[float], bool] | None = None
+) -> int | None:
+    """Wait for `proc` (the leader of its own process group) and return its exit code, or, with
+    `reply` (a warm worker's: waits up to its argument, True once the job's answer is in), None
+    once that answers; on a stop request, or any exception here, end its group (end_group) first,
+    then raise."""
     try:
         while proc.poll() is None:
             cancel.check()
+            if reply is not None:
+                if reply(POLL_S):
+                    return None
+                continue
             try:
                 proc.wait(timeout=POLL_S)
             except subprocess.TimeoutExpired:

@@ -116,15 +116,18 @@ def step_timer():
     return StepTimer()
 
 
-_PHASES: dict[str, float] = {}
-_DEVICE_PEAK = None  # loop.trainers.gpu.DevicePeak of this training child
+_PHASES: dict[str, float] = {}  # this job's; a warm worker's next job starts from none
+_DEVICE_PEAK = None  # loop.trainers.gpu.DevicePeak of this job
 
 
 def watch_device_memory() -> None:
-    """Start sampling the device's used memory (metrics: device_peak_gb); once per child."""
+    """Start sampling the device's used memory (metrics: device_peak_gb) and the phase times
+    anew; once per job (a warm worker runs several: loop.trainers.worker)."""
     global _DEVICE_PEAK
-    if _DEVICE_PEAK is None:
-        _DEVICE_PEAK = DevicePeak().start()
+    if _DEVICE_PEAK is not None:
+        _DEVICE_PEAK.stop()
+    _DEVICE_PEAK = DevicePeak().start()
+    _PHASES.clear()
 
 
 def phase_times() -> dict[str, float]:
@@ -194,7 +197,17 @@ def _peak_memory() -> float | None:
 
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # CPU: peak RSS
+    return peak_rss_kib() / 2**20  # CPU: peak RSS
+
+
+def peak_rss_kib() -> int:
+    """This process's peak RSS (KiB) since it started or since a warm worker's reset before
+    this job (VmHWM, which /proc/self/clear_refs resets; ru_maxrss where /proc has none)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return next((int(x.split()[1]) for x in status.splitlines() if x.startswith("VmHWM:")), 0)
 
 
 def sft_args(job: dict, cuda: bool) -> dict:

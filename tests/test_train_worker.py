@@ -1,0 +1,201 @@
+"""The warm training worker (train.worker, loop.trainers.worker): real TRL jobs on the tiny model.
+
+Same job, same weights as a fresh child; one process for several jobs; a killed, stopped or
+failed worker replaced by the next job; none left behind when its daemon exits or dies."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from loop import cancel
+from loop.trainers import launch
+from tests.conftest import ROOT
+from tests.test_train import _adapter_tensors, _job
+
+
+@pytest.fixture(autouse=True)
+def _no_worker_left():
+    launch.close_worker()
+    yield
+    launch.close_worker()
+    cancel.clear()
+
+
+@pytest.fixture(scope="module")
+def base():
+    from loop.models import resolve_model
+    return resolve_model("tiny:llama")
+
+
+def _gone(pid: int, within: float = 10.0) -> bool:
+    """`pid` has exited (reaped, or a zombie) within `within` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return True
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _warm(job, path, **kw):
+    return launch.run_child(job, path, threads=1, worker="warm", **kw)
+
+
+def _same_tensors(a, b):
+    import torch
+    assert a.keys() == b.keys()
+    return all(torch.allclose(a[k], b[k], rtol=0, atol=1e-6) for k in a)
+
+
+@pytest.mark.slow
+def test_warm_worker_trains_the_same_weights_as_a_fresh_child(tmp_path, base):
+    """The same job (a fresh LoRA: its weights drawn from the seed) in a fresh child, then twice in
+    one warm worker (the second after a different job ran there): the same adapter, the same
+    metrics apart from timings and memory."""
+    fresh = _job(tmp_path, base, out="fresh")
+    m_fresh = launch.run_child(fresh, tmp_path / "fresh.json", threads=1, worker="fresh")
+    assert launch.warm_worker() is None  # fresh: no worker started
+    m_warm = _warm({**fresh, "out": str(tmp_path / "warm")}, tmp_path / "warm.json")
+    other = _job(tmp_path, base, out="other", steps=2)
+    other["seed"] = 5
+    _warm(other, tmp_path / "other.json")
+    m_again = _warm({**fresh, "out": str(tmp_path / "again")}, tmp_path / "again.json")
+    assert launch.warm_worker().jobs == 3
+    ref = _adapter_tensors(tmp_path / "fresh")
+    assert _same_tensors(ref, _adapter_tensors(tmp_path / "warm"))
+    assert _same_tensors(ref, _adapter_tensors(tmp_path / "again"))
+    assert not _same_tensors(ref, _adapter_tensors(tmp_path / "other"))  # another seed: other weights
+    varying = {"runtime_s", "step_times", "peak_memory_gb", "phase_s", "phase_steps", "device_peak_gb"}
+    for m in (m_warm, m_again):
+        assert m.keys() == m_fresh.keys()
+        assert {k: v for k, v in m.items() if k not in varying} == {k: v for k, v in m_fresh.items() if k not in varying}
+        assert 0 < m["peak_memory_gb"] < 2 * m_fresh["peak_memory_gb"]  # the job's peak, not the process's
+
+
+@pytest.mark.slow
+def test_two_jobs_in_one_worker_reuse_the_process_and_start_faster(tmp_path, base):
+    t0 = time.perf_counter()
+    m1 = _warm(_job(tmp_path, base, out="a"), tmp_path / "a.json")
+    t1 = time.perf_counter()
+    pid = launch.warm_worker().pid
+    m2 = _warm(_job(tmp_path, base, out="b"), tmp_path / "b.json")
+    t2 = time.perf_counter()
+    assert launch.warm_worker().pid == pid and launch.warm_worker().jobs == 2
+    # the second job's overhead (all but its optimizer steps) is a fraction of the first's:
+    # torch, transformers, trl and peft stay imported
+    over1, over2 = (t1 - t0) - sum(m1["step_times"]), (t2 - t1) - sum(m2["step_times"])
+    assert over2 < over1 / 2, (over1, over2)
+    assert m2["phase_s"].keys() == m1["phase_s"].keys()  # phase times are the job's own
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_replaced_on_the_next_job(tmp_path, base):
+    _warm(_job(tmp_path, base, out="a", steps=1), tmp_path / "a.json")
+    first = launch.warm_worker()
+    os.kill(first.pid, signal.SIGKILL)
+    assert _gone(first.pid)
+    m = _warm(_job(tmp_path, base, out="b", steps=1), tmp_path / "b.json")
+    assert m["steps"] == 1 and launch.warm_worker().pid != first.pid
+
+
+@pytest.mark.slow
+def test_a_stop_request_ends_a_warm_job_at_once_and_the_next_job_starts_a_new_worker(tmp_path, base):
+    _warm(_job(tmp_path, base, out="warmup", steps=1), tmp_path / "warmup.json")  # a warm worker...
+    worker = launch.warm_worker()
+    long = _job(tmp_path, base, out="long", steps=100_000)  # ...on a job that would train for hours
+
+    def stop_once_training():
+        while not (tmp_path / "long.tmp").exists():
+            time.sleep(0.05)
+        time.sleep(1.0)
+        cancel.request("test")
+
+    stopper = threading.Thread(target=stop_once_training, daemon=True)
+    stopper.start()
+    t0 = time.perf_counter()
+    with pytest.raises(cancel.Cancelled):
+        _warm(long, tmp_path / "long.json")
+    assert time.perf_counter() - t0 < 30
+    assert _gone(worker.pid, within=launch.GRACE_S + 5)
+    assert launch.warm_worker() is None
+    assert not (tmp_path / "long.tmp").exists() and not (tmp_path / "long").exists()  # scratch folder removed
+    cancel.clear()
+    m = _warm(_job(tmp_path, base, out="next", steps=1), tmp_path / "next.json")
+    assert m["steps"] == 1 and launch.warm_worker().pid != worker.pid
+
+
+@pytest.mark.slow
+def test_a_training_error_in_the_worker_is_a_train_error_and_the_next_job_works(tmp_path, base):
+    _warm(_job(tmp_path, base, out="a", steps=1), tmp_path / "a.json")
+    bad = _job(tmp_path, tmp_path / "no-such-model", out="bad")
+    with pytest.raises(launch.TrainError, match=r"training process failed \(.*no-such-model.*\); job "):
+        _warm(bad, tmp_path / "bad.json")
+    assert not (tmp_path / "bad").exists()
+    assert launch.warm_worker() is None  # a failed job retires its worker: nothing it left carries over
+    m = _warm(_job(tmp_path, base, out="b", steps=1), tmp_path / "b.json")
+    assert m["steps"] == 1
+
+
+DAEMON = """
+import os, signal, sys
+from loop.trainers import launch
+from tests.test_train import _job
+from pathlib import Path
+tmp = Path(sys.argv[1])
+launch.run_child(_job(tmp, sys.argv[2], steps=1), tmp / "job.json", threads=1, worker="warm")
+print(launch.warm_worker().pid, flush=True)
+if sys.argv[3] == "kill":
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("end", ["exit", "kill"])
+def test_no_worker_outlives_its_daemon(tmp_path, base, end):
+    """A clean exit closes the worker (atexit; `serve` closes it too); a killed daemon's worker
+    dies by its parent-death signal."""
+    proc = subprocess.run([sys.executable, "-c", DAEMON, str(tmp_path), str(base), end], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == (0 if end == "exit" else -signal.SIGKILL), proc.stderr[-2000:]
+    assert _gone(int(proc.stdout.split()[-1]))
+
+
+@pytest.mark.parametrize("mode, cuda, launcher, method, engine, expected", [
+    ("auto", False, None, "sft", None, True),        # CPU: warm
+    ("auto", False, None, "grpo", None, True),
+    ("auto", True, None, "sft", None, False),        # CUDA: fresh unless asked
+    ("warm", True, None, "sft", None, True),
+    ("warm", True, None, "grpo", "hf", True),        # HF generate: no engine to re-create
+    ("warm", True, None, "grpo", "vllm", False),     # a colocated vLLM engine: always a fresh child
+    ("fresh", False, None, "sft", None, False),
+    ("warm", False, "torchrun --nproc_per_node 2", "sft", None, False),  # a launcher: always fresh
+    ("auto", False, "accelerate launch", "sft", None, False),
+])
+def test_use_worker(monkeypatch, mode, cuda, launcher, method, engine, expected):
+    import importlib.util
+
+    import torch
+    if engine == "vllm" and importlib.util.find_spec("vllm") is None:
+        pytest.skip("vllm not installed")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    job = {"method": method, "backend": "trl", "grpo": {"generation": {"engine": engine or "auto"}}}
+    assert launch.use_worker(mode, job, launcher) is expected
+
+
+@pytest.mark.parametrize("value, ok", [("auto", True), ("warm", True), ("fresh", True), ("hot", False)])
+def test_train_worker_key(tmp_path, value, ok):
+    from loop.config import Config, load_config
+    assert Config().train.worker == "auto"
+    if ok:
+        assert load_config(None, [f"train.worker={value}"]).train.worker == value
+    else:
+        with pytest.raises(Exception, match="train.worker"):
+            load_config(None, [f"train.worker={value}"])
