@@ -223,7 +223,7 @@ class ProposeSettings(_Strict):
     """`propose`: where each round's problems come from."""
 
     sources: list[SourceSettings] = Field(
-        [SourceSettings(kind="arithmetic", count=32, levels=[1, 2])],
+        [SourceSettings(kind="arithmetic", count=48, levels=[1, 2])],
         description="Problem sources, all drawn from every round.",
     )
     curriculum: CurriculumSettings = Field(
@@ -471,11 +471,11 @@ class SFTSettings(_Strict):
     """`train.sft`: supervised fine-tuning on verified chains."""
 
     every: int = Field(1, ge=0, le=1_000_000, description="After every N-th round; 0 = never.")
-    max_steps: int = Field(20, ge=1, le=10_000_000, description="Optimizer steps per SFT run.")
+    max_steps: int = Field(24, ge=1, le=10_000_000, description="Optimizer steps per SFT run.")
     batch_size: int = Field(4, ge=1, le=4096, description="Examples per device step.")
     grad_accum: int = Field(1, ge=1, le=4096, description="Gradient accumulation steps per optimizer step.")
     learning_rate: float = Field(
-        2e-4, gt=0.0, le=1.0, description="Learning rate (constant, no warm-up, unless extra_args sets a schedule)."
+        3e-4, gt=0.0, le=1.0, description="Learning rate (constant, no warm-up, unless extra_args sets a schedule)."
     )
     max_seq_len: int = Field(
         384, ge=16, le=1_048_576, description="Max tokens per SFT example (prompt + completion; TRL max_length)."
@@ -534,15 +534,15 @@ class GRPOGeneration(_Strict):
 class GRPOSettings(_Strict):
     """`train.grpo`: GRPO on the round's problems with the verify rewards."""
 
-    every: int = Field(0, ge=0, le=1_000_000, description="After every N-th round; 0 = never.")
-    max_steps: int = Field(10, ge=1, le=10_000_000, description="Optimizer steps per GRPO run.")
-    batch_size: int = Field(4, ge=1, le=4096, description="Completions per device step; a multiple of num_generations.")
+    every: int = Field(2, ge=0, le=1_000_000, description="After every N-th round; 0 = never.")
+    max_steps: int = Field(4, ge=1, le=10_000_000, description="Optimizer steps per GRPO run.")
+    batch_size: int = Field(8, ge=1, le=4096, description="Completions per device step; a multiple of num_generations.")
     num_generations: int = Field(
         4, ge=2, le=1024, description="Completions generated per prompt (the GRPO group size)."
     )
     max_completion_length: int = Field(128, ge=1, le=131_072, description="Token cap per generated completion.")
     learning_rate: float = Field(
-        5e-6, gt=0.0, le=1.0, description="Learning rate (constant, no warm-up, unless extra_args sets a schedule)."
+        2e-5, gt=0.0, le=1.0, description="Learning rate (constant, no warm-up, unless extra_args sets a schedule)."
     )
     beta: float = Field(0.0, ge=0.0, le=1000.0, description="KL penalty weight; 0 = no reference model (cheaper).")
     temperature: float = Field(0.8, ge=0.0, le=10.0, description="Sampling temperature of GRPO's generations.")
