@@ -23,11 +23,16 @@ from typing import Any
 from loop.samplers.hf_vision import IMAGE_MAX_SIDE
 
 
+def _meta(metas: dict[str, Any], problem_id: str) -> dict[str, Any]:
+    """A problem's meta as a dict (pipeline.problem_meta gives the stored JSON text)."""
+    meta = metas.get(problem_id) or {}
+    return json.loads(meta) if isinstance(meta, str) else meta
+
+
 def vision_examples(chains: list[dict[str, Any]], metas: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for c in chains:
-        meta = metas.get(c["problem_id"]) or {}
-        meta = json.loads(meta) if isinstance(meta, str) else meta
+        meta = _meta(metas, c["problem_id"])
         turns = [_blocks(m) for m in [*c["prompt"], *c["completion"]]]
         images = [meta["image"]] if meta.get("image") else []
         if images:  # the image before the question, as the sampler showed it
@@ -71,8 +76,7 @@ def round_vision_settings(cfg) -> dict[str, Any]:
 def grpo_vision_examples(problems: list[dict[str, Any]], metas: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for p in problems:
-        meta = metas.get(p["problem_id"]) or {}
-        meta = json.loads(meta) if isinstance(meta, str) else meta
+        meta = _meta(metas, p["problem_id"])
         image = meta.get("image")
         out.append({**p, "image": image, "image_sha256": meta.get("image_sha256"), "max_side": IMAGE_MAX_SIDE})
     return out
