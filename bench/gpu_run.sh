@@ -27,6 +27,13 @@ if [ "$what" = pack ]; then  # here: .gpu/site.tar.xz + .vgpu/{1,2,3} + the GGUF
   n=1; for f in .xfer/part.*; do mkdir -p .xfer/$n; mv "$f" .xfer/$n/; n=$((n + 1)); done; du -sh .xfer/*; exit 0
 fi
 if [ "$what" = take ]; then mkdir -p /tmp/x && cp ../.xfer/$2/part.* /tmp/x/ 2>/dev/null || cp .xfer/$2/part.* /tmp/x/; ls /tmp/x; exit 0; fi
+if [ "$what" = early ]; then  # call 1 (carry .xfer/1): piece 1 holds all of site.tar.xz (unsloth, trl, ...):
+  # take the piece, unpack that tree alone, then run the modes that need no vLLM (e.g. vvision)
+  shift; mkdir -p /tmp/x /tmp/in /tmp/site && cp .xfer/1/part.* /tmp/x/ && (cd /tmp/in && tar -xf /tmp/x/part.aa ./site.tar.xz 2>/dev/null
+  echo "$SITE_SHA  site.tar.xz" | sha256sum -c --quiet) && tar -xJf /tmp/in/site.tar.xz -C /tmp/site && rm -f /tmp/in/site.tar.xz \
+    || { echo "early unpack failed"; exit 3; }
+  for m in "$@"; do bash "$0" "$m"; done; exit 0
+fi
 if [ "$what" = unpack ]; then  # call 5: join the pieces, unpack both package trees, place the GGUF
   shift; t0=$(date +%s); x=.xfer/5; [ -d $x ] || x=../.xfer/5
   mkdir -p /tmp/in /tmp/site /tmp/vsite && cat /tmp/x/part.* $x/part.* | tar -x -C /tmp/in \
@@ -52,7 +59,7 @@ if [ "$what" = vsample ]; then  # (a) vllm vs HF generate on the same 1,024 sequ
     --max-new-tokens 256 --batch-size 1024 --backends ${SBACKENDS:-vllm,hf,vllm@async} ${SFLAGS:---both-seedings} \
     --row-timeout ${ROW_TIMEOUT:-200} --out "$OUT/sampling_gpu_1p5b.json" 2>&1 | tee "$OUT/sampling_gpu_1p5b.log" \
     | grep --line-buffered -E '^\{|│|speed|rror' | cut -c1-700
-  timeout ${SAMPLE2_TIMEOUT:-170} python bench/sampling.py --device cuda --model gguf:/tmp/smollm2.gguf --prompts 128 --n 8 \
+  [ "${SBACKENDS2:-}" = none ] || timeout ${SAMPLE2_TIMEOUT:-170} python bench/sampling.py --device cuda --model gguf:/tmp/smollm2.gguf --prompts 128 --n 8 \
     --max-new-tokens 256 --batch-size 1024 --backends ${SBACKENDS2:-vllm,hf} ${SFLAGS:---both-seedings} \
     --row-timeout ${ROW_TIMEOUT:-200} --out "$OUT/sampling_gpu_smollm2.json" 2>&1 \
     | tee "$OUT/sampling_gpu_smollm2.log" | grep --line-buffered -E '^\{|│|speed|rror' | cut -c1-700

@@ -92,6 +92,7 @@ VARIANTS = {  # backend@variant -> config overrides
     "eager": ["sample.vllm.enforce_eager=true"], "noprefix": ["sample.vllm.enable_prefix_caching=false"],
     "async": ["sample.vllm.async_scheduling=true"], "seeded": ["sample.vllm.seeding=request"],
     "unseeded": ["sample.vllm.seeding=engine"], "nosleep": ["sample.vllm.sleep_level=0"],
+    "graphs1024": ["sample.vllm.cudagraph_max_size=1024"],  # 1,024 sequences decode in a CUDA graph
     "mp": [],  # environment only (ENV_VARIANTS)
 }  # several join with +: vllm@merge+nosleep
 ENV_VARIANTS = {  # backend@variant -> environment of the row's process

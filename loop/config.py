@@ -329,6 +329,18 @@ class VLLMSettings(_Strict):
         False,
         description="CUDA: vLLM's async scheduling (the next step is scheduled while the GPU runs this one).",
     )
+    max_num_seqs: int | None = Field(
+        None, ge=1, le=65_536, description="CUDA: sequences decoded at once; None: vLLM's default (1,024 on an H200)."
+    )
+    cudagraph_max_size: int | None = Field(
+        None,
+        ge=1,
+        le=65_536,
+        description=(
+            "CUDA: the largest decode batch run as a CUDA graph (vLLM's max_cudagraph_capture_size); larger "
+            "batches run without one. None: vLLM's default (512 on an H200)."
+        ),
+    )
     kv_cache_gib: float | None = Field(
         None,
         gt=0.0,
@@ -594,10 +606,12 @@ class TrainSettings(_Strict):
     )
     worker: Literal["auto", "warm", "fresh"] = Field(
         "auto",
-        description="Where a job without train.launcher trains: warm = one training process kept between "
-        "jobs (loop.trainers.worker: torch, transformers, trl, peft stay imported; replaced when it dies, "
-        "fails or is stopped), except GRPO with vLLM generation on CUDA; fresh = a new child per job "
-        "(`python -m loop.trainers.child JOB.json`); auto = warm on CPU, fresh on CUDA.",
+        description="Where a job without train.launcher trains: warm = a training process kept between "
+        "jobs, one per backend (loop.trainers.worker: torch, transformers, trl, peft stay imported, and "
+        "on CUDA TRL's colocated GRPO vLLM engine; replaced when it dies or is stopped; a job failing there "
+        "runs again in a fresh child), except unsloth's own vLLM generation; fresh = a new child per job "
+        "(`python -m loop.trainers.child JOB.json`); auto = warm on CPU, fresh on CUDA (a kept engine "
+        "holds its memory share between jobs).",
     )
     sft: SFTSettings = Field(SFTSettings(), description="Supervised fine-tuning on verified chains.")
     grpo: GRPOSettings = Field(GRPOSettings(), description="GRPO on the round's problems.")

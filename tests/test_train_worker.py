@@ -73,7 +73,8 @@ def test_warm_worker_trains_the_same_weights_as_a_fresh_child(tmp_path, base):
     assert _same_tensors(ref, _adapter_tensors(tmp_path / "warm"))
     assert _same_tensors(ref, _adapter_tensors(tmp_path / "again"))
     assert not _same_tensors(ref, _adapter_tensors(tmp_path / "other"))  # another seed: other weights
-    varying = {"runtime_s", "step_times", "peak_memory_gb", "phase_s", "phase_steps", "device_peak_gb"}
+    varying = {"runtime_s", "step_times", "peak_memory_gb", "phase_s", "phase_steps", "device_peak_gb", "worker"}
+    assert (m_fresh["worker"], m_warm["worker"], m_again["worker"]) == ("fresh", "warm", "warm")  # where each ran
     for m in (m_warm, m_again):
         assert m.keys() == m_fresh.keys()
         assert {k: v for k, v in m.items() if k not in varying} == {k: v for k, v in m_fresh.items() if k not in varying}
@@ -107,6 +108,40 @@ def test_a_killed_worker_is_replaced_on_the_next_job(tmp_path, base):
 
 
 @pytest.mark.slow
+def test_one_worker_per_backend_and_a_new_one_for_another_engine(tmp_path, base, monkeypatch):
+    flavors = iter([("trl", ""), ("unsloth", ""), ("trl", ""), ("trl", "engine B")])
+    monkeypatch.setattr(launch, "worker_flavor", lambda job: next(flavors))  # the job itself runs on trl
+    _warm(_job(tmp_path, base, out="a", steps=1), tmp_path / "a.json")
+    trl = launch.warm_worker()
+    _warm(_job(tmp_path, base, out="b", steps=1), tmp_path / "b.json")
+    other = launch.warm_worker()
+    assert other.pid != trl.pid and trl.alive()  # the unsloth worker beside the trl one
+    m = _warm(_job(tmp_path, base, out="c", steps=1), tmp_path / "c.json")
+    assert launch.warm_worker() is trl and trl.jobs == 2 and m["worker"] == "warm"
+    _warm(_job(tmp_path, base, out="d", steps=1), tmp_path / "d.json")
+    assert launch.warm_worker().pid != trl.pid and _gone(trl.pid) and other.alive()  # another engine: replaced
+    launch.close_worker()
+    assert _gone(other.pid)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_during_its_job_costs_the_job_a_rerun_in_a_fresh_child(tmp_path, base):
+    _warm(_job(tmp_path, base, out="a", steps=1), tmp_path / "a.json")
+    worker = launch.warm_worker()
+    result = {}
+    run = threading.Thread(target=lambda: result.update(_warm(_job(tmp_path, base, out="b", steps=40), tmp_path / "b.json")))
+    run.start()
+    deadline = time.monotonic() + 60
+    while not (worker.jobs == 2 and worker.started) and time.monotonic() < deadline:  # it has taken job b
+        time.sleep(0.05)
+    assert worker.jobs == 2 and worker.started
+    os.kill(worker.pid, signal.SIGKILL)
+    run.join(timeout=300)
+    assert result["worker"] == "fresh-after-warm" and result["steps"] == 40  # the job is not lost
+    assert launch.warm_worker() is None  # the dead worker is retired
+
+
+@pytest.mark.slow
 def test_a_stop_request_ends_a_warm_job_at_once_and_the_next_job_starts_a_new_worker(tmp_path, base):
     _warm(_job(tmp_path, base, out="warmup", steps=1), tmp_path / "warmup.json")  # a warm worker...
     worker = launch.warm_worker()
@@ -136,7 +171,7 @@ def test_a_stop_request_ends_a_warm_job_at_once_and_the_next_job_starts_a_new_wo
 def test_a_training_error_in_the_worker_is_a_train_error_and_the_next_job_works(tmp_path, base):
     _warm(_job(tmp_path, base, out="a", steps=1), tmp_path / "a.json")
     bad = _job(tmp_path, tmp_path / "no-such-model", out="bad")
-    with pytest.raises(launch.TrainError, match=r"training process failed \(.*no-such-model.*\); job "):
+    with pytest.raises(launch.TrainError, match=r"training process failed \(exit 1; in the warm worker before: .*no-such-model.*\); job "):
         _warm(bad, tmp_path / "bad.json")
     assert not (tmp_path / "bad").exists()
     assert launch.warm_worker() is None  # a failed job retires its worker: nothing it left carries over
@@ -174,7 +209,7 @@ def test_no_worker_outlives_its_daemon(tmp_path, base, end):
     ("auto", True, None, "sft", None, False),        # CUDA: fresh unless asked
     ("warm", True, None, "sft", None, True),
     ("warm", True, None, "grpo", "hf", True),        # HF generate: no engine to re-create
-    ("warm", True, None, "grpo", "vllm", False),     # a colocated vLLM engine: always a fresh child
+    ("warm", True, None, "grpo", "vllm", True),      # TRL's colocated engine: the worker keeps it
     ("fresh", False, None, "sft", None, False),
     ("warm", False, "torchrun --nproc_per_node 2", "sft", None, False),  # a launcher: always fresh
     ("auto", False, "accelerate launch", "sft", None, False),
@@ -188,6 +223,100 @@ def test_use_worker(monkeypatch, mode, cuda, launcher, method, engine, expected)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     job = {"method": method, "backend": "trl", "grpo": {"generation": {"engine": engine or "auto"}}}
     assert launch.use_worker(mode, job, launcher) is expected
+
+
+def test_unsloths_own_vllm_generation_always_runs_in_a_fresh_child(monkeypatch):
+    import importlib.util
+
+    import torch
+    if importlib.util.find_spec("vllm") is None:
+        pytest.skip("vllm not installed")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    job = {"method": "grpo", "backend": "unsloth", "grpo": {"generation": {"engine": "vllm"}}}
+    assert launch.use_worker("warm", job, None) is False  # fast_inference builds it inside its loader
+
+
+GRPO = {"max_completion_length": 128, "batch_size": 64, "num_generations": 8, "learning_rate": 3e-5}
+
+
+@pytest.mark.parametrize("method, backend, engine, cuda, expected", [
+    ("sft", "trl", None, False, ("trl", "")),                    # one worker per backend
+    ("sft", "unsloth", None, True, ("unsloth", "")),             # unsloth's patches stay in its own
+    ("grpo", "trl", "hf", True, ("trl", "")),                    # HF generate: no engine to keep
+    ("grpo", "trl", "vllm", False, ("trl", "")),                 # CPU: always HF generate
+    ("grpo", "trl", "vllm", True, ("trl", '["/m", {"batch_size": 64, "generation": {"engine": "vllm"}, '
+                                   '"max_completion_length": 128, "num_generations": 8}]')),  # the engine's settings
+])
+def test_worker_flavor(monkeypatch, method, backend, engine, cuda, expected):
+    import importlib.util
+
+    import torch
+    if engine == "vllm" and importlib.util.find_spec("vllm") is None:
+        pytest.skip("vllm not installed")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    job = {"method": method, "backend": backend, "base": "/m", "grpo": {**GRPO, "generation": {"engine": engine}}}
+    assert launch.worker_flavor(job) == expected
+
+
+def test_a_kept_engine_differs_only_in_the_learning_rate_not_in_its_flavor(monkeypatch):
+    import importlib.util
+
+    import torch
+    if importlib.util.find_spec("vllm") is None:
+        pytest.skip("vllm not installed")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    job = {"method": "grpo", "backend": "trl", "base": "/m", "grpo": {**GRPO, "generation": {"engine": "vllm"}}}
+    other = {**job, "grpo": {**job["grpo"], "learning_rate": 1e-6}}
+    longer = {**job, "grpo": {**job["grpo"], "max_completion_length": 256}}
+    assert launch.worker_flavor(job) == launch.worker_flavor(other)  # same engine: same worker
+    assert launch.worker_flavor(job) != launch.worker_flavor(longer)  # another max_model_len: a new one
+
+
+class FakeLLM:
+    """Stands in for vllm.LLM: counts builds and wake-ups."""
+    built = 0
+
+    def __init__(self, **kwargs):
+        FakeLLM.built += 1
+        self.kwargs, self.woken = kwargs, 0
+
+    def wake_up(self):
+        self.woken += 1
+
+
+def test_the_kept_engine_is_built_once_and_handed_to_each_equal_request():
+    from loop.trainers.gpu import KeptEngine
+    kept, FakeLLM.built = KeptEngine(), 0
+    kept.make = FakeLLM
+    first = kept(model="/m", gpu_memory_utilization=0.1, enable_sleep_mode=False)
+    again = kept(gpu_memory_utilization=0.1, model="/m", enable_sleep_mode=False)  # order does not matter
+    assert again is first and FakeLLM.built == 1 and kept.reused == 1 and first.woken == 0
+    with pytest.raises(RuntimeError, match="was built with .*gpu_memory_utilization.*new worker"):
+        kept(model="/m", gpu_memory_utilization=0.2, enable_sleep_mode=False)
+    assert FakeLLM.built == 1  # never a second engine in one process
+
+
+def test_a_kept_engine_with_sleep_mode_is_woken_before_it_is_handed_on():
+    from loop.trainers.gpu import KeptEngine
+    kept = KeptEngine()
+    kept.make = FakeLLM
+    first = kept(model="/m", enable_sleep_mode=True)
+    assert first.woken == 0  # new: awake already
+    kept(model="/m", enable_sleep_mode=True)
+    assert first.woken == 1  # TRL slept it after the last generation; its start-up sleeps it again
+
+
+def test_install_puts_the_kept_engine_in_trls_place_once(monkeypatch):
+    pytest.importorskip("vllm")
+    from trl.generation import vllm_generation
+
+    from loop.trainers.gpu import KeptEngine
+    original = vllm_generation.LLM
+    monkeypatch.setattr(vllm_generation, "LLM", original)  # undone after the test
+    kept = KeptEngine()
+    kept.install()
+    kept.install()  # twice: still TRL's own class behind it, not itself
+    assert vllm_generation.LLM is kept and kept.make is original
 
 
 @pytest.mark.parametrize("value, ok", [("auto", True), ("warm", True), ("fresh", True), ("hot", False)])

@@ -37,6 +37,11 @@ def kw(platform, lora=False, env=None, **settings):
     ("cuda", dict(kv_cache_gib=4), dict(kv_cache_memory_bytes=4 * GIB)),
     # tensor parallelism only when > 1
     ("cuda", dict(tensor_parallel_size=2), dict(tensor_parallel_size=2)),
+    # batch size and the largest CUDA-graph batch, when set
+    ("cuda", dict(max_num_seqs=2048, cudagraph_max_size=1024),
+     dict(max_num_seqs=2048, compilation_config={"max_cudagraph_capture_size": 1024})),
+    # CUDA-only settings do not reach a CPU engine
+    ("cpu", dict(max_num_seqs=64, cudagraph_max_size=64), dict(max_num_seqs=None, compilation_config=None)),
     # CPU with a config KV size and chunked prefill asked for: no batched-token floor
     ("cpu", dict(kv_cache_gib=1, enable_chunked_prefill=True), dict(kv_cache_memory_bytes=GIB, enable_chunked_prefill=True)),
     # CPU, prefix caching set explicitly
@@ -49,7 +54,8 @@ def test_engine_kwargs_table(platform, settings, expected):
 
 @pytest.mark.parametrize("platform, absent", [
     ("cpu", ["gpu_memory_utilization", "enable_sleep_mode", "tensor_parallel_size"]),  # CUDA-only keys
-    ("cuda", ["max_num_batched_tokens", "tensor_parallel_size", "kv_cache_memory_bytes"]),  # vLLM's own sizing
+    ("cuda", ["max_num_batched_tokens", "tensor_parallel_size", "kv_cache_memory_bytes",
+              "max_num_seqs", "compilation_config"]),  # vLLM's own sizing
 ])
 def test_engine_kwargs_leave_out(platform, absent):
     got = kw(platform)

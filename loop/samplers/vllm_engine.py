@@ -12,6 +12,7 @@ means the platform's default:
 | enable_prefix_caching | vLLM's default (on) | True: a group's prompt is computed once |
 | KV cache | kv_cache_memory_bytes (2 GiB; LOOP_VLLM_KV_CACHE_GIB) | gpu_memory_utilization share |
 | sleep mode | off (CUDA and ROCm only) | enable_sleep_mode (level 1 by default) |
+| batch, CUDA graphs | vLLM's | max_num_seqs, max_cudagraph_capture_size when set |
 | seeding (`request_seeds`) | per request: a group's samples do not depend on the batch | per request |
 
 Environment overrides kept from the CPU backend: LOOP_VLLM_MAX_MODEL_LEN, LOOP_VLLM_KV_CACHE_GIB,
@@ -114,6 +115,10 @@ def cuda_kwargs(settings) -> dict:
         kw["async_scheduling"] = True
     if settings.kv_cache_gib:
         kw["kv_cache_memory_bytes"] = int(settings.kv_cache_gib * 2**30)
+    if settings.max_num_seqs:
+        kw["max_num_seqs"] = settings.max_num_seqs
+    if settings.cudagraph_max_size:
+        kw["compilation_config"] = {"max_cudagraph_capture_size": settings.cudagraph_max_size}
     if settings.tensor_parallel_size > 1:
         kw["tensor_parallel_size"] = settings.tensor_parallel_size
     return kw

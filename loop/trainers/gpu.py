@@ -17,6 +17,14 @@ Contract:
   "vllm-colocate" (trl: TRL's colocated vllm.LLM) or "vllm-unsloth" (unsloth fast_inference).
 - `DevicePeak`: a thread sampling used device memory (total - free) every 50 ms; vLLM under
   sleep mode allocates outside torch's allocator, so torch's own peak misses it.
+- `KEPT` (a warm worker's, loop.trainers.worker): TRL's colocated engine is built on the worker's
+  first GRPO job and handed to each later one whose engine arguments are equal (one engine per
+  process: vLLM cannot reliably build a second one in it). Reuse is correct because TRL pushes the
+  policy's weights into the engine before its first generation (`_last_loaded_step` starts at -1)
+  and resets the prefix cache when it does; an engine with sleep mode, asleep since the last job's
+  generation, is woken first so TRL's own start-up sleep finds it as a new one. Other arguments:
+  RuntimeError (the parent gives such a job a new worker: loop.trainers.launch.worker_flavor).
+  Between jobs an engine without sleep mode keeps its memory share.
 """
 
 from __future__ import annotations
@@ -97,3 +105,36 @@ class DevicePeak:
     def stop(self) -> float | None:
         self._stop.set()
         return round(self.peak / GIB, 3) if self.peak else None
+
+
+class KeptEngine:
+    """The warm worker's one colocated vLLM engine (see the contract), put in place of the `LLM`
+    that TRL's vllm_generation builds."""
+
+    def __init__(self):
+        self.enabled, self.engine, self.key, self.make, self.reused = False, None, None, None, 0
+
+    def __call__(self, **kwargs):
+        key = json.dumps(kwargs, sort_keys=True, default=str)
+        if self.engine is None:
+            self.engine, self.key = self.make(**kwargs), key
+            return self.engine
+        if key != self.key:
+            raise RuntimeError(
+                f"this worker's GRPO engine was built with {self.key}; the job asks for {key} (a new worker is needed)"
+            )
+        if kwargs.get("enable_sleep_mode"):
+            self.engine.wake_up()  # asleep since the last generation; TRL's start-up puts it back to sleep
+        self.reused += 1
+        return self.engine
+
+    def install(self) -> None:
+        """Put this in place of TRL's `LLM` (once; only where `enabled`, i.e. in a warm worker)."""
+        from trl.generation import vllm_generation
+
+        if vllm_generation.LLM is not self:
+            self.make = vllm_generation.LLM
+            setattr(vllm_generation, "LLM", self)  # noqa: B010 - replacing TRL's class, on purpose
+
+
+KEPT = KeptEngine()

@@ -20,11 +20,17 @@ environment, parent-death signal), handed each job's path on its stdin, answerin
 own, running the job by the child's code path. It gives what the child gives: it only writes the
 adapter folder (renamed into place when complete); a stop request ends its process group as it
 ends a child's, and the next job starts a new worker; one that died (killed, crashed) is replaced
-on the next job, and so is one whose job failed (TrainError) or whose environment would differ
-from the next job's child's; `close_worker` (at exit, and when `serve` ends) ends it. Jobs under
-`train.launcher` and, on CUDA, GRPO jobs whose generation runs in a vLLM engine (which cannot be
-re-created in one process reliably) always run in a fresh child; `auto` keeps CUDA jobs fresh too
-(memory given back between jobs is not measured there).
+on the next job, and so is one whose environment would differ from the next job's child's. A job
+that failed there (TrainError) retires the worker and runs again once in a fresh child, so the
+warm path can cost a round time but not the round (metrics `worker`: warm, fresh, or
+fresh-after-warm); `close_worker` (at exit, and when `serve` ends) ends them all.
+
+There is one warm worker per `worker_flavor`: per training backend (importing unsloth patches
+TRL's trainers for the whole process), and for a TRL GRPO job generating with vLLM on CUDA per
+engine as well (the worker keeps that engine between jobs: loop.trainers.gpu.KEPT). Jobs under
+`train.launcher` and unsloth's own vLLM generation (fast_inference, built inside its model
+loader) always run in a fresh child; `auto` keeps CUDA jobs fresh (a kept engine's memory share
+stays taken between jobs; configs/gpu.yaml asks for `warm`).
 """
 
 from __future__ import annotations
@@ -72,11 +78,15 @@ def run_child(
     # child's whole group (wait_cancellable); a hard stop (`loop stop --now`) kills the group too
     out = Path(job["out"])
     code: int | None
-    error = None
+    where, failed = "fresh", ""
     try:
-        warm = use_worker(worker, job, launcher) and _run_warm(job_path, env)
-        if warm:
-            code, error = warm
+        warm = use_worker(worker, job, launcher) and _run_warm(job_path, env, worker_flavor(job))
+        if warm and warm != (0, None):
+            why = warm[1] or f"exit {warm[0]}"
+            print(f"train: the job failed in the warm worker ({why}); running it again in a fresh child")
+            where, failed = "fresh-after-warm", f"; in the warm worker before: {why}"
+        if warm == (0, None):
+            code, where = 0, "warm"
         else:
             cmd = [*launch_command(launcher), "-m", CHILD_MODULE, str(job_path)]
             code = wait_cancellable(subprocess.Popen(cmd, env=env, start_new_session=True))
@@ -84,11 +94,9 @@ def run_child(
         for tmp in out.parent.glob(out.name + ".tmp*"):  # the child's unfinished output (rank 0 and others)
             shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if error is not None:
-        raise TrainError(f"training process failed ({error}); job {job_path}")
     if code != 0 or not (out / "metrics.json").exists():
-        raise TrainError(f"training process failed (exit {code}); job {job_path}")
-    return json.loads((out / "metrics.json").read_text())
+        raise TrainError(f"training process failed (exit {code}{failed}); job {job_path}")
+    return {**json.loads((out / "metrics.json").read_text()), "worker": where}
 
 
 def child_env(threads: int | None, launcher: str | None) -> dict[str, str]:
@@ -111,22 +119,41 @@ def use_worker(mode: WorkerMode, job: TrainJob, launcher: str | None) -> bool:
     import torch
 
     cuda = torch.cuda.is_available()
-    if cuda and job.get("method") == "grpo":
-        try:
-            backend = choose_trainer(job.get("backend", "auto"))
-            engine = gpu.generation_engine(dict(job), True, auto=gpu.AUTO[backend])
-        except (ValueError, RuntimeError):
-            return False  # the child reports the bad setting
-        if engine == "vllm":
-            return False
+    try:
+        engine = grpo_engine(job, cuda)
+    except (ValueError, RuntimeError):
+        return False  # the child reports the bad setting
+    if engine == "vllm" and choose_trainer(job.get("backend", "auto")) != "trl":
+        return False  # unsloth's engine is built inside its model loader: not kept
     return mode == "warm" or not cuda
+
+
+def grpo_engine(job: TrainJob, cuda: bool) -> str | None:
+    """Where a GRPO job generates ("hf", "vllm"); None for other methods."""
+    if job.get("method") != "grpo":
+        return None
+    backend = choose_trainer(job.get("backend", "auto"))
+    return gpu.generation_engine(dict(job), cuda, auto=gpu.AUTO[backend])
+
+
+def worker_flavor(job: TrainJob) -> tuple[str, str]:
+    """Which warm worker runs the job (see the contract): (its backend, "" or, for a GRPO job
+    generating with vLLM, what its kept engine is built from: the base model, the generation settings)."""
+    import torch
+
+    backend = choose_trainer(job.get("backend", "auto"))
+    if grpo_engine(job, torch.cuda.is_available()) != "vllm":
+        return backend, ""
+    grpo = job["grpo"]
+    keys = ("max_completion_length", "batch_size", "num_generations", "generation")
+    return backend, json.dumps([job["base"], {k: grpo.get(k) for k in keys}], sort_keys=True)
 
 
 class Worker:
     """The warm training process (loop.trainers.worker): job paths in on its stdin, one JSON answer
     a job back on a pipe of its own (its stdout and stderr are the daemon's, as a child's are)."""
 
-    def __init__(self, env: dict[str, str]):
+    def __init__(self, env: dict[str, str], flavor: tuple[str, str] = ("trl", "")):
         read, write = os.pipe()
         try:
             self.proc = subprocess.Popen(
@@ -141,7 +168,7 @@ class Worker:
             raise
         finally:
             os.close(write)
-        self.env, self.jobs, self._reply, self._buf = env, 0, read, b""
+        self.env, self.flavor, self.jobs, self._reply, self._buf = env, flavor, 0, read, b""
         self.started, self._eof = False, False
         self._answer: dict[str, Any] = {}
 
@@ -220,46 +247,52 @@ class Worker:
             pass
 
 
-_WORKER: list[Worker] = []  # the warm worker, at most one
-_WORKER_LOCK = threading.Lock()  # one job at a time in it; a second job meanwhile runs in a fresh child
+_WORKERS: dict[str, Worker] = {}  # the warm workers, one per backend (its flavor in Worker.flavor)
+_LAST: list[str] = []  # the backend of the worker that took the last job
+_WORKER_LOCK = threading.Lock()  # one job at a time in them; a second job meanwhile runs in a fresh child
 
 
 def warm_worker() -> Worker | None:
-    """The warm worker now (started, maybe dead since), if any."""
-    return _WORKER[0] if _WORKER else None
+    """The warm worker that took the last job (started, maybe dead since), if any."""
+    return _WORKERS.get(_LAST[-1]) if _LAST else None
 
 
-def close_worker() -> None:
-    """End the warm worker, if any (at exit, when the daemon's `serve` ends, in tests)."""
-    while _WORKER:
-        _WORKER.pop().close()
+def close_worker(backend: str | None = None) -> None:
+    """End the warm workers (or `backend`'s): at exit, when the daemon's `serve` ends, in tests."""
+    for name in [backend] if backend else list(_WORKERS):
+        worker = _WORKERS.pop(name, None)
+        if worker is not None:
+            worker.close()
 
 
 atexit.register(close_worker)  # a clean exit leaves no worker (a killed daemon's dies by its signal)
 
 
-def _run_warm(job_path: Path, env: dict[str, str]) -> tuple[int, str | None] | None:
-    """Run the job in the warm worker (a new one unless the last is alive with this environment);
-    None when it is busy with another job. A failed job, a stop or a death retires the worker."""
+def _run_warm(job_path: Path, env: dict[str, str], flavor: tuple[str, str]) -> tuple[int, str | None] | None:
+    """Run the job in the warm worker of its flavor (a new one unless that backend's is alive with
+    this flavor and environment); None when one is busy with another job. A failed job, a stop or
+    a death retires the worker."""
     if "\n" in str(job_path) or not _WORKER_LOCK.acquire(blocking=False):
         return None
+    backend = flavor[0]
     try:
         for _ in range(2):  # a worker gone before it took the job (dead at the hand-off) is replaced once
-            old = warm_worker()
-            if old is None or not old.alive() or old.env != env:
-                close_worker()
-                _WORKER.append(Worker(env))
-            worker = _WORKER[0]
+            old = _WORKERS.get(backend)
+            if old is None or not old.alive() or old.env != env or old.flavor != flavor:
+                close_worker(backend)
+                _WORKERS[backend] = Worker(env, flavor)
+            worker = _WORKERS[backend]
+            _LAST[:] = [backend]
             if not worker.hand(job_path):
-                close_worker()
+                close_worker(backend)
                 continue
             try:
                 code, error = worker.wait()
             except BaseException:  # a stop request: wait_cancellable ended its group
-                close_worker()
+                close_worker(backend)
                 raise
             if code != 0:
-                close_worker()
+                close_worker(backend)
             if code == 0 or worker.started:
                 return code, error
         return None  # two workers gone at the hand-off: a fresh child says why

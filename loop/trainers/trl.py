@@ -287,6 +287,7 @@ def run_grpo(
     ds = Dataset.from_parquet(job["data"]) if dataset is None else dataset
     funcs, _ = reward_funcs(job)
     args = GRPOConfig(**grpo_args(job, cuda, generation[1]))
+    kept = gpu.KEPT.reused
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=funcs,
@@ -297,7 +298,10 @@ def run_grpo(
         callbacks=[train_callback(f"train ({label})"), step_timer()],
     )
     _quiet(trainer)
-    return {**_finish(trainer, trainer.train(), len(ds), job["tmp"]), "generation": generation[0]}
+    metrics = {**_finish(trainer, trainer.train(), len(ds), job["tmp"]), "generation": generation[0]}
+    if generation[0] != "hf":  # whether this job built its engine or was handed the warm worker's
+        metrics["engine"] = "kept" if gpu.KEPT.reused > kept else "new"
+    return metrics
 
 
 def colocated_vllm(job: dict, cuda: bool) -> tuple[str, dict]:
@@ -308,6 +312,8 @@ def colocated_vllm(job: dict, cuda: bool) -> tuple[str, dict]:
     import torch
 
     set_env()  # quiet logs (TRL's colocated engine runs in-process: external_launcher)
+    if gpu.KEPT.enabled:
+        gpu.KEPT.install()  # a warm worker keeps its engine for the next job
     share = gpu.engine_share(job["base"], job, torch.cuda.mem_get_info()[1])
     standby = bool((job["grpo"].get("generation") or {}).get("standby"))
     return "vllm-colocate", dict(

@@ -10,13 +10,16 @@ or `{"ok": false, "error": "..."}` with the traceback on stderr, where a fresh c
 stdin: exit 0.
 
 What stays loaded between jobs: the imported libraries (torch, transformers, trl, peft,
-datasets: about 7 s of a fresh child's start on 2 cores) and what they set up on first use. The
+datasets: about 7 s of a fresh child's start on 2 cores), what they set up on first use, and on
+CUDA a GRPO job's colocated vLLM engine (loop.trainers.gpu.KEPT: built once, its weights pushed
+by TRL at each job's first generation). The
 base model is loaded again per job: 0.5 s for SmolLM2-135M, where copying a cached one took 1.0 s.
 Before each job the process is put back as a fresh child would start it: the environment it was
 started with (a job's tracker variables gone), its peak-RSS counter reset (peak_memory_gb is the
 job's, as a child's is), garbage collected. Seeds need nothing: the trainers seed torch, numpy and
 random (set_seed, unsloth's random_state) before anything random is drawn, so a job trains the
-same weights here as in a fresh child (tests/test_train_worker.py).
+same weights here as in a fresh child (tests/test_train_worker.py); a kept vLLM engine's sampling
+stream goes on from the last job instead of starting again at seed 0.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from loop.trainers import gpu
 from loop.trainers.child import run_job
 from loop.trainers.launch import die_with_parent
 
@@ -76,6 +80,7 @@ def serve(jobs, reply) -> None:
 
 def main(argv: list[str]) -> None:
     die_with_parent()
+    gpu.KEPT.enabled = True  # a GRPO job's colocated vLLM engine stays for the next job (gpu.KeptEngine)
     with os.fdopen(int(argv[1]), "w") as reply:
         serve(sys.stdin, reply)
 
