@@ -12,6 +12,7 @@ step), the device's peak memory (sampled, GB), torch's peak allocation, held-out
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import shutil
 import statistics
@@ -37,7 +38,8 @@ def run_case(name: str, model: str, steps: int) -> dict:
             f"train.lora.quant={quant}", f"instruct.max_steps={steps}", "instruct.batch_size=2",
             "instruct.grad_accum=1", "instruct.max_new_tokens=16"]
     cfg = load_config(ROOT / "configs" / "vision.yaml", sets)
-    cfg.instruct.sources[0].path = str(ROOT / "data" / "vision" / "odometer.xlsx")
+    sheet = "odometer.xlsx" if importlib.util.find_spec("openpyxl") else "odometer.csv"  # the same rows
+    cfg.instruct.sources[0].path = str(ROOT / "data" / "vision" / sheet)
     t0 = time.time()
     info = run_sft(cfg)
     shutil.rmtree(work, ignore_errors=True)
