@@ -73,6 +73,7 @@ if [ "$what" = vgrpo ]; then  # (b) GRPO, 1.5B shape, 64 completions x 128 token
     | grep -E 'x faster|│|rror|Traceback' | cut -c1-400
 fi
 if [ "$what" = vvision ]; then  # issue 18: vision SFT on the Qwen2.5-VL-3B shape, trl 16-bit vs unsloth 16-bit / 4-bit
+  for_tiny
   timeout ${VISION_TIMEOUT:-300} python bench/vision_sft.py --model tiny:qwen2.5-vl-3b --steps ${STEPS:-30} 2>&1 \
     | tee "$OUT/vision_sft_gpu.log" | grep --line-buffered -E '│|rror|Traceback|GB' | cut -c1-300
   cp bench/results/vision_sft_*3b*.json "$OUT/" 2>/dev/null; ls "$OUT"
