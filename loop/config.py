@@ -543,11 +543,10 @@ class GRPOGeneration(_Strict):
     )
 
 
-class GRPOSettings(_Strict):
-    """`train.grpo`: GRPO on the round's problems with the verify rewards."""
+class _GroupSteps(_Strict):
+    """What both GRPO methods share: steps, the group, the completions' cap and sampling, the optimizer."""
 
-    every: int = Field(2, ge=0, le=1_000_000, description="After every N-th round; 0 = never.")
-    max_steps: int = Field(4, ge=1, le=10_000_000, description="Optimizer steps per GRPO run.")
+    max_steps: int = Field(4, ge=1, le=10_000_000, description="Optimizer steps per run.")
     batch_size: int = Field(8, ge=1, le=4096, description="Completions per device step; a multiple of num_generations.")
     num_generations: int = Field(
         4, ge=2, le=1024, description="Completions generated per prompt (the GRPO group size)."
@@ -558,6 +557,21 @@ class GRPOSettings(_Strict):
     )
     beta: float = Field(0.0, ge=0.0, le=1000.0, description="KL penalty weight; 0 = no reference model (cheaper).")
     temperature: float = Field(0.8, ge=0.0, le=10.0, description="Sampling temperature of GRPO's generations.")
+
+    @model_validator(mode="after")
+    def _check(self):
+        """A step's completions are whole groups: batch_size a multiple of num_generations."""
+        if self.batch_size % self.num_generations:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must be a multiple of num_generations ({self.num_generations})"
+            )
+        return self
+
+
+class GRPOSettings(_GroupSteps):
+    """`train.grpo`: GRPO on the round's problems with the verify rewards."""
+
+    every: int = Field(2, ge=0, le=1_000_000, description="After every N-th round; 0 = never.")
     band: tuple[float, float] = Field(
         (0.0, 1.0), strict=False, description="Train on problems whose last pass rate lies strictly inside (lo, hi)."
     )
@@ -576,13 +590,22 @@ class GRPOSettings(_Strict):
     def _extra(cls, v: dict[str, Any]) -> dict[str, Any]:
         return _check_extra_args("train.grpo.extra_args", v)
 
-    @model_validator(mode="after")
-    def _check(self) -> GRPOSettings:
-        if self.batch_size % self.num_generations:
-            raise ValueError(
-                f"batch_size ({self.batch_size}) must be a multiple of num_generations ({self.num_generations})"
-            )
-        return self
+
+class ProposerTraining(_GroupSteps):
+    """`train.proposer`: on-policy GRPO on the proposer's own prompts (loop.trainers.proposer): each
+    fresh problem is gated, solved by the policy, and rewarded with learnability 4p(1-p)."""
+
+    every: int = Field(
+        0, ge=0, le=1_000_000, description="After every N-th round; 0 = never (the proposer is not trained)."
+    )
+    max_completion_length: int = Field(96, ge=1, le=131_072, description="Token cap per proposal.")
+    solves: int = Field(
+        4, ge=1, le=1024, description="Solver samples per valid proposal; their pass rate p gives the reward."
+    )
+    solve_max_new_tokens: int = Field(128, ge=1, le=131_072, description="Token cap per solver sample.")
+    prompts: int = Field(
+        32, ge=1, le=100_000, description="Distinct proposer prompts, the most recent first, from the proposals table."
+    )
 
 
 class TrainSettings(_Strict):
@@ -615,6 +638,9 @@ class TrainSettings(_Strict):
     )
     sft: SFTSettings = Field(SFTSettings(), description="Supervised fine-tuning on verified chains.")
     grpo: GRPOSettings = Field(GRPOSettings(), description="GRPO on the round's problems.")
+    proposer: ProposerTraining = Field(
+        ProposerTraining(), description="GRPO of the proposer role on its own prompts (self-play sources)."
+    )
     lora: LoraSettings = Field(LoraSettings(), description="The LoRA adapter both methods train.")
     report_to: list[Literal["none", "tensorboard", "wandb"]] = Field(
         ["none"],

@@ -89,3 +89,15 @@ def round_summary(store: Store, run_id: str, r: int) -> dict[str, Any]:
             "SELECT info FROM steps WHERE run_id = ? AND round = ? AND stage = 'evaluate'", [run_id, r]
         ),
     }
+
+
+def recent_prompts(store: Store, run_id: str, last_round: int, limit: int) -> list[str]:
+    """The most recent distinct prompts (chat JSON) of natural-language self proposals up to
+    `last_round` (code-program proposals, whose meta lists `inputs`, are left out)."""
+    rows = store.query(
+        "SELECT prompt, max(round) AS r, max(proposal_id) AS pid FROM proposals WHERE run_id = ? AND round <= ? "
+        "AND prompt IS NOT NULL AND json_extract(meta, '$.inputs') IS NULL "
+        "GROUP BY prompt ORDER BY r DESC, pid LIMIT ?",
+        [run_id, last_round, limit],
+    )
+    return [x["prompt"] for x in rows]

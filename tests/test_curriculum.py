@@ -79,9 +79,11 @@ def test_select_rejects_bad_arguments(band, k):
 @pytest.mark.parametrize("p,reward", [
     (0.0, 0.0),       # never solved: no signal
     (1.0, 0.0),       # always solved: no signal
+    (0.5, 1.0),       # solved half the time: the most to learn
     (0.25, 0.75),     # hard but solvable: high reward
-    (0.5, 0.5),
-    (0.875, 0.125),   # nearly trivial: small reward
+    (0.75, 0.75),     # symmetric around one half
+    (0.875, 0.21875), # nearly trivial: small reward
+    (0.125, 0.21875), # nearly never solved: small reward too
 ])
 def test_learnability_table(p, reward):
     assert learnability(p) == pytest.approx(reward)

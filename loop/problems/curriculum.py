@@ -9,8 +9,8 @@ Invariants:
   * it is resampled when its latest rate is inside the band, or when it is at
     0 or 1 but the streak is still shorter than `retire_after` (one all-correct
     group of 8 can be luck); otherwise (e.g. 0.1 or 0.9) it is parked;
-  * learnability is the proposer's GRPO reward: 1 - pass_rate strictly inside
-    (0, 1), else 0 (unsolvable and trivial problems teach nothing).
+  * learnability is the proposer's GRPO reward: 4p(1-p) for pass rate p, highest at
+    one half, 0 at 0 and 1 (unsolvable and trivial problems teach nothing).
 """
 
 from __future__ import annotations
@@ -84,10 +84,11 @@ def select_for_resampling(
 
 
 def learnability(pass_rate: float) -> float:
-    """Proposer reward: 1 - pass_rate when 0 < pass_rate < 1, else 0."""
+    """Proposer reward 4p(1-p): 1 at a pass rate of one half, 0 at 0 and 1 (never or always solved:
+    nothing for the solver to learn; the proposer/solver reward of verifiers' self-play environment)."""
     if not 0.0 <= pass_rate <= 1.0:
         raise ValueError(f"pass_rate must be in [0, 1], got {pass_rate}")
-    return 1.0 - pass_rate if 0.0 < pass_rate < 1.0 else 0.0
+    return 4.0 * pass_rate * (1.0 - pass_rate)
 
 
 def proposer_learnability(prompts, completions, pass_rate, **kwargs) -> list[float | None]:

@@ -33,11 +33,13 @@ Proposer training (GRPO): `loop.proposer.training.grpo_dataset(store, run_id)` r
 wrote, and its problem's pass rate in the round it was proposed. TRL passes extra
 dataset columns to reward functions by name, so
 `GRPOTrainer(reward_funcs=[loop.problems.curriculum.proposer_learnability],
-train_dataset=Dataset.from_list(rows))` rewards with learnability 1 - pass_rate
+train_dataset=Dataset.from_list(rows))` rewards with learnability 4p(1-p)
 (0 at 0 or 1; None, skipped, for rejected proposals). That reward is the stored
-proposal's (off-policy): every fresh completion of a row gets the same value. For
-on-policy GRPO use `LearnabilityReward(solve)`: it gates each fresh completion
-like the stage does and asks `solve(question, answer) -> pass_rate`.
+proposal's (off-policy): every fresh completion of a row gets the same value, so a GRPO
+group's advantages are all zero. The loop's own proposer training (`train.proposer`,
+loop.trainers.proposer) is on-policy: `LearnabilityReward(solve)` gates each fresh
+completion like the stage does and asks `solve(question, answer) -> pass_rate` of the
+policy being trained.
 """
 
 from __future__ import annotations

@@ -43,8 +43,8 @@ class LearnabilityReward:
     def __init__(self, solve: Callable[[str, str], float], gate: Gate | None = None, runner: Callable = run_program):
         self.solve, self.gate, self.runner = solve, gate or Gate([]), runner
 
-    def __call__(self, prompts, completions, **kwargs) -> list[float]:
-        out = []
+    def __call__(self, prompts, completions, **kwargs) -> list[float | None]:
+        out: list[float | None] = []
         for c in completions:
             parsed = parse(c if isinstance(c, str) else c[-1]["content"])
             v = self.gate.check(parsed, self.runner)

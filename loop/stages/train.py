@@ -1,7 +1,8 @@
-"""Train stage: distillation SFT and GRPO after a round, each its own recorded step.
+"""Train stage: distillation SFT, GRPO and proposer GRPO after a round, each its own recorded step.
 
 The stage picks the training set from the store (loop.trainers.chains for SFT; problems
-whose pass rate in the round lay strictly inside `train.grpo.band` for GRPO), writes it as
+whose pass rate in the round lay strictly inside `train.grpo.band` for GRPO; the proposer's recent
+prompts from the `proposals` table for proposer GRPO, loop.trainers.proposer), writes it as
 a Parquet snapshot (SFT: plus `train.sft.mix`'s instruction rows, weighted per source), runs
 the job in a child process or the warm worker (loop.trainers.launch, `train.worker`) and
 registers the adapter as a new model version (parent, data hash, config, metrics) in the same
@@ -12,6 +13,7 @@ GRPO as `vision-grpo` (loop.trainers.vision_rows).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from loop import tracking
@@ -25,14 +27,18 @@ from loop.trainers.launch import run_child
 from loop.trainers.rows import mix_examples
 from loop.trainers.vision_rows import grpo_vision_examples, vision_examples, vision_job
 from loop.vlm import is_vision_model
-from store import pipeline
+from store import pipeline, proposals
 
 
 def stage(ctx: RunContext, r: int) -> StageResult:
-    """SFT then GRPO after round r, each when due; each method is its own recorded step."""
+    """SFT, GRPO, then proposer GRPO after round r, each when due; each its own recorded step."""
     cfg = ctx.cfg.train
     info: StageResult = {}
-    methods: tuple[tuple[Method, int], ...] = (("sft", cfg.sft.every), ("grpo", cfg.grpo.every))
+    methods: tuple[tuple[Method, int], ...] = (
+        ("sft", cfg.sft.every),
+        ("grpo", cfg.grpo.every),
+        ("proposer", cfg.proposer.every),
+    )
     for method, every in methods:
         step = f"train.{method}"
         if ctx.is_done(r, step):
@@ -40,10 +46,9 @@ def stage(ctx: RunContext, r: int) -> StageResult:
         if not due(every, r):
             info[method] = ctx.commit(r, step, {"skipped": f"train.{method}.every={every}"})
             continue
-        examples = sft_examples(ctx, r) if method == "sft" else grpo_examples(ctx, r)
+        examples = EXAMPLES[method](ctx, r)
         if not examples:
-            why = "no verified chains" if method == "sft" else "no problem in band"
-            info[method] = ctx.commit(r, step, {"skipped": why})
+            info[method] = ctx.commit(r, step, {"skipped": NONE[method]})
             continue
         info[method] = _train(ctx, r, method, examples)
     return ctx.commit(r, "train", info)
@@ -70,10 +75,23 @@ def grpo_examples(ctx: RunContext, r: int) -> list[dict[str, Any]]:
     ]
 
 
+def proposer_examples(ctx: RunContext, r: int) -> list[dict[str, Any]]:
+    """The proposer's recent prompts (train.proposer.prompts of them), as GRPO rows; none for a VLM."""
+    if is_vision_model(ctx.base_dir):
+        return []
+    chats = proposals.recent_prompts(ctx.store, ctx.run_id, r, ctx.cfg.train.proposer.prompts)
+    return [{"prompt": json.loads(c) if isinstance(c, str) else c} for c in chats]
+
+
+EXAMPLES = {"sft": sft_examples, "grpo": grpo_examples, "proposer": proposer_examples}
+NONE = {"sft": "no verified chains", "grpo": "no problem in band", "proposer": "no self proposals"}
+
+
 def _job(ctx: RunContext, r: int, method: Method, data: str, out: str) -> TrainJob:
     cfg = ctx.cfg.train
     _, parent_adapter = ctx.current_model()
     backend = getattr(cfg, method).backend if method == "grpo" else None  # train.grpo.backend overrides
+    backend = "trl" if method == "proposer" else backend  # loop.trainers.proposer builds on trl's model and LoRA
     job = TrainJob(
         method=method,
         backend=backend or cfg.backend,
@@ -90,7 +108,9 @@ def _job(ctx: RunContext, r: int, method: Method, data: str, out: str) -> TrainJ
         tracker_dir=str(tracking.trainer_dir(ctx.run_dir, r, method)),
         extra_args=dict(cfg.extra_args),  # train.extra_args; the method's own ride in job[method]
     )
-    job[method] = getattr(cfg, method).model_dump(mode="json")  # the method's own settings: job["sft"] or job["grpo"]
+    job[method] = getattr(cfg, method).model_dump(mode="json")  # the method's own settings: job["sft"], ...
+    if method == "proposer":
+        job["proposer"]["system"] = ctx.cfg.prompt.system  # the solver's prompt, as the sample stage's
     return job
 
 

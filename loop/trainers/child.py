@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from loop import tracking
-from loop.trainers import instruct, load_backend, vision, vision_grpo
+from loop.trainers import instruct, load_backend, proposer, vision, vision_grpo
 from loop.trainers.launch import die_with_parent
 
 
@@ -31,7 +31,12 @@ def train_job(job: dict) -> dict:
     tmp.mkdir(parents=True)
     os.environ.update(tracking.trainer_env(job))  # TRL's trackers write into the run folder
     backend = load_backend(job["backend"])
-    methods = {"instruct": instruct.instruct, "vision": vision.vision, "vision-grpo": vision_grpo.grpo}
+    methods = {
+        "instruct": instruct.instruct,
+        "vision": vision.vision,
+        "vision-grpo": vision_grpo.grpo,
+        "proposer": proposer.grpo,
+    }
     run = methods.get(job["method"]) or getattr(backend, job["method"])
     metrics = run({**job, "tmp": str(tmp)})
     metrics["backend"], metrics["processes"] = backend.__name__.rsplit(".", 1)[-1], world

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypedDict
 
-Method = Literal["sft", "grpo", "instruct"]
+Method = Literal["sft", "grpo", "proposer", "instruct"]
 
 
 class TrainJob(TypedDict, total=False):
@@ -29,6 +29,7 @@ class TrainJob(TypedDict, total=False):
     gradient_checkpointing: str
     sft: dict[str, Any]  # train.sft, for method sft
     grpo: dict[str, Any]  # train.grpo, for method grpo
+    proposer: dict[str, Any]  # train.proposer + the solver's system prompt, for method proposer
     rewards: list[dict[str, Any]]  # verify.rewards, for GRPO
     instruct: dict[str, Any]  # the `instruct` section, for method instruct (`loop sft`); vision*: its layers
     heldout: str  # Parquet of the held-out rows (never trained on), for instruct
