@@ -11,15 +11,16 @@ from typing import Any
 from store.db import Store
 
 
-def verified_programs(store: Store, run_id: str) -> list[tuple[str, str]]:
-    """(question, answer program) of problems with at least one verified sample in the run."""
+def verified_programs(store: Store, run_id: str) -> list[tuple[str, str, str, str]]:
+    """(problem_id, source, question, answer program) of problems with at least one verified
+    sample in the run, by question."""
     rows = store.query(
-        "SELECT DISTINCT p.question, json_extract_string(p.meta, '$.program') AS program "
+        "SELECT DISTINCT p.problem_id, p.source, p.question, json_extract_string(p.meta, '$.program') AS program "
         "FROM problems p JOIN samples s USING (problem_id) WHERE s.run_id = ? AND s.verified "
-        "AND json_extract_string(p.meta, '$.program') IS NOT NULL ORDER BY 1",
+        "AND json_extract_string(p.meta, '$.program') IS NOT NULL ORDER BY p.question, p.problem_id",
         [run_id],
     )
-    return [(r["question"], r["program"]) for r in rows]
+    return [(r["problem_id"], r["source"], r["question"], r["program"]) for r in rows]
 
 
 def code_programs(store: Store) -> list[str]:

@@ -298,7 +298,8 @@ def test_fewshot_pool_prefers_verified_problems_with_programs(tmp_path):
     ctx.store.insert_rows("problems", [_problem("np", "No program?")])
     _samples(ctx, "np", 1, 2, 2)
     pool = fewshot_pool(ctx.store, ctx.run_id, 4, seed=1)
-    assert pool == [(f"Verified {i}?", f"answer = {i}") for i in range(5)]
+    assert [(s.question, s.program) for s in pool] == [(f"Verified {i}?", f"answer = {i}") for i in range(5)]
+    assert [s.ref["problem_id"] for s in pool] == [f"v{i}" for i in range(5)]  # ancestry: the stored ids
 
 
 # --- the proposer's GRPO rows -----------------------------------------------------------------

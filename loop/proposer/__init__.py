@@ -18,6 +18,9 @@ Contract (the propose stage, loop/stages/propose.py, calls `plan_round` once per
   solver's majority answer or a second program (`loop.proposer.agreement`; votes
   on the row), and recorded as one `proposals` row, kept or rejected with its
   reason; valid completions beyond the quota are recorded as 'quota'.
+- Ancestry: every proposal row (self and code) records `shots`, the few-shot examples its
+  prompt showed, in prompt order: {problem_id (None for a starter or procedural code program),
+  source, sha256 of the shown turn} (loop.proposer.generate.Shot; migration 009).
 - Code proposer: a `kind: code` source with `model_count > 0` also asks the model for
   programs with inputs (loop.proposer.programs); each kept program gives one task per kind,
   its references the sandbox's outputs; every completion is a `proposals` row too.
