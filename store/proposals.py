@@ -90,3 +90,25 @@ def round_summary(store: Store, run_id: str, r: int) -> dict[str, Any]:
             "SELECT info FROM steps WHERE run_id = ? AND round = ? AND stage = 'evaluate'", [run_id, r]
         ),
     }
+
+
+def proposal_counts(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """(round, status, reason, n): how many proposals of the run had each outcome per round."""
+    return store.query(
+        "SELECT round, status, reason, count(*) AS n FROM proposals WHERE run_id = ? GROUP BY ALL ORDER BY ALL",
+        [run_id],
+    )
+
+
+def produced_pass_rates(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """(round, problem_id, n, n_verified) of each problem a kept proposal produced (a self problem;
+    every task of a code program, `meta.problem_ids`), with its judged samples in the proposal's
+    round (n NULL when not sampled yet)."""
+    return store.query(
+        "WITH kept AS (SELECT round, problem_id, meta FROM proposals WHERE run_id = $1 AND status = 'kept'), "
+        "produced AS (SELECT round, problem_id FROM kept WHERE problem_id IS NOT NULL UNION "
+        "SELECT round, unnest(json_extract_string(meta, '$.problem_ids[*]')) FROM kept) "
+        "SELECT d.round, d.problem_id, pp.n, pp.n_verified FROM produced d LEFT JOIN problem_pass_rates pp "
+        "ON pp.run_id = $1 AND pp.problem_id = d.problem_id AND pp.round = d.round ORDER BY 1, 2",
+        [run_id],
+    )
