@@ -45,6 +45,16 @@ def pass_rate_rows(store: Store, run_id: str, before: int, source: str | None = 
     return [(r["problem_id"], r["round"], r["n"], r["n_verified"]) for r in store.query(sql, params)]
 
 
+def problem_sources(store: Store, run_id: str) -> dict[str, str]:
+    """problem_id -> `problems.source` of every problem with judged samples in the run."""
+    rows = store.query(
+        "SELECT DISTINCT p.problem_id, p.source FROM problem_pass_rates pp JOIN problems p USING (problem_id) "
+        "WHERE pp.run_id = ?",
+        [run_id],
+    )
+    return {r["problem_id"]: r["source"] for r in rows}
+
+
 def question_texts(store: Store, source: str) -> dict[str, str]:
     """problem_id -> question for every stored problem of `source`."""
     return {
