@@ -4,10 +4,12 @@ Every completion is parsed and gated (loop.proposer.gate) and becomes one Propos
 or rejected with its reason; `proposal_rows` turns them into kept Problems and `proposals`
 rows. Nothing is written here.
 
-Ancestry: each few-shot example is a `Shot` whose `ref` is {"problem_id", "source", "sha256"}
-(problem_id None for a starter word problem or a procedural program, which have none; sha256 of
-the shown text); each proposal's `shots` are the refs of exactly the examples in its prompt, in
-prompt order, and go to `proposals.shots` (migration 009).
+Ancestry: each few-shot example is a `Shot` whose `ref` is {"problem_id", "source", "sha256"}:
+a verified problem's stored id; a procedural arithmetic fill-in's Problem id (stored only if an
+arithmetic source also drew it); None for a starter word problem (source 'starter') and a
+procedural code program (loop.proposer.programs), which have none; sha256 of the shown assistant
+turn. Each proposal's `shots` are the refs of exactly the examples in its prompt, in prompt order,
+and go to `proposals.shots` (migration 009).
 """
 
 from __future__ import annotations
