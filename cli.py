@@ -483,6 +483,19 @@ def inspect_curve(
     _emit(ctx, as_json, curve, render)
 
 
+@inspect_app.command("proposer")
+@_target_options
+def inspect_proposer(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
+    """The proposer's curve per round: proposals drawn, kept, share kept, rejections per reason, and the
+    mean learnability of the problems kept proposals produced (over those sampled; empty before).
+
+    Example: loop inspect proposer --json"""
+    from loop import inspection as lib
+    from loop.inspection import view
+
+    _emit(ctx, as_json, lib.proposer, view.render_proposer)
+
+
 @inspect_app.command("export")
 @_target_options
 def inspect_export(

@@ -23,10 +23,10 @@ import difflib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
 
 from loop.trainers.args import owned_error
 
@@ -196,14 +196,30 @@ class SourceSettings(_Strict):
         return self
 
 
+Band = tuple[float, float]
+
+
+def _check_band(band: Band, where: str) -> None:
+    if not 0 <= band[0] <= band[1] <= 1:
+        raise ValueError(f"{where} must satisfy 0 <= lo <= hi <= 1, got {list(band)}")
+
+
 class CurriculumSettings(_Strict):
     """`propose.curriculum`: which earlier problems are resampled or retired."""
 
-    band: tuple[float, float] = Field(
+    band: Band = Field(
         (0.2, 0.8),
         strict=False,
         description="Pass-rate band [lo, hi] of problems resampled next round (also "
         "the proposer's target); 0 <= lo <= hi <= 1.",
+    )
+    bands: dict[str, Annotated[Band, Strict(False)]] = Field(
+        {},
+        strict=False,
+        description="Per source kind (a `propose.sources[].kind`: arithmetic, jsonl, file, self, dashboard, "
+        "code), a band [lo, hi] that replaces `band` for that kind's problems when resampling (self: also "
+        "the proposer's target); e.g. {code: [0.1, 0.9], self: [0.3, 0.7]}. Kinds not named use `band`; "
+        "retirement (always/never solved) does not depend on the band.",
     )
     retire_after: int = Field(
         3, ge=1, le=1000, description="Consecutive rounds always or never solved before a problem is retired."
@@ -212,11 +228,27 @@ class CurriculumSettings(_Strict):
         0, ge=0, le=100_000, description="Earlier problems re-added per round, at most; 0 = no resampling."
     )
 
-    @model_validator(mode="after")
-    def _check(self) -> CurriculumSettings:
-        if not 0 <= self.band[0] <= self.band[1] <= 1:
-            raise ValueError(f"band must satisfy 0 <= lo <= hi <= 1, got {list(self.band)}")
-        return self
+    @field_validator("band")
+    @classmethod
+    def _band(cls, band: Band) -> Band:
+        _check_band(band, "band")
+        return band
+
+    @field_validator("bands")
+    @classmethod
+    def _bands(cls, bands: dict[str, Band]) -> dict[str, Band]:
+        kinds = get_args(SourceSettings.model_fields["kind"].annotation)
+        for kind, band in bands.items():
+            if kind not in kinds:
+                close = difflib.get_close_matches(kind, kinds, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"{kind!r} is not a source kind{hint}; valid: {', '.join(kinds)}")
+            _check_band(band, f"{kind}: band")
+        return bands
+
+    def band_for(self, kind: str | None) -> Band:
+        """The band of one source kind's problems: its `bands` entry, else `band`."""
+        return self.bands.get(kind, self.band) if kind else self.band
 
 
 class ProposeSettings(_Strict):

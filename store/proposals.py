@@ -11,15 +11,16 @@ from typing import Any
 from store.db import Store
 
 
-def verified_programs(store: Store, run_id: str) -> list[tuple[str, str]]:
-    """(question, answer program) of problems with at least one verified sample in the run."""
+def verified_programs(store: Store, run_id: str) -> list[tuple[str, str, str, str]]:
+    """(problem_id, source, question, answer program) of problems with at least one verified
+    sample in the run, by question."""
     rows = store.query(
-        "SELECT DISTINCT p.question, json_extract_string(p.meta, '$.program') AS program "
+        "SELECT DISTINCT p.problem_id, p.source, p.question, json_extract_string(p.meta, '$.program') AS program "
         "FROM problems p JOIN samples s USING (problem_id) WHERE s.run_id = ? AND s.verified "
-        "AND json_extract_string(p.meta, '$.program') IS NOT NULL ORDER BY 1",
+        "AND json_extract_string(p.meta, '$.program') IS NOT NULL ORDER BY p.question, p.problem_id",
         [run_id],
     )
-    return [(r["question"], r["program"]) for r in rows]
+    return [(r["problem_id"], r["source"], r["question"], r["program"]) for r in rows]
 
 
 def code_programs(store: Store) -> list[str]:
@@ -42,6 +43,16 @@ def pass_rate_rows(store: Store, run_id: str, before: int, source: str | None = 
         sql += " AND p.source = ?"
         params.append(source)
     return [(r["problem_id"], r["round"], r["n"], r["n_verified"]) for r in store.query(sql, params)]
+
+
+def problem_sources(store: Store, run_id: str) -> dict[str, str]:
+    """problem_id -> `problems.source` of every problem with judged samples in the run."""
+    rows = store.query(
+        "SELECT DISTINCT p.problem_id, p.source FROM problem_pass_rates pp JOIN problems p USING (problem_id) "
+        "WHERE pp.run_id = ?",
+        [run_id],
+    )
+    return {r["problem_id"]: r["source"] for r in rows}
 
 
 def question_texts(store: Store, source: str) -> dict[str, str]:
@@ -101,3 +112,25 @@ def recent_prompts(store: Store, run_id: str, last_round: int, limit: int) -> li
         [run_id, last_round, limit],
     )
     return [x["prompt"] for x in rows]
+
+
+def proposal_counts(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """(round, status, reason, n): how many proposals of the run had each outcome per round."""
+    return store.query(
+        "SELECT round, status, reason, count(*) AS n FROM proposals WHERE run_id = ? GROUP BY ALL ORDER BY ALL",
+        [run_id],
+    )
+
+
+def produced_pass_rates(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """(round, problem_id, n, n_verified) of each problem a kept proposal produced (a self problem;
+    every task of a code program, `meta.problem_ids`), with its judged samples in the proposal's
+    round (n NULL when not sampled yet)."""
+    return store.query(
+        "WITH kept AS (SELECT round, problem_id, meta FROM proposals WHERE run_id = $1 AND status = 'kept'), "
+        "produced AS (SELECT round, problem_id FROM kept WHERE problem_id IS NOT NULL UNION "
+        "SELECT round, unnest(json_extract_string(meta, '$.problem_ids[*]')) FROM kept) "
+        "SELECT d.round, d.problem_id, pp.n, pp.n_verified FROM produced d LEFT JOIN problem_pass_rates pp "
+        "ON pp.run_id = $1 AND pp.problem_id = d.problem_id AND pp.round = d.round ORDER BY 1, 2",
+        [run_id],
+    )

@@ -49,11 +49,30 @@ def test_exponent_floats_in_overrides_and_files(tmp_path, text, expected):
     (["propose.sources=[{kind: file, path: x.csv, reader: xls}]"], "reader"),   # unknown reader
     (["instruct.sources=[{kind: arithmetic}]"], "must be `kind: file`"),        # sft needs data files
     (["train.sft.mix=[{kind: self}]"], "must be `kind: file`"),                 # mix needs data files
+    (["propose.curriculum.bands={cod: [0.1, 0.9]}"],                            # not a source kind: named, with
+     "propose.curriculum.bands: Value error, 'cod' is not a source kind (did you mean 'code'?); "
+     "valid: arithmetic, jsonl, file, self, dashboard, code"),                   # ... every valid kind
+    (["propose.curriculum.bands={self: [0.7, 0.3]}"], "propose.curriculum.bands: Value error, self: band"),
+    (["propose.curriculum.bands={self: [0.3, 1.5]}"], "self: band must satisfy 0 <= lo <= hi <= 1"),
+    (["propose.curriculum.bands={self: [0.3]}"], "propose.curriculum.bands.self"),  # not a pair
+    (["propose.curriculum.band=[0.9, 0.1]"], "propose.curriculum.band: Value error, band must satisfy"),
 ])
 def test_bad_overrides_name_the_key(overrides, needle):
     with pytest.raises(ConfigError) as e:
         load_config(None, overrides)
     assert needle in str(e.value)
+
+
+@pytest.mark.parametrize("bands, kind, expected", [
+    ("{code: [0.1, 0.9], self: [0.3, 0.7]}", "code", (0.1, 0.9)),     # a kind's own band (a YAML list)
+    ("{code: [0.1, 0.9], self: [0.3, 0.7]}", "self", (0.3, 0.7)),
+    ("{code: [0.1, 0.9]}", "arithmetic", (0.2, 0.8)),                  # a kind not named: `band`
+    ("{}", "self", (0.2, 0.8)),                                        # none given (the default)
+    ("{jsonl: [0, 1]}", None, (0.2, 0.8)),                             # a problem of no known kind: `band`
+])
+def test_per_kind_bands_table(bands, kind, expected):
+    cur = load_config(None, [f"propose.curriculum.bands={bands}"]).propose.curriculum
+    assert cur.band_for(kind) == expected
 
 
 def test_unknown_key_in_file_names_file_and_key(tmp_path):

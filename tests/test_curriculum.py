@@ -7,6 +7,7 @@ from loop.problems.curriculum import (
     learnability,
     proposer_learnability,
     select_for_resampling,
+    source_kind,
     track,
 )
 
@@ -70,10 +71,41 @@ def test_select_retire_after_one_and_custom_band():
     assert retired == [("a", "always_solved"), ("c", "never_solved")]
 
 
+@pytest.mark.parametrize("pid, rate, bands, resampled", [
+    ("code_mid", 0.875, {"code_mid": (0.1, 0.9)}, True),     # parked under the default band, inside its kind's
+    ("self_mid", 0.25, {"self_mid": (0.3, 0.7)}, False),     # in the default band, below its kind's: parked
+    ("other", 0.875, {"code_mid": (0.1, 0.9)}, False),       # no band of its own: the default one
+    ("edge", 0.3, {"edge": (0.3, 0.7)}, True),               # a kind's band is inclusive too
+    ("solved", 1.0, {"solved": (0.3, 0.7)}, True),           # a short 0/1 streak is sampled again, any band
+])
+def test_select_per_kind_band_table(pid, rate, bands, resampled):
+    resample, retired = select_for_resampling(_stats(**{pid: (rate,)}), band=(0.2, 0.8), retire_after=3, bands=bands)
+    assert (pid in resample) == resampled and retired == []
+
+
+def test_retirement_ignores_the_per_kind_band():
+    stats = _stats(easy=(1.0, 1.0, 1.0), hard=(0.0, 0.0, 0.0))
+    bands = {"easy": (0.0, 1.0), "hard": (0.0, 1.0)}  # a band holding 0 and 1 still retires the streaks
+    assert select_for_resampling(stats, retire_after=3, bands=bands) == (
+        [], [("easy", "always_solved"), ("hard", "never_solved")])
+
+
+@pytest.mark.parametrize("source, kind", [
+    ("arithmetic", "arithmetic"), ("self", "self"), ("dashboard", "dashboard"),
+    ("code", "code"), ("code_self", "code"),                   # procedural and model-written programs: code
+    ("jsonl:train.jsonl", "jsonl"), ("gsm8k:data.csv", "file"), ("math:x.parquet", "file"),
+    ("mystery", None), (":x", None),                          # nothing the sources write
+])
+def test_source_kind_table(source, kind):
+    assert source_kind(source) == kind
+
+
 @pytest.mark.parametrize("band,k", [((0.8, 0.2), 3), ((-0.1, 0.5), 3), ((0.2, 0.8), 0)])
 def test_select_rejects_bad_arguments(band, k):
     with pytest.raises(ValueError):
         select_for_resampling({}, band=band, retire_after=k)
+    with pytest.raises(ValueError):  # a per-kind band is checked the same way
+        select_for_resampling({}, band=(0.2, 0.8), retire_after=k, bands={"p": band})
 
 
 @pytest.mark.parametrize("p,reward", [
@@ -82,8 +114,8 @@ def test_select_rejects_bad_arguments(band, k):
     (0.5, 1.0),       # solved half the time: the most to learn
     (0.25, 0.75),     # hard but solvable: high reward
     (0.75, 0.75),     # symmetric around one half
-    (0.875, 0.21875), # nearly trivial: small reward
-    (0.125, 0.21875), # nearly never solved: small reward too
+    (0.875, 0.4375),  # nearly trivial: smaller reward
+    (0.125, 0.4375),  # nearly never solved: as small
 ])
 def test_learnability_table(p, reward):
     assert learnability(p) == pytest.approx(reward)

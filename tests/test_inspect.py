@@ -196,7 +196,8 @@ def test_missing_store_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.parametrize("cmd", [["migrate"], *[["inspect", c] for c in
-                                 ("summary", "rounds", "problems", "samples", "show", "sql", "curve", "export")]])
+                                 ("summary", "rounds", "problems", "samples", "show", "sql", "curve", "export",
+                                  "proposer")]])
 def test_every_new_command_has_help(cmd):
     res = runner.invoke(cli.app, [*cmd, "--help"])
     assert res.exit_code == 0 and "Usage" in res.output

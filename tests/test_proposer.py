@@ -288,6 +288,30 @@ def test_curriculum_respects_resample_max_most_learnable_first(tmp_path):
     assert "half" in members and "quarter" not in members
 
 
+def test_curriculum_bands_per_source_kind(tmp_path):
+    """`propose.curriculum.bands`: each problem is resampled by its source kind's band (default `band`
+    otherwise), and the self proposer's hint targets the `self` band."""
+    from loop.stages import propose
+    ctx = _ctx(tmp_path, [{"kind": "self", "count": 1, "attempts": 1}],
+               **{"propose.curriculum": "{band: [0.2, 0.8], resample_max: 10, "
+                                        "bands: {self: [0.3, 0.7], arithmetic: [0.1, 0.95]}}"})
+    plan = [  # (problem, source, n, verified, resampled?)
+        ("ar_hi", "arithmetic", 10, 9, True),     # 0.9: outside `band`, inside arithmetic's
+        ("self_lo", "self", 4, 1, False),         # 0.25: inside `band`, below self's
+        ("self_mid", "self", 4, 2, True),         # 0.5: inside both
+        ("file_hi", "gsm8k:x.csv", 10, 9, False), # 0.9: no file band of its own, `band` parks it
+    ]
+    for pid, source, n, k, _ in plan:
+        ctx.store.insert_rows("problems", [_problem(pid, f"question {pid}", source=source)])
+        _samples(ctx, pid, 1, n, k)
+    ctx.use_sampler(CannedSampler([]))
+    propose.stage(ctx, 2)
+    members = {r["problem_id"] for r in ctx.store.query("SELECT problem_id FROM round_problems WHERE round = 2")}
+    assert {pid for pid, *_, yes in plan if yes} == members & {pid for pid, *_ in plan}
+    prompts, _ = ctx.sampler().calls[0]
+    assert "(target pass rate 30%-70%)" in prompts[0][0]["content"]
+
+
 def test_fewshot_pool_prefers_verified_problems_with_programs(tmp_path):
     from loop.proposer import STARTERS, fewshot_pool
     ctx = _ctx(tmp_path, [{"kind": "self", "count": 1}])
@@ -298,7 +322,8 @@ def test_fewshot_pool_prefers_verified_problems_with_programs(tmp_path):
     ctx.store.insert_rows("problems", [_problem("np", "No program?")])
     _samples(ctx, "np", 1, 2, 2)
     pool = fewshot_pool(ctx.store, ctx.run_id, 4, seed=1)
-    assert pool == [(f"Verified {i}?", f"answer = {i}") for i in range(5)]
+    assert [(s.question, s.program) for s in pool] == [(f"Verified {i}?", f"answer = {i}") for i in range(5)]
+    assert [s.ref["problem_id"] for s in pool] == [f"v{i}" for i in range(5)]  # ancestry: the stored ids
 
 
 # --- the proposer's GRPO rows -----------------------------------------------------------------

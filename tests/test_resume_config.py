@@ -80,6 +80,7 @@ def test_run_from_before_migration_006_is_checked_against_its_config(tmp_path):
         st.con.execute("ALTER TABLE evaluations DROP COLUMN metrics")  # 007
         st.con.execute("ALTER TABLE proposals DROP COLUMN agreement")  # 008
         st.con.execute("ALTER TABLE proposals DROP COLUMN votes")
+        st.con.execute("ALTER TABLE proposals DROP COLUMN shots")  # 009
         st.con.execute("DELETE FROM schema_migrations WHERE version >= 6")
     res = _start(run, "--rounds", "0", "--set", "evaluate.n_problems=8")
     assert res.exit_code == 2 and "evaluate.n_problems: 4 -> 8" in res.output

@@ -9,6 +9,10 @@ Contract:
 - User errors (unknown sample id, bad range, refused SQL) raise InspectError.
 - Bounded: `limit` is 1..MAX_LIMIT rows; `sql` also stops a statement after
   SQL_TIMEOUT_S seconds (DuckDB's interrupt) and runs under SQL_MEMORY_LIMIT.
+- `proposer`: the proposer's curve, one row per round with proposals: drawn, kept, share kept,
+  rejected per reason (`quota` included: valid but over the round's quota), and the mean
+  `learnability(pass_rate)` (loop.problems.curriculum) over the problems kept proposals produced
+  that were sampled in their round (None while none was).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from typing import Any
 
 import duckdb
 
+from loop.problems.curriculum import learnability
+from store import proposals as proposal_queries
 from store import queries
 from store.db import SCHEMA_VERSION, Store
 from store.lock import holder
@@ -166,6 +172,42 @@ def curve(path, run_id=None) -> dict:
     with open_store(path) as st:
         rid = resolve_run(st, run_id)
         return {"run_id": rid, "points": queries.curve(st, rid) if rid else []}
+
+
+def proposer(path, run_id=None) -> dict:
+    """The proposer's curve per round (see the module docstring)."""
+    with open_store(path) as st:
+        rid = resolve_run(st, run_id)
+        if rid is None:
+            return {"run_id": None, "rounds": []}
+        counts = proposal_queries.proposal_counts(st, rid)
+        produced = proposal_queries.produced_pass_rates(st, rid)
+    return {"run_id": rid, "rounds": proposer_rounds(counts, produced)}
+
+
+def proposer_rounds(counts: list[dict], produced: list[dict]) -> list[dict]:
+    """Rows of `proposer` from `proposal_counts` and `produced_pass_rates` rows."""
+    rounds: dict[int, dict] = {}
+    for c in counts:
+        row = rounds.setdefault(c["round"], {"round": c["round"], "drawn": 0, "kept": 0, "rejected": {}})
+        row["drawn"] += c["n"]
+        if c["status"] == "kept":
+            row["kept"] += c["n"]
+        else:
+            row["rejected"][c["reason"]] = row["rejected"].get(c["reason"], 0) + c["n"]
+    scores: dict[int, list[float]] = {}
+    problems: dict[int, int] = {}
+    for p in produced:
+        problems[p["round"]] = problems.get(p["round"], 0) + 1
+        if p["n"]:
+            scores.setdefault(p["round"], []).append(learnability(p["n_verified"] / p["n"]))
+    for r, row in rounds.items():
+        got = scores.get(r, [])
+        row["kept_share"] = row["kept"] / row["drawn"] if row["drawn"] else None
+        row["rejected"] = dict(sorted(row["rejected"].items(), key=lambda kv: (-kv[1], kv[0])))
+        row["problems"], row["sampled"] = problems.get(r, 0), len(got)
+        row["mean_learnability"] = sum(got) / len(got) if got else None
+    return [rounds[r] for r in sorted(rounds)]
 
 
 def sft(path, run_id=None) -> list[dict]:

@@ -34,7 +34,13 @@ def short(v, n: int = 10) -> str:
     return "" if v is None else str(v)[:n]
 
 
-WRAP = {"question", "value", "sample", "problem"}  # long text columns wrap; the rest are cut with an ellipsis
+WRAP = {
+    "question",
+    "value",
+    "sample",
+    "problem",
+    "rejected (reason n)",
+}  # long text columns wrap; the rest are cut with an ellipsis
 
 
 def _table(
@@ -305,6 +311,32 @@ def curve_png(data: dict, path: str | Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def render_proposer(data: dict) -> None:
+    """`loop inspect proposer`: one row per round; the rejections as `reason n`, most first."""
+    if not data["rounds"]:
+        out.print("no proposals in this run (no `kind: self` source, or a `kind: code` one without model_count)")
+        return
+    cols = ["round", "drawn", "kept", "kept %", "problems", "sampled", "learnability", "rejected (reason n)"]
+    body = [
+        [
+            str(r["round"]),
+            str(r["drawn"]),
+            str(r["kept"]),
+            pct(r["kept_share"]),
+            str(r["problems"]),
+            str(r["sampled"]),
+            num(r["mean_learnability"]),
+            ", ".join(f"{k} {v}" for k, v in r["rejected"].items()),
+        ]
+        for r in data["rounds"]
+    ]
+    title = (
+        f"proposer, run {data['run_id']}\nproblems = produced by kept proposals; learnability = their mean "
+        "learnability(pass rate) in the round, over those sampled"
+    )
+    out.print(_table(title, cols, body, right=set(cols[:-1]), compact=True))
 
 
 def render_sft(rows: list[dict]) -> None:

@@ -6,11 +6,19 @@ Invariants:
     that round's rows; its history is ordered by round; "latest" is the last;
   * a problem is retired when its last `retire_after` observed rounds (its own
     consecutive observations) were all solved (rate 1) or all unsolved (rate 0);
-  * it is resampled when its latest rate is inside the band, or when it is at
+  * it is resampled when its latest rate is inside its band, or when it is at
     0 or 1 but the streak is still shorter than `retire_after` (one all-correct
     group of 8 can be luck); otherwise (e.g. 0.1 or 0.9) it is parked;
+<<<<<<< HEAD
   * learnability is the proposer's GRPO reward: 4p(1-p) for pass rate p, highest at
     one half, 0 at 0 and 1 (unsolvable and trivial problems teach nothing).
+=======
+  * its band is `bands[problem_id]` when given (the band of its source kind,
+    `propose.curriculum.bands`; `source_kind` maps a stored `problems.source` to
+    the kind), else the one `band`; retirement does not depend on the band;
+  * learnability is the proposer's GRPO reward: 1 - pass_rate strictly inside
+    (0, 1), else 0 (unsolvable and trivial problems teach nothing).
+>>>>>>> proposer-view
 """
 
 from __future__ import annotations
@@ -64,17 +72,37 @@ def track(results: Iterable[Result]) -> dict[str, ProblemStats]:
     return stats
 
 
+Band = tuple[float, float]
+
+
+def source_kind(source: str) -> str | None:
+    """The `propose.sources[].kind` behind a stored `problems.source`: the procedural and self
+    sources record their kind (code: `code`, the model's programs `code_self`); a file source
+    records `jsonl:<file>` (kind jsonl) or `<format>:<file>` (kind file); None for anything else."""
+    if source in ("arithmetic", "self", "dashboard", "code"):
+        return source
+    if source == "code_self":
+        return "code"
+    prefix, sep, _ = source.partition(":")
+    return ("jsonl" if prefix == "jsonl" else "file") if sep and prefix else None
+
+
 def select_for_resampling(
-    stats: Mapping[str, ProblemStats], band: tuple[float, float] = (0.2, 0.8), retire_after: int = 3
+    stats: Mapping[str, ProblemStats],
+    band: Band = (0.2, 0.8),
+    retire_after: int = 3,
+    bands: Mapping[str, Band] | None = None,
 ) -> tuple[list[str], list[tuple[str, str]]]:
     """(resample_ids, [(retired_id, reason)]); reasons 'always_solved' /
-    'never_solved'. Resample ids come most-learnable first (rate nearest 0.5)."""
-    lo, hi = band
-    if not 0 <= lo <= hi <= 1 or retire_after < 1:
+    'never_solved'. Resample ids come most-learnable first (rate nearest 0.5).
+    `bands`: problem_id -> its own band (its source kind's), instead of `band`."""
+    bands = bands or {}
+    if retire_after < 1 or not all(0 <= lo <= hi <= 1 for lo, hi in [band, *bands.values()]):
         raise ValueError("need 0 <= lo <= hi <= 1 and retire_after >= 1")
     resample, retired = [], []
     for pid, st in stats.items():
         p = st.latest
+        lo, hi = bands.get(pid, band)
         if p in (0.0, 1.0) and st.streak() >= retire_after:
             retired.append((pid, "always_solved" if p == 1.0 else "never_solved"))
         elif lo <= p <= hi or p in (0.0, 1.0):

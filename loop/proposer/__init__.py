@@ -18,13 +18,18 @@ Contract (the propose stage, loop/stages/propose.py, calls `plan_round` once per
   solver's majority answer or a second program (`loop.proposer.agreement`; votes
   on the row), and recorded as one `proposals` row, kept or rejected with its
   reason; valid completions beyond the quota are recorded as 'quota'.
+- Ancestry: every proposal row (self and code) records `shots`, the few-shot examples its
+  prompt showed, in prompt order: {problem_id (None for a starter or procedural code program),
+  source, sha256 of the shown turn} (loop.proposer.generate.Shot; migration 009).
 - Code proposer: a `kind: code` source with `model_count > 0` also asks the model for
   programs with inputs (loop.proposer.programs); each kept program gives one task per kind,
   its references the sandbox's outputs; every completion is a `proposals` row too.
 - Curriculum: pass rates per (problem, round) come from the `problem_pass_rates`
   view (judged samples); `loop.problems.curriculum.select_for_resampling` picks up to
   `propose.curriculum.resample_max` earlier problems to sample again and the
-  problems to retire (recorded once in `retirements`).
+  problems to retire (recorded once in `retirements`). A problem's band is its source
+  kind's `propose.curriculum.bands` entry, else `band`; the self proposer's hint uses
+  the `self` band.
 - Nothing is written here: `plan_round` returns rows; the stage commits them with
   its step in one transaction.
 
@@ -48,7 +53,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from loop.problems.curriculum import select_for_resampling, track
+from loop.problems.curriculum import select_for_resampling, source_kind, track
 from loop.problems.seeds import load_jsonl
 from loop.proposer import programs
 from loop.proposer.agreement import Agreement
@@ -92,7 +97,7 @@ def curriculum_plan(ctx, r: int) -> tuple[list[str], list[dict]]:
     cur = ctx.cfg.propose.curriculum
     retired = proposals.retired_ids(ctx.store, ctx.run_id)
     stats = {k: v for k, v in track(proposals.pass_rate_rows(ctx.store, ctx.run_id, r)).items() if k not in retired}
-    resample, retire = select_for_resampling(stats, tuple(cur.band), cur.retire_after)
+    resample, retire = select_for_resampling(stats, tuple(cur.band), cur.retire_after, kind_bands(ctx, stats))
     rows = [
         {
             "run_id": ctx.run_id,
@@ -104,6 +109,17 @@ def curriculum_plan(ctx, r: int) -> tuple[list[str], list[dict]]:
         for pid, why in retire
     ]
     return resample[: cur.resample_max], rows
+
+
+def kind_bands(ctx, ids) -> dict[str, tuple[float, float]]:
+    """problem_id -> its source kind's band (`propose.curriculum.bands`), for the problems in `ids`
+    whose kind has one."""
+    cur = ctx.cfg.propose.curriculum
+    if not cur.bands:
+        return {}
+    sources = proposals.problem_sources(ctx.store, ctx.run_id)
+    kinds = {pid: source_kind(sources[pid]) for pid in ids if pid in sources}
+    return {pid: tuple(cur.bands[k]) for pid, k in kinds.items() if k in cur.bands}
 
 
 def load_gate(ctx, fresh: list, held: list, src) -> Gate:
@@ -118,7 +134,7 @@ def plan_self(ctx, r: int, k: int, src, seen: list, held: list, exclude: set[str
     """(kept Problems, proposals rows) of one `kind: self` source; `seen`: this round's problems so far."""
     seed = ctx.round_seed(r, f"propose-self-{k}")
     pool = fewshot_pool(ctx.store, ctx.run_id, src.shots, seed, exclude)
-    hint = steering_hint(ctx.store, ctx.run_id, r, tuple(ctx.cfg.propose.curriculum.band))
+    hint = steering_hint(ctx.store, ctx.run_id, r, tuple(ctx.cfg.propose.curriculum.band_for("self")))
     gate = load_gate(ctx, seen, held, src)
     agree = Agreement(ctx, src, seed, run_program)
     drawn = generate(ctx, src, gate, pool, hint, seed, agree=agree.check)

@@ -3,6 +3,13 @@
 Every completion is parsed and gated (loop.proposer.gate) and becomes one Proposal, kept
 or rejected with its reason; `proposal_rows` turns them into kept Problems and `proposals`
 rows. Nothing is written here.
+
+Ancestry: each few-shot example is a `Shot` whose `ref` is {"problem_id", "source", "sha256"}:
+a verified problem's stored id; a procedural arithmetic fill-in's Problem id (stored only if an
+arithmetic source also drew it); None for a starter word problem (source 'starter') and a
+procedural code program (loop.proposer.programs), which have none; sha256 of the shown assistant
+turn. Each proposal's `shots` are the refs of exactly the examples in its prompt, in prompt order,
+and go to `proposals.shots` (migration 009).
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ import hashlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from loop import cancel, sandbox
 from loop.problems import Problem
@@ -45,20 +52,42 @@ STARTERS = [  # (problem, program): word problems in the format the proposer sho
 ]
 
 
-def build_prompt(shots: list[tuple[str, str]], hint: str = "") -> list[dict]:
-    """Chat messages: system (format + hint), one user/assistant turn per shot, the ask."""
+class Shot(NamedTuple):
+    """One few-shot example and its ancestry record (`ref`, see the module docstring)."""
+
+    question: str
+    program: str
+    ref: dict[str, Any]
+
+
+def shot_ref(problem_id: str | None, source: str, shown: str) -> dict[str, Any]:
+    """The ancestry record of one example: its problem id (or None), source, and the sha256 (16 hex)
+    of `shown`, the example's assistant turn exactly as the prompt shows it."""
+    digest = hashlib.sha256(shown.encode()).hexdigest()[:16]
+    return {"problem_id": problem_id, "source": source, "sha256": digest}
+
+
+def _shot(problem_id: str | None, source: str, question: str, program: str) -> Shot:
+    return Shot(question, program, shot_ref(problem_id, source, render(question, program)))
+
+
+def build_prompt(shots: list, hint: str = "") -> list[dict]:
+    """Chat messages: system (format + hint), one user/assistant turn per shot, the ask.
+    A shot is (question, program) or a `Shot`."""
     msgs = [{"role": "system", "content": SYSTEM + (f"\n{hint}" if hint else "")}]
-    for question, program in shots:
-        msgs += [{"role": "user", "content": ASK}, {"role": "assistant", "content": render(question, program)}]
+    for shot in shots:
+        msgs += [{"role": "user", "content": ASK}, {"role": "assistant", "content": render(shot[0], shot[1])}]
     return msgs + [{"role": "user", "content": ASK}]
 
 
-def fewshot_pool(store, run_id: str, shots: int, seed: int, exclude=frozenset()) -> list[tuple[str, str]]:
-    """Verified problems with a program (this run); topped up with fallbacks when short."""
-    pool = proposals.verified_programs(store, run_id)
+def fewshot_pool(store, run_id: str, shots: int, seed: int, exclude=frozenset()) -> list[Shot]:
+    """Verified problems with a program (this run); topped up with fallbacks when short: procedural
+    problems (their problem ids) and the starter word problems (no problem id: source 'starter')."""
+    pool = [_shot(*row) for row in proposals.verified_programs(store, run_id)]
     if len(pool) < shots:
         procedural = arithmetic(len(STARTERS), [1, 2], seed, exclude)
-        pool += [(p.question, p.meta["program"]) for p in procedural] + STARTERS
+        pool += [_shot(p.problem_id, p.source, p.question, p.meta["program"]) for p in procedural]
+        pool += [_shot(None, "starter", q, prog) for q, prog in STARTERS]
     return pool
 
 
@@ -79,6 +108,7 @@ class Proposal:
     answer: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
     votes: dict[str, Any] | None = None  # the agreement filter's record (loop.proposer.agreement)
+    shots: list[dict[str, Any]] = field(default_factory=list)  # ancestry: the prompt's examples' refs
 
     @property
     def kept(self) -> bool:
@@ -106,8 +136,9 @@ def judge(
 def waves(ctx, src, count: int, make_prompt: Callable, judge_one: Callable, seed: int, stop: list[str], label: str):
     """Waves of proposer generations until `count` are kept or `count * src.attempts` were drawn.
 
-    make_prompt(rng) -> chat messages; judge_one(attempt, raw, finish, prompt, room) -> a
-    proposal with `.kept` (room: the quota is not full yet)."""
+    make_prompt(rng) -> (chat messages, ancestry refs of its shots); judge_one(attempt, raw, finish,
+    prompt, room) -> a proposal with `.kept` and `.shots` (room: the quota is not full yet); each
+    proposal's `shots` are set to its prompt's refs."""
     rng, kept = random.Random(seed), 0
     out: list = []
     budget, wave = count * src.attempts, 0
@@ -115,7 +146,8 @@ def waves(ctx, src, count: int, make_prompt: Callable, judge_one: Callable, seed
     sampler = ctx.sampler()
     while kept < count and len(out) < budget:
         want = min(per_wave, budget - len(out), WAVE_FACTOR * (count - kept))
-        prompts = [make_prompt(rng) for _ in range(-(-want // GEN_PER_PROMPT))]
+        drawn = [make_prompt(rng) for _ in range(-(-want // GEN_PER_PROMPT))]
+        prompts = [msgs for msgs, _ in drawn]
         params = SamplingParams(
             n=GEN_PER_PROMPT,
             temperature=src.temperature,
@@ -126,10 +158,11 @@ def waves(ctx, src, count: int, make_prompt: Callable, judge_one: Callable, seed
         )
         with bar(f"propose ({label}, wave {wave + 1})", len(prompts) * GEN_PER_PROMPT) as advance:
             groups = sampler.generate(prompts, params, cancel.ticking(advance))
-        for prompt, group in zip(prompts, groups):
+        for (prompt, refs), group in zip(drawn, groups):
             for c in group:
                 cancel.check()  # each judgement runs the sandbox: a stop ends the stage between them
                 p = judge_one(len(out), c.text, c.finish_reason, prompt, kept < count)
+                p.shots = list(refs)
                 kept += p.kept
                 out.append(p)
         wave += 1
@@ -140,7 +173,7 @@ def generate(
     ctx,
     src,
     gate: Gate,
-    pool: list[tuple[str, str]],
+    pool: list[Shot],
     hint: str,
     seed: int,
     runner: Callable = run_program,
@@ -150,8 +183,9 @@ def generate(
     `agree(problem, answer, attempt) -> votes | None` (loop.proposer.agreement) vets each proposal
     that passed the gate; one that disagrees is rejected as `disagree:<mode>`."""
 
-    def make_prompt(rng: random.Random) -> list[dict]:
-        return build_prompt(rng.sample(pool, min(src.shots, len(pool))), hint)
+    def make_prompt(rng: random.Random) -> tuple[list[dict], list[dict]]:
+        shots = rng.sample(pool, min(src.shots, len(pool)))
+        return build_prompt(shots, hint), [s.ref for s in shots]
 
     def judge_one(attempt: int, raw: str, finish: str, prompt: list[dict], room: bool) -> Proposal:
         p = judge(gate, attempt, raw, finish, prompt, room, runner)
@@ -170,8 +204,8 @@ def generate(
 
 # --- rows for the store -----------------------------------------------------------------
 def proposal_row(ctx, r: int, version: str, pid: str, p, **fields) -> dict:
-    """One `proposals` row: proposal `p`'s common columns plus `fields` (text, problem_id, program,
-    answer, meta; agreement and votes when the agreement filter ran)."""
+    """One `proposals` row: proposal `p`'s common columns (its shots' ancestry included) plus
+    `fields` (text, problem_id, program, answer, meta; agreement and votes when the agreement filter ran)."""
     return {
         "proposal_id": pid,
         "run_id": ctx.run_id,
@@ -182,6 +216,7 @@ def proposal_row(ctx, r: int, version: str, pid: str, p, **fields) -> dict:
         "reason": p.reason,
         "raw": p.raw,
         "prompt": p.prompt,
+        "shots": p.shots,
         "agreement": None,
         "votes": None,
         **fields,

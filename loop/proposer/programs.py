@@ -39,7 +39,7 @@ from typing import Any
 
 from loop.problems import Problem
 from loop.problems.codetasks import MAX_INPUTS, MIN_INPUTS, programs, tasks_for
-from loop.proposer.generate import proposal_row, waves
+from loop.proposer.generate import proposal_row, shot_ref, waves
 from rewards.codetask import MAX_PROGRAM_CHARS, literal, run_on
 
 CODE_PROPOSER_VERSION = "code-proposer-v1"
@@ -63,6 +63,7 @@ class CodeProposal:
     inputs: list[Any] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     detail: dict[str, Any] = field(default_factory=dict)
+    shots: list[dict[str, Any]] = field(default_factory=list)  # ancestry: the prompt's examples' refs
 
     @property
     def kept(self) -> bool:
@@ -159,11 +160,13 @@ def check(raw: str, finish: str, known: set[str]) -> tuple[str, str | None, list
 
 def generate(ctx, src, known: set[str], seed: int, exclude: AbstractSet[str] = frozenset()) -> list[CodeProposal]:
     """Waves of model-written programs until `src.model_count` are kept (see loop.proposer.generate.waves);
-    the few-shot programs are procedural ones, never a held-out program (`exclude`)."""
+    the few-shot programs are procedural ones, never a held-out program (`exclude`); a procedural
+    program has no problem id, so its ancestry ref is source 'code' and the program's sha256."""
     pool = [(p, ins) for p, ins, _ in programs(max(2 * src.shots, 8), seed, exclude)]
 
-    def make_prompt(rng: random.Random) -> list[dict]:
-        return build_prompt(rng.sample(pool, min(src.shots, len(pool))))
+    def make_prompt(rng: random.Random) -> tuple[list[dict], list[dict]]:
+        shots = rng.sample(pool, min(src.shots, len(pool)))
+        return build_prompt(shots), [shot_ref(None, "code", render(p, ins)) for p, ins in shots]
 
     def judge_one(attempt: int, raw: str, finish: str, prompt: list[dict], room: bool) -> CodeProposal:
         why, program, inputs, outputs, detail = check(raw, finish, known)
