@@ -83,6 +83,9 @@ GATE_TABLE = [
     ("Bo owes 5 pens. What is his balance?", "answer = Integer(-5)", "trivial:no_computation", None),
     ("What is 5 * 1?", "answer = 5 * 1", "trivial:answer_given", "5"),                    # the answer is stated
     ("Is 5 more than 3? Answer it.", "answer = 5 > 3", "bad_answer:not_a_number", "True"),
+    ("What is 3^4 + 25?", "answer = 3^4 + 25", "bad_program:xor", None),                 # ^ is XOR: 32, not 106
+    ("What is 45^3?", "answer = Integer(45) * 3^3", "bad_program:xor", None),           # (45 * 3) XOR 3 = 132
+    ("What is 3 to the power 4?", "answer = 3**4", "ok", "81"),                         # ** is the power
 ]
 
 
@@ -363,7 +366,7 @@ def test_real_model_proposes_through_sampler_and_sandbox(tmp_path):
     assert all(r["raw"].strip() for r in rows)                       # the real model writes text
     vocab = ("ok", "parse:", "duplicate", "near_duplicate", "contaminated", "program_mismatch", "static:",
              "error:", "denied:", "timeout", "cpu_limit", "memory_limit", "nondeterministic", "no_answer",
-             "bad_answer:", "quota", "trivial:")
+             "bad_answer:", "bad_program:", "quota", "trivial:")
     assert all(r["reason"].startswith(vocab) for r in rows), [r["reason"] for r in rows]
     assert sum(not r["reason"].startswith("parse:") for r in rows) >= 2  # it copies the format
     for k in kept:                                                    # kept = a program that ran to a number

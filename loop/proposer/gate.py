@@ -34,6 +34,8 @@ truncated program (`"length"`) is rejected. Rejections are `parse:<why>`.
                    answer_given (after running: the answer is a number the
                    problem states). Without these a weak proposer drifts to
                    "<problem>5</problem> answer = 5", which it always solves.
+  bad_program:xor the program uses `^`: Python's bitwise XOR, never what a word
+                   problem means (the proposer writes `3^4` for a power; 3 ^ 4 = 7)
   <sandbox reason> `loop.sandbox.run` failed: static:..., error:..., timeout,
                    nondeterministic (it runs the program twice), no_answer, ...
   bad_answer:<why> the answer is not a short rational number, or
@@ -212,6 +214,15 @@ def computes(program: str) -> bool:
     return False
 
 
+def uses_xor(program: str) -> bool:
+    """Whether the program has a `^` (bitwise XOR; False if it does not parse: the sandbox reports it)."""
+    try:
+        tree = ast.parse(program)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return any(isinstance(n, ast.BitXor) for n in ast.walk(tree))
+
+
 def trivial_reason(problem: str, program: str) -> str | None:
     if not _WORD.search(problem):
         return "trivial:no_words"
@@ -296,6 +307,8 @@ class Gate:
             return Check("program_mismatch", detail={"numbers": sorted(str(x) for x in extra)})
         if why := trivial_reason(problem, program):
             return Check(why)
+        if uses_xor(program):
+            return Check("bad_program:xor")
         res = run_program(program)
         detail = {"sandbox_s": round(res.elapsed_s, 3), "sandbox_detail": res.detail[:300]}
         if not res.ok:
