@@ -12,10 +12,11 @@ answer, the solver's votes, majority, agreed); the summary to bench/results/prop
 Labels (`label`: right | wrong, `why`) are added to the jsonl rows by hand, after reading each
 question; `--summarize` then computes precision before the filter (right / gate-passed) and
 after (right / kept), the kept share, and the same after re-applying the current rules to the
-stored rows (the gate's `uses_xor`, the filter's `majority_votes` on the stored votes).
+stored rows (the gate's `uses_xor` and `reused_numbers`, the filter's `majority_votes` on the
+stored votes).
 
     taskset -c 1 .venv/bin/python bench/proposal_audit.py [--seed 0] [--kept 100] [--passed 300]
-        [--minutes 40] [--chunk 16] [--backend vllm]
+        [--minutes 40] [--chunk 16] [--backend vllm] [--resume]
     .venv/bin/python bench/proposal_audit.py --summarize
 """
 
@@ -63,8 +64,9 @@ def row(p, chunk: int, seed: int) -> dict:
     }
 
 
-def collect(ctx, args) -> tuple[list[dict], dict]:
-    """Chunks of the proposer's generations until a target or the time limit is reached."""
+def collect(ctx, args, rows: list[dict]) -> tuple[list[dict], dict]:
+    """Chunks of the proposer's generations until a target or the time limit is reached; `rows`:
+    those of an earlier collection to continue (--resume: its kept questions join the gate)."""
     from loop.problems.evalsets import all_heldout
     from loop.problems.procedural import heldout_keys
     from loop.proposer import fewshot_pool, generate, load_gate, run_program
@@ -73,9 +75,11 @@ def collect(ctx, args) -> tuple[list[dict], dict]:
     src = next(s for s in ctx.cfg.propose.sources if s.kind == "self").model_copy(update={"count": args.chunk})
     held = all_heldout(ctx.cfg.evaluate)
     exclude, gate = heldout_keys(held), load_gate(ctx, [], held, src)
-    rows: list[dict] = []
+    for r in rows:
+        if r["agreed"]:
+            gate.add(f"audit:{r['id']}", r["question"])
     reasons: Counter = Counter()
-    t0, chunk = time.time(), 0
+    t0, chunk = time.time(), 1 + max((int(r["id"].split("-")[0]) for r in rows), default=-1)
     while time.time() - t0 < 60 * args.minutes:
         if sum(r["agreed"] for r in rows) >= args.kept or len(rows) >= args.passed:
             break
@@ -102,14 +106,16 @@ def summarize() -> dict:
     """Precision before/after the filter from the labelled rows; the current gate and filter
     rules re-applied to the stored programs and votes (no new generations)."""
     from loop.proposer.agreement import majority_votes
-    from loop.proposer.gate import uses_xor
+    from loop.proposer.gate import reused_numbers, uses_xor
 
+    rules = {"bad_program:xor": lambda r: uses_xor(r["program"]),
+             "program_mismatch:reused": lambda r: bool(reused_numbers(r["question"], r["program"]))}
     rows = [json.loads(line) for line in ROWS.read_text().splitlines() if line.strip()]
     unlabelled = [r["id"] for r in rows if r["label"] not in ("right", "wrong")]
     if unlabelled:
         raise SystemExit(f"{len(unlabelled)} rows without a label: {unlabelled[:5]} ...")
     kept = [r for r in rows if r["agreed"]]
-    gate_now = [r for r in rows if not uses_xor(r["program"])]
+    gate_now = [r for r in rows if not any(rule(r) for rule in rules.values())]
     kept_now = [r for r in gate_now if majority_votes(r["answer"], r["votes"])["agreed"]]
     summary = json.loads(SUMMARY.read_text()) if SUMMARY.exists() else {}
     summary["audit"] = {
@@ -118,6 +124,10 @@ def summarize() -> dict:
         "kept_share": round(len(kept) / len(rows), 3),
         "wrong_kept": [r["id"] for r in kept if r["label"] == "wrong"],
         "right_rejected": sum(r["label"] == "right" and not r["agreed"] for r in rows),
+        "rules_on_stored_rows": {  # gate rules added after the collection: the rows each would reject
+            name: {"gate_passed": precision([r for r in rows if rule(r)]),
+                   "kept": precision([r for r in kept if rule(r)])} for name, rule in rules.items()
+        },
         "current_rules": {
             "before_filter": precision(gate_now),
             "after_filter": precision(kept_now),
@@ -136,6 +146,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=40.0)
     ap.add_argument("--chunk", type=int, default=16, help="kept problems per generate call")
     ap.add_argument("--backend", default="vllm")
+    ap.add_argument("--resume", action="store_true", help="continue the collection in ROWS (new chunks)")
     ap.add_argument("--summarize", action="store_true", help="precision from the labelled rows")
     args = ap.parse_args()
     if args.summarize:
@@ -144,9 +155,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=ROOT / "runs" if (ROOT / "runs").is_dir() else None) as tmp:
         ctx = open_ctx(args, Path(tmp) / "audit")
         try:
-            rows, info = collect(ctx, args)
+            old = [json.loads(line) for line in ROWS.read_text().splitlines()] if args.resume else []
+            rows, info = collect(ctx, args, old)
         finally:
             ctx.close()
+    if args.resume:  # one collection: counts and time add up
+        prev = json.loads(SUMMARY.read_text())["collection"]
+        info["reasons"] = dict((Counter(prev["reasons"]) + Counter(info["reasons"])).most_common())
+        info |= {k: round(prev[k] + info[k], 1) for k in ("generated", "collect_s")} | {"resumed_at_chunk": prev["chunks"]}
     info |= {"gate_passed": len(rows), "filter_kept": sum(r["agreed"] for r in rows)}
     SUMMARY.write_text(json.dumps({"collection": info}, indent=2) + "\n")
     print(json.dumps(info, indent=2))
