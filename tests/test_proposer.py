@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from loop.proposer.gate import Gate, exactify, parse, program_numbers, render, text_numbers
+from loop.proposer.gate import Gate, exactify, parse, program_numbers, render, reused_numbers, text_numbers
 
 P = "<problem>{}</problem>\n<program>\n{}\n</program>"
 
@@ -61,6 +61,10 @@ def test_exactify_makes_numbers_exact():
     assert exactify("answer = True") == "answer = True"         # bools are not numbers
     assert program_numbers("answer = 12 * 1.5 if True else 0") == {12, 1.5, 0}
     assert text_numbers("A dozen eggs cost $1,200.50; twice that.") == {12, 1200.5, 2}
+    assert text_numbers("3 thirds of 2 hours") == {3, 2, 60}                # plural number words count
+    assert reused_numbers("3 boxes of 3 pens and 7 cups", "answer = 3 * 3 * (7 * 7) + 1 + 1") == ["7"]
+    assert reused_numbers("7 cups", "answer = Integer(7) - 7 + 7 * 3") == ["7"]  # through Integer(); 7 * 3 is fine
+    assert reused_numbers("A pie has 6 slices; 5 are eaten", "answer = (6 - 5) / 6") == []  # not x op x
 
 
 def _fake_run(program):
@@ -77,12 +81,23 @@ GATE_TABLE = [
     ("Half of 30 apples are red. How many are red?", "answer = 30 / 2", "ok", "15"),       # 2 is free ("half")
     ("A dozen eggs cost 3 dollars. What does one egg cost?", "answer = 3 / 12", "ok", "1/4"),  # "dozen" = 12
     ("Ann has 5 cats. How many legs do they have?", "answer = 5 * 4", "program_mismatch", None),  # 4 not stated
+    ("How many pens are in a box of 12?", "answer = 12 * 12", "program_mismatch:reused", None),  # invents a 2nd 12
+    ("A box holds 28 apples. How many apples are in it?", "answer = 28 - 28", "program_mismatch:reused", None),
+    ("How many eggs can one person eat in 10 days?", "answer = 10 * 10", "program_mismatch:reused", None),  # a rate
+    ("A pie has 8 slices. Ben eats 3. What fraction is left?", "answer = Rational(8 - 3, 8)", "ok", "5/8"),
+    ("Each of 3 boxes holds 3 pens. How many pens?", "answer = 3 * 3", "ok", "9"),        # 3 is stated twice
+    ("A dozen eggs and a dozen rolls. How many items?", "answer = 12 + 12", "ok", "24"),  # "dozen" twice
+    ("A square has sides of 5 cm. What is its area?", "answer = 5**2", "ok", "25"),       # 2 is free: x**2
+    ("A square has sides of 5 cm. What is its area?", "answer = 5 * 5", "program_mismatch:reused", None),  # the cost
     ("25", "answer = 25", "trivial:no_words", None),                                      # a bare number
     ("5 * 2", "answer = 5 * 2", "trivial:no_words", None),                                # no instruction at all
     ("Bo has 5 pens. How many pens?", "answer = 5", "trivial:no_computation", None),      # nothing computed
     ("Bo owes 5 pens. What is his balance?", "answer = Integer(-5)", "trivial:no_computation", None),
     ("What is 5 * 1?", "answer = 5 * 1", "trivial:answer_given", "5"),                    # the answer is stated
     ("Is 5 more than 3? Answer it.", "answer = 5 > 3", "bad_answer:not_a_number", "True"),
+    ("What is 3^4 + 25?", "answer = 3^4 + 25", "bad_program:xor", None),                 # ^ is XOR: 32, not 106
+    ("What is 45^3?", "answer = Integer(45) ^ 3", "bad_program:xor", None),             # 45 XOR 3 = 46
+    ("What is 3 to the power 4?", "answer = 3**4", "ok", "81"),                         # ** is the power
 ]
 
 
@@ -388,7 +403,7 @@ def test_real_model_proposes_through_sampler_and_sandbox(tmp_path):
     assert all(r["raw"].strip() for r in rows)                       # the real model writes text
     vocab = ("ok", "parse:", "duplicate", "near_duplicate", "contaminated", "program_mismatch", "static:",
              "error:", "denied:", "timeout", "cpu_limit", "memory_limit", "nondeterministic", "no_answer",
-             "bad_answer:", "quota", "trivial:")
+             "bad_answer:", "bad_program:", "quota", "trivial:")
     assert all(r["reason"].startswith(vocab) for r in rows), [r["reason"] for r in rows]
     assert sum(not r["reason"].startswith("parse:") for r in rows) >= 2  # it copies the format
     for k in kept:                                                    # kept = a program that ran to a number

@@ -28,12 +28,19 @@ truncated program (`"length"`) is rejected. Rejections are `parse:<why>`.
                    program, a problem with a held-out item's numbers and answer
                    (the same sum in words) is rejected too
   program_mismatch the program uses a number that is not in the problem text
-                   (0, 1, 2, 100 and number words like "twice"/"dozen" count)
+                   (0, 1, 2, 100 and number words like "twice"/"dozen" count);
+                   `program_mismatch:reused`: it combines a number with itself
+                   (`x op x`, 0, 1, 2, 100 aside) that the text states only once: the
+                   second operand is a quantity the problem never gives ("a box of 12"
+                   -> 12 * 12, "10 days" -> 10 * 10 eggs, "28 apples" -> 28 - 28).
+                   (6 - 5) / 6 is fine; a square's area writes 5**2, not 5 * 5.
   trivial:<why>    no_words (no word of 2+ letters: "25", "5 * 2"),
                    no_computation (the program assigns a bare number),
                    answer_given (after running: the answer is a number the
                    problem states). Without these a weak proposer drifts to
                    "<problem>5</problem> answer = 5", which it always solves.
+  bad_program:xor the program uses `^`: Python's bitwise XOR, never what a word
+                   problem means (the proposer writes `3^4` for a power; 3 ^ 4 = 7)
   <sandbox reason> `loop.sandbox.run` failed: static:..., error:..., timeout,
                    nondeterministic (it runs the program twice), no_answer, ...
   bad_answer:<why> the answer is not a short rational number, or
@@ -47,6 +54,7 @@ from __future__ import annotations
 import ast
 import re
 import textwrap
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -170,17 +178,21 @@ def executable(program: str) -> str:
     return PRELUDE + exactify(program)
 
 
+def _number(node: ast.AST) -> Fraction | None:
+    """The value of a number literal node, or None (bools are not numbers)."""
+    v = node.value if isinstance(node, ast.Constant) else None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return Fraction(repr(v)) if isinstance(v, float) else Fraction(v)
+
+
 def program_numbers(program: str) -> set[Fraction]:
     """Number literals of the program (bools excluded); empty if it does not parse."""
     try:
         tree = ast.parse(program)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return set()
-    return {
-        Fraction(repr(n.value)) if isinstance(n.value, float) else Fraction(n.value)
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Constant) and isinstance(n.value, (int, float)) and not isinstance(n.value, bool)
-    }
+    return {x for n in ast.walk(tree) if (x := _number(n)) is not None}
 
 
 def computes(program: str) -> bool:
@@ -212,6 +224,15 @@ def computes(program: str) -> bool:
     return False
 
 
+def uses_xor(program: str) -> bool:
+    """Whether the program has a `^` (bitwise XOR; False if it does not parse: the sandbox reports it)."""
+    try:
+        tree = ast.parse(program)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return any(isinstance(n, ast.BitXor) for n in ast.walk(tree))
+
+
 def trivial_reason(problem: str, program: str) -> str | None:
     if not _WORD.search(problem):
         return "trivial:no_words"
@@ -220,10 +241,41 @@ def trivial_reason(problem: str, program: str) -> str | None:
     return None
 
 
+def text_number_counts(text: str) -> Counter[Fraction]:
+    """How often the text states each number (digits, and number words like "dozen")."""
+    counts = Counter(Fraction(m.group().replace(",", "")) for m in _TEXT_NUM.finditer(text))
+    for word in re.findall(r"[a-z]+", text.lower()):
+        value = NUMBER_WORDS.get(word, NUMBER_WORDS.get(word[:-1]) if word.endswith("s") else None)
+        if value is not None:
+            counts[Fraction(value)] += 1
+    return counts
+
+
 def text_numbers(text: str) -> set[Fraction]:
-    nums = {Fraction(m.group().replace(",", "")) for m in _TEXT_NUM.finditer(text)}
-    words = set(re.findall(r"[a-z]+", text.lower()))
-    return nums | {Fraction(v) for w, v in NUMBER_WORDS.items() if w in words or w + "s" in words}
+    return set(text_number_counts(text))
+
+
+def _operand(node: ast.AST) -> Fraction | None:
+    """A literal operand's value, through a sympy number constructor (`Integer(12)`)."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _NUMBER_CTORS:
+        node = node.args[0] if len(node.args) == 1 and not node.keywords else node
+    return _number(node)
+
+
+def reused_numbers(problem: str, program: str) -> list[str]:
+    """Numbers the program combines with themselves (`12 * 12`, `28 - 28`) that the problem states
+    only once (free numbers aside): the second operand is a quantity the problem never gives."""
+    try:
+        tree = ast.parse(program)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    stated = text_number_counts(problem)
+    found = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.BinOp) and (x := _operand(n.left)) is not None and x == _operand(n.right):
+            if x not in FREE_NUMBERS and stated[x] < 2:
+                found.add(x)
+    return sorted(str(x) for x in found)
 
 
 def answer_reason(answer: str) -> str | None:
@@ -294,8 +346,12 @@ class Gate:
         extra = program_numbers(program) - text_numbers(problem) - FREE_NUMBERS
         if extra:
             return Check("program_mismatch", detail={"numbers": sorted(str(x) for x in extra)})
+        if reused := reused_numbers(problem, program):
+            return Check("program_mismatch:reused", detail={"numbers": reused})
         if why := trivial_reason(problem, program):
             return Check(why)
+        if uses_xor(program):
+            return Check("bad_program:xor")
         res = run_program(program)
         detail = {"sandbox_s": round(res.elapsed_s, 3), "sandbox_detail": res.detail[:300]}
         if not res.ok:
