@@ -19,10 +19,12 @@ Contract:
 
 from __future__ import annotations
 
+from loop.progress import train_callback
 from loop.prompts import messages
 from loop.proposer.gate import Gate, parse
 from loop.proposer.training import LearnabilityReward
 from loop.samplers.chat import eos_ids, render
+from loop.trainers import trl
 from rewards import extract_answer, verify
 
 
@@ -84,9 +86,6 @@ def grpo_job(job: dict) -> dict:
 def grpo(job: dict) -> dict:
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
-
-    from loop.progress import train_callback
-    from loop.trainers import trl
 
     cuda = trl._setup(job)
     model, peft_config, tok = trl._model_and_peft(job)
