@@ -34,11 +34,9 @@ def stage(ctx: RunContext, r: int) -> StageResult:
     """SFT, GRPO, then proposer GRPO after round r, each when due; each its own recorded step."""
     cfg = ctx.cfg.train
     info: StageResult = {}
-    methods: tuple[tuple[Method, int], ...] = (
-        ("sft", cfg.sft.every),
-        ("grpo", cfg.grpo.every),
-        ("proposer", cfg.proposer.every),
-    )
+    methods: list[tuple[Method, int]] = [("sft", cfg.sft.every), ("grpo", cfg.grpo.every)]
+    if cfg.proposer.every:  # off (the default): no step of its own, runs look as they did before it
+        methods.append(("proposer", cfg.proposer.every))
     for method, every in methods:
         step = f"train.{method}"
         if ctx.is_done(r, step):
