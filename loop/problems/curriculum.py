@@ -9,16 +9,11 @@ Invariants:
   * it is resampled when its latest rate is inside its band, or when it is at
     0 or 1 but the streak is still shorter than `retire_after` (one all-correct
     group of 8 can be luck); otherwise (e.g. 0.1 or 0.9) it is parked;
-<<<<<<< HEAD
-  * learnability is the proposer's GRPO reward: 4p(1-p) for pass rate p, highest at
-    one half, 0 at 0 and 1 (unsolvable and trivial problems teach nothing).
-=======
   * its band is `bands[problem_id]` when given (the band of its source kind,
     `propose.curriculum.bands`; `source_kind` maps a stored `problems.source` to
     the kind), else the one `band`; retirement does not depend on the band;
-  * learnability is the proposer's GRPO reward: 1 - pass_rate strictly inside
-    (0, 1), else 0 (unsolvable and trivial problems teach nothing).
->>>>>>> proposer-view
+  * learnability is the proposer's GRPO reward: 4p(1-p) for pass rate p, highest at
+    one half, 0 at 0 and 1 (unsolvable and trivial problems teach nothing).
 """
 
 from __future__ import annotations
