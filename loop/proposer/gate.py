@@ -161,11 +161,18 @@ class _Exact(ast.NodeTransformer):
         return ast.copy_location(call, node)
 
 
+def _tree(program: str) -> ast.Module | None:
+    """The program's syntax tree, or None when it does not parse (the sandbox reports that)."""
+    try:
+        return ast.parse(program)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+
+
 def exactify(program: str) -> str:
     """Number literals -> sympy Integer/Rational (a syntax error is left for the sandbox)."""
-    try:
-        tree = ast.parse(program)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    tree = _tree(program)
+    if tree is None:
         return program
     try:
         return ast.unparse(ast.fix_missing_locations(_Exact().visit(tree)))
@@ -188,9 +195,8 @@ def _number(node: ast.AST) -> Fraction | None:
 
 def program_numbers(program: str) -> set[Fraction]:
     """Number literals of the program (bools excluded); empty if it does not parse."""
-    try:
-        tree = ast.parse(program)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    tree = _tree(program)
+    if tree is None:
         return set()
     return {x for n in ast.walk(tree) if (x := _number(n)) is not None}
 
@@ -198,9 +204,8 @@ def program_numbers(program: str) -> set[Fraction]:
 def computes(program: str) -> bool:
     """Whether the program does more than assign a number literal (or a sympy
     number built from literals, e.g. `Integer(-5)`)."""
-    try:
-        tree = ast.parse(program)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    tree = _tree(program)
+    if tree is None:
         return True  # the sandbox reports it
     for n in ast.walk(tree):
         if isinstance(
@@ -226,9 +231,8 @@ def computes(program: str) -> bool:
 
 def uses_xor(program: str) -> bool:
     """Whether the program has a `^` (bitwise XOR; False if it does not parse: the sandbox reports it)."""
-    try:
-        tree = ast.parse(program)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    tree = _tree(program)
+    if tree is None:
         return False
     return any(isinstance(n, ast.BitXor) for n in ast.walk(tree))
 
@@ -265,9 +269,8 @@ def _operand(node: ast.AST) -> Fraction | None:
 def reused_numbers(problem: str, program: str) -> list[str]:
     """Numbers the program combines with themselves (`12 * 12`, `28 - 28`) that the problem states
     only once (free numbers aside): the second operand is a quantity the problem never gives."""
-    try:
-        tree = ast.parse(program)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    tree = _tree(program)
+    if tree is None:
         return []
     stated = text_number_counts(problem)
     found = set()
