@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from loop.problems.curriculum import learnability  # noqa: E402
+from loop import inspection  # noqa: E402
 from store.db import Store  # noqa: E402
 
 VARIANTS = {"without": [], "with": ["train.proposer.every=1"]}
@@ -36,25 +36,19 @@ def run(name: str, rounds: int, base: Path) -> float:
     return round(time.monotonic() - t0, 1)
 
 
-def per_round(store: Store) -> list[dict]:
-    """Round rows: proposals, kept, share kept, mean learnability of kept, held-out, proposer rewards."""
-    props = store.query(
-        "SELECT pr.round, pr.status, sum(pp.n) AS n, sum(pp.n_verified) AS k FROM proposals pr "
-        "LEFT JOIN problem_pass_rates pp ON pp.problem_id = pr.problem_id AND pp.round = pr.round "
-        "WHERE pr.text IS NOT NULL OR pr.status = 'rejected' GROUP BY pr.proposal_id, pr.round, pr.status"
-    )
-    evals = {x["round"]: json.loads(x["info"]) for x in store.query("SELECT round, info FROM steps WHERE stage = 'evaluate'")}
-    jobs = {x["round"]: json.loads(x["metrics"]) for x in store.query("SELECT round, metrics, config FROM models")
-            if json.loads(x["config"]).get("method") == "proposer"}
+def per_round(db: Path) -> list[dict]:
+    """loop inspect proposer's rows (drawn, kept, share kept, mean learnability of the kept proposals'
+    problems) with the round's held-out accuracy and the proposer job's first/last mean reward."""
+    curve = {r["round"]: r for r in inspection.proposer(db)["rounds"]}
+    with Store(db, read_only=True) as store:
+        evals = {x["round"]: json.loads(x["info"]) for x in store.query("SELECT round, info FROM steps WHERE stage = 'evaluate'")}
+        jobs = {x["round"]: json.loads(x["metrics"]) for x in store.query("SELECT round, metrics, config FROM models")
+                if json.loads(x["config"]).get("method") == "proposer"}
     out = []
-    for r in sorted({p["round"] for p in props} | set(evals)):
-        mine = [p for p in props if p["round"] == r]
-        kept = [p for p in mine if p["status"] == "kept"]
-        rates = [learnability(p["k"] / p["n"]) for p in kept if p["n"]]
-        job = jobs.get(r, {})
-        out.append({"round": r, "proposals": len(mine), "kept": len(kept),
-                    "kept_share": round(len(kept) / len(mine), 3) if mine else None,
-                    "mean_learnability": round(sum(rates) / len(rates), 3) if rates else None,
+    for r in sorted(set(curve) | set(evals)):
+        c, job = curve.get(r, {}), jobs.get(r, {})
+        out.append({"round": r, "proposals": c.get("drawn", 0), "kept": c.get("kept", 0),
+                    "kept_share": c.get("kept_share"), "mean_learnability": c.get("mean_learnability"),
                     "heldout_accuracy": evals.get(r, {}).get("accuracy"),
                     "proposer_first_reward": job.get("first_reward"), "proposer_last_reward": job.get("last_reward")})
     return out
@@ -76,8 +70,7 @@ def main() -> None:
     for n in VARIANTS:
         db = base / n / "loop.duckdb"
         if db.exists():
-            with Store(db, read_only=True) as store:
-                result["variants"][n] = {"sets": VARIANTS[n], "wall_s": walls.get(n), "rounds": per_round(store)}
+            result["variants"][n] = {"sets": VARIANTS[n], "wall_s": walls.get(n), "rounds": per_round(db)}
     dest.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
