@@ -249,3 +249,11 @@ def test_vision_sft_refuses_a_mismatch_before_training(tmp_path, sets, expected)
     rows = [(i, "Read it.", "a.png", str(i)) for i in range(4)]
     res = _sft(tmp_path, _sheet(tmp_path, rows), *[a for s in sets for a in ("--set", s)])
     assert res.exit_code == 2 and expected in res.output, res.output
+
+
+def test_the_shipped_csv_copy_of_the_odometer_sheet_reads_as_the_xlsx():
+    """data/vision/odometer.csv (read by bench/vision_sft.py where openpyxl is missing) is the same sheet."""
+    pytest.importorskip("openpyxl")
+    sheet = source_conversations(_src(ROOT / "data" / "vision" / "odometer.xlsx"))
+    csv = source_conversations(_src(ROOT / "data" / "vision" / "odometer.csv"))
+    assert len(sheet) == 8 and [c["messages"] for c in csv] == [c["messages"] for c in sheet]
