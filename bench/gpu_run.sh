@@ -74,7 +74,7 @@ if [ "$what" = vgrpo ]; then  # (b) GRPO, 1.5B shape, 64 completions x 128 token
 fi
 if [ "$what" = vvision ]; then  # issue 18: vision SFT on the Qwen2.5-VL-3B shape, trl 16-bit vs unsloth 16-bit / 4-bit
   for_tiny
-  timeout ${VISION_TIMEOUT:-300} python bench/vision_sft.py --model tiny:qwen2.5-vl-3b --steps ${STEPS:-30} 2>&1 \
+  timeout ${VISION_TIMEOUT:-300} python bench/vision_sft.py --model tiny:qwen2.5-vl-3b --steps ${STEPS:-30} ${VISION_CASES:+--cases $VISION_CASES} 2>&1 \
     | tee "$OUT/vision_sft_gpu.log" | grep --line-buffered -E '│|rror|Traceback|GB' | cut -c1-300
   cp bench/results/vision_sft_*3b*.json "$OUT/" 2>/dev/null; ls "$OUT"
 fi
@@ -88,7 +88,7 @@ if [ "$what" = vloop ]; then  # (c) 3 rounds of configs/gpu.yaml on the real mod
       ${LOOP_SETS:-} "${extra[@]}" 2>&1 | grep --line-buffered -v Warning > "$OUT/gpu_loop_$b.log"; echo "loop $b rc=$?"
     grep -E "round [0-9] [a-z]+ +[0-9.]+s" "$OUT/gpu_loop_$b.log" | cut -c1-120; tail -3 "$OUT/gpu_loop_$b.log" | cut -c1-300
   done
-  python bench/gpu_loop_report.py vllm=/tmp/loop-vllm hf=/tmp/loop-hf --out "$OUT/gpu_loop_vllm_vs_hf.json"
+  [ -d /tmp/loop-vllm ] && [ -d /tmp/loop-hf ] && python bench/gpu_loop_report.py vllm=/tmp/loop-vllm hf=/tmp/loop-hf --out "$OUT/gpu_loop_vllm_vs_hf.json"
 fi
 if [ "$what" = all ] || [ "$what" = bench ]; then
   model=${MODEL:-gguf:/tmp/smollm2.gguf}; tag=${TAG:-smollm2}

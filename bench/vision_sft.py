@@ -68,8 +68,8 @@ def main() -> None:
         except Exception as e:  # noqa: BLE001  (one case failing, e.g. no unsloth, keeps the others)
             out["cases"].append({"case": name, "error": f"{type(e).__name__}: {e}"[:500]})
         print(json.dumps(out["cases"][-1]))
-    dest = ROOT / "bench" / "results" / f"vision_sft_{a.model.replace(':', '_')}.json"
-    dest.write_text(json.dumps(out, indent=2) + "\n")
+        dest = ROOT / "bench" / "results" / f"vision_sft_{a.model.replace(':', '_')}.json"
+        dest.write_text(json.dumps(out, indent=2) + "\n")  # after each case: a time limit keeps the rows done
 
 
 if __name__ == "__main__":

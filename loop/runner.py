@@ -44,7 +44,7 @@ from loop.problems.sources import validate_run_sources
 from loop.progress import console
 from loop.run_config import ConfigChanged, changed_keys, config_hash, describe_change, result_config
 from loop.samplers import gpu_check
-from loop.stages import STAGE_NAMES, STAGES
+from loop.stages import STAGE_NAMES, STAGES, train
 from loop.trainers.check_args import check_extra_args
 from store import runs
 from store.db import Store, StoreError
@@ -184,6 +184,8 @@ def run_rounds(
                 f"run {ctx.run_id} already has {done} finished rounds (--rounds {rounds}): nothing to do; "
                 f"`--rounds {done + 1}` adds a round"
             )
+        if last > done:
+            _prestart(ctx, done + 1)
         if not ctx.is_done(0, "evaluate") and not _run_stage(ctx, 0, "evaluate", STAGES["evaluate"], stop, emit):
             return ctx
         _track(ctx, tracker)
@@ -204,6 +206,18 @@ def run_rounds(
             tracker.close()
         ctx.close()
     return ctx
+
+
+def _prestart(ctx: RunContext, r: int) -> None:
+    """The warm training workers of round r, importing while the stages before training run; a
+    failure here is the train stage's to report."""
+    try:
+        started = train.prestart(ctx, r)
+    except Exception as e:  # noqa: BLE001 - an early start only; the job itself says what is wrong
+        console.print(f"train workers not started early ({type(e).__name__}: {e})")
+        return
+    if started:
+        console.print(f"train workers starting: {', '.join(started)}")
 
 
 def _track(ctx: RunContext, tracker: tracking.RoundTracker) -> None:

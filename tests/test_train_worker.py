@@ -2,6 +2,7 @@
 
 Same job, same weights as a fresh child; one process for several jobs; a killed, stopped or
 failed worker replaced by the next job; none left behind when its daemon exits or dies."""
+import json
 import os
 import signal
 import subprocess
@@ -328,3 +329,85 @@ def test_train_worker_key(tmp_path, value, ok):
     else:
         with pytest.raises(Exception, match="train.worker"):
             load_config(None, [f"train.worker={value}"])
+
+
+@pytest.mark.parametrize("started, env, same", [
+    ({"A": "1"}, {"A": "1"}, True),                 # unchanged
+    ({"A": "1"}, {"A": "1", "VLLM_X": "0"}, True),   # added since (a sampler's engine started): handed on
+    ({"A": "1"}, {"A": "2"}, False),                 # changed: it may have been read at import
+    ({"A": "1", "B": "2"}, {"A": "1"}, False),       # removed
+    ({}, {}, True),                                  # nothing either side
+])
+def test_same_start(started, env, same):
+    assert launch.same_start(started, env) is same
+
+
+@pytest.mark.parametrize("line, expected", [
+    ('{"job": "/j.json", "env": {"A": "1"}}', ("/j.json", {"A": "1"})),  # the job's own environment
+    ('{"job": "/j.json"}', ("/j.json", {"S": "0"})),                      # none given: the start's
+    ("/j.json\n", ("/j.json", {"S": "0"})),                                # a bare path, as before
+    ("\n", ("", {"S": "0"})),                                              # a blank line: skipped
+])
+def test_worker_reads_a_job_line(line, expected):
+    from loop.trainers.worker import read_job
+    assert read_job(line, {"S": "0"}) == expected
+
+
+@pytest.mark.slow
+def test_a_prestarted_worker_takes_the_first_job_and_sees_variables_set_since(tmp_path, base, monkeypatch):
+    """launch.prestart starts the worker the job goes to (it imports meanwhile); the job then runs
+    in that process, with a variable the daemon set after the worker started."""
+    job = _job(tmp_path, base, out="a", steps=1)
+    assert launch.prestart(job, tmp_path / "pre.json", 1, None, "warm")
+    pid = launch._WORKERS["trl"].pid
+    assert not launch.prestart(job, tmp_path / "pre.json", 1, None, "warm")  # up already: not started twice
+    assert not launch.prestart(job, tmp_path / "pre.json", 1, None, "fresh")  # fresh: nothing to start
+    monkeypatch.setenv("LOOP_TEST_SET_SINCE", "yes")  # not in the worker's start: same_start lets it on
+    m = _warm(job, tmp_path / "a.json")
+    assert m["worker"] == "warm" and m["steps"] == 1
+    assert launch.warm_worker().pid == pid and launch.warm_worker().jobs == 1
+
+
+def test_each_job_runs_in_the_environment_its_line_gives(monkeypatch):
+    """The worker puts each job's environment in place before it runs (worker.serve)."""
+    import io
+
+    from loop.trainers import worker
+    seen = []
+    monkeypatch.setattr(worker, "run_job", lambda path: seen.append((str(path), os.environ.get("LOOP_T"))))
+    monkeypatch.setattr(worker, "fresh_state", lambda env: (os.environ.clear(), os.environ.update(env)))
+    saved = dict(os.environ)
+    try:
+        lines = io.StringIO('{"job": "/a", "env": {"LOOP_T": "1"}}\n/b\n{"job": "/c", "env": {"LOOP_T": "3"}}\n')
+        reply = io.StringIO()
+        worker.serve(lines, reply, {"LOOP_T": "start"})
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert seen == [("/a", "1"), ("/b", "start"), ("/c", "3")]
+    assert [json.loads(x) for x in reply.getvalue().splitlines()][1::2] == [{"ok": True}] * 3
+
+
+@pytest.mark.slow
+def test_a_run_starts_its_worker_before_round_0_and_trains_in_it(tiny_cfg, monkeypatch):
+    """run_rounds on the tiny config (train.worker warm, GRPO on every problem): one worker, started
+    with the preload before the baseline evaluation, runs round 1's GRPO job (the tiny model
+    verifies no chain, so SFT has nothing to train)."""
+    from loop.runner import run_rounds
+    started = []
+    real = launch.Worker.__init__
+
+    def spy(self, env, flavor=("trl", ""), preload=None):
+        started.append(preload)
+        real(self, env, flavor, preload)
+
+    monkeypatch.setattr(launch.Worker, "__init__", spy)
+    tiny_cfg.train.worker = "warm"
+    tiny_cfg.train.grpo.every, tiny_cfg.train.grpo.band = 1, (-1.0, 2.0)
+    ctx = run_rounds(tiny_cfg, 1)
+    assert len(started) == 1 and started[0] is not None and started[0].name == "prestart.json"
+    assert launch.warm_worker().jobs == 1
+    from store.db import Store
+    with Store(tiny_cfg.store_path, read_only=True) as st:
+        rows = st.query("SELECT metrics FROM models WHERE run_id = ?", [ctx.run_id])
+    assert [json.loads(r["metrics"])["worker"] for r in rows] == ["warm"]

@@ -21,6 +21,7 @@ from loop.context import RunContext, StageResult
 from loop.models import model_hash
 from loop.prompts import messages
 from loop.rounds import due
+from loop.trainers import choose_trainer, launch
 from loop.trainers.chains import data_hash, select_chains, write_snapshot
 from loop.trainers.job import Method, TrainJob
 from loop.trainers.launch import run_child
@@ -83,6 +84,27 @@ def proposer_examples(ctx: RunContext, r: int) -> list[dict[str, Any]]:
 
 EXAMPLES = {"sft": sft_examples, "grpo": grpo_examples, "proposer": proposer_examples}
 NONE = {"sft": "no verified chains", "grpo": "no problem in band", "proposer": "no self proposals"}
+
+
+def prestart(ctx: RunContext, r: int) -> list[str]:
+    """Start the warm workers that round r's first job per backend will go to, importing what it
+    imports while the stages before training run (launch.prestart); the backends started."""
+    cfg, seen, started = ctx.cfg.train, set(), list[str]()
+    if is_vision_model(ctx.base_dir) or ctx.is_done(r, "train"):
+        return started
+    due_methods: list[tuple[Method, int]] = [("sft", cfg.sft.every), ("grpo", cfg.grpo.every)]
+    for method, every in due_methods:
+        if not due(every, r) or ctx.is_done(r, f"train.{method}"):
+            continue
+        work = ctx.run_dir / "train" / f"round-{r:03d}-{method}"
+        job = _job(ctx, r, method, str(work / "data.parquet"), str(ctx.run_dir / "models" / work.name))
+        backend = choose_trainer(job["backend"])
+        if backend in seen:  # its first job's worker; a later job of another flavor replaces it then
+            continue
+        seen.add(backend)
+        if launch.prestart(job, work / "prestart.json", ctx.cfg.run.threads, cfg.launcher, cfg.worker):
+            started.append(backend)
+    return started
 
 
 def _job(ctx: RunContext, r: int, method: Method, data: str, out: str) -> TrainJob:

@@ -20,7 +20,10 @@ environment, parent-death signal), handed each job's path on its stdin, answerin
 own, running the job by the child's code path. It gives what the child gives: it only writes the
 adapter folder (renamed into place when complete); a stop request ends its process group as it
 ends a child's, and the next job starts a new worker; one that died (killed, crashed) is replaced
-on the next job, and so is one whose environment would differ from the next job's child's. A job
+on the next job, and so is one started with a variable that the next job's child would get changed
+or removed (`same_start`; variables added since reach the job with it). `prestart` starts a run's
+workers before its first round, each importing what its first job will import (the worker's
+preload), so that the import overlaps the round's first stages instead of its train stage. A job
 that failed there (TrainError) retires the worker and runs again once in a fresh child, so the
 warm path can cost a round time but not the round (metrics `worker`: warm, fresh, or
 fresh-after-warm); `close_worker` (at exit, and when `serve` ends) ends them all.
@@ -153,11 +156,11 @@ class Worker:
     """The warm training process (loop.trainers.worker): job paths in on its stdin, one JSON answer
     a job back on a pipe of its own (its stdout and stderr are the daemon's, as a child's are)."""
 
-    def __init__(self, env: dict[str, str], flavor: tuple[str, str] = ("trl", "")):
+    def __init__(self, env: dict[str, str], flavor: tuple[str, str] = ("trl", ""), preload: Path | None = None):
         read, write = os.pipe()
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", WORKER_MODULE, str(write)],
+                [sys.executable, "-m", WORKER_MODULE, str(write), *([str(preload)] if preload else [])],
                 env=env,
                 stdin=subprocess.PIPE,
                 pass_fds=(write,),
@@ -179,12 +182,14 @@ class Worker:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def hand(self, job_path: Path) -> bool:
-        """Give it one job (its path on stdin); False when it is gone already."""
+    def hand(self, job_path: Path, env: dict[str, str] | None = None) -> bool:
+        """Give it one job (its path and its child's environment, one line on stdin); False when
+        it is gone already."""
         assert self.proc.stdin is not None
         self.started, self._answer = False, {}
+        line = json.dumps({"job": str(job_path), "env": env or self.env})
         try:
-            self.proc.stdin.write(f"{job_path}\n".encode())
+            self.proc.stdin.write(f"{line}\n".encode())
             self.proc.stdin.flush()
         except (BrokenPipeError, ValueError):
             return False
@@ -268,6 +273,36 @@ def close_worker(backend: str | None = None) -> None:
 atexit.register(close_worker)  # a clean exit leaves no worker (a killed daemon's dies by its signal)
 
 
+def same_start(started: dict[str, str], env: dict[str, str]) -> bool:
+    """Whether a worker started with `started` can run a job whose child would get `env`: every
+    variable it started with is unchanged. Variables the daemon set since (a vLLM sampler's, once
+    its engine started) reach the job through its hand-off line, so they need no new process;
+    one changed or removed might have been read at import."""
+    return all(env.get(k) == v for k, v in started.items())
+
+
+def prestart(job: TrainJob, job_path: Path, threads: int | None, launcher: str | None, mode: WorkerMode) -> bool:
+    """Start the warm worker that `job` would go to, importing what it imports (its preload),
+    unless train.worker keeps it in a fresh child or that worker is up; True when one started.
+    The run's first stages go on meanwhile (bench/results/README.md: round 1 of a GPU loop)."""
+    if not use_worker(mode, job, launcher):
+        return False
+    flavor = worker_flavor(job)
+    if not _WORKER_LOCK.acquire(blocking=False):
+        return False
+    try:
+        old = _WORKERS.get(flavor[0])
+        if old is not None and old.alive() and old.flavor == flavor:
+            return False
+        close_worker(flavor[0])
+        job_path.parent.mkdir(parents=True, exist_ok=True)
+        job_path.write_text(json.dumps(job, indent=2))
+        _WORKERS[flavor[0]] = Worker(child_env(threads, launcher), flavor, preload=job_path)
+        return True
+    finally:
+        _WORKER_LOCK.release()
+
+
 def _run_warm(job_path: Path, env: dict[str, str], flavor: tuple[str, str]) -> tuple[int, str | None] | None:
     """Run the job in the warm worker of its flavor (a new one unless that backend's is alive with
     this flavor and environment); None when one is busy with another job. A failed job, a stop or
@@ -278,12 +313,12 @@ def _run_warm(job_path: Path, env: dict[str, str], flavor: tuple[str, str]) -> t
     try:
         for _ in range(2):  # a worker gone before it took the job (dead at the hand-off) is replaced once
             old = _WORKERS.get(backend)
-            if old is None or not old.alive() or old.env != env or old.flavor != flavor:
+            if old is None or not old.alive() or not same_start(old.env, env) or old.flavor != flavor:
                 close_worker(backend)
                 _WORKERS[backend] = Worker(env, flavor)
             worker = _WORKERS[backend]
             _LAST[:] = [backend]
-            if not worker.hand(job_path):
+            if not worker.hand(job_path, env):
                 close_worker(backend)
                 continue
             try:

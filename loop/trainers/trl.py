@@ -325,6 +325,19 @@ def colocated_vllm(job: dict, cuda: bool) -> tuple[str, dict]:
     )
 
 
+def preload(job: dict) -> None:
+    """What a job of this kind imports before its model loads (a warm worker does it ahead of
+    its first job: loop.trainers.worker); vllm too where its GRPO generates with it."""
+    cuda = _setup(job)
+    import datasets  # noqa: F401
+    import peft  # noqa: F401
+    import trl  # noqa: F401
+
+    if job.get("method") == "grpo" and gpu.generation_engine(job, cuda, auto=gpu.AUTO["trl"]) == "vllm":
+        set_env()
+        import vllm  # noqa: F401
+
+
 def grpo(job: dict) -> dict:
     cuda = _setup(job)
     model, peft_config, tok = _model_and_peft(job)

@@ -218,6 +218,17 @@ def vllm_eager(job: dict) -> bool:
     return job["grpo"]["max_steps"] < GRPO_VLLM_GRAPHS_FROM_STEPS
 
 
+def preload(job: dict) -> None:
+    """What a job of this kind imports before its model loads (a warm worker does it ahead of
+    its first job: loop.trainers.worker): the job's unsloth switches first, as the job sets them."""
+    _check_cuda()
+    environ = sft_environ if job.get("method") == "sft" else grpo_environ
+    os.environ.update(environ(job, varlen_attention()))
+    import datasets  # noqa: F401
+    import trl  # noqa: F401
+    import unsloth  # noqa: F401 - before trl, as in _load
+
+
 def grpo(job: dict) -> dict:
     _check_cuda()
     os.environ.update(grpo_environ(job, varlen_attention()))

@@ -1,13 +1,16 @@
 """A warm training process: `python -m loop.trainers.worker FD` runs job after job.
 
 `loop.trainers.launch.run_child` starts it on the first job that `train.worker` sends to a warm
-worker, as it starts a fresh child: its own session, the child's environment, the same tie to the
-daemon (die_with_parent: it dies with the daemon). It reads one job file's path per line from
-stdin, runs that job by the fresh child's own code path (`loop.trainers.child.run_job`: the
-adapter published by rename only when complete, LOOP_TRAIN_PROFILE honoured) and answers one JSON
-line on file descriptor FD once it takes it (`{"started": PATH}`) and one when done: `{"ok": true}`,
-or `{"ok": false, "error": "..."}` with the traceback on stderr, where a fresh child's goes. End of
-stdin: exit 0.
+worker (or `loop.trainers.launch.prestart` does, before the run's first round, with that job's
+kind as `python -m loop.trainers.worker FD JOB.json`: the worker imports what such a job imports
+while the round's first stages run), as it starts a fresh child: its own session, the child's
+environment, the same tie to the daemon (die_with_parent: it dies with the daemon). It reads one
+job a line from stdin (`{"job": PATH, "env": {...}}`: the environment that job's fresh child
+would get; a bare PATH keeps the one it was started with), runs that job by the fresh child's
+own code path (`loop.trainers.child.run_job`: the adapter published by rename only when complete,
+LOOP_TRAIN_PROFILE honoured) and answers one JSON line on file descriptor FD once it takes it
+(`{"started": PATH}`) and one when done: `{"ok": true}`, or `{"ok": false, "error": "..."}` with
+the traceback on stderr, where a fresh child's goes. End of stdin: exit 0.
 
 What stays loaded between jobs: the imported libraries (torch, transformers, trl, peft,
 datasets: about 7 s of a fresh child's start on 2 cores), what they set up on first use, and on
@@ -31,7 +34,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from loop.trainers import gpu
+from loop.trainers import gpu, load_backend
 from loop.trainers.child import run_job
 from loop.trainers.launch import die_with_parent
 
@@ -52,16 +55,25 @@ def fresh_state(env: dict[str, str]) -> None:
             torch.cuda.reset_peak_memory_stats()
 
 
-def serve(jobs, reply) -> None:
-    """Run each job path read from `jobs`; one JSON line per job on `reply`."""
-    env = dict(os.environ)
+def read_job(line: str, env: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """One stdin line: (the job's path, its environment); a bare path keeps `env`."""
+    line = line.strip()
+    if not line.startswith("{"):
+        return line, env
+    msg = json.loads(line)
+    return msg["job"], msg.get("env") or env
+
+
+def serve(jobs, reply, env: dict[str, str] | None = None) -> None:
+    """Run each job read from `jobs`; one JSON line per job on `reply`."""
+    env = dict(os.environ) if env is None else env
     for line in jobs:
-        path = line.strip()
+        path, job_env = read_job(line, env)
         if not path:
             continue
         reply.write(json.dumps({"started": path}) + "\n")  # taken: a death from here on is the job's
         reply.flush()
-        fresh_state(env)
+        fresh_state(job_env)
         try:
             run_job(Path(path))
             answer: dict = {"ok": True}
@@ -78,11 +90,24 @@ def serve(jobs, reply) -> None:
         reply.flush()
 
 
+def preload(job_path: str) -> None:
+    """Import what the job at `job_path` (its kind: method, backend, settings) will import; a
+    failure here is left for that job to report."""
+    try:
+        job = json.loads(Path(job_path).read_text())
+        load_backend(job["backend"]).preload(job)
+    except Exception as e:  # noqa: BLE001 - the job itself fails with the real error
+        print(f"train worker: preload failed ({type(e).__name__}: {e}); the job will load it", file=sys.stderr)
+
+
 def main(argv: list[str]) -> None:
     die_with_parent()
+    env = dict(os.environ)  # before the preload's own settings: each job gets its child's environment
     gpu.KEPT.enabled = True  # a GRPO job's colocated vLLM engine stays for the next job (gpu.KeptEngine)
     with os.fdopen(int(argv[1]), "w") as reply:
-        serve(sys.stdin, reply)
+        if len(argv) > 2:
+            preload(argv[2])
+        serve(sys.stdin, reply, env)
 
 
 if __name__ == "__main__":
