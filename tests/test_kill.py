@@ -216,10 +216,14 @@ def test_kill_during_training(tmp_path):
 TRAINERS = (b"loop.trainers.child", b"loop.trainers.worker")
 
 
-def _training_children(pid: int, within: float = 120.0) -> list[int]:
-    """The training child(ren) of `loop start` `pid`, once one runs (`python -m loop.trainers.child`,
-    or the warm worker: train.worker auto is warm on CPU)."""
+def _training_children(pid: int, run: Path, within: float = 120.0) -> list[int]:
+    """The training child(ren) of `loop start` `pid` once its train stage runs (`python -m
+    loop.trainers.child`, or the warm worker: train.worker auto is warm on CPU; that one is up from
+    the run's start, launch.prestart, so the stage is waited for first)."""
+    from loop.daemon.runfiles import read_status
     deadline = time.monotonic() + within
+    while time.monotonic() < deadline and read_status(run).get("stage") != "train":
+        time.sleep(0.05)
     while time.monotonic() < deadline:
         found = [c for c in _children(pid) if any(m in _cmdline(c) for m in TRAINERS)]
         if found:
@@ -248,7 +252,7 @@ def test_sigterm_during_training_ends_the_child_and_the_restart_resumes(tmp_path
     shutil.copytree(run, ref)
 
     daemon = _start(run, 3)
-    children = _training_children(daemon.pid)
+    children = _training_children(daemon.pid, run)
     assert children, "no training child started"
     daemon.send_signal(signal.SIGTERM)
     assert all(_gone(c, within=GRACE_S + 5) for c in children), "the training child outlived the stop request"
