@@ -573,6 +573,15 @@ class GRPOGeneration(_Strict):
             "vllm_enable_sleep_mode): less memory, slower steps."
         ),
     )
+    early: bool = Field(
+        True,
+        description=(
+            "trl on CUDA in a warm worker (train.worker: warm): build the colocated engine while round 0 "
+            "runs instead of in round 1's train stage, its KV cache sized from the step's sequences "
+            "(kv_cache_memory_bytes). Only where no other vLLM engine sizes its cache by measuring free "
+            "memory meanwhile: sample.backend is not vllm, or sample.vllm.kv_cache_gib is set."
+        ),
+    )
 
 
 class _GroupSteps(_Strict):

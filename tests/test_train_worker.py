@@ -411,3 +411,85 @@ def test_a_run_starts_its_worker_before_round_0_and_trains_in_it(tiny_cfg, monke
     with Store(tiny_cfg.store_path, read_only=True) as st:
         rows = st.query("SELECT metrics FROM models WHERE run_id = ?", [ctx.run_id])
     assert [json.loads(r["metrics"])["worker"] for r in rows] == ["warm"]
+
+
+@pytest.mark.parametrize("sample, evaluate, kv_gib, safe", [
+    ("vllm", "auto", None, False),    # the sampler's engine measures free memory at its start
+    ("vllm", "auto", 12.0, True),     # its KV cache given: nothing measured
+    ("auto", "auto", None, False),    # auto may be vllm
+    ("hf", "auto", None, True),       # evaluation follows sampling: HF generate, no engine
+    ("hf", "vllm", None, False),      # evaluation by its own vLLM engine
+    ("openai", "auto", None, False),  # a teacher samples; evaluation then uses vllm when installed
+    ("openai", "hf", None, True),
+])
+def test_no_measuring_engine(sample, evaluate, kv_gib, safe):
+    from loop.config import Config
+    from loop.stages.train import no_measuring_engine
+    cfg = Config()
+    cfg.sample.backend, cfg.evaluate.backend, cfg.sample.vllm.kv_cache_gib = sample, evaluate, kv_gib
+    assert no_measuring_engine(cfg) is safe
+
+
+def test_an_early_engine_gets_its_extra_arguments_once_and_keeps_the_jobs_key():
+    from loop.trainers.gpu import KeptEngine
+    built = []
+    kept = KeptEngine()
+    kept.make = lambda **kw: built.append(kw) or object()
+    kept.extra = {"kv_cache_memory_bytes": 123}
+    engine = kept(model="/m", seed=0)
+    assert built == [{"model": "/m", "seed": 0, "kv_cache_memory_bytes": 123}] and kept.extra == {}
+    assert kept(model="/m", seed=0) is engine and kept.reused == 1  # the job's own arguments: the same key
+    with pytest.raises(RuntimeError):
+        kept(model="/m", seed=1)
+
+
+def test_the_early_flag_does_not_change_the_workers_flavor(monkeypatch):
+    import importlib.util
+
+    import torch
+    if importlib.util.find_spec("vllm") is None:
+        pytest.skip("vllm not installed")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    job = {"method": "grpo", "backend": "trl", "base": "/m", "grpo": {**GRPO, "generation": {"engine": "vllm"}}}
+    early = {**job, "grpo": {**GRPO, "generation": {"engine": "vllm", "early": True}}}
+    assert launch.worker_flavor(early) == launch.worker_flavor(job)
+
+
+@pytest.mark.slow
+def test_an_engine_built_early_is_the_one_the_jobs_trainer_is_handed(tmp_path, base, monkeypatch):
+    """build_engine_early runs TRL's own GRPOTrainer set-up on one row, so the engine it builds
+    (a stand-in for vllm.LLM here: no GPU) has the arguments the job's trainer then asks for: the
+    job's trainer is handed it (KEPT.reused), and only the early build got kv_cache_memory_bytes."""
+    import importlib.util
+
+    from loop.trainers import gpu, trl
+    if importlib.util.find_spec("vllm") is None:
+        pytest.skip("vllm not installed")
+    built = []
+
+    class Engine:
+        def __init__(self, **kw):
+            built.append(kw)
+
+    monkeypatch.setattr(gpu, "KEPT", gpu.KeptEngine())
+    gpu.KEPT.enabled = True
+    from trl.generation import vllm_generation
+    monkeypatch.setattr(vllm_generation, "LLM", Engine)
+    monkeypatch.setattr(trl, "colocated_vllm", lambda job, cuda: (
+        gpu.KEPT.install(), ("vllm-colocate", dict(use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=0.1,
+                                                   vllm_max_model_length=528)))[1])
+    job = _job(tmp_path, base, method="grpo", steps=1)
+    job["grpo"]["generation"] = {"engine": "vllm", "early": True}
+    saved = dict(os.environ)
+    try:
+        assert trl.build_engine_early(job, str(tmp_path / "early"))
+        assert len(built) == 1 and built[0]["kv_cache_memory_bytes"] == gpu.early_kv_bytes(base, job)
+        model, peft_config, tok = trl._model_and_peft(job)
+        from datasets import Dataset
+        ds = Dataset.from_parquet(job["data"])
+        trl.grpo_trainer({**job, "tmp": str(tmp_path / "t")}, model, tok, False, peft_config, "GRPO",
+                         trl.colocated_vllm(job, False), ds)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert len(built) == 1 and gpu.KEPT.reused == 1  # the same arguments: no second engine

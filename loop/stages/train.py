@@ -102,9 +102,24 @@ def prestart(ctx: RunContext, r: int) -> list[str]:
         if backend in seen:  # its first job's worker; a later job of another flavor replaces it then
             continue
         seen.add(backend)
+        if method == "grpo":  # TRL's engine built while round 0 runs, where that is safe (train.grpo.generation.early)
+            job["grpo"]["generation"]["early"] = cfg.grpo.generation.early and no_measuring_engine(ctx.cfg)
         if launch.prestart(job, work / "prestart.json", ctx.cfg.run.threads, cfg.launcher, cfg.worker):
             started.append(backend)
     return started
+
+
+def no_measuring_engine(cfg) -> bool:
+    """Whether no vLLM engine of the run's sampling or evaluation sizes its KV cache by measuring free
+    memory (which counts what an engine starting beside it takes): sample.vllm.kv_cache_gib is set,
+    or both sample with something else than vLLM."""
+    if cfg.sample.vllm.kv_cache_gib:
+        return True
+    sampler = cfg.sample.backend
+    evaluator = cfg.evaluate.backend
+    if evaluator == "auto":  # the sample stage's backend where it runs the local model, else vllm
+        evaluator = sampler if sampler in ("hf", "vllm") else "vllm"
+    return sampler in ("hf", "openai") and evaluator == "hf"
 
 
 def _job(ctx: RunContext, r: int, method: Method, data: str, out: str) -> TrainJob:

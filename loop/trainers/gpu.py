@@ -24,7 +24,10 @@ Contract:
   and resets the prefix cache when it does; an engine with sleep mode, asleep since the last job's
   generation, is woken first so TRL's own start-up sleep finds it as a new one. Other arguments:
   RuntimeError (the parent gives such a job a new worker: loop.trainers.launch.worker_flavor).
-  Between jobs an engine without sleep mode keeps its memory share.
+  Between jobs an engine without sleep mode keeps its memory share. Built early (a prestarted
+  worker, `train.grpo.generation.early`: TRL's own trainer set up on one row, then dropped), the
+  engine also gets `kv_cache_memory_bytes` (`early_kv_bytes`, `KEPT.extra`), so it sizes nothing by
+  measuring free memory while the sampler's engine or a training job changes it.
 """
 
 from __future__ import annotations
@@ -66,19 +69,28 @@ def kv_bytes_per_token(cfg: dict, dtype_bytes: int = 2) -> int:
     return 2 * cfg.get("num_hidden_layers", 1) * kv_heads * head_dim * dtype_bytes
 
 
+def step_kv_bytes(base_dir: str | Path, job: dict) -> int:
+    """The KV cache of one GRPO step's sequences (prompt room + completion cap each)."""
+    cfg = json.loads((Path(base_dir) / "config.json").read_text())
+    grpo = job["grpo"]
+    seqs = max(grpo.get("batch_size", 64), grpo.get("num_generations", 8))
+    return seqs * (PROMPT_TOKENS + grpo.get("max_completion_length", 128)) * kv_bytes_per_token(cfg)
+
+
 def engine_share(base_dir: str | Path, job: dict, total_bytes: int) -> float:
     """gpu_memory_utilization of the colocated generation engine (see the contract)."""
     gen = job["grpo"].get("generation") or {}
     if gen.get("gpu_memory_utilization"):
         return float(gen["gpu_memory_utilization"])
-    base = Path(base_dir)
-    weights = (param_count(base) or 0) * 2  # the engine holds bf16 weights
-    cfg = json.loads((base / "config.json").read_text())
-    grpo = job["grpo"]
-    seqs = max(grpo.get("batch_size", 64), grpo.get("num_generations", 8))
-    kv = seqs * (PROMPT_TOKENS + grpo.get("max_completion_length", 128)) * kv_bytes_per_token(cfg)
-    need = 1.25 * (weights + 2 * kv) + 3 * GIB
+    weights = (param_count(Path(base_dir)) or 0) * 2  # the engine holds bf16 weights
+    need = 1.25 * (weights + 2 * step_kv_bytes(base_dir, job)) + 3 * GIB
     return round(min(0.9, max(0.02, need / total_bytes)), 3)
+
+
+def early_kv_bytes(base_dir: str | Path, job: dict) -> int:
+    """An engine built early (beside another starting engine or a training job) gets its KV cache
+    from this, not from measuring free memory: twice one step's sequences, +25 %."""
+    return int(1.25 * 2 * step_kv_bytes(base_dir, job))
 
 
 class DevicePeak:
@@ -113,11 +125,13 @@ class KeptEngine:
 
     def __init__(self):
         self.enabled, self.engine, self.key, self.make, self.reused = False, None, None, None, 0
+        self.extra: dict = {}  # added to the arguments of the engine built next (not part of its key)
 
     def __call__(self, **kwargs):
         key = json.dumps(kwargs, sort_keys=True, default=str)
         if self.engine is None:
-            self.engine, self.key = self.make(**kwargs), key
+            extra, self.extra = self.extra, {}
+            self.engine, self.key = self.make(**kwargs, **extra), key
             return self.engine
         if key != self.key:
             raise RuntimeError(

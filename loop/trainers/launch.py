@@ -147,7 +147,8 @@ def worker_flavor(job: TrainJob) -> tuple[str, str]:
     backend = choose_trainer(job.get("backend", "auto"))
     if grpo_engine(job, torch.cuda.is_available()) != "vllm":
         return backend, ""
-    grpo = job["grpo"]
+    grpo = dict(job["grpo"])
+    grpo["generation"] = {k: v for k, v in (grpo.get("generation") or {}).items() if k != "early"}  # when, not what
     keys = ("max_completion_length", "batch_size", "num_generations", "generation")
     return backend, json.dumps([job["base"], {k: grpo.get(k) for k in keys}], sort_keys=True)
 

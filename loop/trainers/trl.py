@@ -9,6 +9,7 @@ default), bf16 autocast: the usual TRL recipe, half the base memory of fp32.
 from __future__ import annotations
 
 import resource
+import shutil
 import time
 from pathlib import Path
 
@@ -282,26 +283,54 @@ def run_grpo(
     `dataset`: the rows to train on (None: the job's Parquet snapshot); `tok`: a tokenizer or a
     VLM's processor."""
     from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
 
     ds = Dataset.from_parquet(job["data"]) if dataset is None else dataset
-    funcs, _ = reward_funcs(job)
-    args = GRPOConfig(**grpo_args(job, cuda, generation[1]))
     kept = gpu.KEPT.reused
+    trainer = grpo_trainer(job, model, tok, cuda, peft_config, label, generation, ds)
+    metrics = {**_finish(trainer, trainer.train(), len(ds), job["tmp"]), "generation": generation[0]}
+    if generation[0] != "hf":  # whether this job built its engine or was handed the warm worker's
+        metrics["engine"] = "kept" if gpu.KEPT.reused > kept else "new"
+    return metrics
+
+
+def grpo_trainer(job: dict, model, tok, cuda: bool, peft_config, label: str, generation: tuple[str, dict], ds):
+    """TRL's GRPOTrainer for the job (its __init__ builds the colocated vLLM engine, if any)."""
+    from trl import GRPOConfig, GRPOTrainer
+
+    funcs, _ = reward_funcs(job)
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=funcs,
-        args=args,
+        args=GRPOConfig(**grpo_args(job, cuda, generation[1])),
         train_dataset=ds,
         processing_class=tok,
         peft_config=peft_config,
         callbacks=[train_callback(f"train ({label})"), step_timer()],
     )
     _quiet(trainer)
-    metrics = {**_finish(trainer, trainer.train(), len(ds), job["tmp"]), "generation": generation[0]}
-    if generation[0] != "hf":  # whether this job built its engine or was handed the warm worker's
-        metrics["engine"] = "kept" if gpu.KEPT.reused > kept else "new"
-    return metrics
+    return trainer
+
+
+def build_engine_early(job: dict, scratch: str) -> bool:
+    """Build the GRPO job's colocated engine now, in this warm worker (gpu.KEPT keeps it): TRL's
+    own trainer on one prompt row, so the engine's arguments are those the job's trainer will pass,
+    then dropped; the engine's KV cache sized explicitly (gpu.early_kv_bytes). True when built."""
+    from datasets import Dataset
+
+    cuda = _setup(job)
+    generation = colocated_vllm(job, cuda)
+    if generation[0] == "hf" or not gpu.KEPT.enabled or gpu.KEPT.engine is not None:
+        return False
+    gpu.KEPT.extra = {"kv_cache_memory_bytes": gpu.early_kv_bytes(job["base"], job)}
+    job = {**job, "parent_adapter": None, "tmp": scratch, "report_to": []}
+    model, peft_config, tok = _model_and_peft(job)
+    row = Dataset.from_list([{"prompt": [{"role": "user", "content": "1 + 1"}], "answer": "2"}])
+    try:
+        trainer = grpo_trainer(job, model, tok, cuda, peft_config, "GRPO", generation, row)
+    finally:
+        gpu.KEPT.extra = {}
+    del trainer, model
+    return gpu.KEPT.engine is not None
 
 
 def colocated_vllm(job: dict, cuda: bool) -> tuple[str, dict]:
@@ -336,6 +365,12 @@ def preload(job: dict) -> None:
     if job.get("method") == "grpo" and gpu.generation_engine(job, cuda, auto=gpu.AUTO["trl"]) == "vllm":
         set_env()
         import vllm  # noqa: F401
+
+        if (job["grpo"].get("generation") or {}).get("early"):  # the train stage says when it is safe
+            try:
+                build_engine_early(job, job["out"] + ".early")
+            finally:
+                shutil.rmtree(job["out"] + ".early", ignore_errors=True)
 
 
 def grpo(job: dict) -> dict:
