@@ -83,7 +83,7 @@ if [ "$what" = vloop ]; then  # (c) 3 rounds of configs/gpu.yaml on the real mod
   for b in ${LOOPS:-vllm hf}; do
     rm -rf /tmp/loop-$b
     extra=(); [ "$b" = hf ] && extra=(--set train.grpo.generation.engine=hf)
-    timeout ${LOOP_TIMEOUT:-280} python -m cli start --rounds 3 -c configs/gpu.yaml --set run.dir=/tmp/loop-$b \
+    timeout ${LOOP_TIMEOUT:-280} python -m cli start --rounds ${ROUNDS:-3} -c configs/gpu.yaml --set run.dir=/tmp/loop-$b \
       --set model.name=gguf:/tmp/smollm2.gguf --set sample.backend=$b --set "propose.sources=[{kind: arithmetic, count: $p, levels: [1, 2]}]" \
       ${LOOP_SETS:-} "${extra[@]}" 2>&1 | grep --line-buffered -v Warning > "$OUT/gpu_loop_$b.log"; echo "loop $b rc=$?"
     grep -E "round [0-9] [a-z]+ +[0-9.]+s" "$OUT/gpu_loop_$b.log" | cut -c1-120; tail -3 "$OUT/gpu_loop_$b.log" | cut -c1-300
