@@ -331,15 +331,18 @@ def test_train_worker_key(tmp_path, value, ok):
             load_config(None, [f"train.worker={value}"])
 
 
-@pytest.mark.parametrize("started, env, same", [
-    ({"A": "1"}, {"A": "1"}, True),                 # unchanged
-    ({"A": "1"}, {"A": "1", "VLLM_X": "0"}, True),   # added since (a sampler's engine started): handed on
-    ({"A": "1"}, {"A": "2"}, False),                 # changed: it may have been read at import
-    ({"A": "1", "B": "2"}, {"A": "1"}, False),       # removed
-    ({}, {}, True),                                  # nothing either side
+@pytest.mark.parametrize("started, env, change", [
+    ({"A": "1"}, {"A": "1"}, None),                                   # unchanged
+    ({"A": "1"}, {"A": "1", "VLLM_X": "0"}, None),                    # added since (a sampler's): handed on
+    ({"A": "1"}, {"A": "2"}, None),                                   # changed, not read at start: handed on
+    ({"A": "1", "B": "2"}, {"A": "1"}, None),                         # removed, likewise
+    ({"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}, "CUDA_VISIBLE_DEVICES '0' -> '1'"),  # its GPU
+    ({"OMP_NUM_THREADS": "1"}, {}, "OMP_NUM_THREADS '1' -> None"),   # its threads, gone
+    ({}, {"UNSLOTH_PADDING_CHOICE": "padded"}, "UNSLOTH_PADDING_CHOICE None -> 'padded'"),  # read at import
+    ({"LOOP_PARENT_PID": "7"}, {"LOOP_PARENT_PID": "8"}, "LOOP_PARENT_PID '7' -> '8'"),  # another daemon
 ])
-def test_same_start(started, env, same):
-    assert launch.same_start(started, env) is same
+def test_start_change(started, env, change):
+    assert launch.start_change(started, env) == change
 
 
 @pytest.mark.parametrize("line, expected", [
@@ -362,7 +365,7 @@ def test_a_prestarted_worker_takes_the_first_job_and_sees_variables_set_since(tm
     pid = launch._WORKERS["trl"].pid
     assert not launch.prestart(job, tmp_path / "pre.json", 1, None, "warm")  # up already: not started twice
     assert not launch.prestart(job, tmp_path / "pre.json", 1, None, "fresh")  # fresh: nothing to start
-    monkeypatch.setenv("LOOP_TEST_SET_SINCE", "yes")  # not in the worker's start: same_start lets it on
+    monkeypatch.setenv("LOOP_TEST_SET_SINCE", "yes")  # not a start variable (start_change): handed on
     m = _warm(job, tmp_path / "a.json")
     assert m["worker"] == "warm" and m["steps"] == 1
     assert launch.warm_worker().pid == pid and launch.warm_worker().jobs == 1

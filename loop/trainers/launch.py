@@ -20,8 +20,9 @@ environment, parent-death signal), handed each job's path on its stdin, answerin
 own, running the job by the child's code path. It gives what the child gives: it only writes the
 adapter folder (renamed into place when complete); a stop request ends its process group as it
 ends a child's, and the next job starts a new worker; one that died (killed, crashed) is replaced
-on the next job, and so is one started with a variable that the next job's child would get changed
-or removed (`same_start`; variables added since reach the job with it). `prestart` starts a run's
+on the next job, and so is one whose start variables (GPU, threads, parent, import path, unsloth's
+switches: `start_change`) the next job's child would get otherwise; other variables set since reach
+the job with it, and a replacement prints why. `prestart` starts a run's
 workers before its first round, each importing what its first job will import (the worker's
 preload), so that the import overlaps the round's first stages instead of its train stage. A job
 that failed there (TrainError) retires the worker and runs again once in a fresh child, so the
@@ -274,12 +275,20 @@ def close_worker(backend: str | None = None) -> None:
 atexit.register(close_worker)  # a clean exit leaves no worker (a killed daemon's dies by its signal)
 
 
-def same_start(started: dict[str, str], env: dict[str, str]) -> bool:
-    """Whether a worker started with `started` can run a job whose child would get `env`: every
-    variable it started with is unchanged. Variables the daemon set since (a vLLM sampler's, once
-    its engine started) reach the job through its hand-off line, so they need no new process;
-    one changed or removed might have been read at import."""
-    return all(env.get(k) == v for k, v in started.items())
+START_VARS = ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "LOOP_PARENT_PID", "PYTHONPATH", "PATH")
+START_PREFIXES = ("UNSLOTH_",)  # unsloth reads its switches when it is imported
+
+
+def start_change(started: dict[str, str], env: dict[str, str]) -> str | None:
+    """Why a worker started with `started` cannot run a job whose child would get `env` (None: it
+    can): a variable that decides what the process is at its start (which GPU, threads, its
+    parent, where it imports from, unsloth's switches) changed, or came or went. Any other
+    difference (a vLLM sampler's variables, set once its engine started) reaches the job with its
+    hand-off line."""
+    for k in sorted(set(started) | set(env)):
+        if (k in START_VARS or k.startswith(START_PREFIXES)) and started.get(k) != env.get(k):
+            return f"{k} {started.get(k)!r} -> {env.get(k)!r}"
+    return None
 
 
 def prestart(job: TrainJob, job_path: Path, threads: int | None, launcher: str | None, mode: WorkerMode) -> bool:
@@ -304,6 +313,18 @@ def prestart(job: TrainJob, job_path: Path, threads: int | None, launcher: str |
         _WORKER_LOCK.release()
 
 
+def _replace_reason(old: Worker | None, env: dict[str, str], flavor: tuple[str, str]) -> str | None:
+    """Why the job cannot go to `old` (None: it can)."""
+    if old is None:
+        return "none yet"
+    if not old.alive():
+        return f"the last one exited: {old.proc.returncode}"
+    if old.flavor != flavor:
+        return "another GRPO engine"
+    change = start_change(old.env, env)
+    return f"{change} since it started" if change else None
+
+
 def _run_warm(job_path: Path, env: dict[str, str], flavor: tuple[str, str]) -> tuple[int, str | None] | None:
     """Run the job in the warm worker of its flavor (a new one unless that backend's is alive with
     this flavor and environment); None when one is busy with another job. A failed job, a stop or
@@ -314,7 +335,10 @@ def _run_warm(job_path: Path, env: dict[str, str], flavor: tuple[str, str]) -> t
     try:
         for _ in range(2):  # a worker gone before it took the job (dead at the hand-off) is replaced once
             old = _WORKERS.get(backend)
-            if old is None or not old.alive() or not same_start(old.env, env) or old.flavor != flavor:
+            why = _replace_reason(old, env, flavor)
+            if why:
+                if old is not None:
+                    print(f"train: a new {backend} worker ({why})")
                 close_worker(backend)
                 _WORKERS[backend] = Worker(env, flavor)
             worker = _WORKERS[backend]
