@@ -49,6 +49,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--set", action="append", default=[])
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "code_rounds.json"))
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-code-"))
     overrides = [f"run.dir={work}", *a.set]
@@ -60,7 +61,7 @@ def main() -> None:
     out = {"config": "configs/code.yaml", "overrides": a.set, "rounds": a.rounds,
            "wall_s": round(time.time() - t0, 1), "per_round": rows,
            "heldout": inspection.sets(cfg.store_path, ctx.run_id)}
-    (ROOT / "bench" / "results" / "code_rounds.json").write_text(json.dumps(out, indent=2, default=str))
+    Path(a.out).write_text(json.dumps(out, indent=2, default=str))
     for r in out["heldout"]:
         print(r["round"], r["split"], r["n"], r["accuracy"])
     shutil.rmtree(work, ignore_errors=True)

@@ -97,6 +97,9 @@ GATE_TABLE = [
     ("Is 5 more than 3? Answer it.", "answer = 5 > 3", "bad_answer:not_a_number", "True"),
     ("What is 3^4 + 25?", "answer = 3^4 + 25", "bad_program:xor", None),                 # ^ is XOR: 32, not 106
     ("What is 45^3?", "answer = Integer(45) ^ 3", "bad_program:xor", None),             # 45 XOR 3 = 46
+    ("What's 2.6 x 2.6?", "answer = Integer(2.6) * 2.6", "bad_program:truncates", None),  # Integer(2.6) is 2
+    ("What is 7.5 - 2?", "answer = int(-7.5) + 2", "bad_program:truncates", None),       # int() drops the .5
+    ("What is 3.0 + 4?", "answer = Integer(3.0) + 4", "ok", "7"),                       # a whole number: nothing lost
     ("What is 3 to the power 4?", "answer = 3**4", "ok", "81"),                         # ** is the power
 ]
 

@@ -41,6 +41,8 @@ truncated program (`"length"`) is rejected. Rejections are `parse:<why>`.
                    "<problem>5</problem> answer = 5", which it always solves.
   bad_program:xor the program uses `^`: Python's bitwise XOR, never what a word
                    problem means (the proposer writes `3^4` for a power; 3 ^ 4 = 7)
+  bad_program:truncates  Integer() or int() of a literal with a fractional part: the
+                   proposer writes `Integer(2.6) * 2.6` for 2.6 x 2.6, and Integer(2.6) is 2
   <sandbox reason> `loop.sandbox.run` failed: static:..., error:..., timeout,
                    nondeterministic (it runs the program twice), no_answer, ...
   bad_answer:<why> the answer is not a short rational number, or
@@ -237,6 +239,24 @@ def uses_xor(program: str) -> bool:
     return any(isinstance(n, ast.BitXor) for n in ast.walk(tree))
 
 
+TRUNCATING = frozenset({"Integer", "int"})  # Integer(2.6) is 2, int(1.1) is 1: silently
+
+
+def truncates(program: str) -> bool:
+    """Whether the program calls Integer() or int() on a literal with a fractional part (False if
+    it does not parse: the sandbox reports it)."""
+    tree = _tree(program)
+    if tree is None:
+        return False
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in TRUNCATING and n.args:
+            arg = n.args[0].operand if isinstance(n.args[0], ast.UnaryOp) else n.args[0]
+            v = _number(arg)
+            if v is not None and v.denominator != 1:
+                return True
+    return False
+
+
 def trivial_reason(problem: str, program: str) -> str | None:
     if not _WORD.search(problem):
         return "trivial:no_words"
@@ -355,6 +375,8 @@ class Gate:
             return Check(why)
         if uses_xor(program):
             return Check("bad_program:xor")
+        if truncates(program):
+            return Check("bad_program:truncates")
         res = run_program(program)
         detail = {"sandbox_s": round(res.elapsed_s, 3), "sandbox_detail": res.detail[:300]}
         if not res.ok:
