@@ -119,11 +119,13 @@ def test_sigkill_anywhere_then_resume_equals_uninterrupted(tmp_path):
 
 
 # --- training ------------------------------------------------------------------------
-def _start(run_dir: Path, rounds: int) -> subprocess.Popen:
-    """A real `loop start` process; training every 2nd round (round 2 trains, round 3 samples with it)."""
+def _start(run_dir: Path, rounds: int, *sets: str) -> subprocess.Popen:
+    """A real `loop start` process; training every 2nd round (round 2 trains, round 3 samples with it);
+    `sets`: more `--set` overrides."""
     log = open(run_dir.with_suffix(".log"), "ab")
+    extra = [x for kv in sets for x in ("--set", kv)]
     return subprocess.Popen([sys.executable, "-m", "cli", "start", "--rounds", str(rounds), "-c", str(TINY),
-                             "--set", f"run.dir={run_dir}", "--set", "train.sft.every=2"], cwd=ROOT, env=ENV,
+                             "--set", f"run.dir={run_dir}", "--set", "train.sft.every=2", *extra], cwd=ROOT, env=ENV,
                             stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -179,7 +181,8 @@ def test_kill_during_training(tmp_path):
     identical to an uninterrupted run's, with no partial folder left behind."""
     rng = random.Random(7)
     run, ref = tmp_path / "run", tmp_path / "ref"
-    assert _start(run, 1).wait(timeout=600) == 0
+    steps = "train.sft.max_steps=120"  # seconds of training: the warm worker, up from the start, takes the job at once
+    assert _start(run, 1, steps).wait(timeout=600) == 0
     assert _inject_verified(run / "loop.duckdb") == 8
     shutil.copytree(run, ref)
 
@@ -187,7 +190,7 @@ def test_kill_during_training(tmp_path):
     adapter = run / "models" / "round-002-sft" / "adapter_model.safetensors"
     for wait_for, delay in [(job, rng.uniform(0.5, 4.0)),   # inside run_child: the child is training
                             (adapter, 0.0)]:                # published, not yet (or just) registered
-        daemon = _start(run, 3)
+        daemon = _start(run, 3, steps)
         _wait_for(wait_for, daemon)
         time.sleep(delay)
         children = _children(daemon.pid)
@@ -196,8 +199,8 @@ def test_kill_during_training(tmp_path):
         assert children or wait_for == adapter, "no training child was running at the kill"
         assert all(_gone(c) for c in children), "the training child outlived the killed daemon"
         job.unlink(missing_ok=True)
-    assert _start(run, 3).wait(timeout=600) == 0
-    assert _start(ref, 3).wait(timeout=600) == 0
+    assert _start(run, 3, steps).wait(timeout=600) == 0
+    assert _start(ref, 3, steps).wait(timeout=600) == 0
 
     a, b = snapshot(ref / "loop.duckdb"), snapshot(run / "loop.duckdb")
     assert b == a  # same adapter version, lineage, samples, evaluations
