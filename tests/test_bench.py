@@ -25,3 +25,16 @@ def test_ratios_against_trl():
             {"method": "sft", "backend": "unsloth", "error": "boom"}]
     assert train_gpu.ratios(rows) == [{"method": "sft", "backend": "unsloth:4bit",
                                        "speedup": pytest.approx(3.0), "memory_ratio": 0.25}]
+
+
+def test_pass_at_k_table_overall_and_per_kind():
+    """bench/pass_at_k.py's summary: unbiased pass@k per problem, averaged overall and per kind."""
+    spec = importlib.util.spec_from_file_location("pass_at_k", Path(__file__).parents[1] / "bench" / "pass_at_k.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    table = mod.table
+    counts = [("add", 0), ("add", 8), ("mul", 4), ("mul", 2)]  # correct of 8 samples each
+    res = table(counts, 8, [1, 8])
+    assert res["pass@1"] == round((0 + 1 + 0.5 + 0.25) / 4, 3)   # c/n per problem
+    assert res["pass@8"] == 0.75                                 # all but the problem never solved
+    assert res["add"] == {"pass@1": 0.5, "pass@8": 0.5} and res["mul"]["pass@8"] == 1.0
