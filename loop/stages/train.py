@@ -89,11 +89,12 @@ NONE = {"sft": "no verified chains", "grpo": "no problem in band", "proposer": "
 def prestart(ctx: RunContext, r: int) -> list[str]:
     """Start the warm workers that round r's first job per backend will go to, importing what it
     imports while the stages before training run (launch.prestart); the backends started."""
-    cfg, seen, started = ctx.cfg.train, set(), list[str]()
+    cfg, seen = ctx.cfg.train, set()
+    started: list[str] = []
     if is_vision_model(ctx.base_dir) or ctx.is_done(r, "train"):
         return started
-    due_methods: list[tuple[Method, int]] = [("sft", cfg.sft.every), ("grpo", cfg.grpo.every)]
-    for method, every in due_methods:
+    methods: list[tuple[Method, int]] = [("sft", cfg.sft.every), ("grpo", cfg.grpo.every)]
+    for method, every in methods:
         if not due(every, r) or ctx.is_done(r, f"train.{method}"):
             continue
         work = ctx.run_dir / "train" / f"round-{r:03d}-{method}"

@@ -297,17 +297,16 @@ def prestart(job: TrainJob, job_path: Path, threads: int | None, launcher: str |
     The run's first stages go on meanwhile (bench/results/README.md: round 1 of a GPU loop)."""
     if not use_worker(mode, job, launcher):
         return False
-    flavor = worker_flavor(job)
+    flavor, env = worker_flavor(job), child_env(threads, launcher)
     if not _WORKER_LOCK.acquire(blocking=False):
         return False
     try:
-        old = _WORKERS.get(flavor[0])
-        if old is not None and old.alive() and old.flavor == flavor:
-            return False
+        if _replace_reason(_WORKERS.get(flavor[0]), env, flavor) is None:
+            return False  # the one up would take the job
         close_worker(flavor[0])
         job_path.parent.mkdir(parents=True, exist_ok=True)
         job_path.write_text(json.dumps(job, indent=2))
-        _WORKERS[flavor[0]] = Worker(child_env(threads, launcher), flavor, preload=job_path)
+        _WORKERS[flavor[0]] = Worker(env, flavor, preload=job_path)
         return True
     finally:
         _WORKER_LOCK.release()

@@ -224,9 +224,7 @@ def preload(job: dict) -> None:
     _check_cuda()
     environ = sft_environ if job.get("method") == "sft" else grpo_environ
     os.environ.update(environ(job, varlen_attention()))
-    import datasets  # noqa: F401
-    import trl  # noqa: F401
-    import unsloth  # noqa: F401 - before trl, as in _load
+    import unsloth  # noqa: F401 - it imports trl and transformers itself, after its patches (as in _load)
 
 
 def grpo(job: dict) -> dict:
