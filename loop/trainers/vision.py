@@ -102,10 +102,12 @@ def load_rows(path: str) -> list[dict[str, Any]]:
 
 
 def vision(job: dict) -> dict:
-    cuda = trl_backend._setup(job)
     if choose_trainer(job["backend"]) == "unsloth":
-        return _unsloth(job, cuda)
-    return _trl(job, cuda)
+        # before _setup, which imports transformers and trl: unsloth patches only what comes after it
+        import unsloth  # noqa: F401
+
+        return _unsloth(job, trl_backend._setup(job))
+    return _trl(job, trl_backend._setup(job))
 
 
 def _trl(job: dict, cuda: bool) -> dict:
