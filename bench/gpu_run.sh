@@ -13,8 +13,9 @@
 # shape then the real model), `vgrpo` (GRPO rows: trl and unsloth, HF generate vs vLLM), `vloop`
 # (3-round configs/gpu.yaml loops, sample.backend vllm then hf; PROBLEMS problems a round).
 # Seen on 2026-12-01: each vllm sampling row takes 2-3 min (engine start 76-97 s: CUDA graphs and
-# compile), so `vsample` needs a call of its own (its 1.5B part ~8 min) and `vgrpo` ~8 min for 4 rows;
-# `vloop` has not been run on a GPU yet (device time ran out).
+# compile), so `vsample` needs a call of its own (its 1.5B part ~8 min) and `vgrpo` ~8 min for 4 rows.
+# Seen on 2026-12-02 (fifth session): `LOOPS=vllm vloop` 290 s and `LOOPS=hf vloop` 476 s (a call each),
+# `VISION_TIMEOUT=570 vvision` 520 s for its three cases.
 set -uo pipefail
 export PYTHONPATH=/tmp/vsite:/tmp/site:$PWD PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false VLLM_USE_FLASHINFER_SAMPLER=0
 export VLLM_CACHE_ROOT=/tmp/vllm-cache  # torch.compile artifacts kept across rows and calls while the machine is warm

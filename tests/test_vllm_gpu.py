@@ -244,15 +244,19 @@ def test_vllm_missing_only_when_asked_by_name(backend, eval_backend, error):
         gpu_check.check_installed(gpu_check.vllm_keys(cfg), lambda name: None)
 
 
-@pytest.mark.parametrize("weights_gib, free_gib, total_gib, backend, util, needle", [
-    (3, 130, 140, "vllm", 0.5, None),                      # 1.5B bf16 in half an H200: fits
-    (15, 130, 140, "vllm", 0.1, "raise it (>= 0.13)"),      # 7B bf16 in 14 GiB: too small a share
-    (3, 40, 140, "vllm", 0.5, "only 40.0 GiB are free"),   # the share is not free (a trainer holds it)
-    (3, 40, 140, "hf", 0.5, None),                         # hf needs only the weights free
-    (60, 40, 140, "hf", 0.5, "only 40.0 GiB"),             # hf: the weights do not fit what is free
+@pytest.mark.parametrize("weights_gib, free_gib, total_gib, backend, util, kv_gib, needle", [
+    (3, 130, 140, "vllm", 0.5, None, None),                      # 1.5B bf16 in half an H200: fits
+    (15, 130, 140, "vllm", 0.1, None, "raise it (>= 0.13)"),      # 7B bf16 in 14 GiB: too small a share
+    (3, 40, 140, "vllm", 0.5, None, "only 40.0 GiB are free"),   # the share is not free (a trainer holds it)
+    (3, 40, 140, "hf", 0.5, None, None),                         # hf needs only the weights free
+    (60, 40, 140, "hf", 0.5, None, "only 40.0 GiB"),             # hf: the weights do not fit what is free
+    (3, 22, 24, "vllm", 0.35, 12, None),                         # 1.5B + 12 GiB KV on a 24 GiB card: fits
+    (15, 22, 24, "vllm", 0.35, 12, "kv_cache_gib 12 need 30.0"),  # 7B + 12 GiB KV on 24 GiB: names the key
+    (15, 130, 140, "vllm", 0.1, 12, None),                       # an explicit cache replaces the share's check
 ])
-def test_memory_problem(weights_gib, free_gib, total_gib, backend, util, needle):
-    got = gpu_check.memory_problem(weights_gib * GIB, free_gib * GIB, total_gib * GIB, backend, util)
+def test_memory_problem(weights_gib, free_gib, total_gib, backend, util, kv_gib, needle):
+    kv = kv_gib * GIB if kv_gib else None
+    got = gpu_check.memory_problem(weights_gib * GIB, free_gib * GIB, total_gib * GIB, backend, util, kv)
     assert (got is None) if needle is None else (needle in got)
 
 

