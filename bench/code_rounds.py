@@ -45,6 +45,34 @@ def round_rows(store: Store, run_id: str, rounds: int) -> list[dict]:
     return out
 
 
+def by_level(store: Store, run_id: str, cfg) -> list[dict]:
+    """Held-out code accuracy per round, split by the task's level and kind (the set is
+    regenerated from its seed: questions map back to their problems)."""
+    from loop.problems.evalsets import set_problems
+
+    out = []
+    for s in cfg.evaluate.sets:
+        if s.kind != "code":
+            continue
+        meta = {p.question: (p.level, p.meta["task"]) for p in set_problems(s)}
+        rows = store.query(
+            "SELECT round, details FROM evaluations WHERE run_id = ? AND details IS NOT NULL ORDER BY round",
+            [run_id],
+        )
+        for r in rows:
+            details = json.loads(r["details"])
+            if not details or details[0]["question"] not in meta:
+                continue  # another set's row
+            tally: dict[str, list[int]] = {}
+            for d in details:
+                level, task = meta[d["question"]]
+                for key in (f"level {level}", task):
+                    tally.setdefault(key, [0, 0])[0] += d["correct"] == 1.0
+                    tally[key][1] += 1
+            out.append({"round": r["round"], "set": s.name, **{k: f"{c}/{n}" for k, (c, n) in sorted(tally.items())}})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
@@ -58,12 +86,15 @@ def main() -> None:
     ctx = run_rounds(cfg, a.rounds)
     with Store(cfg.store_path, read_only=True) as st:
         rows = round_rows(st, ctx.run_id, a.rounds)
+        levels = by_level(st, ctx.run_id, cfg)
     out = {"config": "configs/code.yaml", "overrides": a.set, "rounds": a.rounds,
            "wall_s": round(time.time() - t0, 1), "per_round": rows,
-           "heldout": inspection.sets(cfg.store_path, ctx.run_id)}
+           "heldout": inspection.sets(cfg.store_path, ctx.run_id), "code_heldout_by_level_and_kind": levels}
     Path(a.out).write_text(json.dumps(out, indent=2, default=str))
     for r in out["heldout"]:
         print(r["round"], r["split"], r["n"], r["accuracy"])
+    for r in levels:
+        print(r)
     shutil.rmtree(work, ignore_errors=True)
 
 

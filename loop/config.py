@@ -87,7 +87,10 @@ class SourceSettings(_Strict):
         16, ge=0, le=100_000, description="Problems drawn from this source per round (self: kept at most)."
     )
     levels: list[int] = Field(
-        [1, 2], max_length=16, description="arithmetic: difficulty levels to draw from, each 1..4."
+        [1, 2],
+        max_length=16,
+        description="arithmetic: difficulty levels to draw from, each 1..4; code: 1 = one-step programs on "
+        "small values, 2 = the multi-step templates (loops, filters, slices).",
     )
     path: str | None = Field(
         None,
@@ -193,6 +196,8 @@ class SourceSettings(_Strict):
             raise ValueError(f"a {self.kind} source needs 'path'")
         if any(lv not in (1, 2, 3, 4) for lv in self.levels):
             raise ValueError(f"levels must be within 1..4, got {self.levels}")
+        if self.kind == "code" and any(lv not in (1, 2) for lv in self.levels):
+            raise ValueError(f"a code source's levels are 1 (one-step programs) and 2 (multi-step), got {self.levels}")
         return self
 
 

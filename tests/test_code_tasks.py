@@ -140,7 +140,7 @@ def test_generator_excludes_held_out_programs():
 def test_references_agree_with_the_sandbox():
     # the seed outputs come from running the templates in-process; the sandbox must agree,
     # so each abduction task accepts its own input and each deduction its own output
-    for program, inputs, outputs in programs(6, seed=3):
+    for program, inputs, outputs, _ in programs(6, seed=3):
         for p in tasks_for(program, inputs, outputs, KINDS, "code"):
             d = json.loads(p.answer)
             if d["code_task"] == "induction":
@@ -233,7 +233,8 @@ def test_code_config_evaluates_a_disjoint_code_set_first():
     assert (name, split, other) == ("code", "heldout", "arithmetic")  # the gate watches the code set
     assert len(probs) == 30 and all(read_spec(p.answer) for p in probs)
     train = propose(cfg.propose.sources, seed=11, exclude=heldout_keys(all_heldout(cfg.evaluate)))
-    assert len(train) == 12 and not {p.meta["code"] for p in train} & {p.meta["code"] for p in probs}
+    assert len(train) == cfg.propose.sources[0].count == 24
+    assert not {p.meta["code"] for p in train} & {p.meta["code"] for p in probs}
 
 
 @pytest.mark.parametrize("key,value,needle", [
@@ -245,3 +246,71 @@ def test_bad_code_and_agreement_settings_name_the_key(key, value, needle):
     from loop.config import ConfigError, load_config
     with pytest.raises(ConfigError, match=needle):
         load_config(None, [f"{key}={value}"])
+
+
+# --- levels ---------------------------------------------------------------------------
+def _level_of(program: str) -> set[int]:
+    """The levels whose templates (constants filled in) give `program`'s body."""
+    import re
+
+    from loop.problems.codetasks import LEVELS
+
+    body = program.split("\n", 1)[1].strip()
+    found = set()
+    for level, families in LEVELS.items():
+        for bodies, _ in families.values():
+            for t in bodies:
+                pattern = re.sub(r"\\\{[a-z]\\\}", ".+?", re.escape(t.strip()))
+                if re.fullmatch(pattern, body, re.S):
+                    found.add(level)
+    return found
+
+
+@pytest.mark.parametrize("levels, expected", [
+    ((1,), {1}),       # one-step programs only
+    ((2,), {2}),       # the multi-step templates only (the draws as before levels existed)
+    ((1, 2), {1, 2}),  # both, each task labelled with its own
+])
+def test_levels_pick_the_templates(levels, expected):
+    tasks = code_tasks(40, KINDS, seed=11, levels=levels)
+    assert {t.level for t in tasks} == expected
+    assert len({t.meta["code"] for t in tasks}) == 40  # distinct programs
+    for t in tasks:
+        assert t.level in _level_of(t.meta["code"])  # drawn from its own level's templates
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_level_one_programs_are_one_step_and_right(seed):
+    for program, inputs, outputs, level in programs(12, seed, levels=(1,)):
+        assert level == 1
+        assert program.count("\n") == 1  # `def f(x):` and one return line
+        assert outputs == outputs_of(program, inputs)  # the reference is the program's own output
+        assert len(set(outputs)) >= 3
+
+
+@pytest.mark.parametrize("levels, needle", [
+    ((3,), "unknown level 3; valid: 1, 2"),  # no level 3 of code tasks
+    ((), "unknown level None"),              # none at all
+])
+def test_bad_levels_name_the_valid_ones(levels, needle):
+    from loop.problems import ProposeError
+
+    with pytest.raises(ProposeError, match=needle.replace("(", r"\(")):
+        programs(4, 0, levels=levels)
+
+
+def test_code_source_levels_are_validated_at_load():
+    from loop.config import load_config
+
+    with pytest.raises(Exception, match="levels are 1 .one-step programs. and 2"):
+        load_config(None, ['propose.sources=[{kind: code, count: 4, levels: [3]}]'])
+    cfg = load_config(None, ['propose.sources=[{kind: code, count: 4, levels: [1]}]'])
+    assert cfg.propose.sources[0].levels == [1]
+
+
+def test_held_out_code_set_follows_its_levels():
+    from loop.config import load_config
+    from loop.problems.evalsets import set_problems
+
+    cfg = load_config(None, ['evaluate.sets=[{name: code, kind: code, n: 9, levels: [1]}]'])
+    assert {p.level for p in set_problems(cfg.evaluate.sets[0])} == {1}

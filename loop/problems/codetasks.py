@@ -1,7 +1,10 @@
 """Procedural code-reasoning tasks: small deterministic Python functions from templates.
 
-`programs(n, seed)` draws `n` distinct functions `def f(x): ...` (list, string and integer
-transforms with random constants), each with MIN_INPUTS..MAX_INPUTS random inputs.
+`programs(n, seed, levels=...)` draws `n` distinct functions `def f(x): ...` (list, string and
+integer transforms with random constants), each with MIN_INPUTS..MAX_INPUTS random inputs. Level 1
+is one step on small values (`x * 3 + 2`, `len(x) + 4`); level 2 the multi-step templates (loops,
+filters, slices). A source's `levels` picks from them; a level-2-only draw is the same as before
+levels existed.
 `tasks_for(program, inputs, outputs, kinds)` turns one program into Problems of the three
 kinds (deduction, abduction, induction; see rewards.codetask for how each is checked): the
 question shows the program (or, for induction, some input/output pairs) and says where the
@@ -62,6 +65,28 @@ _INT = [  # bodies over an int `x`
 ]
 
 
+_LIST1 = [  # level 1: one step over a short list of small ints
+    "return len(x) + {b}",
+    "return x[0] + {b}",
+    "return [v + {b} for v in x]",
+    "return sum(x)",
+    "return max(x) * {a}",
+]
+_STR1 = [  # level 1: one step over a short string
+    'return x + "{c}"',
+    "return len(x) * {a}",
+    "return x[::-1]",
+    "return x[0] * {a}",
+]
+_INT1 = [  # level 1: one arithmetic step or two on a small int
+    "return x + {b}",
+    "return x * {a}",
+    "return x - {b}",
+    "return x * {a} + {b}",
+    "return {b} * 10 - x",
+]
+
+
 def _list_input(r: random.Random) -> list[int]:
     return [r.randint(0, 20) for _ in range(r.randint(3, 6))]
 
@@ -74,10 +99,27 @@ def _int_input(r: random.Random) -> int:
     return r.randint(0, 50)
 
 
-FAMILIES: dict[str, tuple[list[str], Callable[[random.Random], Any]]] = {
+def _small_list(r: random.Random) -> list[int]:
+    return [r.randint(0, 9) for _ in range(r.randint(2, 6))]
+
+
+def _small_str(r: random.Random) -> str:
+    return "".join(r.choice(LETTERS) for _ in range(r.randint(2, 6)))
+
+
+def _small_int(r: random.Random) -> int:
+    return r.randint(0, 20)
+
+
+Family = dict[str, tuple[list[str], Callable[[random.Random], Any]]]
+FAMILIES: Family = {  # level 2
     "list": (_LIST, _list_input),
     "str": (_STR, _str_input),
     "int": (_INT, _int_input),
+}
+LEVELS: dict[int, Family] = {
+    1: {"list": (_LIST1, _small_list), "str": (_STR1, _small_str), "int": (_INT1, _small_int)},
+    2: FAMILIES,
 }
 
 
@@ -102,10 +144,12 @@ def outputs_of(program: str, inputs: list[Any]) -> list[str]:
     return [repr(namespace["f"](v)) for v in inputs]
 
 
-def draw_program(r: random.Random) -> tuple[str, list[Any]]:
-    """One template program with its distinct inputs."""
-    family = r.choice(sorted(FAMILIES))
-    bodies, make_input = FAMILIES[family]
+def draw_program(r: random.Random, levels: tuple[int, ...] = (2,)) -> tuple[str, list[Any], int]:
+    """One template program of one of `levels`, with its distinct inputs and its level."""
+    level = levels[0] if len(levels) == 1 else r.choice(levels)  # one level: the draws as before levels
+    families = LEVELS[level]
+    family = r.choice(sorted(families))
+    bodies, make_input = families[family]
     program = "def f(x):\n    " + r.choice(bodies).format(**_constants(r))
     inputs: list[Any] = []
     for _ in range(50):
@@ -114,23 +158,30 @@ def draw_program(r: random.Random) -> tuple[str, list[Any]]:
         v = make_input(r)
         if v not in inputs:
             inputs.append(v)
-    return program, inputs
+    return program, inputs, level
 
 
-def programs(n: int, seed: int, exclude: AbstractSet[str] = frozenset()) -> list[tuple[str, list[Any], list[str]]]:
-    """`n` distinct (program, inputs, outputs) with at least MIN_DISTINCT distinct outputs."""
+Drawn = tuple[str, list[Any], list[str], int]
+
+
+def programs(n: int, seed: int, exclude: AbstractSet[str] = frozenset(), levels=(2,)) -> list[Drawn]:
+    """`n` distinct (program, inputs, outputs, level) with at least MIN_DISTINCT distinct outputs."""
+    levels = tuple(levels)
+    bad = [lv for lv in levels if lv not in LEVELS]
+    if bad or not levels:
+        raise ProposeError(f"code: unknown level {bad[0] if bad else None!r}; valid: {', '.join(map(str, LEVELS))}")
     r = random.Random(seed)
-    out: dict[str, tuple[str, list[Any], list[str]]] = {}
+    out: dict[str, Drawn] = {}
     for _ in range(n * 100):
         if len(out) == n:
             return list(out.values())
-        program, inputs = draw_program(r)
+        program, inputs, level = draw_program(r, levels)
         if program in out or program in exclude or len(inputs) < MIN_INPUTS:
             continue
         outputs = outputs_of(program, inputs)
         if len(set(outputs)) >= MIN_DISTINCT:
-            out[program] = (program, inputs, outputs)
-    raise ProposeError(f"code: cannot draw {n} distinct programs (seed {seed})")
+            out[program] = (program, inputs, outputs, level)
+    raise ProposeError(f"code: cannot draw {n} distinct programs (seed {seed}, levels {list(levels)})")
 
 
 # --- tasks --------------------------------------------------------------------------
@@ -158,7 +209,7 @@ def question(kind: str, program: str, inp: str, out: str, shown: list[tuple[str,
 
 
 def tasks_for(
-    program: str, inputs: list[Any], outputs: list[str], kinds, source: str, meta: dict | None = None
+    program: str, inputs: list[Any], outputs: list[str], kinds, source: str, meta: dict | None = None, level: int = 1
 ) -> list[Problem]:
     """One Problem per kind in `kinds` for one program (inputs/outputs aligned; reprs as text)."""
     ins = [repr(v) for v in inputs]
@@ -178,21 +229,21 @@ def tasks_for(
                 answer=gold,
                 source=source,
                 kind=f"code_{kind}",
-                level=1,
+                level=level,
                 meta={"task": kind, "code": program, "expression": program, **(meta or {})},
             )
         )
     return out
 
 
-def code_tasks(count: int, kinds, seed: int, exclude: AbstractSet[str] = frozenset()) -> list[Problem]:
-    """`count` tasks, kinds in turn, each from its own program (the `kind: code` source)."""
+def code_tasks(count: int, kinds, seed: int, exclude: AbstractSet[str] = frozenset(), levels=(2,)) -> list[Problem]:
+    """`count` tasks, kinds in turn, each from its own program of one of `levels` (the `kind: code` source)."""
     kinds = list(kinds) or list(KINDS)
     bad = [k for k in kinds if k not in KINDS]
     if bad:
         raise ProposeError(f"code: unknown task kind {bad[0]!r}; valid: {', '.join(KINDS)}")
-    drawn = programs(count, seed, exclude)
+    drawn = programs(count, seed, exclude, levels)
     return [
-        tasks_for(p, ins, outs, [kinds[i % len(kinds)]], "code", {"seed": seed})[0]
-        for i, (p, ins, outs) in enumerate(drawn)
+        tasks_for(p, ins, outs, [kinds[i % len(kinds)]], "code", {"seed": seed}, level)[0]
+        for i, (p, ins, outs, level) in enumerate(drawn)
     ]

@@ -40,7 +40,7 @@ def set_problems(s) -> list[Problem]:
     if s.kind == "dashboard":
         return dashboard_problems(s.n or 50, s.levels, s.seed, s.path)
     if s.kind == "code":  # training draws exclude these programs (their `meta.expression`)
-        return code_tasks(s.n or 200, s.tasks, s.seed)
+        return code_tasks(s.n or 200, s.tasks, s.seed, levels=s.levels)
     pool = source_problems(s)
     if s.n is None or s.n >= len(pool):
         return pool

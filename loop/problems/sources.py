@@ -34,7 +34,7 @@ def _dashboard(src, seed: int, exclude: AbstractSet[str]) -> list[Problem]:
 
 
 def _code(src, seed: int, exclude: AbstractSet[str]) -> list[Problem]:
-    return code_tasks(src.count, src.tasks, seed, exclude)
+    return code_tasks(src.count, src.tasks, seed, exclude, src.levels)
 
 
 SOURCES: dict[str, Callable[..., list[Problem]]] = {

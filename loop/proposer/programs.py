@@ -162,7 +162,7 @@ def generate(ctx, src, known: set[str], seed: int, exclude: AbstractSet[str] = f
     """Waves of model-written programs until `src.model_count` are kept (see loop.proposer.generate.waves);
     the few-shot programs are procedural ones, never a held-out program (`exclude`); a procedural
     program has no problem id, so its ancestry ref is source 'code' and the program's sha256."""
-    pool = [(p, ins) for p, ins, _ in programs(max(2 * src.shots, 8), seed, exclude)]
+    pool = [(p, ins) for p, ins, _, _ in programs(max(2 * src.shots, 8), seed, exclude)]
 
     def make_prompt(rng: random.Random) -> tuple[list[dict], list[dict]]:
         shots = rng.sample(pool, min(src.shots, len(pool)))
