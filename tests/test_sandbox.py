@@ -190,8 +190,11 @@ POSITIVE = [
 
 
 def _sandbox_pids() -> list[int]:
-    """Live processes running this sandbox's child bootstrap."""
+    """Live processes running this sandbox's child bootstrap, but for those still in another
+    process's sandbox folder (a `loop-sandbox-*` outside our TMPDIR: a second pytest or a
+    benchmark on the same machine). One that moved elsewhere still counts."""
     me = os.path.abspath(sandbox.__file__)
+    ours = os.path.realpath(tempfile.gettempdir()) + os.sep
     pids = []
     for d in glob.glob("/proc/[0-9]*"):
         try:
@@ -199,8 +202,15 @@ def _sandbox_pids() -> list[int]:
                 cmd = f.read().split(b"\0")
         except OSError:
             continue
-        if me.encode() in cmd and b"--sandbox-child" in cmd:
-            pids.append(int(d[6:]))
+        if me.encode() not in cmd or b"--sandbox-child" not in cmd:
+            continue
+        try:
+            cwd = os.readlink(d + "/cwd")
+        except OSError:
+            cwd = ""  # unreadable: counted
+        if "/loop-sandbox-" in cwd and not cwd.startswith(ours):
+            continue  # another process's sandbox run
+        pids.append(int(d[6:]))
     return pids
 
 
