@@ -12,7 +12,7 @@ answer, the solver's votes, majority, agreed); the summary to bench/results/prop
 Labels (`label`: right | wrong, `why`) are added to the jsonl rows by hand, after reading each
 question; `--summarize` then computes precision before the filter (right / gate-passed) and
 after (right / kept), the kept share, and the same after re-applying the current rules to the
-stored rows (the gate's `uses_xor`, `truncates` and `reused_numbers`, the filter's `majority_votes` on the
+stored rows (the gate's `uses_xor`, `truncates`, `reused_numbers` and `asks_something`, the filter's `majority_votes` on the
 stored votes).
 
     taskset -c 1 .venv/bin/python bench/proposal_audit.py [--seed 0] [--kept 100] [--passed 300]
@@ -106,11 +106,12 @@ def summarize() -> dict:
     """Precision before/after the filter from the labelled rows; the current gate and filter
     rules re-applied to the stored programs and votes (no new generations)."""
     from loop.proposer.agreement import majority_votes
-    from loop.proposer.gate import reused_numbers, truncates, uses_xor
+    from loop.proposer.gate import asks_something, reused_numbers, truncates, uses_xor
 
     rules = {"bad_program:xor": lambda r: uses_xor(r["program"]),
              "bad_program:truncates": lambda r: truncates(r["program"]),
-             "program_mismatch:reused": lambda r: bool(reused_numbers(r["question"], r["program"]))}
+             "program_mismatch:reused": lambda r: bool(reused_numbers(r["question"], r["program"])),
+             "trivial:no_question": lambda r: not asks_something(r["question"])}
     rows = [json.loads(line) for line in ROWS.read_text().splitlines() if line.strip()]
     unlabelled = [r["id"] for r in rows if r["label"] not in ("right", "wrong")]
     if unlabelled:

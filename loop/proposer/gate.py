@@ -36,6 +36,8 @@ truncated program (`"length"`) is rejected. Rejections are `parse:<why>`.
                    (6 - 5) / 6 is fine; a square's area writes 5**2, not 5 * 5.
   trivial:<why>    no_words (no word of 2+ letters: "25", "5 * 2"),
                    no_computation (the program assigns a bare number),
+                   no_question (no "?" and no sentence that is an instruction:
+                   "Five times five is ten. Five is five times one."),
                    answer_given (after running: the answer is a number the
                    problem states). Without these a weak proposer drifts to
                    "<problem>5</problem> answer = 5", which it always solves.
@@ -257,9 +259,23 @@ def truncates(program: str) -> bool:
     return False
 
 
+_ASKS = re.compile(  # a sentence that starts with a question word or an instruction
+    r"(?:^|[.!:;]\s+)(?:what|how|which|who|when|where|find|compute|calculate|evaluate|add|subtract|multiply|"
+    r"divide|sum|simplify|solve|determine|work out|give|express|convert|round|estimate|count|show|list|tell)\b",
+    re.I,
+)
+
+
+def asks_something(problem: str) -> bool:
+    """A question mark, or a sentence that asks or instructs ("Compute 8 + 2.", "What is 55 * 6.")."""
+    return "?" in problem or bool(_ASKS.search(problem.strip()))
+
+
 def trivial_reason(problem: str, program: str) -> str | None:
     if not _WORD.search(problem):
         return "trivial:no_words"
+    if not asks_something(problem):
+        return "trivial:no_question"
     if not computes(program):
         return "trivial:no_computation"
     return None
