@@ -10,7 +10,8 @@ Every gate-passed proposal goes to bench/results/proposal_audit.jsonl (question,
 answer, the solver's votes, majority, agreed); the summary to bench/results/proposal_audit.json.
 
 Labels (`label`: right | wrong, `why`) are added to the jsonl rows by hand, after reading each
-question; `--summarize` then computes precision before the filter (right / gate-passed) and
+question (every kept row must be; a later collection may label only its kept rows);
+`--summarize` then computes precision before the filter (right / labelled gate-passed) and
 after (right / kept), the kept share, and the same after re-applying the current rules to the
 stored rows (the gate's `uses_xor`, `truncates`, `reused_numbers` and `asks_something`, the filter's `majority_votes` on the
 stored votes).
@@ -112,18 +113,23 @@ def summarize() -> dict:
              "bad_program:truncates": lambda r: truncates(r["program"]),
              "program_mismatch:reused": lambda r: bool(reused_numbers(r["question"], r["program"])),
              "trivial:no_question": lambda r: not asks_something(r["question"])}
-    rows = [json.loads(line) for line in ROWS.read_text().splitlines() if line.strip()]
-    unlabelled = [r["id"] for r in rows if r["label"] not in ("right", "wrong")]
-    if unlabelled:
-        raise SystemExit(f"{len(unlabelled)} rows without a label: {unlabelled[:5]} ...")
-    kept = [r for r in rows if r["agreed"]]
+    every = [json.loads(line) for line in ROWS.read_text().splitlines() if line.strip()]
+    unlabelled = {r["id"] for r in every if r.get("label") not in ("right", "wrong")}
+    if any(r["agreed"] for r in every if r["id"] in unlabelled):
+        raise SystemExit(f"kept rows without a label: {sorted(unlabelled)[:5]} ...")
+    open_chunks = {i.split("-")[0] for i in unlabelled}
+    rows = [r for r in every if r["id"].split("-")[0] not in open_chunks]  # chunks read whole: before-filter
+    kept = [r for r in every if r["agreed"]]  # every kept row is labelled
     gate_now = [r for r in rows if not any(rule(r) for rule in rules.values())]
-    kept_now = [r for r in gate_now if majority_votes(r["answer"], r["votes"])["agreed"]]
+    kept_now = [r for r in kept if not any(rule(r) for rule in rules.values())
+                and majority_votes(r["answer"], r["votes"])["agreed"]]
     summary = json.loads(SUMMARY.read_text()) if SUMMARY.exists() else {}
     summary["audit"] = {
+        "chunks_read_whole": len({r["id"].split("-")[0] for r in rows}),
+        "unlabelled_gate_passed": len(unlabelled),  # later chunks: only their kept rows were read
         "before_filter": precision(rows),
         "after_filter": precision(kept),
-        "kept_share": round(len(kept) / len(rows), 3),
+        "kept_share": round(sum(r["agreed"] for r in every) / len(every), 3),
         "wrong_kept": [r["id"] for r in kept if r["label"] == "wrong"],
         "right_rejected": sum(r["label"] == "right" and not r["agreed"] for r in rows),
         "rules_on_stored_rows": {  # gate rules added after the collection: the rows each would reject
@@ -133,7 +139,7 @@ def summarize() -> dict:
         "current_rules": {
             "before_filter": precision(gate_now),
             "after_filter": precision(kept_now),
-            "kept_share": round(len(kept_now) / len(gate_now), 3) if gate_now else None,
+            "kept_share": round(len(kept_now) / max(1, sum(not any(rule(r) for rule in rules.values()) for r in every)), 3),
         },
     }
     SUMMARY.write_text(json.dumps(summary, indent=2) + "\n")
