@@ -51,14 +51,13 @@ def by_level(store: Store, run_id: str, cfg) -> list[dict]:
     from loop.problems.evalsets import set_problems
 
     out = []
+    rows = store.query(
+        "SELECT round, details FROM evaluations WHERE run_id = ? AND details IS NOT NULL ORDER BY round", [run_id]
+    )
     for s in cfg.evaluate.sets:
         if s.kind != "code":
             continue
         meta = {p.question: (p.level, p.meta["task"]) for p in set_problems(s)}
-        rows = store.query(
-            "SELECT round, details FROM evaluations WHERE run_id = ? AND details IS NOT NULL ORDER BY round",
-            [run_id],
-        )
         for r in rows:
             details = json.loads(r["details"])
             if not details or details[0]["question"] not in meta:

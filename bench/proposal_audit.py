@@ -120,9 +120,9 @@ def summarize() -> dict:
     open_chunks = {i.split("-")[0] for i in unlabelled}
     rows = [r for r in every if r["id"].split("-")[0] not in open_chunks]  # chunks read whole: before-filter
     kept = [r for r in every if r["agreed"]]  # every kept row is labelled
-    gate_now = [r for r in rows if not any(rule(r) for rule in rules.values())]
-    kept_now = [r for r in kept if not any(rule(r) for rule in rules.values())
-                and majority_votes(r["answer"], r["votes"])["agreed"]]
+    passes = [r for r in every if not any(rule(r) for rule in rules.values())]  # the current gate
+    gate_now = [r for r in passes if r["id"].split("-")[0] not in open_chunks]
+    kept_now = [r for r in passes if r["agreed"] and majority_votes(r["answer"], r["votes"])["agreed"]]
     summary = json.loads(SUMMARY.read_text()) if SUMMARY.exists() else {}
     summary["audit"] = {
         "chunks_read_whole": len({r["id"].split("-")[0] for r in rows}),
@@ -139,7 +139,7 @@ def summarize() -> dict:
         "current_rules": {
             "before_filter": precision(gate_now),
             "after_filter": precision(kept_now),
-            "kept_share": round(len(kept_now) / max(1, sum(not any(rule(r) for rule in rules.values()) for r in every)), 3),
+            "kept_share": round(len(kept_now) / len(passes), 3) if passes else None,
         },
     }
     SUMMARY.write_text(json.dumps(summary, indent=2) + "\n")

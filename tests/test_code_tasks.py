@@ -300,9 +300,9 @@ def test_bad_levels_name_the_valid_ones(levels, needle):
 
 
 def test_code_source_levels_are_validated_at_load():
-    from loop.config import load_config
+    from loop.config import ConfigError, load_config
 
-    with pytest.raises(Exception, match="levels are 1 .one-step programs. and 2"):
+    with pytest.raises(ConfigError, match="levels are 1 .one-step programs. and 2"):
         load_config(None, ['propose.sources=[{kind: code, count: 4, levels: [3]}]'])
     cfg = load_config(None, ['propose.sources=[{kind: code, count: 4, levels: [1]}]'])
     assert cfg.propose.sources[0].levels == [1]

@@ -23,6 +23,7 @@ import random
 import string
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
+from functools import partial
 from typing import Any
 
 from loop.problems import Problem, ProposeError
@@ -87,28 +88,16 @@ _INT1 = [  # level 1: one arithmetic step or two on a small int
 ]
 
 
-def _list_input(r: random.Random) -> list[int]:
-    return [r.randint(0, 20) for _ in range(r.randint(3, 6))]
+def _list_input(r: random.Random, top: int = 20, lengths: tuple[int, int] = (3, 6)) -> list[int]:
+    return [r.randint(0, top) for _ in range(r.randint(*lengths))]
 
 
-def _str_input(r: random.Random) -> str:
-    return "".join(r.choice(LETTERS) for _ in range(r.randint(3, 7)))
+def _str_input(r: random.Random, lengths: tuple[int, int] = (3, 7)) -> str:
+    return "".join(r.choice(LETTERS) for _ in range(r.randint(*lengths)))
 
 
-def _int_input(r: random.Random) -> int:
-    return r.randint(0, 50)
-
-
-def _small_list(r: random.Random) -> list[int]:
-    return [r.randint(0, 9) for _ in range(r.randint(2, 6))]
-
-
-def _small_str(r: random.Random) -> str:
-    return "".join(r.choice(LETTERS) for _ in range(r.randint(2, 6)))
-
-
-def _small_int(r: random.Random) -> int:
-    return r.randint(0, 20)
+def _int_input(r: random.Random, top: int = 50) -> int:
+    return r.randint(0, top)
 
 
 Family = dict[str, tuple[list[str], Callable[[random.Random], Any]]]
@@ -118,7 +107,11 @@ FAMILIES: Family = {  # level 2
     "int": (_INT, _int_input),
 }
 LEVELS: dict[int, Family] = {
-    1: {"list": (_LIST1, _small_list), "str": (_STR1, _small_str), "int": (_INT1, _small_int)},
+    1: {  # shorter, smaller inputs
+        "list": (_LIST1, partial(_list_input, top=9, lengths=(2, 6))),
+        "str": (_STR1, partial(_str_input, lengths=(2, 6))),
+        "int": (_INT1, partial(_int_input, top=20)),
+    },
     2: FAMILIES,
 }
 
