@@ -79,16 +79,25 @@ if [ "$what" = vvision ]; then  # issue 18: vision SFT on the Qwen2.5-VL-3B shap
     | tee "$OUT/vision_sft_gpu.log" | grep --line-buffered -E '│|rror|Traceback|GB' | cut -c1-300
   cp bench/results/vision_sft_*3b*.json "$OUT/" 2>/dev/null; ls "$OUT"
 fi
-if [ "$what" = vloop ]; then  # (c) 3 rounds of configs/gpu.yaml on the real model: sample.backend vllm, then hf
-  p=${PROBLEMS:-256}
-  for b in ${LOOPS:-vllm hf}; do
-    rm -rf /tmp/loop-$b
-    extra=(); [ "$b" = hf ] && extra=(--set train.grpo.generation.engine=hf)
-    timeout ${LOOP_TIMEOUT:-280} python -m cli start --rounds ${ROUNDS:-3} -c configs/gpu.yaml --set run.dir=/tmp/loop-$b \
-      --set model.name=gguf:/tmp/smollm2.gguf --set sample.backend=$b --set "propose.sources=[{kind: arithmetic, count: $p, levels: [1, 2]}]" \
-      ${LOOP_SETS:-} "${extra[@]}" 2>&1 | grep --line-buffered -v Warning > "$OUT/gpu_loop_$b.log"; echo "loop $b rc=$?"
-    grep -E "round [0-9] [a-z]+ +[0-9.]+s" "$OUT/gpu_loop_$b.log" | cut -c1-120; tail -3 "$OUT/gpu_loop_$b.log" | cut -c1-300
-  done
+run_loop() {  # one 3-round configs/gpu.yaml loop on the real model: $1 = vllm | hf, $2.. = a command prefix
+  local b=$1; shift; local extra=(); [ "$b" = hf ] && extra=(--set train.grpo.generation.engine=hf)
+  rm -rf /tmp/loop-$b; mkdir -p /tmp/cwd-$b  # own cwd: unsloth writes its compile cache there
+  (cd /tmp/cwd-$b && "$@" timeout ${LOOP_TIMEOUT:-280} python -m cli start --rounds ${ROUNDS:-3} -c "$repo/configs/gpu.yaml" \
+    --set run.dir=/tmp/loop-$b --set model.name=gguf:/tmp/smollm2.gguf --set sample.backend=$b \
+    --set "propose.sources=[{kind: arithmetic, count: ${PROBLEMS:-256}, levels: [1, 2]}]" ${LOOP_SETS:-} "${extra[@]}" 2>&1 \
+    | grep --line-buffered -v Warning > "$OUT/gpu_loop_$b.log"); echo "loop $b rc=$? at $(date +%T)"
+  grep -E "round [0-9] [a-z]+ +[0-9.]+s" "$OUT/gpu_loop_$b.log" | cut -c1-120; tail -3 "$OUT/gpu_loop_$b.log" | cut -c1-300
+}
+if [ "$what" = vloop ]; then  # (c) 3 rounds of configs/gpu.yaml on the real model: sample.backend vllm, then hf;
+  # PARALLEL=1 runs the loops at once (half the CPU cores each, one GPU shared) and logs GPU use every 5 s
+  repo=$PWD; python -c "from loop.models import resolve_model; print(resolve_model('gguf:/tmp/smollm2.gguf'))" | tail -1
+  if [ "${PARALLEL:-0}" = 1 ]; then
+    nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader -l 5 > "$OUT/gpu_use.csv" & smi=$!
+    i=0; pids=(); for b in ${LOOPS:-vllm hf}; do run_loop $b taskset -c $((i * 8))-$((i * 8 + 7)) & pids+=($!); i=$((i + 1)); done
+    wait "${pids[@]}"; kill $smi
+  else
+    for b in ${LOOPS:-vllm hf}; do run_loop $b; done
+  fi
   [ -d /tmp/loop-vllm ] && [ -d /tmp/loop-hf ] && python bench/gpu_loop_report.py vllm=/tmp/loop-vllm hf=/tmp/loop-hf --out "$OUT/gpu_loop_vllm_vs_hf.json"
 fi
 if [ "$what" = all ] || [ "$what" = bench ]; then
