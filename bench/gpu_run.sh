@@ -15,7 +15,8 @@
 # Seen on 2026-12-01: each vllm sampling row takes 2-3 min (engine start 76-97 s: CUDA graphs and
 # compile), so `vsample` needs a call of its own (its 1.5B part ~8 min) and `vgrpo` ~8 min for 4 rows.
 # Seen on 2026-12-02 (fifth session): `LOOPS=vllm vloop` 290 s and `LOOPS=hf vloop` 476 s (a call each),
-# `VISION_TIMEOUT=570 vvision` 520 s for its three cases.
+# `VISION_TIMEOUT=570 vvision` 520 s for its three cases. Sixth session: `unpack` 5 s, `PARALLEL=1 LOOP_TIMEOUT=580 vloop`
+# 453 s (both loops at once), `PROBLEMS=128 LOOP_SETS=... vloop` 424 s (half size, one after the other).
 set -uo pipefail
 export PYTHONPATH=/tmp/vsite:/tmp/site:$PWD PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false VLLM_USE_FLASHINFER_SAMPLER=0
 export VLLM_CACHE_ROOT=/tmp/vllm-cache  # torch.compile artifacts kept across rows and calls while the machine is warm
