@@ -14,7 +14,7 @@ question (every kept row must be; a later collection may label only its kept row
 `--summarize` then computes precision before the filter (right / labelled gate-passed) and
 after (right / kept), the kept share, and the same after re-applying the current rules to the
 stored rows (the gate's `uses_xor`, `truncates`, `reused_numbers` and `asks_something`, the filter's `majority_votes` on the
-stored votes).
+stored votes, with `word_share` for word problems).
 
     taskset -c 1 .venv/bin/python bench/proposal_audit.py [--seed 0] [--kept 100] [--passed 300]
         [--minutes 40] [--chunk 16] [--backend vllm] [--resume]
@@ -106,8 +106,9 @@ def precision(rows: list[dict]) -> dict:
 def summarize() -> dict:
     """Precision before/after the filter from the labelled rows; the current gate and filter
     rules re-applied to the stored programs and votes (no new generations)."""
+    from loop.config import SourceSettings
     from loop.proposer.agreement import majority_votes
-    from loop.proposer.gate import asks_something, reused_numbers, truncates, uses_xor
+    from loop.proposer.gate import asks_something, reused_numbers, states_arithmetic, truncates, uses_xor
 
     rules = {"bad_program:xor": lambda r: uses_xor(r["program"]),
              "bad_program:truncates": lambda r: truncates(r["program"]),
@@ -122,7 +123,12 @@ def summarize() -> dict:
     kept = [r for r in every if r["agreed"]]  # every kept row is labelled
     passes = [r for r in every if not any(rule(r) for rule in rules.values())]  # the current gate
     gate_now = [r for r in passes if r["id"].split("-")[0] not in open_chunks]
-    kept_now = [r for r in passes if r["agreed"] and majority_votes(r["answer"], r["votes"])["agreed"]]
+    share = SourceSettings.model_fields["word_share"].default  # the shipped default
+
+    def agrees(r: dict) -> bool:
+        return majority_votes(r["answer"], r["votes"], share, states_arithmetic(r["question"]))["agreed"]
+
+    kept_now = [r for r in passes if r["agreed"] and agrees(r)]
     summary = json.loads(SUMMARY.read_text()) if SUMMARY.exists() else {}
     summary["audit"] = {
         "chunks_read_whole": len({r["id"].split("-")[0] for r in rows}),

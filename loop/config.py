@@ -170,6 +170,15 @@ class SourceSettings(_Strict):
     votes: int = Field(
         4, ge=1, le=64, description="self, agreement: solver samples (majority) or second programs drawn."
     )
+    word_share: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="self, agreement majority: a word problem (no operation written out between two numbers, "
+        "as in `8 + 7` or `the product of 2 and 3`) is kept only when at least this share of the votes "
+        "equal the program's answer (1.0 = all of them; 0 = the plain majority). Its kept problems then "
+        "sit at a high pass rate: good SFT chains, rarely inside the GRPO band.",
+    )
     tasks: list[Literal["deduction", "abduction", "induction"]] = Field(
         ["deduction", "abduction", "induction"],
         min_length=1,

@@ -27,6 +27,42 @@ def test_majority_votes(answer, votes, agreed, agree, majority):
     assert got["votes"] == votes and got["mode"] == "majority"
 
 
+WORD_ROWS = [
+    (["40", "40", "40", "40"], 1.0, False, True),   # a word problem, every vote agrees: kept
+    (["40", "40", "20", "21"], 1.0, False, False),  # "20 hearts -> legs?": a plurality is not enough
+    (["40", "40", "20", "21"], 1.0, True, True),    # the same votes on "What is 20 * 2?": the operation is stated
+    (["40", "40", "40", None], 1.0, False, False),  # an unreadable vote counts against a word problem
+    (["40", "40", "40", "9"], 0.75, False, True),   # 3 of 4 meets a 0.75 share
+    (["40", "40", "20", "21"], 0.0, False, True),   # word_share 0: the plain majority rule
+]
+
+
+@pytest.mark.parametrize("votes,share,stated,agreed", WORD_ROWS)
+def test_word_problems_need_a_share_of_the_votes(votes, share, stated, agreed):
+    got = majority_votes("40", votes, share, stated)
+    assert got["agreed"] is agreed and got["need"] == (0.0 if stated else share)
+
+
+STATED_ROWS = [
+    ("Compute 8 + 7.", True),                                   # symbols
+    ("If 4 x 2 = 8, what is 10 x 2?", True),                    # x as times
+    ("What is the product of 2 and 3?", True),                  # product of a and b
+    ("Add 25 and 10.", True),                                   # an instruction with two numbers
+    ("What is 3*5?", True),                                     # no spaces
+    ("What is 7 divided by 2?", True),                          # words between the numbers
+    ("Sara had 20 hearts. How many legs does she have?", False),  # one number, the operation invented
+    ("Mia has 20 hours of 3D design. How many hours?", False),  # 3D is not 20 x 3
+    ("There are 10 blue balls and 10 red balls. How many balls?", False),  # a word problem
+    ("Five times five is what?", False),                        # numbers as words: not written out
+]
+
+
+@pytest.mark.parametrize("problem,stated", STATED_ROWS)
+def test_states_arithmetic(problem, stated):
+    from loop.proposer.gate import states_arithmetic
+    assert states_arithmetic(problem) is stated
+
+
 SECOND_ROWS = [
     ("19", ["19", "7"], True),          # the first program that ran agrees
     ("19", [None, "19"], True),         # the first failed to run: the next one is the second program
@@ -51,21 +87,29 @@ def solved(n: str) -> str:
     return f"<reasoning>\nadd\n</reasoning>\n<answer>\n{n}\n</answer>\n"
 
 
-@pytest.mark.parametrize("mode,script,reasons,kept", [
-    ("majority", [P.format(Q1, "answer = 12 + 7"), P.format(Q2, "answer = 6 + 4"), P.format(Q3, "answer = 15 * 6"),
+Q4 = "What is 12 + 7?"
+
+
+@pytest.mark.parametrize("mode,share,script,reasons,kept", [
+    ("majority", 0.0, [P.format(Q1, "answer = 12 + 7"), P.format(Q2, "answer = 6 + 4"), P.format(Q3, "answer = 15 * 6"),
                   "none"] + [solved("19")] * 3 + [solved("5")]          # Q1: 3 of 4 say 19
                   + [solved("24")] * 4                                   # Q2: the solver says 24, not 10
                   + [solved("90"), solved("90"), "?", "?"],              # Q3: 2 readable votes, both 90
      ["ok", "disagree:majority", "ok", "parse:no_program"], ["19", "90"]),
-    ("second_program", [P.format(Q1, "answer = 12 + 7"), P.format(Q2, "answer = 6 + 4"), "none", "none"]
+    ("majority", 1.0, [P.format(Q1, "answer = 12 + 7"), P.format(Q4, "answer = 12 + 7"), "none", "none"]
+                      + [solved("19")] * 3 + [solved("5")]               # Q1, a word problem: 3 of 4 is too few
+                      + [solved("19")] * 3 + [solved("5")],              # Q4 states its sum: 3 of 4 keeps it
+     ["disagree:majority", "ok", "parse:no_program", "parse:no_program"], ["19"]),
+    ("second_program", 1.0, [P.format(Q1, "answer = 12 + 7"), P.format(Q2, "answer = 6 + 4"), "none", "none"]
                        + ["<program>\nanswer = 12 + 7\n</program>"] * 4
                        + ["<program>\nanswer = 6 * 4\n</program>"] * 4,
      ["ok", "disagree:second_program", "parse:no_program", "parse:no_program"], ["19"]),
 ])
-def test_stage_keeps_only_agreeing_proposals(tmp_path, mode, script, reasons, kept):
+def test_stage_keeps_only_agreeing_proposals(tmp_path, mode, share, script, reasons, kept):
     from loop.stages import propose
     from tests.test_proposer import CannedSampler, _ctx
-    ctx = _ctx(tmp_path, [{"kind": "self", "count": 3, "attempts": 1, "agreement": mode, "votes": 4}],
+    src = {"kind": "self", "count": 3, "attempts": 1, "agreement": mode, "votes": 4, "word_share": share}
+    ctx = _ctx(tmp_path, [src],
                **{"sample.batch_size": 4})
     ctx.use_sampler(CannedSampler(script))
     propose.stage(ctx, 1)

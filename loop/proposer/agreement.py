@@ -5,7 +5,10 @@ independent signal before a proposal is kept (`propose.sources[].agreement`).
                   temperature, top_p and token cap); each completion's answer is extracted
                   (rewards.extract_answer) and answers are grouped by `rewards.verify`
                   equivalence. Agreed when the group equal to the program's answer is strictly
-                  larger than every other group (ties and no readable answers disagree).
+                  larger than every other group (ties and no readable answers disagree) and, for
+                  a word problem (no operation written out: gate.states_arithmetic), when at least
+                  `word_share` of the votes equal it: there the program and the solver tend to
+                  make the same naive step on a nonsense or unanswerable question.
   second_program  the model writes `votes` more answer programs for the problem text alone
                   (the proposer's format); the first that runs in the sandbox is the second
                   program. Agreed when its output equals the first program's answer.
@@ -22,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from loop.prompts import messages
-from loop.proposer.gate import parse
+from loop.proposer.gate import parse, states_arithmetic
 from loop.samplers import SamplingParams
 from rewards import extract_answer, verify
 
@@ -37,8 +40,11 @@ def _equal(a: str, b: str) -> bool:
     return verify(a, b).equal is True
 
 
-def majority_votes(answer: str, votes: list[str | None]) -> dict[str, Any]:
-    """The majority decision for one proposal's `answer` over the solver's extracted answers."""
+def majority_votes(
+    answer: str, votes: list[str | None], word_share: float = 0.0, stated: bool = True
+) -> dict[str, Any]:
+    """The majority decision for one proposal's `answer` over the solver's extracted answers;
+    `stated` False (a word problem) also needs `word_share` of all votes to agree."""
     groups: list[list[Any]] = []  # [representative, count]
     for v in votes:
         if not v:
@@ -53,7 +59,9 @@ def majority_votes(answer: str, votes: list[str | None]) -> dict[str, Any]:
     others = [c for rep, c in groups if not _equal(answer, rep)]
     top = max(groups, key=lambda g: g[1])[0] if groups else None
     agreed = agree > 0 and all(agree > c for c in others)
-    return {"mode": "majority", "votes": list(votes), "agree": agree, "majority": top, "agreed": agreed}
+    share = 0.0 if stated else word_share
+    agreed = agreed and agree >= share * len(votes)
+    return {"mode": "majority", "votes": list(votes), "agree": agree, "majority": top, "agreed": agreed, "need": share}
 
 
 def second_program_votes(answer: str, outputs: list[str | None]) -> dict[str, Any]:
@@ -69,6 +77,7 @@ class Agreement:
 
     def __init__(self, ctx, src, seed: int, runner: Callable):
         self.mode, self.votes, self.seed, self.runner = src.agreement, src.votes, seed, runner
+        self.word_share = src.word_share
         self.sampler, self.sample = ctx.sampler(), ctx.cfg.sample
         self.proposer_tokens, self.temperature = src.max_new_tokens, src.temperature
 
@@ -87,7 +96,8 @@ class Agreement:
             return None
         if self.mode == "majority":
             texts = self._generate(messages(problem), attempt, self.sample.max_new_tokens, self.sample.temperature)
-            return majority_votes(answer, [extract_answer(t).value for t in texts])
+            votes = [extract_answer(t).value for t in texts]
+            return majority_votes(answer, votes, self.word_share, states_arithmetic(problem))
         prompt = [{"role": "system", "content": ASK_PROGRAM}, {"role": "user", "content": problem}]
         outputs: list[str | None] = []
         for text in self._generate(prompt, attempt, self.proposer_tokens, self.temperature):

@@ -271,6 +271,21 @@ def asks_something(problem: str) -> bool:
     return "?" in problem or bool(_ASKS.search(problem.strip()))
 
 
+_N = r"\d+(?:\.\d+)?"
+_STATED = re.compile(  # an operation written out between two numbers
+    rf"{_N}\s*(?:\*\*|[-+*/^\u00d7\u00f7x]|plus|minus|times|divided by|multiplied by)\s*{_N}"
+    rf"|\b(?:sum|product|difference|quotient)\s+of\s+{_N}\s+and\s+{_N}"
+    rf"|\b(?:add|subtract|multiply|divide)\s+{_N}\s+(?:and|from|by|to)\s+{_N}",
+    re.I,
+)
+
+
+def states_arithmetic(problem: str) -> bool:
+    """The text writes out an operation on two numbers ("8 + 7", "10 x 2", "the product of 2 and 3",
+    "Add 25 and 10"); a word problem ("20 hours of 3D design...") leaves the operation to the reader."""
+    return bool(_STATED.search(problem))
+
+
 def trivial_reason(problem: str, program: str) -> str | None:
     if not _WORD.search(problem):
         return "trivial:no_words"
