@@ -16,7 +16,8 @@ independent signal before a proposal is kept (`propose.sources[].agreement`).
 
 A proposal that passed the gate but disagrees is rejected with reason `disagree:<mode>`. Either
 way the votes are recorded on its `proposals` row (`agreement`, `votes`: migration 008):
-`{"mode", "votes": [answers], "agree": n, "majority": answer | None, "agreed": bool}`.
+`{"mode", "votes": [answers], "agree": n, "majority": answer | None, "agreed": bool}`, and for
+majority `"need"`: the share of the votes that had to agree (0 unless a word problem).
 """
 
 from __future__ import annotations
