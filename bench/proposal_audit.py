@@ -106,7 +106,7 @@ def precision(rows: list[dict]) -> dict:
 def summarize() -> dict:
     """Precision before/after the filter from the labelled rows; the current gate and filter
     rules re-applied to the stored programs and votes (no new generations)."""
-    from loop.config import SourceSettings
+    from loop.config import load_config
     from loop.proposer.agreement import majority_votes
     from loop.proposer.gate import asks_something, reused_numbers, states_arithmetic, truncates, uses_xor
 
@@ -123,7 +123,8 @@ def summarize() -> dict:
     kept = [r for r in every if r["agreed"]]  # every kept row is labelled
     passes = [r for r in every if not any(rule(r) for rule in rules.values())]  # the current gate
     gate_now = [r for r in passes if r["id"].split("-")[0] not in open_chunks]
-    share = SourceSettings.model_fields["word_share"].default  # the shipped default
+    sources = load_config(ROOT / "configs" / "self.yaml").propose.sources  # the config the audit collects with
+    share = next(s.word_share for s in sources if s.kind == "self")
 
     def agrees(r: dict) -> bool:
         return majority_votes(r["answer"], r["votes"], share, states_arithmetic(r["question"]))["agreed"]

@@ -271,7 +271,7 @@ def asks_something(problem: str) -> bool:
     return "?" in problem or bool(_ASKS.search(problem.strip()))
 
 
-_N = r"\d+(?:\.\d+)?"
+_N = _TEXT_NUM.pattern
 _STATED = re.compile(  # an operation written out between two numbers
     rf"{_N}\s*(?:\*\*|[-+*/^\u00d7\u00f7x]|plus|minus|times|divided by|multiplied by)\s*{_N}"
     rf"|\b(?:sum|product|difference|quotient)\s+of\s+{_N}\s+and\s+{_N}"
